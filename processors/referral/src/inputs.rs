@@ -1,0 +1,161 @@
+//! Reading webhook files: `.json` (a top-level array is a list of events, any other value
+//! one event), `.jsonl` / `.ndjson` (one event per line). Text that is not JSON becomes one
+//! event that the enricher rejects, so a bad file never stops the run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use referral_shared::pipeline::InputEvent;
+use serde_json::value::RawValue;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read `{path}`: {source}. Check the path exists and is readable.")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no webhook files (.json, .jsonl, .ndjson) found under {0}")]
+    Empty(String),
+}
+
+/// Every event of every file under `paths`, directories walked in sorted order.
+pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<InputEvent>, InputError> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, true, &mut files)?;
+    }
+    if files.is_empty() {
+        let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(InputError::Empty(named.join(", ")));
+    }
+    let mut events = Vec::new();
+    for file in files {
+        let bytes = fs::read(&file).map_err(|source| InputError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        let name = file.display().to_string();
+        if is_line_delimited(&file) {
+            read_lines(&name, &text, &mut events);
+        } else {
+            read_document(&name, &text, &mut events);
+        }
+    }
+    Ok(events)
+}
+
+fn collect_files(path: &Path, named: bool, files: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let read_error = |source| InputError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = fs::metadata(path).map_err(read_error)?;
+    if metadata.is_dir() {
+        let mut entries = fs::read_dir(path)
+            .map_err(read_error)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_error)?;
+        entries.sort();
+        for entry in entries {
+            collect_files(&entry, false, files)?;
+        }
+    } else if named || is_webhook_file(path) {
+        // A file named on the command line is read whatever its extension.
+        files.push(path.to_owned());
+    }
+    Ok(())
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default()
+}
+
+fn is_webhook_file(path: &Path) -> bool {
+    matches!(extension(path).as_str(), "json" | "jsonl" | "ndjson")
+}
+
+fn is_line_delimited(path: &Path) -> bool {
+    matches!(extension(path).as_str(), "jsonl" | "ndjson")
+}
+
+fn read_lines(name: &str, text: &str, events: &mut Vec<InputEvent>) {
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        events.push(InputEvent {
+            source: format!("{name}:{}", index + 1),
+            body: line.to_owned(),
+        });
+    }
+}
+
+fn read_document(name: &str, text: &str, events: &mut Vec<InputEvent>) {
+    let start_line = |offset: usize| text[..offset].matches('\n').count() + 1;
+    let first_value = text.len() - text.trim_start().len();
+    // Array elements are kept as their raw text, so each event reaches the queue exactly as
+    // written and keeps the line it starts on.
+    if let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(text) {
+        for element in elements {
+            let raw = element.get();
+            let offset = raw.as_ptr() as usize - text.as_ptr() as usize;
+            events.push(InputEvent {
+                source: format!("{name}:{}", start_line(offset)),
+                body: raw.to_owned(),
+            });
+        }
+        return;
+    }
+    events.push(InputEvent {
+        source: format!("{name}:{}", start_line(first_value)),
+        body: text.trim().to_owned(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_elements_keep_their_text_and_line() {
+        let mut events = Vec::new();
+        read_document(
+            "f.json",
+            "[\n  {\"a\": 1},\n  {\"b\":\n 2}\n]\n",
+            &mut events,
+        );
+        let got: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.source.as_str(), e.body.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("f.json:2", "{\"a\": 1}"), ("f.json:3", "{\"b\":\n 2}")]
+        );
+    }
+
+    #[test]
+    fn anything_else_is_one_event() {
+        let mut events = Vec::new();
+        read_document("f.json", "\n\n{\"event_id\": ", &mut events);
+        read_document("g.json", "42", &mut events);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].source, "f.json:3");
+        assert_eq!(events[1].body, "42");
+    }
+
+    #[test]
+    fn blank_lines_are_skipped_and_lines_numbered() {
+        let mut events = Vec::new();
+        read_lines("f.jsonl", "{}\n\nnot json\n", &mut events);
+        let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(sources, vec!["f.jsonl:1", "f.jsonl:3"]);
+    }
+}

@@ -1,0 +1,176 @@
+//! What `referral run` prints: a readable summary, or one JSON object with `--json`.
+
+use std::fmt::Write;
+
+use referral_shared::features::{CustomerFeatures, FeaturesView};
+use referral_shared::pipeline::{RejectedEvent, RunReport, RunResults};
+use referral_shared::ports::ReferralMessage;
+use referral_shared::redact::mask_email;
+use serde::Serialize;
+
+/// The `--json` document. `features` and `messages` use the tables' attribute names.
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    pub features: Vec<FeaturesView<'a>>,
+    pub messages: Vec<MessageView<'a>>,
+    pub rejected: &'a [RejectedEvent],
+    pub summary: Summary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessageView<'a> {
+    #[serde(rename = "customerEmail")]
+    pub customer_email: &'a str,
+    pub trigger_event_id: Option<&'a str>,
+    pub features_version: u64,
+    pub recommended_service: &'a str,
+    pub body: &'a str,
+    pub prompt: &'a str,
+    pub generator: &'a str,
+}
+
+impl<'a> From<&'a ReferralMessage> for MessageView<'a> {
+    fn from(message: &'a ReferralMessage) -> Self {
+        MessageView {
+            customer_email: &message.customer_email,
+            trigger_event_id: message.trigger_event_id.as_deref(),
+            features_version: message.features_version,
+            recommended_service: &message.recommended_service,
+            body: &message.body,
+            prompt: &message.prompt,
+            generator: &message.generator,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Summary {
+    pub events: u64,
+    pub customers: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub conflicting_duplicates: u64,
+    pub stale: u64,
+    pub ignored: u64,
+    pub rejected: u64,
+    pub unprocessed: u64,
+    pub messages: u64,
+    pub batches: u64,
+}
+
+impl Summary {
+    pub fn of(report: &RunReport, results: &RunResults) -> Self {
+        Summary {
+            events: report.events,
+            customers: results.features.len() as u64,
+            applied: report.enrich.applied,
+            duplicates: report.enrich.duplicate,
+            conflicting_duplicates: report.enrich.conflicting_duplicate,
+            stale: report.enrich.stale,
+            ignored: report.enrich.ignored,
+            rejected: report.enrich.rejected,
+            unprocessed: report.unprocessed.len() as u64,
+            messages: results.messages.len() as u64,
+            batches: report.batches,
+        }
+    }
+}
+
+pub fn json(report: &RunReport, results: &RunResults) -> Result<String, serde_json::Error> {
+    let document = JsonReport {
+        features: results
+            .features
+            .iter()
+            .map(CustomerFeatures::view)
+            .collect(),
+        messages: results.messages.iter().map(MessageView::from).collect(),
+        rejected: &report.rejected,
+        summary: Summary::of(report, results),
+    };
+    serde_json::to_string_pretty(&document)
+}
+
+/// The human summary. Addresses are masked: the output is meant to be pasted into tickets.
+pub fn text(report: &RunReport, results: &RunResults, mode: &str) -> String {
+    let summary = Summary::of(report, results);
+    let mut out = String::new();
+    // Writing to a String cannot fail; the results are ignored below for that reason.
+    let _ = writeln!(
+        out,
+        "referral run: {} events in {} batches, {mode}\n",
+        summary.events, summary.batches
+    );
+    let rows = [
+        ("customers", summary.customers),
+        ("applied", summary.applied),
+        ("duplicates", summary.duplicates),
+        (
+            "  conflicting (same id, other content)",
+            summary.conflicting_duplicates,
+        ),
+        ("stale (older than the remembered ids)", summary.stale),
+        ("ignored (other event types)", summary.ignored),
+        ("rejected", summary.rejected),
+        ("unprocessed (failed every delivery)", summary.unprocessed),
+        ("messages", summary.messages),
+    ];
+    for (label, count) in rows {
+        if count > 0 || !label.starts_with(' ') && !label.contains('(') {
+            let _ = writeln!(out, "  {label:<40} {count:>6}");
+        }
+    }
+    if !report.rejected.is_empty() {
+        let _ = writeln!(out, "\nRejected:");
+        for rejected in &report.rejected {
+            let id = rejected.event_id.as_deref().unwrap_or("-");
+            let _ = writeln!(out, "  {}  [{id}]  {}", rejected.source, rejected.error);
+        }
+    }
+    if !report.unprocessed.is_empty() {
+        let _ = writeln!(out, "\nUnprocessed:");
+        for failed in &report.unprocessed {
+            let _ = writeln!(out, "  {}  {}", failed.source, failed.error);
+        }
+    }
+    if !results.features.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nCustomers:\n  {:<28} {:>8} {:>8}  {:<6}  {:<20} {:>7}",
+            "customer", "services", "avg", "value", "location", "version"
+        );
+        for features in &results.features {
+            let property = &features.property_features;
+            let location = [property.city.as_deref(), property.state.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>8} {:>8.2}  {:<6}  {:<20} {:>7}",
+                mask_email(&features.customer_email),
+                features.service_count,
+                features.satisfaction_avg,
+                features.lifetime_value.as_str(),
+                location,
+                features.version
+            );
+        }
+    }
+    if !results.messages.is_empty() {
+        let _ = writeln!(out, "\nMessages:");
+        for message in &results.messages {
+            let _ = writeln!(
+                out,
+                "  {} v{} [{} via {}]\n    {}",
+                mask_email(&message.customer_email),
+                message.features_version,
+                message.recommended_service,
+                message.generator,
+                message.body
+            );
+        }
+    }
+    let _ = writeln!(out, "\nFull features, messages and prompts: add --json.");
+    out
+}
