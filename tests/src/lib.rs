@@ -1,1 +1,40 @@
-//! Harness shared by the integration tests lives here.
+//! Harness shared by the integration tests: event builders and the contract suites that
+//! every adapter of a port must pass, embedded and AWS alike.
+
+pub mod contract;
+pub mod counting;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use referral_shared::event::{ServiceEvent, Webhook, parse_webhook_value};
+use serde_json::{Value, json};
+
+/// A fixed instant tests count from, so results do not depend on the clock.
+pub fn base_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+/// A valid `service.completed` body; `minute` orders events of one customer.
+pub fn event_body(event_id: &str, email: &str, minute: i64, score: Option<f64>) -> Value {
+    let mut body = json!({
+        "event_id": event_id,
+        "event_type": "service.completed",
+        "occurred_at": (base_time() + Duration::minutes(minute)).to_rfc3339(),
+        "customer": {"email": email, "name": "Test Customer",
+                     "address": {"city": "Austin", "state": "TX", "zip": "78701"}},
+        "property_info": {"type": "single_family", "square_feet": 1800 + minute.unsigned_abs()}
+    });
+    if let Some(score) = score {
+        body["service"] = json!({"type": "pest_control", "satisfaction_score": score});
+    }
+    body
+}
+
+/// Parses a body the tests built, failing the test loudly if it is not a service event.
+pub fn service_event(body: &Value) -> ServiceEvent {
+    match parse_webhook_value(body) {
+        Ok(Webhook::ServiceCompleted(event)) => *event,
+        other => panic!("test event refused: {other:?}"),
+    }
+}

@@ -1,0 +1,99 @@
+//! Port wrappers that count calls or inject faults, for tests of the cores.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use referral_shared::features::CustomerFeatures;
+use referral_shared::ports::{
+    AdapterError, FeatureStore, FeatureWrite, GenerationError, GenerationRequest, Generated,
+    MessageGenerator, WriteOutcome,
+};
+use referral_shared::template::TemplateGenerator;
+
+/// Counts loads and saves of the wrapped store.
+#[derive(Debug, Default)]
+pub struct CountingStore<S> {
+    pub inner: S,
+    pub loads: AtomicU64,
+    pub saves: AtomicU64,
+}
+
+impl<S> CountingStore<S> {
+    pub fn new(inner: S) -> Self {
+        CountingStore { inner, loads: AtomicU64::new(0), saves: AtomicU64::new(0) }
+    }
+
+    /// (loads, saves) since the last call, then resets.
+    pub fn take(&self) -> (u64, u64) {
+        (self.loads.swap(0, Ordering::SeqCst), self.saves.swap(0, Ordering::SeqCst))
+    }
+}
+
+impl<S: FeatureStore> FeatureStore for CountingStore<S> {
+    async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(customer_email).await
+    }
+
+    async fn save(&self, write: &FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(write).await
+    }
+}
+
+/// Fails every call for customers whose e-mail contains `poisoned`, transiently.
+#[derive(Debug)]
+pub struct FailingFor<S> {
+    pub inner: S,
+    pub poisoned: &'static str,
+}
+
+impl<S: FeatureStore> FeatureStore for FailingFor<S> {
+    async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
+        if customer_email.contains(self.poisoned) {
+            return Err(AdapterError::Transient {
+                operation: "GetItem",
+                source: "throttled by the test".into(),
+            });
+        }
+        self.inner.load(customer_email).await
+    }
+
+    async fn save(&self, write: &FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        self.inner.save(write).await
+    }
+}
+
+/// Before the first save, lets a rival write `rival` to the store, so the save conflicts.
+#[derive(Debug)]
+pub struct RacingStore<S> {
+    pub inner: S,
+    pub rival: Mutex<Option<FeatureWrite>>,
+}
+
+impl<S: FeatureStore> FeatureStore for RacingStore<S> {
+    async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
+        self.inner.load(customer_email).await
+    }
+
+    async fn save(&self, write: &FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        let rival = self.rival.lock().map(|mut r| r.take()).unwrap_or(None);
+        if let Some(rival) = rival {
+            assert_eq!(self.inner.save(&rival).await?, WriteOutcome::Applied);
+        }
+        self.inner.save(write).await
+    }
+}
+
+/// The template generator, counting its calls.
+#[derive(Debug, Default)]
+pub struct CountingGenerator {
+    pub calls: AtomicU64,
+}
+
+impl MessageGenerator for CountingGenerator {
+    async fn generate(&self, request: GenerationRequest<'_>) -> Result<Generated, GenerationError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        TemplateGenerator.generate(request).await
+    }
+}

@@ -1,0 +1,9 @@
+//! The feature-store contract against the embedded adapter.
+
+use referral_shared::embedded::EmbeddedFeatureStore;
+use referral_tests::contract::feature_store_contract;
+
+#[tokio::test]
+async fn the_embedded_store_honours_the_contract() {
+    feature_store_contract(&EmbeddedFeatureStore::new(), "embedded-").await;
+}

@@ -1,0 +1,124 @@
+//! The enricher core on the embedded store: isolation of bad messages, request counts,
+//! idempotent redelivery, conflicts and store failures.
+
+use std::sync::Mutex;
+
+use referral_shared::embedded::EmbeddedFeatureStore;
+use referral_shared::enricher::{Enricher, EnricherConfig, Outcome, RawMessage};
+use referral_shared::features::{FoldLimits, fold_events};
+use referral_shared::ports::{FeatureStore, FeatureWrite};
+use referral_tests::counting::{CountingStore, FailingFor, RacingStore};
+use referral_tests::{event_body, service_event};
+use serde_json::json;
+
+fn message(id: &str, body: impl ToString) -> RawMessage {
+    RawMessage { message_id: id.to_owned(), body: body.to_string() }
+}
+
+fn labels(outcomes: &[referral_shared::enricher::MessageReport]) -> Vec<&'static str> {
+    outcomes.iter().map(|r| r.outcome.label()).collect()
+}
+
+#[tokio::test]
+async fn a_bad_message_never_fails_its_neighbours() {
+    let store = EmbeddedFeatureStore::new();
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let mut wrong_score = event_body("e-bad-score", "ann@example.com", 2, Some(4.0));
+    wrong_score["service"]["satisfaction_score"] = json!("4");
+    let batch = vec![
+        message("m1", event_body("e1", "ann@example.com", 0, Some(5.0))),
+        message("m2", "{not json"),
+        message("m3", wrong_score),
+        message("m4", event_body("e2", "bob@example.com", 1, Some(3.0))),
+        message("m5", json!({"event_id": "e3", "event_type": "customer.updated"})),
+        message("m6", event_body("e1", "ann@example.com", 0, Some(5.0))),
+    ];
+    let report = enricher.process(&batch).await;
+    assert_eq!(
+        labels(&report.messages),
+        ["applied", "rejected", "rejected", "applied", "ignored", "duplicate"]
+    );
+    let Outcome::Rejected(rejection) = &report.messages[2].outcome else { panic!("not rejected") };
+    assert_eq!(rejection.error.field(), "service.satisfaction_score");
+    assert_eq!(rejection.event_id.as_deref(), Some("e-bad-score"));
+    assert_eq!(report.counters.applied, 2);
+    assert_eq!(report.counters.customers, 2);
+    assert!(store.load("ann@example.com").await.ok().flatten().is_some());
+    assert!(store.load("bob@example.com").await.ok().flatten().is_some());
+}
+
+#[tokio::test]
+async fn one_read_and_one_write_per_customer_and_none_on_redelivery() {
+    let store = CountingStore::new(EmbeddedFeatureStore::new());
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let one_customer: Vec<RawMessage> = (0..10)
+        .map(|i| message(&format!("a{i}"), event_body(&format!("a{i}"), "solo@example.com", i, Some(4.0))))
+        .collect();
+    let report = enricher.process(&one_customer).await;
+    assert_eq!(report.counters.applied, 10);
+    assert_eq!(store.take(), (1, 1));
+    assert_eq!((report.counters.store_reads, report.counters.store_writes), (1, 1));
+
+    let ten_customers: Vec<RawMessage> = (0..10)
+        .map(|i| message(&format!("b{i}"), event_body(&format!("b{i}"), &format!("c{i}@example.com"), i, None)))
+        .collect();
+    enricher.process(&ten_customers).await;
+    assert_eq!(store.take(), (10, 10));
+
+    let redelivered = enricher.process(&one_customer).await;
+    assert_eq!(redelivered.counters.duplicate, 10);
+    assert_eq!(store.take(), (1, 0), "a redelivered batch must not write");
+}
+
+#[tokio::test]
+async fn a_lost_race_is_refolded_and_retried() {
+    let email = "race@example.com";
+    let rival_event = service_event(&event_body("rival", email, 5, Some(1.0)));
+    let rival_fold = fold_events(None, &[&rival_event], FoldLimits::default());
+    let rival = FeatureWrite {
+        expected_version: None,
+        item: rival_fold.next.expect("applied"),
+        applied_ids: rival_fold.applied_ids,
+    };
+    let store = RacingStore { inner: EmbeddedFeatureStore::new(), rival: Mutex::new(Some(rival)) };
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let report = enricher
+        .process(&[message("m1", event_body("mine", email, 9, Some(5.0)))])
+        .await;
+    assert_eq!(labels(&report.messages), ["applied"]);
+    assert_eq!(report.counters.conflicts, 1);
+    let item = store.load(email).await.ok().flatten().expect("item");
+    assert_eq!((item.version, item.events_applied, item.satisfaction_avg), (2, 2, 3.0));
+}
+
+#[tokio::test]
+async fn a_store_failure_fails_only_that_customers_messages() {
+    let store = FailingFor { inner: EmbeddedFeatureStore::new(), poisoned: "throttled" };
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let report = enricher
+        .process(&[
+            message("m1", event_body("e1", "throttled@example.com", 0, None)),
+            message("m2", event_body("e2", "fine@example.com", 0, None)),
+            message("m3", event_body("e3", "throttled@example.com", 1, None)),
+        ])
+        .await;
+    assert_eq!(labels(&report.messages), ["failed", "applied", "failed"]);
+    assert_eq!(report.failed().count(), 2);
+}
+
+#[tokio::test]
+async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
+    let store = EmbeddedFeatureStore::new();
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    enricher.process(&[message("m1", event_body("same-id", "dup@example.com", 0, Some(5.0)))]).await;
+    let report = enricher
+        .process(&[
+            message("m2", event_body("same-id", "dup@example.com", 0, Some(1.0))),
+            message("m3", event_body("same-id", "dup@example.com", 0, Some(5.0))),
+        ])
+        .await;
+    assert_eq!(labels(&report.messages), ["conflicting_duplicate", "duplicate"]);
+    assert_eq!(report.counters.conflicting_duplicate, 1);
+    let item = store.load("dup@example.com").await.ok().flatten().expect("item");
+    assert_eq!((item.version, item.satisfaction_avg), (1, 5.0));
+}

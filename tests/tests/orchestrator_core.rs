@@ -1,0 +1,103 @@
+//! The orchestrator core on embedded adapters: one message per applied change, none for
+//! redeliveries, skips, and claims that expire.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use referral_shared::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore};
+use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
+use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason};
+use referral_shared::ports::{ChangeFeed, ChangeKind, ChangeRecord, Claim, MessageKey, MessageStore};
+use referral_tests::counting::CountingGenerator;
+use referral_tests::{base_time, event_body};
+
+async fn records_for(batches: &[&[(&str, &str, i64)]]) -> Vec<ChangeRecord> {
+    let store = EmbeddedFeatureStore::new();
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    for batch in batches {
+        let messages: Vec<RawMessage> = batch
+            .iter()
+            .map(|(id, email, minute)| RawMessage {
+                message_id: (*id).to_owned(),
+                body: event_body(id, email, *minute, Some(4.5)).to_string(),
+            })
+            .collect();
+        enricher.process(&messages).await;
+    }
+    store.poll(1000).await.expect("embedded feed")
+}
+
+#[tokio::test]
+async fn each_applied_change_makes_one_message_and_redelivery_makes_none() {
+    let records = records_for(&[
+        &[("e1", "ann@example.com", 0), ("e2", "bob@example.com", 0)],
+        &[("e3", "ann@example.com", 1), ("e1", "ann@example.com", 0)],
+        &[("e1", "ann@example.com", 0)], // all duplicates: no write, no record
+    ])
+    .await;
+    assert_eq!(records.len(), 3);
+    let generator = CountingGenerator::default();
+    let messages = EmbeddedMessageStore::new();
+    let orchestrator = Orchestrator::new(&generator, &messages, OrchestratorConfig::default());
+    for round in 0..2 {
+        for record in &records {
+            let outcome = orchestrator.handle(record, base_time()).await;
+            let expected = if round == 0 { "created" } else { "already_created" };
+            assert_eq!(outcome.label(), expected, "round {round}");
+        }
+    }
+    assert_eq!(generator.calls.load(Ordering::SeqCst), 3);
+    let ann = messages.list("ann@example.com").await.expect("list");
+    let versions: Vec<u64> = ann.iter().map(|m| m.features_version).collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(ann[1].trigger_event_id.as_deref(), Some("e3"));
+    assert_eq!(ann[1].generator, "template");
+    assert!(ann[1].prompt.contains("CUSTOMER INSIGHTS"));
+}
+
+#[tokio::test]
+async fn removals_and_writes_that_applied_nothing_are_skipped() {
+    let records = records_for(&[&[("e1", "ann@example.com", 0)]]).await;
+    let image = records[0].new_image.clone();
+    let generator = CountingGenerator::default();
+    let messages = EmbeddedMessageStore::new();
+    let orchestrator = Orchestrator::new(&generator, &messages, OrchestratorConfig::default());
+    let record = |kind, old: Option<Arc<_>>, new: Option<Arc<_>>| ChangeRecord {
+        sequence_number: "1".into(),
+        kind,
+        customer_email: "ann@example.com".into(),
+        old_image: old,
+        new_image: new,
+    };
+    let cases = [
+        (record(ChangeKind::Remove, image.clone(), None), SkipReason::Removed),
+        (record(ChangeKind::Insert, None, None), SkipReason::NoNewImage),
+        (record(ChangeKind::Modify, image.clone(), image.clone()), SkipReason::NothingApplied),
+    ];
+    for (record, reason) in cases {
+        assert_eq!(orchestrator.handle(&record, base_time()).await, RecordOutcome::Skipped(reason));
+    }
+    assert_eq!(generator.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_live_claim_blocks_and_an_expired_one_is_taken_over() {
+    let records = records_for(&[&[("e1", "ann@example.com", 0)]]).await;
+    let generator = CountingGenerator::default();
+    let messages = EmbeddedMessageStore::new();
+    let lease = Duration::from_secs(60);
+    let orchestrator = Orchestrator::new(&generator, &messages, OrchestratorConfig { claim_lease: lease });
+    let key = MessageKey { customer_email: "ann@example.com".into(), message_id: "v000000000001".into() };
+    // A crashed invocation claimed the message and never completed it.
+    assert_eq!(messages.claim(&key, base_time(), lease).await.expect("claim"), Claim::Acquired);
+
+    let soon = base_time() + chrono::Duration::seconds(30);
+    let outcome = orchestrator.handle(&records[0], soon).await;
+    assert!(matches!(outcome, RecordOutcome::ClaimedElsewhere { .. }), "{outcome:?}");
+    assert!(outcome.needs_retry());
+
+    let later = base_time() + chrono::Duration::seconds(61);
+    assert_eq!(orchestrator.handle(&records[0], later).await.label(), "created");
+    assert_eq!(generator.calls.load(Ordering::SeqCst), 1);
+}
