@@ -48,10 +48,9 @@ impl EmbeddedFeatureStore {
         items
     }
 
-    fn save_now(&self, write: &FeatureWrite) -> WriteOutcome {
+    fn save_now(&self, write: FeatureWrite) -> WriteOutcome {
         let mut state = lock(&self.state);
-        let email = &write.item.customer_email;
-        let current = state.items.get(email).cloned();
+        let current = state.items.get(&write.item.customer_email).cloned();
         let version_matches = match (&current, write.expected_version) {
             (None, None) => true,
             (Some(item), Some(expected)) => item.version == expected,
@@ -67,7 +66,8 @@ impl EmbeddedFeatureStore {
         if !(version_matches && ids_fresh) {
             return refusal(current.as_deref(), &write.applied_ids);
         }
-        let new_image = Arc::new(write.item.clone());
+        let email = write.item.customer_email.clone();
+        let new_image = Arc::new(write.item);
         state.items.insert(email.clone(), Arc::clone(&new_image));
         state.next_sequence += 1;
         let record = ChangeRecord {
@@ -77,7 +77,7 @@ impl EmbeddedFeatureStore {
             } else {
                 ChangeKind::Insert
             },
-            customer_email: email.clone(),
+            customer_email: email,
             old_image: current,
             new_image: Some(new_image),
         };
@@ -87,7 +87,7 @@ impl EmbeddedFeatureStore {
 }
 
 /// Classifies a refused write the way the DynamoDB adapter does from the returned old item.
-pub fn refusal(current: Option<&CustomerFeatures>, applied_ids: &[String]) -> WriteOutcome {
+pub fn refusal(current: Option<&CustomerFeatures>, applied_ids: &[Arc<str>]) -> WriteOutcome {
     match current {
         Some(item)
             if !applied_ids.is_empty()
@@ -119,7 +119,7 @@ impl FeatureStore for EmbeddedFeatureStore {
 
     fn save(
         &self,
-        write: &FeatureWrite,
+        write: FeatureWrite,
     ) -> impl Future<Output = Result<WriteOutcome, AdapterError>> + Send {
         ready(Ok(self.save_now(write)))
     }
@@ -142,10 +142,10 @@ enum MessageRow {
     Completed(Box<ReferralMessage>),
 }
 
-/// `ReferralMessages`: claim-then-complete, put-if-absent.
+/// `ReferralMessages`: claim-then-complete, put-if-absent. Rows by customer, then message id.
 #[derive(Debug, Default)]
 pub struct EmbeddedMessageStore {
-    rows: Mutex<BTreeMap<MessageKey, MessageRow>>,
+    rows: Mutex<BTreeMap<String, BTreeMap<String, MessageRow>>>,
 }
 
 impl EmbeddedMessageStore {
@@ -157,11 +157,18 @@ impl EmbeddedMessageStore {
     pub fn snapshot(&self) -> Vec<ReferralMessage> {
         lock(&self.rows)
             .values()
-            .filter_map(|row| match row {
-                MessageRow::Completed(message) => Some(ReferralMessage::clone(message)),
-                MessageRow::InProgress { .. } => None,
-            })
+            .flat_map(BTreeMap::values)
+            .filter_map(MessageRow::completed)
             .collect()
+    }
+}
+
+impl MessageRow {
+    fn completed(&self) -> Option<ReferralMessage> {
+        match self {
+            MessageRow::Completed(message) => Some(ReferralMessage::clone(message)),
+            MessageRow::InProgress { .. } => None,
+        }
     }
 }
 
@@ -173,20 +180,23 @@ impl MessageStore for EmbeddedMessageStore {
         lease: Duration,
     ) -> impl Future<Output = Result<Claim, AdapterError>> + Send {
         let mut rows = lock(&self.rows);
-        let claim = match rows.get(key) {
+        let customer = match rows.get_mut(&key.customer_email) {
+            Some(customer) => customer,
+            None => rows.entry(key.customer_email.clone()).or_default(),
+        };
+        let claim = match customer.get(&key.message_id) {
             Some(MessageRow::Completed(_)) => Claim::Completed,
             Some(MessageRow::InProgress { expires_at }) if *expires_at > now => Claim::InProgress {
                 expires_at: *expires_at,
             },
             _ => {
                 let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-                rows.insert(
-                    key.clone(),
-                    MessageRow::InProgress {
-                        expires_at: now
-                            .checked_add_signed(lease)
-                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
-                    },
+                let expires_at = now
+                    .checked_add_signed(lease)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+                customer.insert(
+                    key.message_id.clone(),
+                    MessageRow::InProgress { expires_at },
                 );
                 Claim::Acquired
             }
@@ -196,12 +206,23 @@ impl MessageStore for EmbeddedMessageStore {
 
     fn complete(
         &self,
-        message: &ReferralMessage,
+        message: ReferralMessage,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send {
-        lock(&self.rows).insert(
-            message.key(),
-            MessageRow::Completed(Box::new(message.clone())),
-        );
+        let mut rows = lock(&self.rows);
+        let customer = match rows.get_mut(&message.customer_email) {
+            Some(customer) => customer,
+            None => rows.entry(message.customer_email.clone()).or_default(),
+        };
+        // The claim's row is normally there: replace it in place rather than re-keying.
+        match customer.get_mut(&message.message_id) {
+            Some(row) => *row = MessageRow::Completed(Box::new(message)),
+            None => {
+                customer.insert(
+                    message.message_id.clone(),
+                    MessageRow::Completed(Box::new(message)),
+                );
+            }
+        }
         ready(Ok(()))
     }
 
@@ -211,13 +232,14 @@ impl MessageStore for EmbeddedMessageStore {
     ) -> impl Future<Output = Result<Vec<ReferralMessage>, AdapterError>> + Send {
         let rows = lock(&self.rows);
         ready(Ok(rows
-            .iter()
-            .filter(|(key, _)| key.customer_email == customer_email)
-            .filter_map(|(_, row)| match row {
-                MessageRow::Completed(message) => Some(ReferralMessage::clone(message)),
-                MessageRow::InProgress { .. } => None,
+            .get(customer_email)
+            .map(|customer| {
+                customer
+                    .values()
+                    .filter_map(MessageRow::completed)
+                    .collect()
             })
-            .collect()))
+            .unwrap_or_default()))
     }
 }
 
@@ -249,7 +271,7 @@ impl EmbeddedQueue {
 impl WorkQueue for EmbeddedQueue {
     fn send(
         &self,
-        messages: &[OutgoingMessage],
+        messages: Vec<OutgoingMessage>,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send {
         let mut state = lock(&self.state);
         for message in messages {
@@ -258,8 +280,8 @@ impl WorkQueue for EmbeddedQueue {
             state.visible.push_back(QueueMessage {
                 message_id: id.clone(),
                 receipt: id,
-                body: message.body.clone(),
-                attributes: message.attributes.clone(),
+                body: message.body,
+                attributes: message.attributes,
                 receive_count: 0,
             });
         }

@@ -11,14 +11,14 @@ use futures_util::StreamExt;
 use futures_util::stream;
 
 use crate::event::{Rejection, ServiceEvent, Webhook, parse_webhook};
-use crate::features::{CustomerFeatures, Disposition, FoldLimits, fold_events};
+use crate::features::{CustomerFeatures, Disposition, Fold, FoldLimits, fold_events};
 use crate::ports::{AdapterError, FeatureStore, FeatureWrite, WriteOutcome};
 
-/// A message as the enricher receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawMessage {
-    pub message_id: String,
-    pub body: String,
+/// A message as the enricher receives it, borrowed from the envelope it came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawMessage<'a> {
+    pub message_id: &'a str,
+    pub body: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +190,7 @@ impl<S: FeatureStore> Enricher<S> {
         &self.store
     }
 
-    pub async fn process(&self, batch: &[RawMessage]) -> BatchReport {
+    pub async fn process(&self, batch: &[RawMessage<'_>]) -> BatchReport {
         let mut reports: Vec<MessageReport> = Vec::with_capacity(batch.len());
         let mut events: Vec<Option<Box<ServiceEvent>>> = Vec::with_capacity(batch.len());
         for message in batch {
@@ -274,18 +274,23 @@ impl<S: FeatureStore> Enricher<S> {
             .await
             .map_err(|e| TransientFailure::from(&e))?;
         for attempt in 0..self.config.max_write_attempts {
-            let fold = fold_events(current.as_ref(), events, self.config.fold);
-            let Some(next) = fold.next else {
-                return Ok(fold.dispositions);
+            let expected_version = current.as_ref().map(|item| item.version);
+            let Fold {
+                item,
+                dispositions,
+                applied_ids,
+            } = fold_events(current.take(), events, self.config.fold);
+            let Some(next) = item.filter(|_| !applied_ids.is_empty()) else {
+                return Ok(dispositions);
             };
             let write = FeatureWrite {
-                expected_version: current.as_ref().map(|item| item.version),
+                expected_version,
                 item: next,
-                applied_ids: fold.applied_ids,
+                applied_ids,
             };
             result.writes += 1;
-            match self.store.save(&write).await {
-                Ok(WriteOutcome::Applied) => return Ok(fold.dispositions),
+            match self.store.save(write).await {
+                Ok(WriteOutcome::Applied) => return Ok(dispositions),
                 Ok(WriteOutcome::Duplicate { current: seen }) => {
                     // Someone applied these very events: the next fold finds them all applied.
                     current = Some(seen);
@@ -344,17 +349,17 @@ impl From<Disposition> for Outcome {
 }
 
 /// Parses one message. Service events come back for folding; everything else is decided here.
-fn classify(message: &RawMessage) -> (MessageReport, Option<Box<ServiceEvent>>) {
+fn classify(message: &RawMessage<'_>) -> (MessageReport, Option<Box<ServiceEvent>>) {
     let mut report = MessageReport {
-        message_id: message.message_id.clone(),
+        message_id: message.message_id.to_owned(),
         event_id: None,
         customer_email: None,
         // Overwritten once the customer's write is decided.
         outcome: Outcome::Applied,
     };
-    match parse_webhook(&message.body) {
+    match parse_webhook(message.body) {
         Ok(Webhook::ServiceCompleted(event)) => {
-            report.event_id = Some(event.event_id.clone());
+            report.event_id = Some(event.event_id.to_string());
             report.customer_email = Some(event.customer.email.clone());
             (report, Some(event))
         }

@@ -1,15 +1,19 @@
 //! The `service.completed` webhook: typed values, parsed and validated as DESIGN.md says.
 //!
-//! Validation walks a `serde_json::Value` rather than deriving `Deserialize` on the final
-//! types, because every rejection must name the dotted path of the offending field, and
-//! serde's own messages only give a line and column.
+//! Every rejection must name the dotted path of the offending field, which serde's own
+//! messages do not. So the body is first split into borrowed raw JSON fragments per known
+//! field (one pass, no allocation, unknown fields skipped), and each fragment is then read
+//! as the type its field requires, with an error naming the field when it is not.
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
-
-use crate::redact::short_hash;
 
 /// The only event type that changes features; others are acknowledged and ignored.
 pub const SERVICE_COMPLETED: &str = "service.completed";
@@ -98,9 +102,9 @@ impl Webhook {
 }
 
 /// A validated `service.completed` event. Construct it with [`parse_webhook`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceEvent {
-    pub event_id: String,
+    pub event_id: Arc<str>,
     pub occurred_at: DateTime<Utc>,
     pub customer: Customer,
     pub service: Option<Service>,
@@ -108,11 +112,10 @@ pub struct ServiceEvent {
     pub services_count: Option<u64>,
     /// Hash of the validated content: tells a conflicting duplicate (same id, other
     /// content) from a plain redelivery.
-    #[serde(skip)]
-    pub content_hash: String,
+    pub content_hash: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
     /// Trimmed and lower-cased: the table key.
     pub email: String,
@@ -120,7 +123,7 @@ pub struct Customer {
     pub address: Option<Address>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Address {
     pub street: Option<String>,
     pub city: Option<String>,
@@ -128,7 +131,7 @@ pub struct Address {
     pub zip: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Service {
     pub id: Option<String>,
     pub service_type: Option<String>,
@@ -136,7 +139,7 @@ pub struct Service {
     pub satisfaction_micros: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PropertyInfo {
     pub property_type: Option<String>,
     pub square_feet: Option<u64>,
@@ -144,31 +147,79 @@ pub struct PropertyInfo {
     pub pest_issues: Option<Vec<String>>,
 }
 
-/// Parses and validates one webhook body.
-pub fn parse_webhook(body: &str) -> Result<Webhook, Rejection> {
-    let value: Value = serde_json::from_str(body).map_err(|err| Rejection {
-        event_id: None,
-        error: EventError::NotJson {
-            detail: json_error_position(&err),
-        },
-    })?;
-    parse_webhook_value(&value)
+type Fragment<'a> = Option<&'a RawValue>;
+
+/// The known top-level fields, as raw JSON fragments (`null` reads as absent).
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    event_id: Fragment<'a>,
+    #[serde(borrow)]
+    event_type: Fragment<'a>,
+    #[serde(borrow)]
+    occurred_at: Fragment<'a>,
+    #[serde(borrow)]
+    customer: Fragment<'a>,
+    #[serde(borrow)]
+    service: Fragment<'a>,
+    #[serde(borrow)]
+    property_info: Fragment<'a>,
+    #[serde(borrow)]
+    services_count: Fragment<'a>,
 }
 
-/// Validates a body that is already JSON (e.g. one element of a fixture array).
-pub fn parse_webhook_value(value: &Value) -> Result<Webhook, Rejection> {
-    let Some(root) = value.as_object() else {
-        return Err(Rejection {
-            event_id: None,
-            error: EventError::WrongType {
-                field: "body",
-                expected: "a JSON object",
-            },
-        });
-    };
-    let event_id = required_str(root, "event_id", "event_id").and_then(validate_event_id);
-    let event_id = match event_id {
-        Ok(id) => id.to_owned(),
+#[derive(Deserialize)]
+struct WireCustomer<'a> {
+    #[serde(borrow)]
+    email: Fragment<'a>,
+    #[serde(borrow)]
+    name: Fragment<'a>,
+    #[serde(borrow)]
+    address: Fragment<'a>,
+}
+
+#[derive(Deserialize)]
+struct WireAddress<'a> {
+    #[serde(borrow)]
+    street: Fragment<'a>,
+    #[serde(borrow)]
+    city: Fragment<'a>,
+    #[serde(borrow)]
+    state: Fragment<'a>,
+    #[serde(borrow)]
+    zip: Fragment<'a>,
+}
+
+#[derive(Deserialize)]
+struct WireService<'a> {
+    #[serde(borrow)]
+    id: Fragment<'a>,
+    #[serde(borrow, rename = "type")]
+    service_type: Fragment<'a>,
+    #[serde(borrow)]
+    satisfaction_score: Fragment<'a>,
+}
+
+#[derive(Deserialize)]
+struct WireProperty<'a> {
+    #[serde(borrow, rename = "type")]
+    property_type: Fragment<'a>,
+    #[serde(borrow)]
+    square_feet: Fragment<'a>,
+    #[serde(borrow)]
+    year_built: Fragment<'a>,
+    #[serde(borrow)]
+    pest_issues: Fragment<'a>,
+}
+
+/// Parses and validates one webhook body.
+pub fn parse_webhook(body: &str) -> Result<Webhook, Rejection> {
+    let wire: WireEvent<'_> = serde_json::from_str(body).map_err(|err| Rejection {
+        event_id: None,
+        error: body_error(body, &err),
+    })?;
+    let event_id = match required_str(wire.event_id, "event_id").and_then(validate_event_id) {
+        Ok(id) => id,
         Err(error) => {
             return Err(Rejection {
                 event_id: None,
@@ -176,44 +227,70 @@ pub fn parse_webhook_value(value: &Value) -> Result<Webhook, Rejection> {
             });
         }
     };
-    parse_after_id(root, &event_id).map_err(|error| Rejection {
-        event_id: Some(event_id.clone()),
+    parse_after_id(&wire, &event_id).map_err(|error| Rejection {
+        event_id: Some(event_id.into_owned()),
         error,
     })
 }
 
-fn parse_after_id(root: &Map<String, Value>, event_id: &str) -> Result<Webhook, EventError> {
-    let event_type = required_str(root, "event_type", "event_type")?;
+/// Validates a body that is already a JSON value (tests, fixture arrays).
+pub fn parse_webhook_value(value: &Value) -> Result<Webhook, Rejection> {
+    parse_webhook(&value.to_string())
+}
+
+/// Tells malformed JSON from well-formed JSON of the wrong shape.
+fn body_error(body: &str, err: &serde_json::Error) -> EventError {
+    if !err.is_data() {
+        return EventError::NotJson {
+            detail: json_error_position(err),
+        };
+    }
+    if body.trim_start().starts_with('{') {
+        // The only data error an object of raw fragments can raise.
+        EventError::Invalid {
+            field: "body",
+            problem: "has the same key twice",
+        }
+    } else {
+        EventError::WrongType {
+            field: "body",
+            expected: "a JSON object",
+        }
+    }
+}
+
+fn parse_after_id(wire: &WireEvent<'_>, event_id: &str) -> Result<Webhook, EventError> {
+    let event_type = required_str(wire.event_type, "event_type")?;
     if event_type != SERVICE_COMPLETED {
         return Ok(Webhook::Other {
             event_id: event_id.to_owned(),
-            event_type: event_type.to_owned(),
+            event_type: event_type.into_owned(),
         });
     }
-    let occurred_at = parse_timestamp(required_str(root, "occurred_at", "occurred_at")?)?;
-    let customer = parse_customer(root)?;
-    let service = optional_object(root, "service", "service")?
-        .map(parse_service)
+    let occurred_at = parse_timestamp(&required_str(wire.occurred_at, "occurred_at")?)?;
+    let customer = parse_customer(wire.customer)?;
+    let service = object::<WireService<'_>>(wire.service, "service")?
+        .map(|service| parse_service(&service))
         .transpose()?;
-    let property = optional_object(root, "property_info", "property_info")?
-        .map(parse_property)
+    let property = object::<WireProperty<'_>>(wire.property_info, "property_info")?
+        .map(|property| parse_property(&property))
         .transpose()?;
-    let services_count = optional_count(root, "services_count", "services_count")?;
+    let services_count = count(wire.services_count, "services_count")?;
 
     let mut event = ServiceEvent {
-        event_id: event_id.to_owned(),
+        event_id: Arc::from(event_id),
         occurred_at,
         customer,
         service,
         property,
         services_count,
-        content_hash: String::new(),
+        content_hash: 0,
     };
     event.content_hash = content_hash(&event);
     Ok(Webhook::ServiceCompleted(Box::new(event)))
 }
 
-fn validate_event_id(id: &str) -> Result<&str, EventError> {
+fn validate_event_id(id: Cow<'_, str>) -> Result<Cow<'_, str>, EventError> {
     if id.trim().is_empty() {
         return Err(EventError::Invalid {
             field: "event_id",
@@ -244,18 +321,18 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, EventError> {
         })
 }
 
-fn parse_customer(root: &Map<String, Value>) -> Result<Customer, EventError> {
-    let customer = optional_object(root, "customer", "customer")?
+fn parse_customer(fragment: Fragment<'_>) -> Result<Customer, EventError> {
+    let customer = object::<WireCustomer<'_>>(fragment, "customer")?
         .ok_or(EventError::Missing { field: "customer" })?;
-    let email = normalise_email(required_str(customer, "email", "customer.email")?)?;
-    let name = optional_text(customer, "name", "customer.name")?;
-    let address = optional_object(customer, "address", "customer.address")?
+    let email = normalise_email(&required_str(customer.email, "customer.email")?)?;
+    let name = text(customer.name, "customer.name")?;
+    let address = object::<WireAddress<'_>>(customer.address, "customer.address")?
         .map(|address| -> Result<Address, EventError> {
             Ok(Address {
-                street: optional_text(address, "street", "customer.address.street")?,
-                city: optional_text(address, "city", "customer.address.city")?,
-                state: optional_text(address, "state", "customer.address.state")?,
-                zip: optional_text(address, "zip", "customer.address.zip")?,
+                street: text(address.street, "customer.address.street")?,
+                city: text(address.city, "customer.address.city")?,
+                state: text(address.state, "customer.address.state")?,
+                zip: text(address.zip, "customer.address.zip")?,
             })
         })
         .transpose()?;
@@ -309,18 +386,26 @@ pub fn normalise_email(raw: &str) -> Result<String, EventError> {
     Ok(email)
 }
 
-fn parse_service(service: &Map<String, Value>) -> Result<Service, EventError> {
+fn parse_service(service: &WireService<'_>) -> Result<Service, EventError> {
     const SCORE: &str = "service.satisfaction_score";
-    let satisfaction_micros = match present(service, "satisfaction_score") {
+    let satisfaction_micros = match service.satisfaction_score {
         None => None,
-        Some(Value::Number(number)) => {
-            let score = number
-                .as_f64()
-                .filter(|s| s.is_finite())
-                .ok_or(EventError::Invalid {
-                    field: SCORE,
-                    problem: "must be a finite number",
-                })?;
+        Some(raw) => {
+            let score: f64 = match serde_json::from_str(raw.get()) {
+                Ok(score) => score,
+                Err(_) if looks_numeric(raw) => {
+                    return Err(EventError::Invalid {
+                        field: SCORE,
+                        problem: "must be a finite number",
+                    });
+                }
+                Err(_) => {
+                    return Err(EventError::WrongType {
+                        field: SCORE,
+                        expected: "a number",
+                    });
+                }
+            };
             if !(0.0..=5.0).contains(&score) {
                 return Err(EventError::Invalid {
                     field: SCORE,
@@ -332,23 +417,17 @@ fn parse_service(service: &Map<String, Value>) -> Result<Service, EventError> {
             let micros = (score * SCORE_SCALE as f64).round() as u32;
             Some(micros.min(MAX_SCORE_MICROS))
         }
-        Some(_) => {
-            return Err(EventError::WrongType {
-                field: SCORE,
-                expected: "a number",
-            });
-        }
     };
     Ok(Service {
-        id: optional_text(service, "id", "service.id")?,
-        service_type: optional_text(service, "type", "service.type")?,
+        id: text(service.id, "service.id")?,
+        service_type: text(service.service_type, "service.type")?,
         satisfaction_micros,
     })
 }
 
-fn parse_property(property: &Map<String, Value>) -> Result<PropertyInfo, EventError> {
+fn parse_property(property: &WireProperty<'_>) -> Result<PropertyInfo, EventError> {
     const YEAR: &str = "property_info.year_built";
-    let year_built = optional_count(property, "year_built", YEAR)?
+    let year_built = count(property.year_built, YEAR)?
         .map(|year| {
             u16::try_from(year)
                 .ok()
@@ -360,76 +439,62 @@ fn parse_property(property: &Map<String, Value>) -> Result<PropertyInfo, EventEr
         })
         .transpose()?;
     Ok(PropertyInfo {
-        property_type: optional_text(property, "type", "property_info.type")?,
-        square_feet: optional_count(property, "square_feet", "property_info.square_feet")?,
+        property_type: text(property.property_type, "property_info.type")?,
+        square_feet: count(property.square_feet, "property_info.square_feet")?,
         year_built,
-        pest_issues: parse_pest_issues(property)?,
+        pest_issues: pest_issues(property.pest_issues)?,
     })
 }
 
-fn parse_pest_issues(property: &Map<String, Value>) -> Result<Option<Vec<String>>, EventError> {
+fn pest_issues(fragment: Fragment<'_>) -> Result<Option<Vec<String>>, EventError> {
     const FIELD: &str = "property_info.pest_issues";
-    let Some(value) = present(property, "pest_issues") else {
+    let Some(raw) = fragment else {
         return Ok(None);
     };
-    let wrong_type = EventError::WrongType {
-        field: FIELD,
-        expected: "an array of strings",
-    };
-    let items = value.as_array().ok_or(wrong_type.clone())?;
+    let items: Vec<Cow<'_, str>> =
+        serde_json::from_str(raw.get()).map_err(|_| EventError::WrongType {
+            field: FIELD,
+            expected: "an array of strings",
+        })?;
     if items.len() > MAX_PEST_ISSUES {
         return Err(EventError::Invalid {
             field: FIELD,
             problem: "has more than 32 entries",
         });
     }
-    let mut issues = items
-        .iter()
-        .map(|item| {
-            let text = item.as_str().ok_or(wrong_type.clone())?;
-            check_text(text.trim(), FIELD).map(str::to_owned)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    issues.retain(|issue| !issue.is_empty());
+    let mut issues = Vec::with_capacity(items.len());
+    for item in &items {
+        let item = check_text(item.trim(), FIELD)?;
+        if !item.is_empty() {
+            issues.push(item.to_owned());
+        }
+    }
     Ok(Some(issues))
 }
 
-/// `null` counts as absent: senders commonly serialise a missing optional that way.
-fn present<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    object.get(key).filter(|value| !value.is_null())
-}
-
 fn required_str<'a>(
-    object: &'a Map<String, Value>,
-    key: &str,
+    fragment: Fragment<'a>,
     field: &'static str,
-) -> Result<&'a str, EventError> {
-    match present(object, key) {
-        None => Err(EventError::Missing { field }),
-        Some(Value::String(text)) => Ok(text),
-        Some(_) => Err(EventError::WrongType {
-            field,
-            expected: "a string",
-        }),
-    }
+) -> Result<Cow<'a, str>, EventError> {
+    let raw = fragment.ok_or(EventError::Missing { field })?;
+    serde_json::from_str(raw.get()).map_err(|_| EventError::WrongType {
+        field,
+        expected: "a string",
+    })
 }
 
-fn optional_text(
-    object: &Map<String, Value>,
-    key: &str,
-    field: &'static str,
-) -> Result<Option<String>, EventError> {
-    match present(object, key) {
-        None => Ok(None),
-        Some(Value::String(text)) => {
-            let text = check_text(text.trim(), field)?;
-            Ok((!text.is_empty()).then(|| text.to_owned()))
-        }
-        Some(_) => Err(EventError::WrongType {
+/// Optional free text: trimmed, capped, and absent when empty.
+fn text(fragment: Fragment<'_>, field: &'static str) -> Result<Option<String>, EventError> {
+    let Some(raw) = fragment else {
+        return Ok(None);
+    };
+    let value: Cow<'_, str> =
+        serde_json::from_str(raw.get()).map_err(|_| EventError::WrongType {
             field,
             expected: "a string",
-        }),
-    }
+        })?;
+    let value = check_text(value.trim(), field)?;
+    Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
 fn check_text<'a>(text: &'a str, field: &'static str) -> Result<&'a str, EventError> {
@@ -442,37 +507,47 @@ fn check_text<'a>(text: &'a str, field: &'static str) -> Result<&'a str, EventEr
     Ok(text)
 }
 
-fn optional_object<'a>(
-    object: &'a Map<String, Value>,
-    key: &str,
+fn object<'a, T: Deserialize<'a>>(
+    fragment: Fragment<'a>,
     field: &'static str,
-) -> Result<Option<&'a Map<String, Value>>, EventError> {
-    match present(object, key) {
-        None => Ok(None),
-        Some(Value::Object(inner)) => Ok(Some(inner)),
-        Some(_) => Err(EventError::WrongType {
+) -> Result<Option<T>, EventError> {
+    let Some(raw) = fragment else {
+        return Ok(None);
+    };
+    if !raw.get().starts_with('{') {
+        return Err(EventError::WrongType {
             field,
             expected: "an object",
-        }),
+        });
     }
+    serde_json::from_str(raw.get())
+        .map(Some)
+        .map_err(|_| EventError::Invalid {
+            field,
+            problem: "has the same key twice",
+        })
 }
 
-fn optional_count(
-    object: &Map<String, Value>,
-    key: &str,
-    field: &'static str,
-) -> Result<Option<u64>, EventError> {
-    match present(object, key) {
-        None => Ok(None),
-        Some(Value::Number(number)) => number.as_u64().map(Some).ok_or(EventError::Invalid {
+fn count(fragment: Fragment<'_>, field: &'static str) -> Result<Option<u64>, EventError> {
+    let Some(raw) = fragment else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<u64>(raw.get()) {
+        Ok(count) => Ok(Some(count)),
+        Err(_) if looks_numeric(raw) => Err(EventError::Invalid {
             field,
             problem: "must be a non-negative whole number",
         }),
-        Some(_) => Err(EventError::WrongType {
+        Err(_) => Err(EventError::WrongType {
             field,
             expected: "a non-negative whole number",
         }),
     }
+}
+
+fn looks_numeric(raw: &RawValue) -> bool {
+    raw.get()
+        .starts_with(|c: char| c == '-' || c.is_ascii_digit())
 }
 
 /// Where the JSON broke, without quoting the body (it may hold an e-mail address).
@@ -486,14 +561,65 @@ fn json_error_position(err: &serde_json::Error) -> String {
     format!("{class} at line {} column {}", err.line(), err.column())
 }
 
-fn content_hash(event: &ServiceEvent) -> String {
-    // Serialising a struct is deterministic (field order is declaration order), so equal
-    // validated content always hashes the same, whatever the sender's key order or spacing.
-    match serde_json::to_vec(event) {
-        Ok(bytes) => short_hash(&bytes),
-        // Serialising plain owned data cannot fail; an empty hash only weakens the
-        // conflicting-duplicate diagnostic, never correctness.
-        Err(_) => String::new(),
+/// The first 64 bits of SHA-256 over the validated fields, each length-prefixed (or marked
+/// absent) in a fixed order: equal content always hashes the same, whatever the sender's
+/// key order, spacing or e-mail case, and no two different contents feed the same bytes.
+fn content_hash(event: &ServiceEvent) -> u64 {
+    let mut feed = HashFeed(Sha256::new());
+    feed.text(Some(&event.event_id));
+    feed.number(event.occurred_at.timestamp_nanos_opt().map(|n| n as u64));
+    let customer = &event.customer;
+    feed.text(Some(&customer.email));
+    feed.text(customer.name.as_deref());
+    let address = customer.address.as_ref();
+    feed.text(address.and_then(|a| a.street.as_deref()));
+    feed.text(address.and_then(|a| a.city.as_deref()));
+    feed.text(address.and_then(|a| a.state.as_deref()));
+    feed.text(address.and_then(|a| a.zip.as_deref()));
+    let service = event.service.as_ref();
+    feed.text(service.and_then(|s| s.id.as_deref()));
+    feed.text(service.and_then(|s| s.service_type.as_deref()));
+    feed.number(service.and_then(|s| s.satisfaction_micros).map(u64::from));
+    let property = event.property.as_ref();
+    feed.text(property.and_then(|p| p.property_type.as_deref()));
+    feed.number(property.and_then(|p| p.square_feet));
+    feed.number(property.and_then(|p| p.year_built).map(u64::from));
+    match property.and_then(|p| p.pest_issues.as_ref()) {
+        Some(issues) => {
+            feed.number(Some(issues.len() as u64));
+            issues.iter().for_each(|issue| feed.text(Some(issue)));
+        }
+        None => feed.number(None),
+    }
+    feed.number(event.services_count);
+    let digest = feed.0.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+struct HashFeed(Sha256);
+
+impl HashFeed {
+    fn text(&mut self, value: Option<&str>) {
+        match value {
+            Some(text) => {
+                self.0.update([1]);
+                self.0.update((text.len() as u64).to_le_bytes());
+                self.0.update(text.as_bytes());
+            }
+            None => self.0.update([0]),
+        }
+    }
+
+    fn number(&mut self, value: Option<u64>) {
+        match value {
+            Some(number) => {
+                self.0.update([1]);
+                self.0.update(number.to_le_bytes());
+            }
+            None => self.0.update([0]),
+        }
     }
 }
 
@@ -536,27 +662,27 @@ mod tests {
             Some(4_500_000)
         );
         assert_eq!(event.services_count, Some(8));
-        assert_eq!(event.content_hash.len(), 16);
+        assert_ne!(event.content_hash, 0);
     }
 
     #[test]
     fn the_hash_ignores_key_order_spacing_and_email_case() {
         let a = parse_webhook(&valid().to_string()).map(|w| match w {
             Webhook::ServiceCompleted(e) => e.content_hash,
-            Webhook::Other { .. } => String::new(),
+            Webhook::Other { .. } => 0,
         });
         let mut other = valid();
         other["customer"]["email"] = json!("jane.doe@example.com");
         let pretty = serde_json::to_string_pretty(&other).unwrap_or_default();
         let b = parse_webhook(&pretty).map(|w| match w {
             Webhook::ServiceCompleted(e) => e.content_hash,
-            Webhook::Other { .. } => String::new(),
+            Webhook::Other { .. } => 0,
         });
         assert_eq!(a, b);
         other["service"]["satisfaction_score"] = json!(4.0);
         let c = parse_webhook_value(&other).map(|w| match w {
             Webhook::ServiceCompleted(e) => e.content_hash,
-            Webhook::Other { .. } => String::new(),
+            Webhook::Other { .. } => 0,
         });
         assert_ne!(a, c);
     }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -27,7 +28,7 @@ pub const DEFAULT_MAX_APPLIED_IDS: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventKey {
     pub occurred_at: DateTime<Utc>,
-    pub event_id: String,
+    pub event_id: Arc<str>,
 }
 
 impl EventKey {
@@ -97,10 +98,32 @@ pub struct PropertyFeatures {
 
 /// What the item remembers of an applied event: enough to tell a conflicting duplicate and
 /// to decide which ids to forget first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppliedEvent {
     pub occurred_at: DateTime<Utc>,
-    pub content_hash: String,
+    pub content_hash: u64,
+}
+
+/// For each "latest wins" field, the key of the event its value came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FieldSources {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<EventKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<EventKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<EventKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zip: Option<EventKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub property_type: Option<EventKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub square_feet: Option<EventKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub year_built: Option<EventKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pest_issues: Option<EventKey>,
 }
 
 /// One customer's item in `CustomerFeatures`: the features DESIGN.md names, then the
@@ -131,14 +154,13 @@ pub struct CustomerFeatures {
     pub events_applied: u64,
     /// Applied event ids, at most `max_applied_ids` of the latest by [`EventKey`].
     #[serde(default)]
-    pub applied_events: BTreeMap<String, AppliedEvent>,
+    pub applied_events: BTreeMap<Arc<str>, AppliedEvent>,
     /// The greatest key ever forgotten: an event at or below it that is not in
     /// `applied_events` may have been applied before, so it is never applied again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_floor: Option<EventKey>,
-    /// For each "latest wins" field, the key of the event its value came from.
     #[serde(default)]
-    pub field_sources: BTreeMap<String, EventKey>,
+    pub field_sources: FieldSources,
     /// The latest event applied by the write that produced this version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_event_id: Option<String>,
@@ -162,7 +184,7 @@ impl CustomerFeatures {
             events_applied: 0,
             applied_events: BTreeMap::new(),
             applied_floor: None,
-            field_sources: BTreeMap::new(),
+            field_sources: FieldSources::default(),
             trigger_event_id: None,
         }
     }
@@ -177,7 +199,7 @@ impl CustomerFeatures {
             event.event_id.clone(),
             AppliedEvent {
                 occurred_at: event.occurred_at,
-                content_hash: event.content_hash.clone(),
+                content_hash: event.content_hash,
             },
         );
         self.events_applied += 1;
@@ -191,30 +213,46 @@ impl CustomerFeatures {
         self.first_seen = self.first_seen.min(event.occurred_at);
         self.last_updated = self.last_updated.max(event.occurred_at);
 
-        let mut latest = LatestWins {
-            sources: &mut self.field_sources,
-            key,
-        };
-        latest.offer(
-            "customer_name",
-            &mut self.customer_name,
-            &event.customer.name,
-        );
+        let sources = &mut self.field_sources;
         let property = &mut self.property_features;
-        if let Some(address) = &event.customer.address {
-            latest.offer("city", &mut property.city, &address.city);
-            latest.offer("state", &mut property.state, &address.state);
-            latest.offer("zip", &mut property.zip, &address.zip);
+        let customer = &event.customer;
+        latest_wins(
+            key,
+            &mut sources.customer_name,
+            &mut self.customer_name,
+            &customer.name,
+        );
+        if let Some(address) = &customer.address {
+            latest_wins(key, &mut sources.city, &mut property.city, &address.city);
+            latest_wins(key, &mut sources.state, &mut property.state, &address.state);
+            latest_wins(key, &mut sources.zip, &mut property.zip, &address.zip);
         }
         if let Some(info) = &event.property {
-            latest.offer(
-                "property_type",
+            let kind = &info.property_type;
+            latest_wins(
+                key,
+                &mut sources.property_type,
                 &mut property.property_type,
-                &info.property_type,
+                kind,
             );
-            latest.offer("square_feet", &mut property.square_feet, &info.square_feet);
-            latest.offer("year_built", &mut property.year_built, &info.year_built);
-            latest.offer("pest_issues", &mut property.pest_issues, &info.pest_issues);
+            latest_wins(
+                key,
+                &mut sources.square_feet,
+                &mut property.square_feet,
+                &info.square_feet,
+            );
+            latest_wins(
+                key,
+                &mut sources.year_built,
+                &mut property.year_built,
+                &info.year_built,
+            );
+            latest_wins(
+                key,
+                &mut sources.pest_issues,
+                &mut property.pest_issues,
+                &info.pest_issues,
+            );
         }
     }
 
@@ -312,24 +350,18 @@ impl CustomerFeatures {
 
 /// Sets a field from an event only when that event is later than the one the current
 /// value came from, so the result does not depend on the order events are folded in.
-struct LatestWins<'a> {
-    sources: &'a mut BTreeMap<String, EventKey>,
-    key: &'a EventKey,
-}
-
-impl LatestWins<'_> {
-    fn offer<T: Clone>(&mut self, field: &str, slot: &mut Option<T>, offered: &Option<T>) {
-        let Some(value) = offered else { return };
-        if self
-            .sources
-            .get(field)
-            .is_some_and(|source| source >= self.key)
-        {
-            return;
-        }
-        *slot = Some(value.clone());
-        self.sources.insert(field.to_owned(), self.key.clone());
+fn latest_wins<T: Clone>(
+    key: &EventKey,
+    source: &mut Option<EventKey>,
+    slot: &mut Option<T>,
+    offered: &Option<T>,
+) {
+    let Some(value) = offered else { return };
+    if source.as_ref().is_some_and(|current| current >= key) {
+        return;
     }
+    *slot = Some(value.clone());
+    *source = Some(key.clone());
 }
 
 /// What the fold did with one event.
@@ -362,62 +394,72 @@ impl Default for FoldLimits {
 /// The result of folding events into an item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fold {
-    /// The item to write, with its version bumped; `None` when nothing was applied.
-    pub next: Option<CustomerFeatures>,
+    /// The item after the fold: the input item when nothing was applied, else the item to
+    /// write, its version bumped. `None` only for a new customer whose events all failed.
+    pub item: Option<CustomerFeatures>,
     /// One disposition per input event, in input order.
     pub dispositions: Vec<Disposition>,
     /// Ids applied by this fold, to guard the write against a concurrent writer.
-    pub applied_ids: Vec<String>,
+    pub applied_ids: Vec<Arc<str>>,
 }
 
-/// Folds one customer's events into its current item (`None` for a new customer).
+impl Fold {
+    /// Whether the fold applied anything, i.e. whether there is something to write.
+    pub fn changed(&self) -> bool {
+        !self.applied_ids.is_empty()
+    }
+
+    /// The item to write, if the fold applied anything.
+    pub fn into_next(self) -> Option<CustomerFeatures> {
+        if self.changed() { self.item } else { None }
+    }
+}
+
+/// Folds one customer's events into its current item (`None` for a new customer). The item
+/// is taken by value: the enricher reads it once, folds it and writes it, with no copy.
 /// All events must carry that customer's normalised e-mail.
 pub fn fold_events(
-    current: Option<&CustomerFeatures>,
+    current: Option<CustomerFeatures>,
     events: &[&ServiceEvent],
     limits: FoldLimits,
 ) -> Fold {
-    let mut next: Option<CustomerFeatures> = None;
+    let base_version = current.as_ref().map_or(0, |item| item.version);
+    let mut item = current;
     let mut dispositions = Vec::with_capacity(events.len());
     let mut applied_ids = Vec::new();
     let mut trigger: Option<EventKey> = None;
 
     for event in events {
         let key = EventKey::of(event);
-        let seen = next.as_ref().or(current);
-        let prior = seen.and_then(|item| item.applied_events.get(&event.event_id));
-        if let Some(prior) = prior {
-            dispositions.push(Disposition::Duplicate {
-                conflicting: prior.content_hash != event.content_hash,
-            });
-            continue;
+        if let Some(known) = &item {
+            if let Some(prior) = known.applied_events.get(&event.event_id) {
+                dispositions.push(Disposition::Duplicate {
+                    conflicting: prior.content_hash != event.content_hash,
+                });
+                continue;
+            }
+            if known.is_below_floor(&key) {
+                dispositions.push(Disposition::Stale);
+                continue;
+            }
         }
-        if seen.is_some_and(|item| item.is_below_floor(&key)) {
-            dispositions.push(Disposition::Stale);
-            continue;
-        }
-        // Cloned on the first applied event only: all-duplicate batches copy nothing.
-        let item = next.get_or_insert_with(|| {
-            current
-                .cloned()
-                .unwrap_or_else(|| CustomerFeatures::first(event))
-        });
-        item.absorb(event, &key);
-        applied_ids.push(event.event_id.clone());
+        item.get_or_insert_with(|| CustomerFeatures::first(event))
+            .absorb(event, &key);
+        applied_ids.push(Arc::clone(&event.event_id));
         dispositions.push(Disposition::Applied);
         if trigger.as_ref().is_none_or(|latest| *latest < key) {
             trigger = Some(key);
         }
     }
 
-    if let Some(item) = next.as_mut() {
-        item.version = current.map_or(0, |c| c.version) + 1;
-        item.trigger_event_id = trigger.map(|key| key.event_id);
+    if let Some(item) = item.as_mut().filter(|_| !applied_ids.is_empty()) {
+        item.version = base_version + 1;
+        item.trigger_event_id = trigger.map(|key| key.event_id.to_string());
         item.refresh_derived();
         item.forget_oldest_ids(limits.max_applied_ids);
     }
     Fold {
-        next,
+        item,
         dispositions,
         applied_ids,
     }
@@ -449,7 +491,7 @@ impl<'de> Deserialize<'de> for EventKey {
             .ok_or_else(|| serde::de::Error::custom("event key must be `timestamp|event_id`"))?;
         Ok(EventKey {
             occurred_at: rfc3339::parse(at).map_err(serde::de::Error::custom)?,
-            event_id: id.to_owned(),
+            event_id: Arc::from(id),
         })
     }
 }
@@ -457,7 +499,7 @@ impl<'de> Deserialize<'de> for EventKey {
 impl Serialize for AppliedEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&format_args!(
-            "{}#{}",
+            "{}#{:016x}",
             rfc3339::format(&self.occurred_at),
             self.content_hash
         ))
@@ -472,7 +514,7 @@ impl<'de> Deserialize<'de> for AppliedEvent {
             .ok_or_else(|| serde::de::Error::custom("applied event must be `timestamp#hash`"))?;
         Ok(AppliedEvent {
             occurred_at: rfc3339::parse(at).map_err(serde::de::Error::custom)?,
-            content_hash: hash.to_owned(),
+            content_hash: u64::from_str_radix(hash, 16).map_err(serde::de::Error::custom)?,
         })
     }
 }

@@ -29,7 +29,10 @@ pub enum SkipReason {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOutcome {
-    Created(Box<ReferralMessage>),
+    Created {
+        message_id: String,
+        generator: &'static str,
+    },
     /// The message of this change exists already: a redelivery.
     AlreadyCreated,
     /// A live claim is held by another invocation; retry the record later.
@@ -55,7 +58,7 @@ impl RecordOutcome {
 
     pub fn label(&self) -> &'static str {
         match self {
-            RecordOutcome::Created(_) => "created",
+            RecordOutcome::Created { .. } => "created",
             RecordOutcome::AlreadyCreated => "already_created",
             RecordOutcome::ClaimedElsewhere { .. } => "claimed_elsewhere",
             RecordOutcome::Skipped(_) => "skipped",
@@ -172,6 +175,10 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
                 };
             }
         };
+        let created = RecordOutcome::Created {
+            message_id: key.message_id.clone(),
+            generator: generated.generator,
+        };
         let message = ReferralMessage {
             customer_email: key.customer_email,
             message_id: key.message_id,
@@ -186,8 +193,8 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             usage: generated.usage,
             created_at: now,
         };
-        match self.messages.complete(&message).await {
-            Ok(()) => RecordOutcome::Created(Box::new(message)),
+        match self.messages.complete(message).await {
+            Ok(()) => created,
             Err(error) => error.into(),
         }
     }

@@ -107,7 +107,7 @@ where
             attributes: BTreeMap::from([(SOURCE_ATTRIBUTE.to_owned(), input.source.clone())]),
         })
         .collect();
-    queue.send(&outgoing).await?;
+    queue.send(outgoing).await?;
 
     let mut report = RunReport {
         events: inputs.len() as u64,
@@ -122,8 +122,8 @@ where
         let batch: Vec<RawMessage> = received
             .iter()
             .map(|message| RawMessage {
-                message_id: message.message_id.clone(),
-                body: message.body.clone(),
+                message_id: &message.message_id,
+                body: &message.body,
             })
             .collect();
         let outcome = enricher.process(&batch).await;
@@ -192,7 +192,7 @@ where
         for record in &records {
             counters.records += 1;
             match orchestrator.handle(record, Utc::now()).await {
-                RecordOutcome::Created(_) => counters.messages_created += 1,
+                RecordOutcome::Created { .. } => counters.messages_created += 1,
                 RecordOutcome::AlreadyCreated => counters.already_created += 1,
                 RecordOutcome::Skipped(_) => counters.skipped += 1,
                 RecordOutcome::ClaimedElsewhere { .. } | RecordOutcome::Failed { .. } => {

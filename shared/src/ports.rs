@@ -66,7 +66,7 @@ pub struct FeatureWrite {
     pub expected_version: Option<u64>,
     pub item: CustomerFeatures,
     /// Event ids this write applies; none of them may be applied already.
-    pub applied_ids: Vec<String>,
+    pub applied_ids: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +92,7 @@ pub trait FeatureStore: Send + Sync {
 
     fn save(
         &self,
-        write: &FeatureWrite,
+        write: FeatureWrite,
     ) -> impl Future<Output = Result<WriteOutcome, AdapterError>> + Send;
 }
 
@@ -195,7 +195,7 @@ pub trait MessageStore: Send + Sync {
 
     fn complete(
         &self,
-        message: &ReferralMessage,
+        message: ReferralMessage,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send;
 
     /// Completed messages of one customer, oldest first.
@@ -282,7 +282,7 @@ pub struct QueueMessage {
 pub trait WorkQueue: Send + Sync {
     fn send(
         &self,
-        messages: &[OutgoingMessage],
+        messages: Vec<OutgoingMessage>,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send;
 
     /// Up to `max` messages; an empty answer means the queue looks empty right now.
@@ -309,7 +309,7 @@ macro_rules! forward_ports {
                 -> impl Future<Output = Result<Option<CustomerFeatures>, AdapterError>> + Send {
                 (**self).load(customer_email)
             }
-            fn save(&self, write: &FeatureWrite)
+            fn save(&self, write: FeatureWrite)
                 -> impl Future<Output = Result<WriteOutcome, AdapterError>> + Send {
                 (**self).save(write)
             }
@@ -319,7 +319,7 @@ macro_rules! forward_ports {
                 -> impl Future<Output = Result<Claim, AdapterError>> + Send {
                 (**self).claim(key, now, lease)
             }
-            fn complete(&self, message: &ReferralMessage)
+            fn complete(&self, message: ReferralMessage)
                 -> impl Future<Output = Result<(), AdapterError>> + Send {
                 (**self).complete(message)
             }
@@ -335,7 +335,7 @@ macro_rules! forward_ports {
             }
         }
         impl<T: WorkQueue + ?Sized> WorkQueue for $wrapper {
-            fn send(&self, messages: &[OutgoingMessage])
+            fn send(&self, messages: Vec<OutgoingMessage>)
                 -> impl Future<Output = Result<(), AdapterError>> + Send {
                 (**self).send(messages)
             }

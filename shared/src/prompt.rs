@@ -3,6 +3,7 @@
 //! delimited, sanitised data that the instructions tell the model never to obey.
 
 use std::fmt::Write;
+use std::sync::LazyLock;
 
 use crate::features::CustomerFeatures;
 use crate::template::CATALOGUE;
@@ -19,82 +20,97 @@ const INSIGHTS_FOOTER: &str =
 /// The two turns of a generation request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
-    pub system: String,
+    pub system: &'static str,
     pub user: String,
 }
 
 /// The CUSTOMER INSIGHTS block, or `None` when no feature is known.
 pub fn insights_block(features: Option<&CustomerFeatures>) -> Option<String> {
-    let features = features?;
-    let mut lines: Vec<String> = Vec::new();
-    if features.has_satisfaction_score() {
-        lines.push(format!(
-            "- Average Satisfaction Score: {:.1}/5.0",
-            features.satisfaction_avg
-        ));
-    }
-    if features.service_count > 0 {
-        lines.push(format!(
-            "- Total Services Completed: {}",
-            features.service_count
-        ));
-        lines.push(format!(
-            "- Customer Lifetime Value: {}",
-            features.lifetime_value.as_str().to_uppercase()
-        ));
-    }
-    let property = &features.property_features;
-    if let Some(location) = location(property.city.as_deref(), property.state.as_deref()) {
-        lines.push(format!("- Property Location: {location}"));
-    }
-    if let Some(kind) = &property.property_type {
-        lines.push(format!("- Property Type: {}", property_type_in_words(kind)));
-    }
-    if let Some(square_feet) = property.square_feet {
-        lines.push(format!("- Property Size: {square_feet} sq ft"));
-    }
-    if lines.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "{INSIGHTS_HEADER}\n{}\n\n{INSIGHTS_FOOTER}",
-        lines.join("\n")
-    ))
+    let mut block = String::with_capacity(384);
+    write_insights(&mut block, features?).then_some(block)
 }
 
-fn location(city: Option<&str>, state: Option<&str>) -> Option<String> {
-    match (city, state) {
-        (Some(city), Some(state)) => Some(format!("{city}, {state}")),
-        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
-        (None, None) => None,
+/// Appends the block to `out`; false (and nothing appended) when no feature is known.
+// Writing to a String cannot fail, so the `fmt::Result`s below are ignored.
+fn write_insights(out: &mut String, features: &CustomerFeatures) -> bool {
+    let start = out.len();
+    out.push_str(INSIGHTS_HEADER);
+    let header_end = out.len();
+    if features.has_satisfaction_score() {
+        let _ = write!(
+            out,
+            "\n- Average Satisfaction Score: {:.1}/5.0",
+            features.satisfaction_avg
+        );
     }
+    if features.service_count > 0 {
+        let _ = write!(
+            out,
+            "\n- Total Services Completed: {}\n- Customer Lifetime Value: {}",
+            features.service_count,
+            features.lifetime_value.as_str().to_ascii_uppercase()
+        );
+    }
+    let property = &features.property_features;
+    match (property.city.as_deref(), property.state.as_deref()) {
+        (Some(city), Some(state)) => {
+            let _ = write!(out, "\n- Property Location: {city}, {state}");
+        }
+        (Some(one), None) | (None, Some(one)) => {
+            let _ = write!(out, "\n- Property Location: {one}");
+        }
+        (None, None) => {}
+    }
+    if let Some(kind) = &property.property_type {
+        out.push_str("\n- Property Type: ");
+        write_property_type(out, kind);
+    }
+    if let Some(square_feet) = property.square_feet {
+        let _ = write!(out, "\n- Property Size: {square_feet} sq ft");
+    }
+    if out.len() == header_end {
+        out.truncate(start);
+        return false;
+    }
+    out.push_str("\n\n");
+    out.push_str(INSIGHTS_FOOTER);
+    true
 }
 
 /// `single_family` → `Single Family Home`; any other snake-case value title-cased.
 pub fn property_type_in_words(kind: &str) -> String {
+    let mut words = String::with_capacity(kind.len() + 5);
+    write_property_type(&mut words, kind);
+    words
+}
+
+fn write_property_type(out: &mut String, kind: &str) {
     if kind.eq_ignore_ascii_case("single_family") {
-        return "Single Family Home".to_owned();
+        out.push_str("Single Family Home");
+        return;
     }
-    kind.split(['_', ' ', '-'])
+    for (index, word) in kind
+        .split(['_', ' ', '-'])
         .filter(|word| !word.is_empty())
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first
-                    .to_uppercase()
-                    .chain(chars.flat_map(char::to_lowercase))
-                    .collect()
-            })
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .enumerate()
+    {
+        if index > 0 {
+            out.push(' ');
+        }
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.extend(chars.flat_map(char::to_lowercase));
+        }
+    }
 }
 
 /// Builds both turns for a customer (`None`: nothing known, generation still works).
 pub fn build_prompt(features: Option<&CustomerFeatures>) -> Prompt {
-    let mut user = String::with_capacity(768);
-    if let Some(block) = insights_block(features) {
-        user.push_str(&block);
+    let mut user = String::with_capacity(1024);
+    if let Some(features) = features
+        && write_insights(&mut user, features)
+    {
         user.push_str("\n\n");
     }
     user.push_str(
@@ -108,54 +124,80 @@ pub fn build_prompt(features: Option<&CustomerFeatures>) -> Prompt {
     user.push_str(DATA_CLOSE);
     user.push_str("\n\nWrite the referral message now.");
     Prompt {
-        system: system_prompt(),
+        system: &SYSTEM_PROMPT,
         user,
     }
 }
 
 fn write_customer_data(out: &mut String, features: &CustomerFeatures) {
     let property = &features.property_features;
-    let mut field = |label: &str, value: Option<String>| {
-        if let Some(value) = value.map(|v| sanitise(&v)).filter(|v| !v.is_empty()) {
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "{label}: {value}");
-        }
-    };
-    field("name", features.customer_name.clone());
-    field("city", property.city.clone());
-    field("state", property.state.clone());
-    field("zip", property.zip.clone());
-    field(
-        "property type",
-        property
-            .property_type
-            .as_deref()
-            .map(property_type_in_words),
-    );
-    field("year built", property.year_built.map(|y| y.to_string()));
-    field(
-        "pest issues",
-        property
-            .pest_issues
-            .as_ref()
-            .map(|issues| issues.join(", ")),
-    );
+    data_line(out, "name", features.customer_name.as_deref());
+    data_line(out, "city", property.city.as_deref());
+    data_line(out, "state", property.state.as_deref());
+    data_line(out, "zip", property.zip.as_deref());
+    if let Some(kind) = &property.property_type {
+        data_line(out, "property type", Some(&property_type_in_words(kind)));
+    }
+    if let Some(year) = property.year_built {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "year built: {year}");
+    }
+    if let Some(issues) = &property.pest_issues {
+        data_line(out, "pest issues", Some(&issues.join(", ")));
+    }
+}
+
+/// `label: value` with the value sanitised; nothing when the value sanitises to nothing.
+fn data_line(out: &mut String, label: &str, value: Option<&str>) {
+    let Some(value) = value else { return };
+    let start = out.len();
+    out.push_str(label);
+    out.push_str(": ");
+    let value_start = out.len();
+    push_sanitised(out, value);
+    if out.len() == value_start {
+        out.truncate(start);
+    } else {
+        out.push('\n');
+    }
 }
 
 /// Makes customer text safe to embed: no control characters, no angle brackets (so the
 /// data block cannot be closed from inside), white space collapsed, length capped.
 pub fn sanitise(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .filter(|c| !matches!(c, '<' | '>'))
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(MAX_CUSTOMER_FIELD_CHARS)
-        .collect()
+    let mut out = String::with_capacity(text.len().min(MAX_CUSTOMER_FIELD_CHARS * 4));
+    push_sanitised(&mut out, text);
+    out
 }
+
+fn push_sanitised(out: &mut String, text: &str) {
+    let mut written = 0;
+    let mut pending_space = false;
+    for c in text.chars() {
+        if written == MAX_CUSTOMER_FIELD_CHARS {
+            break;
+        }
+        if c.is_whitespace() || c.is_control() {
+            pending_space = written > 0;
+            continue;
+        }
+        if matches!(c, '<' | '>') {
+            continue;
+        }
+        if pending_space {
+            out.push(' ');
+            written += 1;
+            pending_space = false;
+            if written == MAX_CUSTOMER_FIELD_CHARS {
+                break;
+            }
+        }
+        out.push(c);
+        written += 1;
+    }
+}
+
+static SYSTEM_PROMPT: LazyLock<String> = LazyLock::new(system_prompt);
 
 fn system_prompt() -> String {
     let services = CATALOGUE

@@ -1,6 +1,8 @@
 //! The features are a pure function of the set of distinct events applied: any order, any
 //! duplication and any split into batches gives the same item (version and the per-write
 //! trigger aside). And the lifetime-value bands are exact at their boundaries.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
@@ -13,16 +15,19 @@ const TYPES: &[&str] = &["single_family", "condo", "townhouse"];
 
 fn event_json() -> impl Strategy<Value = Value> {
     (
-        0u32..4,                                     // customer
-        0i64..2_000,                                 // minutes after the epoch below
-        prop::option::of(0u32..=50),                 // score in tenths
-        prop::option::of(0usize..CITIES.len()),      // address
+        0u32..4,                                // customer
+        0i64..2_000,                            // minutes after the epoch below
+        prop::option::of(0u32..=50),            // score in tenths
+        prop::option::of(0usize..CITIES.len()), // address
         prop::option::of((0usize..TYPES.len(), 500u64..5000, 1900u16..2024)),
-        prop::option::of(0u64..12),                  // services_count hint
+        prop::option::of(0u64..12), // services_count hint
         prop::option::of(prop::collection::vec("[a-z]{3,6}", 0..3)),
     )
         .prop_map(|(customer, minute, score, city, property, hint, pests)| {
-            let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default()
+            let at = Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default()
                 + chrono::Duration::minutes(minute);
             let mut event = json!({
                 "event_type": "service.completed",
@@ -34,10 +39,12 @@ fn event_json() -> impl Strategy<Value = Value> {
                 event["service"] = json!({"satisfaction_score": f64::from(score) / 10.0});
             }
             if let Some(city) = city {
-                event["customer"]["address"] = json!({"city": CITIES[city].0, "state": CITIES[city].1});
+                event["customer"]["address"] =
+                    json!({"city": CITIES[city].0, "state": CITIES[city].1});
             }
             if let Some((kind, square_feet, year)) = property {
-                let mut info = json!({"type": TYPES[kind], "square_feet": square_feet, "year_built": year});
+                let mut info =
+                    json!({"type": TYPES[kind], "square_feet": square_feet, "year_built": year});
                 if let Some(pests) = &pests {
                     info["pest_issues"] = json!(pests);
                 }
@@ -67,7 +74,11 @@ fn scenario() -> impl Strategy<Value = (Vec<ServiceEvent>, Vec<Vec<usize>>)> {
             let deliveries = prop::collection::vec(0..n, 0..n)
                 .prop_map(move |extra| (0..n).chain(extra).collect::<Vec<_>>())
                 .prop_shuffle();
-            (Just(events), deliveries, prop::collection::vec(1usize..8, 1..40))
+            (
+                Just(events),
+                deliveries,
+                prop::collection::vec(1usize..8, 1..40),
+            )
         })
         .prop_map(|(events, deliveries, sizes)| {
             let mut batches = Vec::new();
@@ -95,14 +106,18 @@ fn parse(body: &Value) -> ServiceEvent {
 fn fold_all(events: &[ServiceEvent], batches: &[Vec<usize>]) -> Vec<CustomerFeatures> {
     let mut items: std::collections::BTreeMap<String, CustomerFeatures> = Default::default();
     for batch in batches {
-        let mut by_customer: std::collections::BTreeMap<&str, Vec<&ServiceEvent>> = Default::default();
+        let mut by_customer: std::collections::BTreeMap<&str, Vec<&ServiceEvent>> =
+            Default::default();
         for &i in batch {
-            by_customer.entry(&events[i].customer.email).or_default().push(&events[i]);
+            by_customer
+                .entry(&events[i].customer.email)
+                .or_default()
+                .push(&events[i]);
         }
         for (email, customer_events) in by_customer {
-            let fold = fold_events(items.get(email), &customer_events, FoldLimits::default());
-            if let Some(next) = fold.next {
-                items.insert(email.to_owned(), next);
+            let fold = fold_events(items.remove(email), &customer_events, FoldLimits::default());
+            if let Some(item) = fold.item {
+                items.insert(email.to_owned(), item);
             }
         }
     }
@@ -138,7 +153,10 @@ proptest! {
 }
 
 fn customer_with_scores(scores: &[f64], extra_unscored: usize) -> CustomerFeatures {
-    let base: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).single().unwrap_or_default();
+    let base: DateTime<Utc> = Utc
+        .with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
+        .single()
+        .unwrap_or_default();
     let mut bodies: Vec<Value> = scores
         .iter()
         .map(|score| json!({"service": {"satisfaction_score": score}}))
@@ -157,7 +175,7 @@ fn customer_with_scores(scores: &[f64], extra_unscored: usize) -> CustomerFeatur
         .collect();
     let refs: Vec<&ServiceEvent> = events.iter().collect();
     fold_events(None, &refs, FoldLimits::default())
-        .next
+        .into_next()
         .expect("events were applied")
 }
 
@@ -168,7 +186,11 @@ fn lifetime_value_bands_are_exact_at_their_boundaries() {
         (&[4.5, 4.5, 4.5, 4.5, 4.5], 0, LifetimeValue::Medium),
         (&[4.5, 4.5, 4.5, 4.5, 4.5, 4.5], 0, LifetimeValue::High),
         // 3.99 versus 4.0 with six services.
-        (&[3.99, 3.99, 3.99, 3.99, 3.99, 3.99], 0, LifetimeValue::Medium),
+        (
+            &[3.99, 3.99, 3.99, 3.99, 3.99, 3.99],
+            0,
+            LifetimeValue::Medium,
+        ),
         (&[4.0, 4.0, 4.0, 4.0, 4.0, 4.0], 0, LifetimeValue::High),
         // An average of exactly 4.0 reached through sums that floats get wrong.
         (&[4.1, 3.9, 4.3, 3.7, 4.2, 3.8], 0, LifetimeValue::High),
@@ -185,15 +207,24 @@ fn lifetime_value_bands_are_exact_at_their_boundaries() {
     ];
     for (scores, unscored, expected) in cases {
         let features = customer_with_scores(scores, *unscored);
-        assert_eq!(features.lifetime_value, *expected, "scores {scores:?} + {unscored} unscored");
+        assert_eq!(
+            features.lifetime_value, *expected,
+            "scores {scores:?} + {unscored} unscored"
+        );
     }
 }
 
 #[test]
 fn the_mean_is_exact_and_unrounded() {
-    assert_eq!(customer_with_scores(&[4.1, 4.1, 4.1], 0).satisfaction_avg, 4.1);
+    assert_eq!(
+        customer_with_scores(&[4.1, 4.1, 4.1], 0).satisfaction_avg,
+        4.1
+    );
     assert_eq!(customer_with_scores(&[4.0, 4.5], 0).satisfaction_avg, 4.25);
-    assert_eq!(customer_with_scores(&[5.0, 4.0, 4.0], 0).satisfaction_avg, 13.0 / 3.0);
+    assert_eq!(
+        customer_with_scores(&[5.0, 4.0, 4.0], 0).satisfaction_avg,
+        13.0 / 3.0
+    );
     assert_eq!(customer_with_scores(&[], 2).satisfaction_avg, 3.5);
 }
 
@@ -208,15 +239,18 @@ fn the_services_count_hint_stands_only_when_larger() {
     body["services_count"] = json!(0);
     let unhinted = parse(&body);
     let fold = fold_events(None, &[&hinted, &unhinted], FoldLimits::default());
-    assert_eq!(fold.next.as_ref().map(|f| f.service_count), Some(8));
+    assert_eq!(fold.item.as_ref().map(|f| f.service_count), Some(8));
     let fold = fold_events(None, &[&unhinted], FoldLimits::default());
-    assert_eq!(fold.next.as_ref().map(|f| f.service_count), Some(1));
+    assert_eq!(fold.item.as_ref().map(|f| f.service_count), Some(1));
 }
 
 #[test]
 fn a_bounded_id_set_never_counts_an_event_twice() {
     let limits = FoldLimits { max_applied_ids: 5 };
-    let base = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    let base = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
     let events: Vec<ServiceEvent> = (0..20)
         .map(|i| {
             parse(&json!({
@@ -230,9 +264,7 @@ fn a_bounded_id_set_never_counts_an_event_twice() {
     let mut item: Option<CustomerFeatures> = None;
     for chunk in events.chunks(3) {
         let refs: Vec<&ServiceEvent> = chunk.iter().collect();
-        if let Some(next) = fold_events(item.as_ref(), &refs, limits).next {
-            item = Some(next);
-        }
+        item = fold_events(item, &refs, limits).item;
     }
     let item = item.expect("events applied");
     assert_eq!(item.events_applied, 20);
@@ -241,11 +273,19 @@ fn a_bounded_id_set_never_counts_an_event_twice() {
     // Every event again, in reverse: the five remembered are duplicates, the others are
     // older than the floor and stale. Nothing is applied twice.
     let all: Vec<&ServiceEvent> = events.iter().rev().collect();
-    let fold = fold_events(Some(&item), &all, limits);
-    assert!(fold.next.is_none(), "a redelivered event was applied again");
+    let fold = fold_events(Some(item.clone()), &all, limits);
+    assert!(!fold.changed(), "a redelivered event was applied again");
     use referral_shared::features::Disposition;
-    let duplicates = fold.dispositions.iter().filter(|d| matches!(d, Disposition::Duplicate { .. })).count();
-    let stale = fold.dispositions.iter().filter(|d| **d == Disposition::Stale).count();
+    let duplicates = fold
+        .dispositions
+        .iter()
+        .filter(|d| matches!(d, Disposition::Duplicate { .. }))
+        .count();
+    let stale = fold
+        .dispositions
+        .iter()
+        .filter(|d| **d == Disposition::Stale)
+        .count();
     assert_eq!((duplicates, stale), (5, 15));
 
     // A genuinely new, later event is still applied.
@@ -254,6 +294,6 @@ fn a_bounded_id_set_never_counts_an_event_twice() {
         "occurred_at": (base + chrono::Duration::days(30)).to_rfc3339(),
         "customer": {"email": "bounded@example.com"}
     }));
-    let fold = fold_events(Some(&item), &[&later], limits);
-    assert_eq!(fold.next.map(|f| f.events_applied), Some(21));
+    let fold = fold_events(Some(item), &[&later], limits);
+    assert_eq!(fold.into_next().map(|f| f.events_applied), Some(21));
 }

@@ -10,23 +10,39 @@ fn fold_new(current: Option<&CustomerFeatures>, email: &str, ids: &[&str]) -> Fe
     let events: Vec<_> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| service_event(&event_body(id, email, i as i64 * 7, Some(4.0 + i as f64 * 0.1))))
+        .map(|(i, id)| {
+            service_event(&event_body(
+                id,
+                email,
+                i as i64 * 7,
+                Some(4.0 + i as f64 * 0.1),
+            ))
+        })
         .collect();
     let refs: Vec<_> = events.iter().collect();
-    let fold = fold_events(current, &refs, FoldLimits::default());
+    let fold = fold_events(current.cloned(), &refs, FoldLimits::default());
+    let applied_ids = fold.applied_ids.clone();
     FeatureWrite {
         expected_version: current.map(|c| c.version),
-        item: fold.next.unwrap_or_else(|| panic!("{ids:?} applied nothing")),
-        applied_ids: fold.applied_ids,
+        item: fold
+            .into_next()
+            .unwrap_or_else(|| panic!("{ids:?} applied nothing")),
+        applied_ids,
     }
 }
 
 async fn load<S: FeatureStore>(store: &S, email: &str) -> Option<CustomerFeatures> {
-    store.load(email).await.unwrap_or_else(|e| panic!("load {email}: {e}"))
+    store
+        .load(email)
+        .await
+        .unwrap_or_else(|e| panic!("load {email}: {e}"))
 }
 
 async fn save<S: FeatureStore>(store: &S, write: &FeatureWrite) -> WriteOutcome {
-    store.save(write).await.unwrap_or_else(|e| panic!("save: {e}"))
+    store
+        .save(write.clone())
+        .await
+        .unwrap_or_else(|e| panic!("save: {e}"))
 }
 
 /// Runs every case against `store`. `prefix` keeps this run's customers apart.
@@ -39,7 +55,10 @@ pub async fn feature_store_contract<S: FeatureStore>(store: &S, prefix: &str) {
 }
 
 async fn absent_customer_reads_as_none<S: FeatureStore>(store: &S, prefix: &str) {
-    assert_eq!(load(store, &format!("{prefix}nobody@example.com")).await, None);
+    assert_eq!(
+        load(store, &format!("{prefix}nobody@example.com")).await,
+        None
+    );
 }
 
 async fn a_new_item_round_trips_exactly<S: FeatureStore>(store: &S, prefix: &str) {
@@ -47,7 +66,11 @@ async fn a_new_item_round_trips_exactly<S: FeatureStore>(store: &S, prefix: &str
     let write = fold_new(None, &email, &["rt-1", "rt-2", "rt-3"]);
     assert_eq!(save(store, &write).await, WriteOutcome::Applied);
     let stored = load(store, &email).await;
-    assert_eq!(stored.as_ref(), Some(&write.item), "the stored item differs from the written one");
+    assert_eq!(
+        stored.as_ref(),
+        Some(&write.item),
+        "the stored item differs from the written one"
+    );
 
     let next = fold_new(stored.as_ref(), &email, &["rt-4"]);
     assert_eq!(save(store, &next).await, WriteOutcome::Applied);
@@ -72,7 +95,10 @@ async fn a_second_create_is_refused_as_a_conflict<S: FeatureStore>(store: &S, pr
     assert_eq!(load(store, &email).await, Some(first.item));
 }
 
-async fn a_write_on_a_stale_version_is_refused_as_a_conflict<S: FeatureStore>(store: &S, prefix: &str) {
+async fn a_write_on_a_stale_version_is_refused_as_a_conflict<S: FeatureStore>(
+    store: &S,
+    prefix: &str,
+) {
     let email = format!("{prefix}stale-version@example.com");
     let v1 = fold_new(None, &email, &["sv-1"]);
     save(store, &v1).await;
@@ -91,7 +117,10 @@ async fn a_write_on_a_stale_version_is_refused_as_a_conflict<S: FeatureStore>(st
     assert_eq!(load(store, &email).await, Some(v2.item));
 }
 
-async fn reapplying_applied_ids_is_refused_as_a_duplicate<S: FeatureStore>(store: &S, prefix: &str) {
+async fn reapplying_applied_ids_is_refused_as_a_duplicate<S: FeatureStore>(
+    store: &S,
+    prefix: &str,
+) {
     let email = format!("{prefix}duplicate@example.com");
     let first = fold_new(None, &email, &["dup-1", "dup-2"]);
     save(store, &first).await;
@@ -99,7 +128,9 @@ async fn reapplying_applied_ids_is_refused_as_a_duplicate<S: FeatureStore>(store
     let again = fold_new(None, &email, &["dup-1", "dup-2"]);
     assert_eq!(
         save(store, &again).await,
-        WriteOutcome::Duplicate { current: first.item.clone() }
+        WriteOutcome::Duplicate {
+            current: first.item.clone()
+        }
     );
     assert_eq!(load(store, &email).await, Some(first.item));
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use referral_shared::features::CustomerFeatures;
 use referral_shared::ports::{
-    AdapterError, FeatureStore, FeatureWrite, GenerationError, GenerationRequest, Generated,
+    AdapterError, FeatureStore, FeatureWrite, Generated, GenerationError, GenerationRequest,
     MessageGenerator, WriteOutcome,
 };
 use referral_shared::template::TemplateGenerator;
@@ -20,12 +20,19 @@ pub struct CountingStore<S> {
 
 impl<S> CountingStore<S> {
     pub fn new(inner: S) -> Self {
-        CountingStore { inner, loads: AtomicU64::new(0), saves: AtomicU64::new(0) }
+        CountingStore {
+            inner,
+            loads: AtomicU64::new(0),
+            saves: AtomicU64::new(0),
+        }
     }
 
     /// (loads, saves) since the last call, then resets.
     pub fn take(&self) -> (u64, u64) {
-        (self.loads.swap(0, Ordering::SeqCst), self.saves.swap(0, Ordering::SeqCst))
+        (
+            self.loads.swap(0, Ordering::SeqCst),
+            self.saves.swap(0, Ordering::SeqCst),
+        )
     }
 }
 
@@ -35,7 +42,7 @@ impl<S: FeatureStore> FeatureStore for CountingStore<S> {
         self.inner.load(customer_email).await
     }
 
-    async fn save(&self, write: &FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+    async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
         self.inner.save(write).await
     }
@@ -59,7 +66,7 @@ impl<S: FeatureStore> FeatureStore for FailingFor<S> {
         self.inner.load(customer_email).await
     }
 
-    async fn save(&self, write: &FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+    async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
         self.inner.save(write).await
     }
 }
@@ -76,10 +83,10 @@ impl<S: FeatureStore> FeatureStore for RacingStore<S> {
         self.inner.load(customer_email).await
     }
 
-    async fn save(&self, write: &FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+    async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
         let rival = self.rival.lock().map(|mut r| r.take()).unwrap_or(None);
         if let Some(rival) = rival {
-            assert_eq!(self.inner.save(&rival).await?, WriteOutcome::Applied);
+            assert_eq!(self.inner.save(rival).await?, WriteOutcome::Applied);
         }
         self.inner.save(write).await
     }

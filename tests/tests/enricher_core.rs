@@ -1,5 +1,7 @@
 //! The enricher core on the embedded store: isolation of bad messages, request counts,
 //! idempotent redelivery, conflicts and store failures.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::Mutex;
 
@@ -11,8 +13,19 @@ use referral_tests::counting::{CountingStore, FailingFor, RacingStore};
 use referral_tests::{event_body, service_event};
 use serde_json::json;
 
-fn message(id: &str, body: impl ToString) -> RawMessage {
-    RawMessage { message_id: id.to_owned(), body: body.to_string() }
+/// An owned queue message; `raw` borrows a batch of them as the enricher takes them.
+fn message(id: &str, body: impl ToString) -> (String, String) {
+    (id.to_owned(), body.to_string())
+}
+
+fn raw(batch: &[(String, String)]) -> Vec<RawMessage<'_>> {
+    batch
+        .iter()
+        .map(|(id, body)| RawMessage {
+            message_id: id,
+            body,
+        })
+        .collect()
 }
 
 fn labels(outcomes: &[referral_shared::enricher::MessageReport]) -> Vec<&'static str> {
@@ -30,15 +43,27 @@ async fn a_bad_message_never_fails_its_neighbours() {
         message("m2", "{not json"),
         message("m3", wrong_score),
         message("m4", event_body("e2", "bob@example.com", 1, Some(3.0))),
-        message("m5", json!({"event_id": "e3", "event_type": "customer.updated"})),
+        message(
+            "m5",
+            json!({"event_id": "e3", "event_type": "customer.updated"}),
+        ),
         message("m6", event_body("e1", "ann@example.com", 0, Some(5.0))),
     ];
-    let report = enricher.process(&batch).await;
+    let report = enricher.process(&raw(&batch)).await;
     assert_eq!(
         labels(&report.messages),
-        ["applied", "rejected", "rejected", "applied", "ignored", "duplicate"]
+        [
+            "applied",
+            "rejected",
+            "rejected",
+            "applied",
+            "ignored",
+            "duplicate"
+        ]
     );
-    let Outcome::Rejected(rejection) = &report.messages[2].outcome else { panic!("not rejected") };
+    let Outcome::Rejected(rejection) = &report.messages[2].outcome else {
+        panic!("not rejected")
+    };
     assert_eq!(rejection.error.field(), "service.satisfaction_score");
     assert_eq!(rejection.event_id.as_deref(), Some("e-bad-score"));
     assert_eq!(report.counters.applied, 2);
@@ -51,21 +76,34 @@ async fn a_bad_message_never_fails_its_neighbours() {
 async fn one_read_and_one_write_per_customer_and_none_on_redelivery() {
     let store = CountingStore::new(EmbeddedFeatureStore::new());
     let enricher = Enricher::new(&store, EnricherConfig::default());
-    let one_customer: Vec<RawMessage> = (0..10)
-        .map(|i| message(&format!("a{i}"), event_body(&format!("a{i}"), "solo@example.com", i, Some(4.0))))
+    let one_customer: Vec<(String, String)> = (0..10)
+        .map(|i| {
+            message(
+                &format!("a{i}"),
+                event_body(&format!("a{i}"), "solo@example.com", i, Some(4.0)),
+            )
+        })
         .collect();
-    let report = enricher.process(&one_customer).await;
+    let report = enricher.process(&raw(&one_customer)).await;
     assert_eq!(report.counters.applied, 10);
     assert_eq!(store.take(), (1, 1));
-    assert_eq!((report.counters.store_reads, report.counters.store_writes), (1, 1));
+    assert_eq!(
+        (report.counters.store_reads, report.counters.store_writes),
+        (1, 1)
+    );
 
-    let ten_customers: Vec<RawMessage> = (0..10)
-        .map(|i| message(&format!("b{i}"), event_body(&format!("b{i}"), &format!("c{i}@example.com"), i, None)))
+    let ten_customers: Vec<(String, String)> = (0..10)
+        .map(|i| {
+            message(
+                &format!("b{i}"),
+                event_body(&format!("b{i}"), &format!("c{i}@example.com"), i, None),
+            )
+        })
         .collect();
-    enricher.process(&ten_customers).await;
+    enricher.process(&raw(&ten_customers)).await;
     assert_eq!(store.take(), (10, 10));
 
-    let redelivered = enricher.process(&one_customer).await;
+    let redelivered = enricher.process(&raw(&one_customer)).await;
     assert_eq!(redelivered.counters.duplicate, 10);
     assert_eq!(store.take(), (1, 0), "a redelivered batch must not write");
 }
@@ -75,32 +113,45 @@ async fn a_lost_race_is_refolded_and_retried() {
     let email = "race@example.com";
     let rival_event = service_event(&event_body("rival", email, 5, Some(1.0)));
     let rival_fold = fold_events(None, &[&rival_event], FoldLimits::default());
+    let applied_ids = rival_fold.applied_ids.clone();
     let rival = FeatureWrite {
         expected_version: None,
-        item: rival_fold.next.expect("applied"),
-        applied_ids: rival_fold.applied_ids,
+        item: rival_fold.into_next().expect("applied"),
+        applied_ids,
     };
-    let store = RacingStore { inner: EmbeddedFeatureStore::new(), rival: Mutex::new(Some(rival)) };
+    let store = RacingStore {
+        inner: EmbeddedFeatureStore::new(),
+        rival: Mutex::new(Some(rival)),
+    };
     let enricher = Enricher::new(&store, EnricherConfig::default());
     let report = enricher
-        .process(&[message("m1", event_body("mine", email, 9, Some(5.0)))])
+        .process(&raw(&[message(
+            "m1",
+            event_body("mine", email, 9, Some(5.0)),
+        )]))
         .await;
     assert_eq!(labels(&report.messages), ["applied"]);
     assert_eq!(report.counters.conflicts, 1);
     let item = store.load(email).await.ok().flatten().expect("item");
-    assert_eq!((item.version, item.events_applied, item.satisfaction_avg), (2, 2, 3.0));
+    assert_eq!(
+        (item.version, item.events_applied, item.satisfaction_avg),
+        (2, 2, 3.0)
+    );
 }
 
 #[tokio::test]
 async fn a_store_failure_fails_only_that_customers_messages() {
-    let store = FailingFor { inner: EmbeddedFeatureStore::new(), poisoned: "throttled" };
+    let store = FailingFor {
+        inner: EmbeddedFeatureStore::new(),
+        poisoned: "throttled",
+    };
     let enricher = Enricher::new(&store, EnricherConfig::default());
     let report = enricher
-        .process(&[
+        .process(&raw(&[
             message("m1", event_body("e1", "throttled@example.com", 0, None)),
             message("m2", event_body("e2", "fine@example.com", 0, None)),
             message("m3", event_body("e3", "throttled@example.com", 1, None)),
-        ])
+        ]))
         .await;
     assert_eq!(labels(&report.messages), ["failed", "applied", "failed"]);
     assert_eq!(report.failed().count(), 2);
@@ -110,15 +161,28 @@ async fn a_store_failure_fails_only_that_customers_messages() {
 async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
     let store = EmbeddedFeatureStore::new();
     let enricher = Enricher::new(&store, EnricherConfig::default());
-    enricher.process(&[message("m1", event_body("same-id", "dup@example.com", 0, Some(5.0)))]).await;
+    enricher
+        .process(&raw(&[message(
+            "m1",
+            event_body("same-id", "dup@example.com", 0, Some(5.0)),
+        )]))
+        .await;
     let report = enricher
-        .process(&[
+        .process(&raw(&[
             message("m2", event_body("same-id", "dup@example.com", 0, Some(1.0))),
             message("m3", event_body("same-id", "dup@example.com", 0, Some(5.0))),
-        ])
+        ]))
         .await;
-    assert_eq!(labels(&report.messages), ["conflicting_duplicate", "duplicate"]);
+    assert_eq!(
+        labels(&report.messages),
+        ["conflicting_duplicate", "duplicate"]
+    );
     assert_eq!(report.counters.conflicting_duplicate, 1);
-    let item = store.load("dup@example.com").await.ok().flatten().expect("item");
+    let item = store
+        .load("dup@example.com")
+        .await
+        .ok()
+        .flatten()
+        .expect("item");
     assert_eq!((item.version, item.satisfaction_avg), (1, 5.0));
 }

@@ -1,5 +1,7 @@
 //! The orchestrator core on embedded adapters: one message per applied change, none for
 //! redeliveries, skips, and claims that expire.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,7 +10,9 @@ use std::time::Duration;
 use referral_shared::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore};
 use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason};
-use referral_shared::ports::{ChangeFeed, ChangeKind, ChangeRecord, Claim, MessageKey, MessageStore};
+use referral_shared::ports::{
+    ChangeFeed, ChangeKind, ChangeRecord, Claim, MessageKey, MessageStore,
+};
 use referral_tests::counting::CountingGenerator;
 use referral_tests::{base_time, event_body};
 
@@ -16,11 +20,16 @@ async fn records_for(batches: &[&[(&str, &str, i64)]]) -> Vec<ChangeRecord> {
     let store = EmbeddedFeatureStore::new();
     let enricher = Enricher::new(&store, EnricherConfig::default());
     for batch in batches {
-        let messages: Vec<RawMessage> = batch
+        let bodies: Vec<String> = batch
             .iter()
-            .map(|(id, email, minute)| RawMessage {
-                message_id: (*id).to_owned(),
-                body: event_body(id, email, *minute, Some(4.5)).to_string(),
+            .map(|(id, email, minute)| event_body(id, email, *minute, Some(4.5)).to_string())
+            .collect();
+        let messages: Vec<RawMessage<'_>> = batch
+            .iter()
+            .zip(&bodies)
+            .map(|((id, _, _), body)| RawMessage {
+                message_id: id,
+                body,
             })
             .collect();
         enricher.process(&messages).await;
@@ -43,7 +52,11 @@ async fn each_applied_change_makes_one_message_and_redelivery_makes_none() {
     for round in 0..2 {
         for record in &records {
             let outcome = orchestrator.handle(record, base_time()).await;
-            let expected = if round == 0 { "created" } else { "already_created" };
+            let expected = if round == 0 {
+                "created"
+            } else {
+                "already_created"
+            };
             assert_eq!(outcome.label(), expected, "round {round}");
         }
     }
@@ -71,12 +84,24 @@ async fn removals_and_writes_that_applied_nothing_are_skipped() {
         new_image: new,
     };
     let cases = [
-        (record(ChangeKind::Remove, image.clone(), None), SkipReason::Removed),
-        (record(ChangeKind::Insert, None, None), SkipReason::NoNewImage),
-        (record(ChangeKind::Modify, image.clone(), image.clone()), SkipReason::NothingApplied),
+        (
+            record(ChangeKind::Remove, image.clone(), None),
+            SkipReason::Removed,
+        ),
+        (
+            record(ChangeKind::Insert, None, None),
+            SkipReason::NoNewImage,
+        ),
+        (
+            record(ChangeKind::Modify, image.clone(), image.clone()),
+            SkipReason::NothingApplied,
+        ),
     ];
     for (record, reason) in cases {
-        assert_eq!(orchestrator.handle(&record, base_time()).await, RecordOutcome::Skipped(reason));
+        assert_eq!(
+            orchestrator.handle(&record, base_time()).await,
+            RecordOutcome::Skipped(reason)
+        );
     }
     assert_eq!(generator.calls.load(Ordering::SeqCst), 0);
 }
@@ -87,17 +112,36 @@ async fn a_live_claim_blocks_and_an_expired_one_is_taken_over() {
     let generator = CountingGenerator::default();
     let messages = EmbeddedMessageStore::new();
     let lease = Duration::from_secs(60);
-    let orchestrator = Orchestrator::new(&generator, &messages, OrchestratorConfig { claim_lease: lease });
-    let key = MessageKey { customer_email: "ann@example.com".into(), message_id: "v000000000001".into() };
+    let orchestrator = Orchestrator::new(
+        &generator,
+        &messages,
+        OrchestratorConfig { claim_lease: lease },
+    );
+    let key = MessageKey {
+        customer_email: "ann@example.com".into(),
+        message_id: "v000000000001".into(),
+    };
     // A crashed invocation claimed the message and never completed it.
-    assert_eq!(messages.claim(&key, base_time(), lease).await.expect("claim"), Claim::Acquired);
+    assert_eq!(
+        messages
+            .claim(&key, base_time(), lease)
+            .await
+            .expect("claim"),
+        Claim::Acquired
+    );
 
     let soon = base_time() + chrono::Duration::seconds(30);
     let outcome = orchestrator.handle(&records[0], soon).await;
-    assert!(matches!(outcome, RecordOutcome::ClaimedElsewhere { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, RecordOutcome::ClaimedElsewhere { .. }),
+        "{outcome:?}"
+    );
     assert!(outcome.needs_retry());
 
     let later = base_time() + chrono::Duration::seconds(61);
-    assert_eq!(orchestrator.handle(&records[0], later).await.label(), "created");
+    assert_eq!(
+        orchestrator.handle(&records[0], later).await.label(),
+        "created"
+    );
     assert_eq!(generator.calls.load(Ordering::SeqCst), 1);
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. Installs the pinned test tools (tests/requirements.txt)
+# into .venv, starts moto's AWS-API server on a free loopback port for the integration
+# tests, and stops it on exit. Extra arguments go to `cargo test` (e.g. a test name).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv
+if [[ ! -x "$venv/bin/moto_server" ]] || ! cmp -s tests/requirements.txt "$venv/.requirements"; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt "$venv/.requirements"
+fi
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >target/moto-server.log 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null; wait "$moto_pid" 2>/dev/null || true' EXIT
+
+endpoint="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1] + '/moto-api/', timeout=1)" "$endpoint" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    echo "moto_server exited; see target/moto-server.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+
+# Static credentials and no instance metadata: nothing may leave loopback.
+export REFERRAL_TEST_ENDPOINT="$endpoint"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
+
+cargo test --workspace --locked "$@"
