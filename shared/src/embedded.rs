@@ -56,7 +56,8 @@ impl EmbeddedFeatureStore {
             (Some(item), Some(expected)) => item.version == expected,
             _ => false,
         };
-        // Belt and braces, as the DynamoDB condition does: never re-apply a known id.
+        // The version guard alone already implies this (the fold skipped every id present at
+        // that version); checking is free here and catches a caller that bypasses the fold.
         let ids_fresh = current.as_ref().is_none_or(|item| {
             write
                 .applied_ids
@@ -64,7 +65,7 @@ impl EmbeddedFeatureStore {
                 .all(|id| !item.applied_events.contains_key(id))
         });
         if !(version_matches && ids_fresh) {
-            return refusal(current.as_deref(), &write.applied_ids);
+            return WriteOutcome::refused(current.as_deref().cloned(), &write.applied_ids);
         }
         let email = write.item.customer_email.clone();
         let new_image = Arc::new(write.item);
@@ -83,25 +84,6 @@ impl EmbeddedFeatureStore {
         };
         state.stream.push_back(record);
         WriteOutcome::Applied
-    }
-}
-
-/// Classifies a refused write the way the DynamoDB adapter does from the returned old item.
-pub fn refusal(current: Option<&CustomerFeatures>, applied_ids: &[Arc<str>]) -> WriteOutcome {
-    match current {
-        Some(item)
-            if !applied_ids.is_empty()
-                && applied_ids
-                    .iter()
-                    .all(|id| item.applied_events.contains_key(id)) =>
-        {
-            WriteOutcome::Duplicate {
-                current: item.clone(),
-            }
-        }
-        _ => WriteOutcome::Conflict {
-            current: current.cloned(),
-        },
     }
 }
 

@@ -58,6 +58,10 @@ pub enum TransientFailure {
     Store { kind: &'static str, detail: String },
     #[error("gave up after {attempts} conflicting writes")]
     ConflictRetriesExhausted { attempts: u32 },
+    /// A rejected message that could not be moved to the dead-letter queue: it is left to
+    /// the queue's redrive instead of being dropped.
+    #[error("the dead-letter queue refused the rejected message")]
+    DeadLetterUnavailable,
 }
 
 impl TransientFailure {
@@ -65,6 +69,7 @@ impl TransientFailure {
         match self {
             TransientFailure::Store { kind, .. } => kind,
             TransientFailure::ConflictRetriesExhausted { .. } => "conflict_retries_exhausted",
+            TransientFailure::DeadLetterUnavailable => "dead_letter_unavailable",
         }
     }
 }
@@ -217,16 +222,22 @@ impl<S: FeatureStore> Enricher<S> {
             customers: groups.len() as u64,
             ..EnrichCounters::default()
         };
-        let results: Vec<CustomerResult> = stream::iter(groups.iter().map(|(email, indices)| {
-            let customer_events: Vec<&ServiceEvent> = indices
-                .iter()
-                .filter_map(|&i| events[i].as_deref())
-                .collect();
-            self.enrich_customer(email, customer_events, indices)
-        }))
-        .buffer_unordered(self.config.concurrency.max(1))
-        .collect()
-        .await;
+        // Collected before streaming: a lazy `map` closure here makes the future's
+        // lifetimes higher-ranked, and then it is not `Send` for callers that need it.
+        let work: Vec<_> = groups
+            .iter()
+            .map(|(email, indices)| {
+                let customer_events: Vec<&ServiceEvent> = indices
+                    .iter()
+                    .filter_map(|&i| events[i].as_deref())
+                    .collect();
+                self.enrich_customer(email, customer_events, indices)
+            })
+            .collect();
+        let results: Vec<CustomerResult> = stream::iter(work)
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
 
         for result in results {
             counters.conflicts += result.conflicts;

@@ -5,9 +5,12 @@
 //! Domain modules (`event`, `features`, `prompt`, `template`, `ports`, `enricher`,
 //! `orchestrator`) know no AWS type; adapters translate at the edge.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod embedded;
 pub mod enricher;
 pub mod event;
+pub mod fallback;
 pub mod features;
 pub mod orchestrator;
 pub mod pipeline;

@@ -3,17 +3,40 @@
 //! adapters that implement the ports (embedded in memory, or AWS APIs).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::enricher::{EnrichCounters, Enricher, Outcome, RawMessage};
+use crate::enricher::{BatchReport, EnrichCounters, Enricher, Outcome, RawMessage};
 use crate::features::CustomerFeatures;
 use crate::orchestrator::{Orchestrator, RecordOutcome};
 use crate::ports::{
     AdapterError, ChangeFeed, FeatureStore, MessageGenerator, MessageStore, OutgoingMessage,
-    ReferralMessage, WorkQueue,
+    QueueMessage, ReferralMessage, WorkQueue,
 };
+
+/// Whatever handles a batch of queue messages: the enricher core itself, or the enricher
+/// Lambda's handler wrapped around it (which also dead-letters poison messages).
+pub trait BatchHandler: Send + Sync {
+    fn handle_batch(
+        &self,
+        batch: &[QueueMessage],
+    ) -> impl Future<Output = BatchReport> + Send;
+}
+
+impl<S: FeatureStore> BatchHandler for Enricher<S> {
+    async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
+        let raw: Vec<RawMessage> = batch
+            .iter()
+            .map(|message| RawMessage {
+                message_id: &message.message_id,
+                body: &message.body,
+            })
+            .collect();
+        self.process(&raw).await
+    }
+}
 
 /// Message attribute carrying where an event came from (`file:line`), for reports.
 pub const SOURCE_ATTRIBUTE: &str = "source";
@@ -85,17 +108,17 @@ pub struct RunReport {
 }
 
 /// Runs `inputs` through the pipeline until the queue and the feed are drained.
-pub async fn run_pipeline<Q, S, F, G, M>(
+pub async fn run_pipeline<Q, H, F, G, M>(
     inputs: &[InputEvent],
     queue: &Q,
-    enricher: &Enricher<S>,
+    enricher: &H,
     feed: &F,
     orchestrator: &Orchestrator<G, M>,
     config: RunConfig,
 ) -> Result<RunReport, AdapterError>
 where
     Q: WorkQueue,
-    S: FeatureStore,
+    H: BatchHandler,
     F: ChangeFeed,
     G: MessageGenerator,
     M: MessageStore,
@@ -119,14 +142,7 @@ where
             break;
         }
         report.batches += 1;
-        let batch: Vec<RawMessage> = received
-            .iter()
-            .map(|message| RawMessage {
-                message_id: &message.message_id,
-                body: &message.body,
-            })
-            .collect();
-        let outcome = enricher.process(&batch).await;
+        let outcome = enricher.handle_batch(&received).await;
         report.enrich.add(&outcome.counters);
 
         let mut done = Vec::with_capacity(received.len());

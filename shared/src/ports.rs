@@ -84,6 +84,24 @@ pub enum WriteOutcome {
     },
 }
 
+impl WriteOutcome {
+    /// Classifies a refused conditional write from the item the store holds: a duplicate
+    /// when a concurrent writer applied every id of this write, else a conflict.
+    pub fn refused(current: Option<CustomerFeatures>, applied_ids: &[Arc<str>]) -> Self {
+        match current {
+            Some(item)
+                if !applied_ids.is_empty()
+                    && applied_ids
+                        .iter()
+                        .all(|id| item.applied_events.contains_key(id)) =>
+            {
+                WriteOutcome::Duplicate { current: item }
+            }
+            current => WriteOutcome::Conflict { current },
+        }
+    }
+}
+
 pub trait FeatureStore: Send + Sync {
     fn load(
         &self,

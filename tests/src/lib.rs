@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod counting;
+pub mod emulator;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use referral_shared::event::{ServiceEvent, Webhook, parse_webhook_value};

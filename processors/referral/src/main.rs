@@ -2,6 +2,7 @@
 
 mod inputs;
 mod output;
+mod remote;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,7 +14,11 @@ use clap::{Parser, Subcommand};
 use referral_shared::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
 use referral_shared::enricher::{Enricher, EnricherConfig};
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::pipeline::{RunConfig, read_results, run_pipeline};
+use referral_shared::aws::sqs::SqsQueue;
+use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
+use referral_shared::pipeline::{
+    InputEvent, RunConfig, RunReport, RunResults, read_results, run_pipeline,
+};
 use referral_shared::template::TemplateGenerator;
 
 #[derive(Debug, Parser)]
@@ -23,6 +28,10 @@ use referral_shared::template::TemplateGenerator;
     about = "Run and operate the referral pipeline"
 )]
 struct Cli {
+    /// Run against AWS APIs at this endpoint (an AWS account, or a local emulator such as
+    /// moto's server) instead of the embedded in-memory adapters.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +53,8 @@ struct RunArgs {
     /// Webhook files (.json, .jsonl, .ndjson) or directories of them.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    resources: remote::ResourceArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +71,8 @@ enum CliError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(args) => run(&args),
+    let result = match &cli.command {
+        Command::Run(args) => run(args, cli.endpoint_url.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -72,34 +83,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
+fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError> {
     let inputs = inputs::read_inputs(&args.paths)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
     let config = RunConfig {
         batch_size: usize::from(args.batch_size),
+        max_receives: args.resources.max_receive_count,
         ..RunConfig::default()
     };
-    let (report, results) = runtime.block_on(async {
-        let queue = EmbeddedQueue::new();
-        let store = EmbeddedFeatureStore::new();
-        let messages = EmbeddedMessageStore::new();
-        let enricher = Enricher::new(&store, EnricherConfig::default());
-        let orchestrator =
-            Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
-        let report =
-            run_pipeline(&inputs, &queue, &enricher, &store, &orchestrator, config).await?;
-        let results = read_results(&report.customers, &store, &messages).await?;
-        Ok::<_, CliError>((report, results))
-    })?;
+    let (report, results, mode) = match endpoint_url {
+        None => runtime.block_on(run_embedded(&inputs, config))?,
+        Some(url) => runtime.block_on(run_remote(&inputs, config, url, &args.resources))?,
+    };
     if args.json {
         println!("{}", output::json(&report, &results)?);
     } else {
         print!(
             "{}",
-            output::text(&report, &results, "embedded pipeline, template generator")
+            output::text(&report, &results, &mode)
         );
     }
     Ok(if report.unprocessed.is_empty() {
@@ -107,4 +111,55 @@ fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+type RunOutput = (RunReport, RunResults, String);
+
+/// The whole pipeline in this process, on in-memory adapters: no AWS client is built.
+async fn run_embedded(inputs: &[InputEvent], config: RunConfig) -> Result<RunOutput, CliError> {
+    let queue = EmbeddedQueue::new();
+    let store = EmbeddedFeatureStore::new();
+    let messages = EmbeddedMessageStore::new();
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let orchestrator =
+        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
+    let report = run_pipeline(inputs, &queue, &enricher, &store, &orchestrator, config).await?;
+    let results = read_results(&report.customers, &store, &messages).await?;
+    Ok((
+        report,
+        results,
+        "embedded pipeline, template generator".to_owned(),
+    ))
+}
+
+/// The same pipeline through AWS APIs at `endpoint_url`, this process playing the
+/// event-source mappings.
+async fn run_remote(
+    inputs: &[InputEvent],
+    config: RunConfig,
+    endpoint_url: &str,
+    names: &remote::ResourceArgs,
+) -> Result<RunOutput, CliError> {
+    let sdk = referral_shared::aws::config::load(Some(endpoint_url)).await;
+    let resources = remote::setup(&sdk, names).await?;
+    // Only this run's changes: earlier runs against the same tables are not replayed.
+    let feed = DynamoStreamFeed::start(
+        aws_sdk_dynamodbstreams::Client::new(&sdk),
+        resources.stream_arn.clone(),
+        StartingPosition::Latest,
+    )
+    .await?;
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queues.url.clone());
+    let enricher = remote::LambdaEnricher::new(&sdk, &resources);
+    let messages = remote::message_store(&sdk, &resources);
+    eprintln!("referral: Bedrock is not used by local runs; messages come from the template generator");
+    let orchestrator =
+        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
+    let report = run_pipeline(inputs, &queue, &enricher, &feed, &orchestrator, config).await?;
+    let results = read_results(&report.customers, enricher.store(), &messages).await?;
+    Ok((
+        report,
+        results,
+        format!("AWS APIs at {endpoint_url}, template generator"),
+    ))
 }

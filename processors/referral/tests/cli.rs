@@ -18,8 +18,11 @@ fn run_json(args: &[&str]) -> Value {
         .current_dir(workspace())
         .args(["run", "--json"])
         .args(args)
-        // The embedded run must not need AWS: make any attempt to reach it fail loudly.
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        // The embedded run needs no AWS: no endpoint (which would select the AWS-API run),
+        // no credentials, and nothing to ask for them.
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("run the referral binary");

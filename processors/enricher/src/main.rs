@@ -1,0 +1,22 @@
+//! The enricher Lambda: SQS batches of webhooks → `CustomerFeatures`.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use referral_enricher::{Config, EnricherHandler};
+use referral_shared::aws::{config, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let handler = &EnricherHandler::from_sdk(&config::load(None).await, &config);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let outcome = handler.handle(&event.payload, chrono::Utc::now()).await;
+        telemetry::emit_metrics(telemetry::NAMESPACE, "enricher", &outcome.counters);
+        Ok::<SqsBatchResponse, Error>(outcome.response)
+    }))
+    .await
+}

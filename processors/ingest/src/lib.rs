@@ -1,0 +1,322 @@
+//! The ingest Lambda: an API Gateway HTTP API (payload v2) request carrying a signed
+//! webhook is verified, validated and put on the webhook queue.
+//!
+//! Checks, in order: method (405), size (413), content type (415), signature (401),
+//! validation (400), enqueue (503 when worth retrying, else 500). Only a request that
+//! passes them all is enqueued, and answered 202 with its `event_id`. One log line per
+//! request says how it ended; the body, the secrets and e-mail addresses are never logged.
+
+pub mod config;
+pub mod queue;
+pub mod signature;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use aws_lambda_events::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use referral_shared::event::{SERVICE_COMPLETED, Webhook, parse_webhook};
+use referral_shared::redact::customer_ref;
+use serde_json::{Value, json};
+
+pub use config::{Config, ConfigError, ENV_VARS};
+pub use queue::{Enqueue, Failure, MAX_MESSAGE_BYTES, MemoryQueue, QueuedEvent, SqsEnqueue};
+pub use signature::{SIGNATURE_HEADER, SignatureError, WebhookSecret, sign, verify};
+
+/// What the function's role must allow.
+pub const IAM_ACTIONS: &[&str] = &["sqs:SendMessage"];
+
+/// Sent with a 503: how long a sender should wait before trying again.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// Built once per process (cold start), used by every request.
+#[derive(Debug)]
+pub struct Deps<Q> {
+    pub config: Config,
+    pub queue: Q,
+}
+
+/// Handles one request. `now` is the clock the signature window is measured against.
+pub async fn handle<Q: Enqueue>(
+    deps: &Deps<Q>,
+    request: ApiGatewayV2httpRequest,
+    now: DateTime<Utc>,
+) -> ApiGatewayV2httpResponse {
+    let request_id = request.request_context.request_id.clone();
+    let outcome = process(deps, request, now).await;
+    outcome.log(request_id.as_deref());
+    outcome.into_response()
+}
+
+async fn process<Q: Enqueue>(
+    deps: &Deps<Q>,
+    request: ApiGatewayV2httpRequest,
+    now: DateTime<Utc>,
+) -> Outcome {
+    if request.request_context.http.method != Method::POST {
+        return Outcome::new(
+            405,
+            "method_not_allowed",
+            json!({ "error": "method_not_allowed" }),
+        )
+        .with_header(ALLOW, HeaderValue::from_static("POST"));
+    }
+
+    let body = match read_body(request.body, request.is_base64_encoded) {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::NotBase64) => {
+            return invalid(
+                "not_base64",
+                None,
+                "body",
+                "`body` is flagged base64 but is not valid base64",
+            );
+        }
+    };
+
+    if !is_json(&request.headers) {
+        return Outcome::new(
+            415,
+            "unsupported_media_type",
+            json!({ "error": "unsupported_media_type", "expected": "application/json" }),
+        );
+    }
+
+    let header = signature_header(&request.headers);
+    let verified = match verify(
+        &deps.config.secrets,
+        header.as_deref(),
+        &body,
+        now.timestamp(),
+        deps.config.signature_tolerance,
+    ) {
+        Ok(verified) => verified,
+        Err(err) => {
+            return Outcome::new(
+                401,
+                err.reason(),
+                json!({ "error": "invalid_signature", "reason": err.reason(), "message": err.to_string() }),
+            );
+        }
+    };
+
+    let Ok(text) = String::from_utf8(body) else {
+        return invalid("not_utf8", None, "body", "`body` is not UTF-8 text");
+    };
+    let (event_id, event_type, customer) = match parse_webhook(&text) {
+        Ok(Webhook::ServiceCompleted(event)) => (
+            event.event_id.to_string(),
+            SERVICE_COMPLETED.to_owned(),
+            Some(customer_ref(&event.customer.email)),
+        ),
+        Ok(Webhook::Other {
+            event_id,
+            event_type,
+        }) => (event_id, event_type, None),
+        Err(rejection) => {
+            let error = rejection.error;
+            return invalid(
+                error.kind(),
+                rejection.event_id,
+                error.field(),
+                &error.to_string(),
+            );
+        }
+    };
+    for (field, value) in [
+        ("body", &text),
+        ("event_id", &event_id),
+        ("event_type", &event_type),
+    ] {
+        if !queue::sqs_can_carry(value) {
+            let message = format!("`{field}` contains characters a queue message cannot carry");
+            return invalid(
+                "unsupported_characters",
+                Some(event_id.clone()),
+                field,
+                &message,
+            )
+            .with_customer(customer);
+        }
+    }
+
+    let queued = QueuedEvent {
+        body: text,
+        event_id: event_id.clone(),
+        event_type,
+        customer_ref: customer.clone(),
+    };
+    if queued.size() > MAX_MESSAGE_BYTES {
+        return too_large()
+            .with_event(Some(event_id))
+            .with_customer(customer);
+    }
+
+    let outcome = match deps.queue.enqueue(queued).await {
+        Ok(()) => Outcome::new(202, "accepted", json!({ "event_id": event_id })),
+        Err(err) if err.is_transient() => Outcome::new(
+            503,
+            "enqueue_transient",
+            json!({ "error": "temporarily_unavailable", "retry_after_seconds": RETRY_AFTER_SECONDS }),
+        )
+        .with_header(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS))
+        .with_detail(err.to_string()),
+        Err(err) => Outcome::new(500, "enqueue_failed", json!({ "error": "internal_error" }))
+            .with_detail(err.to_string()),
+    };
+    let mut outcome = outcome.with_event(Some(event_id)).with_customer(customer);
+    outcome.secret_index = Some(verified.secret_index);
+    outcome
+}
+
+enum BodyError {
+    TooLarge,
+    NotBase64,
+}
+
+/// The body as signed: base64-decoded when flagged, and no larger than a queue message.
+fn read_body(body: Option<String>, base64_encoded: bool) -> Result<Vec<u8>, BodyError> {
+    let body = body.unwrap_or_default();
+    let bytes = if base64_encoded {
+        // Refuse before decoding what cannot fit once decoded.
+        if body.len() > MAX_MESSAGE_BYTES.div_ceil(3) * 4 {
+            return Err(BodyError::TooLarge);
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(body.trim())
+            .map_err(|_| BodyError::NotBase64)?
+    } else {
+        body.into_bytes()
+    };
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`), in any case.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Every `x-signature` value, joined as API Gateway joins repeated headers. A value that
+/// is not visible ASCII reads as an empty (hence malformed) header.
+fn signature_header(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(SIGNATURE_HEADER)
+        .iter()
+        .map(|value| value.to_str().unwrap_or_default())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+fn too_large() -> Outcome {
+    Outcome::new(
+        413,
+        "too_large",
+        json!({ "error": "payload_too_large", "max_bytes": MAX_MESSAGE_BYTES }),
+    )
+}
+
+fn invalid(reason: &'static str, event_id: Option<String>, field: &str, message: &str) -> Outcome {
+    Outcome::new(
+        400,
+        reason,
+        json!({ "error": "invalid_event", "errors": [{ "field": field, "message": message }] }),
+    )
+    .with_event(event_id)
+    .with_detail(field.to_owned())
+}
+
+/// How a request ended: the response, and what the log line says about it.
+struct Outcome {
+    status: u16,
+    /// A short stable word: `accepted`, `stale`, `missing_field`, `enqueue_transient`, ...
+    reason: &'static str,
+    body: Value,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    event_id: Option<String>,
+    customer_ref: Option<String>,
+    secret_index: Option<usize>,
+    /// For the log only: the invalid field, or the adapter's error.
+    detail: Option<String>,
+}
+
+impl Outcome {
+    fn new(status: u16, reason: &'static str, body: Value) -> Self {
+        Outcome {
+            status,
+            reason,
+            body,
+            headers: Vec::new(),
+            event_id: None,
+            customer_ref: None,
+            secret_index: None,
+            detail: None,
+        }
+    }
+
+    fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn with_event(mut self, event_id: Option<String>) -> Self {
+        self.event_id = event_id;
+        self
+    }
+
+    fn with_customer(mut self, customer_ref: Option<String>) -> Self {
+        self.customer_ref = customer_ref;
+        self
+    }
+
+    fn with_detail(mut self, detail: String) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    fn log(&self, request_id: Option<&str>) {
+        macro_rules! log_at {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    status = self.status,
+                    reason = self.reason,
+                    event_id = self.event_id.as_deref(),
+                    customer_ref = self.customer_ref.as_deref(),
+                    secret = self.secret_index.map(|index| index + 1),
+                    detail = self.detail.as_deref(),
+                    request_id,
+                    "webhook request handled"
+                )
+            };
+        }
+        match self.status {
+            // A 503 is retried by the sender: worth watching, not an error yet.
+            503 => log_at!(tracing::Level::WARN),
+            500.. => log_at!(tracing::Level::ERROR),
+            400.. => log_at!(tracing::Level::WARN),
+            _ => log_at!(tracing::Level::INFO),
+        }
+    }
+
+    fn into_response(self) -> ApiGatewayV2httpResponse {
+        let mut response = ApiGatewayV2httpResponse::default();
+        response.status_code = i64::from(self.status);
+        response
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in self.headers {
+            response.headers.insert(name, value);
+        }
+        response.body = Some(Body::Text(self.body.to_string()));
+        response
+    }
+}

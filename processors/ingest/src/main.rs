@@ -1,0 +1,23 @@
+//! The ingest Lambda's entry point: configuration and the SQS client once, then requests.
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use referral_ingest::{Config, Deps, SqsEnqueue, handle};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    referral_shared::aws::telemetry::init();
+    let config = Config::from_env()?;
+    let sdk_config = referral_shared::aws::config::load(None).await;
+    let queue = SqsEnqueue::new(&sdk_config, config.queue_url.clone());
+    let deps = &Deps { config, queue };
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            Ok::<_, Error>(handle(deps, event.payload, chrono::Utc::now()).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,164 @@
+//! The pipeline through real AWS APIs (an account, or a local emulator): the resources,
+//! and the Lambda event-source mappings played by this process. SQS batches go to the
+//! enricher Lambda's own handler; the table's stream is polled like the stream mapping
+//! does and its records go to the orchestrator.
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use chrono::Utc;
+use referral_enricher::EnricherHandler;
+use referral_shared::aws::dynamo::{
+    DynamoFeatureStore, DynamoMessageStore, TableNames, ensure_tables,
+};
+use referral_shared::aws::sqs::{QueuePair, QueueSpec, SqsQueue, ensure_queue_pair};
+use referral_shared::enricher::{BatchReport, Enricher, EnricherConfig, Outcome, TransientFailure};
+use referral_shared::pipeline::BatchHandler;
+use referral_shared::ports::{AdapterError, QueueMessage};
+
+/// Names of the resources a local run uses, and their settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResourceArgs {
+    /// The features table.
+    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
+    pub features_table: String,
+    /// The messages table.
+    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
+    pub messages_table: String,
+    /// The webhook queue.
+    #[arg(long, env = "WEBHOOK_QUEUE", default_value = "referral-webhooks")]
+    pub queue: String,
+    /// The webhook queue's dead-letter queue.
+    #[arg(long, env = "WEBHOOK_DLQ", default_value = "referral-webhooks-dlq")]
+    pub dlq: String,
+    /// Deliveries before SQS moves a message to the dead-letter queue.
+    #[arg(long, default_value_t = 5)]
+    pub max_receive_count: u32,
+}
+
+/// What `setup` made sure exists.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub tables: TableNames,
+    pub queues: QueuePair,
+    pub stream_arn: String,
+}
+
+/// Creates the tables (stream on), the queue and its DLQ (redrive policy) if absent.
+pub async fn setup(sdk: &SdkConfig, args: &ResourceArgs) -> Result<Resources, AdapterError> {
+    let tables = TableNames {
+        features: args.features_table.clone(),
+        messages: args.messages_table.clone(),
+    };
+    let stream_arn = ensure_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
+    let queues = ensure_queue_pair(
+        &aws_sdk_sqs::Client::new(sdk),
+        &QueueSpec {
+            name: args.queue.clone(),
+            dlq_name: args.dlq.clone(),
+            max_receive_count: args.max_receive_count,
+            // Six times the enricher's timeout, as the event-source mapping requires.
+            visibility_timeout_seconds: 180,
+        },
+    )
+    .await?;
+    Ok(Resources {
+        tables,
+        queues,
+        stream_arn,
+    })
+}
+
+/// The enricher Lambda as its SQS event-source mapping invokes it.
+#[derive(Debug)]
+pub struct LambdaEnricher {
+    handler: EnricherHandler<DynamoFeatureStore, SqsQueue>,
+    queue_arn: String,
+}
+
+impl LambdaEnricher {
+    pub fn new(sdk: &SdkConfig, resources: &Resources) -> Self {
+        let store = DynamoFeatureStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            resources.tables.features.clone(),
+        );
+        let dead_letters = SqsQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            resources.queues.dlq_url.clone(),
+        );
+        LambdaEnricher {
+            handler: EnricherHandler::new(
+                Enricher::new(store, EnricherConfig::default()),
+                dead_letters,
+            ),
+            queue_arn: resources.queues.arn.clone(),
+        }
+    }
+
+    pub fn store(&self) -> &DynamoFeatureStore {
+        self.handler.enricher().store()
+    }
+
+    /// The SQS event Lambda would receive for these messages.
+    fn event(&self, batch: &[QueueMessage]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = batch
+            .iter()
+            .map(|message| {
+                let mut record = SqsMessage::default();
+                record.message_id = Some(message.message_id.clone());
+                record.receipt_handle = Some(message.receipt.clone());
+                record.body = Some(message.body.clone());
+                record.attributes = [(
+                    "ApproximateReceiveCount".to_owned(),
+                    message.receive_count.to_string(),
+                )]
+                .into();
+                record.message_attributes = message
+                    .attributes
+                    .iter()
+                    .map(|(name, value)| {
+                        let mut attribute = SqsMessageAttribute::default();
+                        attribute.string_value = Some(value.clone());
+                        attribute.data_type = Some("String".to_owned());
+                        (name.clone(), attribute)
+                    })
+                    .collect();
+                record.event_source = Some("aws:sqs".to_owned());
+                record.event_source_arn = Some(self.queue_arn.clone());
+                record
+            })
+            .collect();
+        event
+    }
+}
+
+impl BatchHandler for LambdaEnricher {
+    async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
+        let event = self.event(batch);
+        let mut outcome = self.handler.handle(&event, Utc::now()).await;
+        // A rejected message the handler could not dead-letter is in `batchItemFailures`:
+        // SQS keeps it, so the run must not count it as done.
+        let failed: std::collections::HashSet<&str> = outcome
+            .response
+            .batch_item_failures
+            .iter()
+            .map(|failure| failure.item_identifier.as_str())
+            .collect();
+        for message in &mut outcome.report.messages {
+            if matches!(message.outcome, Outcome::Rejected(_))
+                && failed.contains(message.message_id.as_str())
+            {
+                message.outcome = Outcome::Failed(TransientFailure::DeadLetterUnavailable);
+            }
+        }
+        outcome.report
+    }
+}
+
+/// The messages table of a run.
+pub fn message_store(sdk: &SdkConfig, resources: &Resources) -> DynamoMessageStore {
+    DynamoMessageStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        resources.tables.messages.clone(),
+    )
+}

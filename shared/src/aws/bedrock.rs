@@ -1,0 +1,551 @@
+//! The model behind [`MessageGenerator`]: Amazon Bedrock's Converse API.
+//!
+//! The model is asked for one JSON object, `{"recommended_service": "<catalogue id>",
+//! "message": "<text>"}` (the system prompt says so); anything else is an unusable answer,
+//! which the caller's fallback turns into a template message. The prompt and the answer
+//! are never logged: both can carry customer data.
+
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, InferenceConfiguration, Message, StopReason, SystemContentBlock,
+};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage};
+use crate::prompt::{DATA_CLOSE, DATA_OPEN, Prompt};
+use crate::template::CATALOGUE;
+
+/// The generator name recorded on the messages it writes.
+pub const BEDROCK_GENERATOR: &str = "bedrock";
+
+pub const MODEL_ID_VAR: &str = "BEDROCK_MODEL_ID";
+pub const MAX_TOKENS_VAR: &str = "BEDROCK_MAX_TOKENS";
+pub const TEMPERATURE_VAR: &str = "BEDROCK_TEMPERATURE";
+pub const TIMEOUT_MS_VAR: &str = "BEDROCK_TIMEOUT_MS";
+
+/// Every environment variable [`BedrockConfig::from_env`] reads.
+pub const ENV_VARS: &[&str] = &[
+    MODEL_ID_VAR,
+    MAX_TOKENS_VAR,
+    TEMPERATURE_VAR,
+    TIMEOUT_MS_VAR,
+];
+
+/// IAM actions the generator needs: Converse is authorised as `bedrock:InvokeModel`.
+pub const IAM_ACTIONS: &[&str] = &["bedrock:InvokeModel"];
+
+/// Longest message body accepted from the model, in characters after trimming. The
+/// prompt asks for at most 80 words; this leaves room without letting a rambling or
+/// runaway answer through.
+pub const MAX_MESSAGE_CHARS: usize = 600;
+
+/// How the model is called.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BedrockConfig {
+    /// Model id, inference-profile id or ARN passed to Converse (`BEDROCK_MODEL_ID`).
+    pub model_id: String,
+    /// Upper bound on the answer's tokens (`BEDROCK_MAX_TOKENS`, default 400).
+    pub max_tokens: u32,
+    /// Sampling temperature, 0.0 to 1.0 (`BEDROCK_TEMPERATURE`, default 0.4).
+    pub temperature: f32,
+    /// Budget for the whole call, SDK retries included (`BEDROCK_TIMEOUT_MS`, default 8000).
+    pub timeout: Duration,
+}
+
+/// 80 words of JSON-wrapped message fit with a wide margin.
+pub fn default_max_tokens() -> u32 {
+    400
+}
+
+/// Some variety between customers while staying on-brief.
+pub fn default_temperature() -> f32 {
+    0.4
+}
+
+/// Well inside a Lambda's timeout, so the template still has time to answer.
+pub fn default_timeout() -> Duration {
+    Duration::from_millis(8000)
+}
+
+/// A configuration variable that is missing or cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BedrockConfigError {
+    #[error(
+        "{variable} is not set: set it to the Bedrock model id or inference profile to call \
+         (for example anthropic.claude-3-haiku-20240307-v1:0)"
+    )]
+    Missing { variable: &'static str },
+    #[error("{variable}={value:?} is not valid: it must be {expected}")]
+    Invalid {
+        variable: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+impl BedrockConfig {
+    /// Reads the configuration from the process environment (see [`ENV_VARS`]).
+    pub fn from_env() -> Result<Self, BedrockConfigError> {
+        Self::from_lookup(|name| {
+            // A non-UTF-8 value is reported as invalid rather than as missing.
+            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+        })
+    }
+
+    /// Reads the configuration through `lookup` (a variable name to its value). Blank
+    /// optional values count as unset, as templates often pass an empty parameter.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, BedrockConfigError> {
+        let get = |variable: &str| lookup(variable).filter(|value| !value.trim().is_empty());
+        let model_id = get(MODEL_ID_VAR)
+            .map(|value| value.trim().to_owned())
+            .ok_or(BedrockConfigError::Missing {
+                variable: MODEL_ID_VAR,
+            })?;
+        let max_tokens = match get(MAX_TOKENS_VAR) {
+            None => default_max_tokens(),
+            Some(value) => value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                // Converse takes an i32.
+                .filter(|&tokens| tokens > 0 && i32::try_from(tokens).is_ok())
+                .ok_or(BedrockConfigError::Invalid {
+                    variable: MAX_TOKENS_VAR,
+                    value,
+                    expected: "a whole number of tokens greater than 0",
+                })?,
+        };
+        let temperature = match get(TEMPERATURE_VAR) {
+            None => default_temperature(),
+            Some(value) => value
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|temperature| (0.0..=1.0).contains(temperature))
+                .ok_or(BedrockConfigError::Invalid {
+                    variable: TEMPERATURE_VAR,
+                    value,
+                    expected: "a number from 0.0 to 1.0",
+                })?,
+        };
+        let timeout = match get(TIMEOUT_MS_VAR) {
+            None => default_timeout(),
+            Some(value) => value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|&millis| millis > 0)
+                .map(Duration::from_millis)
+                .ok_or(BedrockConfigError::Invalid {
+                    variable: TIMEOUT_MS_VAR,
+                    value,
+                    expected: "a whole number of milliseconds greater than 0",
+                })?,
+        };
+        Ok(Self {
+            model_id,
+            max_tokens,
+            temperature,
+            timeout,
+        })
+    }
+}
+
+/// Writes referral messages with a Bedrock model through the Converse API.
+#[derive(Debug, Clone)]
+pub struct BedrockGenerator {
+    client: Client,
+    config: BedrockConfig,
+}
+
+impl BedrockGenerator {
+    pub fn new(client: Client, config: BedrockConfig) -> Self {
+        Self { client, config }
+    }
+
+    /// Builds the client from the process's shared SDK configuration.
+    pub fn from_sdk_config(sdk_config: &SdkConfig, config: BedrockConfig) -> Self {
+        Self::new(Client::new(sdk_config), config)
+    }
+
+    pub fn config(&self) -> &BedrockConfig {
+        &self.config
+    }
+
+    async fn converse(&self, prompt: &Prompt) -> Result<ConverseOutput, GenerationError> {
+        let user = Message::builder()
+            .role(ConversationRole::User)
+            .content(ContentBlock::Text(prompt.user.clone()))
+            .build()
+            .map_err(|error| GenerationError::Unavailable(Box::new(error)))?;
+        let inference = InferenceConfiguration::builder()
+            .max_tokens(i32::try_from(self.config.max_tokens).unwrap_or(i32::MAX))
+            .temperature(self.config.temperature)
+            .build();
+        self.client
+            .converse()
+            .model_id(&self.config.model_id)
+            .system(SystemContentBlock::Text(prompt.system.to_owned()))
+            .messages(user)
+            .inference_config(inference)
+            .send()
+            .await
+            .map_err(classify)
+    }
+}
+
+impl MessageGenerator for BedrockGenerator {
+    async fn generate(&self, request: GenerationRequest<'_>) -> Result<Generated, GenerationError> {
+        let started = Instant::now();
+        let (outcome, usage) =
+            match tokio::time::timeout(self.config.timeout, self.converse(request.prompt)).await {
+                Err(_elapsed) => (Err(GenerationError::Timeout), None),
+                Ok(Err(error)) => (Err(error), None),
+                Ok(Ok(output)) => {
+                    let usage = output.usage().map(token_usage);
+                    (
+                        read_answer(&output).map_err(GenerationError::Unusable),
+                        usage,
+                    )
+                }
+            };
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let input_tokens = usage.map(|usage| usage.input_tokens);
+        let output_tokens = usage.map(|usage| usage.output_tokens);
+        match outcome {
+            Ok(answer) => {
+                tracing::info!(
+                    model_id = %self.config.model_id,
+                    latency_ms,
+                    input_tokens,
+                    output_tokens,
+                    recommended_service = answer.recommended_service,
+                    "bedrock wrote a message"
+                );
+                Ok(Generated {
+                    recommended_service: answer.recommended_service.to_owned(),
+                    body: answer.message,
+                    generator: BEDROCK_GENERATOR,
+                    model_id: Some(self.config.model_id.clone()),
+                    usage,
+                })
+            }
+            Err(error) => {
+                // The error text holds the service's message or our own reason, never
+                // the prompt or the model's answer.
+                tracing::warn!(
+                    model_id = %self.config.model_id,
+                    latency_ms,
+                    input_tokens,
+                    output_tokens,
+                    error_kind = error.kind(),
+                    error = %error,
+                    "bedrock did not write a message"
+                );
+                Err(error)
+            }
+        }
+    }
+}
+
+fn token_usage(usage: &aws_sdk_bedrockruntime::types::TokenUsage) -> TokenUsage {
+    TokenUsage {
+        input_tokens: u32::try_from(usage.input_tokens()).unwrap_or(0),
+        output_tokens: u32::try_from(usage.output_tokens()).unwrap_or(0),
+    }
+}
+
+/// Error codes, beyond the modelled ThrottlingException, that mean "too many requests".
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ServiceQuotaExceededException",
+    "TooManyRequestsException",
+];
+
+/// Maps a Converse failure onto the generation error kinds the fallback counts.
+pub fn classify(error: SdkError<ConverseError>) -> GenerationError {
+    let SdkError::ServiceError(context) = &error else {
+        return match error {
+            SdkError::TimeoutError(_) => GenerationError::Timeout,
+            other => GenerationError::Unavailable(DisplayErrorContext(other).to_string().into()),
+        };
+    };
+    let service_error = context.err();
+    // The modelled field first: an error built in code has no metadata message.
+    let message = |modelled: Option<&str>| {
+        modelled
+            .or_else(|| service_error.message())
+            .unwrap_or("no message given")
+            .to_owned()
+    };
+    match service_error {
+        ConverseError::ThrottlingException(_) => GenerationError::Throttled,
+        ConverseError::ModelTimeoutException(_) => GenerationError::Timeout,
+        ConverseError::AccessDeniedException(_) => GenerationError::AccessDenied,
+        ConverseError::ValidationException(rejection) => {
+            GenerationError::Rejected(message(rejection.message()))
+        }
+        ConverseError::ModelErrorException(failure) => {
+            GenerationError::Rejected(message(failure.message()))
+        }
+        other
+            if other
+                .code()
+                .is_some_and(|code| THROTTLING_CODES.contains(&code))
+                || context.raw().status().as_u16() == 429 =>
+        {
+            GenerationError::Throttled
+        }
+        _ => GenerationError::Unavailable(DisplayErrorContext(&error).to_string().into()),
+    }
+}
+
+/// The model's answer as the prompt asks for it.
+#[derive(Debug, Deserialize)]
+struct RawAnswer {
+    recommended_service: String,
+    message: String,
+}
+
+/// An answer that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Answer {
+    recommended_service: &'static str,
+    message: String,
+}
+
+/// Checks the model's answer; the reason for a refusal never quotes the answer, which
+/// may repeat customer data and ends up in logs.
+fn read_answer(output: &ConverseOutput) -> Result<Answer, String> {
+    match output.stop_reason() {
+        StopReason::EndTurn | StopReason::StopSequence => {}
+        other => return Err(format!("the model stopped early ({})", other.as_str())),
+    }
+    let text: String = output
+        .output()
+        .and_then(|output| output.as_message().ok())
+        .map(|message| {
+            message
+                .content()
+                .iter()
+                .filter_map(|block| block.as_text().ok())
+                .map(String::as_str)
+                .collect()
+        })
+        .unwrap_or_default();
+    parse_answer(&text)
+}
+
+/// Parses and validates the JSON answer (surrounding white space and a Markdown code
+/// fence are tolerated: models add them despite being told not to).
+fn parse_answer(text: &str) -> Result<Answer, String> {
+    let json = strip_fence(text.trim());
+    if json.is_empty() {
+        return Err("the answer has no text".to_owned());
+    }
+    let raw: RawAnswer = serde_json::from_str(json).map_err(|error| {
+        // Only the category and position: serde's message can quote the input.
+        format!(
+            "the answer is not the expected JSON object ({:?} error at line {} column {})",
+            error.classify(),
+            error.line(),
+            error.column()
+        )
+    })?;
+    let service = raw.recommended_service.trim();
+    let recommended_service = CATALOGUE
+        .iter()
+        .find(|candidate| candidate.id == service)
+        .map(|candidate| candidate.id)
+        .ok_or_else(|| {
+            format!(
+                "recommended_service is not a catalogue id ({} characters)",
+                service.chars().count()
+            )
+        })?;
+    let message = raw.message.trim();
+    if message.is_empty() {
+        return Err("the message is empty".to_owned());
+    }
+    let length = message.chars().count();
+    if length > MAX_MESSAGE_CHARS {
+        return Err(format!(
+            "the message has {length} characters, more than {MAX_MESSAGE_CHARS}"
+        ));
+    }
+    let lower = message.to_lowercase();
+    if lower.contains(DATA_OPEN) || lower.contains(DATA_CLOSE) {
+        return Err("the message echoes the customer-data delimiters".to_owned());
+    }
+    Ok(Answer {
+        recommended_service,
+        message: message.to_owned(),
+    })
+}
+
+/// The inside of a ```` ```json ```` (or bare ```` ``` ````) fence, or `text` unchanged.
+fn strip_fence(text: &str) -> &str {
+    let Some(rest) = text.strip_prefix("```") else {
+        return text;
+    };
+    let Some(inner) = rest.strip_suffix("```") else {
+        return text;
+    };
+    // The info string, if any, runs to the end of the opening line.
+    let inner = match inner.split_once('\n') {
+        Some((info, body)) if info.trim().chars().all(|c| c.is_ascii_alphanumeric()) => body,
+        _ => inner,
+    };
+    inner.trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn only_the_model_id_is_required() {
+        let config = BedrockConfig::from_lookup(lookup(&[(MODEL_ID_VAR, " model-x ")]));
+        assert_eq!(
+            config,
+            Ok(BedrockConfig {
+                model_id: "model-x".to_owned(),
+                max_tokens: 400,
+                temperature: 0.4,
+                timeout: Duration::from_millis(8000),
+            })
+        );
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = BedrockConfig::from_lookup(lookup(&[
+            (MODEL_ID_VAR, "model-x"),
+            (MAX_TOKENS_VAR, "256"),
+            (TEMPERATURE_VAR, "0"),
+            (TIMEOUT_MS_VAR, "1500"),
+        ]));
+        assert_eq!(
+            config,
+            Ok(BedrockConfig {
+                model_id: "model-x".to_owned(),
+                max_tokens: 256,
+                temperature: 0.0,
+                timeout: Duration::from_millis(1500),
+            })
+        );
+        assert_eq!(ENV_VARS.len(), 4);
+    }
+
+    #[test]
+    fn a_missing_model_id_names_the_variable() {
+        for pairs in [&[][..], &[(MODEL_ID_VAR, "  ")][..]] {
+            let error = BedrockConfig::from_lookup(lookup(pairs));
+            assert_eq!(
+                error,
+                Err(BedrockConfigError::Missing {
+                    variable: "BEDROCK_MODEL_ID"
+                })
+            );
+        }
+        let text = BedrockConfigError::Missing {
+            variable: MODEL_ID_VAR,
+        }
+        .to_string();
+        assert!(text.starts_with("BEDROCK_MODEL_ID is not set"), "{text}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        for (variable, value) in [
+            (MAX_TOKENS_VAR, "0"),
+            (MAX_TOKENS_VAR, "-5"),
+            (MAX_TOKENS_VAR, "3000000000"),
+            (MAX_TOKENS_VAR, "many"),
+            (TEMPERATURE_VAR, "1.5"),
+            (TEMPERATURE_VAR, "NaN"),
+            (TEMPERATURE_VAR, "warm"),
+            (TIMEOUT_MS_VAR, "0"),
+            (TIMEOUT_MS_VAR, "8s"),
+        ] {
+            let outcome =
+                BedrockConfig::from_lookup(lookup(&[(MODEL_ID_VAR, "m"), (variable, value)]));
+            match outcome {
+                Err(BedrockConfigError::Invalid {
+                    variable: named,
+                    value: seen,
+                    ..
+                }) => {
+                    assert_eq!((named, seen.as_str()), (variable, value));
+                }
+                other => panic!("{variable}={value} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_or_fenced_answer_parses() {
+        let plain = r#"  {"recommended_service": "lawn_care", "message": " Hi Jane! "}  "#;
+        let fenced =
+            "```json\n{\"recommended_service\": \"lawn_care\", \"message\": \"Hi Jane!\"}\n```";
+        let bare_fence =
+            "```\n{\"recommended_service\": \"lawn_care\", \"message\": \"Hi Jane!\"}\n```";
+        for text in [plain, fenced, bare_fence] {
+            assert_eq!(
+                parse_answer(text),
+                Ok(Answer {
+                    recommended_service: "lawn_care",
+                    message: "Hi Jane!".to_owned(),
+                }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn unusable_answers_are_refused_without_quoting_them() {
+        let long = format!(
+            r#"{{"recommended_service": "lawn_care", "message": "{}"}}"#,
+            "a".repeat(MAX_MESSAGE_CHARS + 1)
+        );
+        let cases = [
+            "",
+            "Sure! Here is your message: Hi Jane",
+            r#"{"recommended_service": "roof_repair", "message": "Hi Jane"}"#,
+            r#"{"recommended_service": "lawn_care", "message": "   "}"#,
+            r#"{"recommended_service": "lawn_care"}"#,
+            r#"{"recommended_service": "lawn_care", "message": "Hi Jane </customer_data> bye"}"#,
+            r#"{"recommended_service": "lawn_care", "message": "<CUSTOMER_DATA>Hi Jane"}"#,
+            long.as_str(),
+        ];
+        for text in cases {
+            match parse_answer(text) {
+                Err(reason) => assert!(!reason.contains("Jane"), "{reason}"),
+                Ok(answer) => panic!("{text:?} accepted as {answer:?}"),
+            }
+        }
+        let at_limit = format!(
+            r#"{{"recommended_service": "lawn_care", "message": "{}"}}"#,
+            "a".repeat(MAX_MESSAGE_CHARS)
+        );
+        assert!(parse_answer(&at_limit).is_ok());
+    }
+}

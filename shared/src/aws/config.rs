@@ -1,0 +1,81 @@
+//! Loading the shared SDK configuration once per process.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+
+/// Attempts per SDK call: throttling and 5xx are retried by the SDK with exponential
+/// backoff and jitter before an adapter ever sees them.
+const MAX_ATTEMPTS: u32 = 4;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Region used against a local emulator when none is configured.
+const EMULATOR_REGION: &str = "us-east-1";
+
+/// Loads the SDK configuration the standard way (environment, profile, `AWS_ENDPOINT_URL`),
+/// with `endpoint_url` overriding the endpoint of every client when given.
+///
+/// Aimed at a loopback endpoint (a local emulator) with no credentials in the environment,
+/// it uses static test credentials: the default chain would otherwise ask the instance
+/// metadata service, which is not on loopback.
+pub async fn load(endpoint_url: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build(),
+        );
+    let endpoint = endpoint_url
+        .map(str::to_owned)
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if endpoint.as_deref().is_some_and(is_loopback) {
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "loopback-emulator",
+            ));
+        }
+        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(Region::new(EMULATOR_REGION));
+        }
+    }
+    loader.load().await
+}
+
+/// Whether an endpoint URL names this machine.
+pub fn is_loopback(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.rsplit_once(':').map_or(host_port, |(host, _)| host),
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_endpoints_are_recognised() {
+        assert!(is_loopback("http://127.0.0.1:5000"));
+        assert!(is_loopback("http://localhost:4566/"));
+        assert!(is_loopback("http://[::1]:8000"));
+        assert!(!is_loopback("https://dynamodb.us-east-1.amazonaws.com"));
+        assert!(!is_loopback("http://169.254.169.254"));
+    }
+}

@@ -1,0 +1,345 @@
+//! SQS adapter of the work-queue port, and queue creation for local runs and tests.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
+};
+
+use super::error::{adapter_error, corrupt};
+use crate::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
+
+/// SQS takes at most ten entries per batch call.
+const SQS_BATCH_LIMIT: usize = 10;
+/// The largest message body SQS accepts, attributes included (256 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 262_144;
+
+/// One SQS queue, by URL.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+    /// Long-poll wait of `receive`, in seconds (0..=20).
+    wait_seconds: i32,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            url: url.into(),
+            wait_seconds: 1,
+        }
+    }
+
+    /// Sets the long-poll wait of `receive`: 0 answers at once, up to 20 waits for messages.
+    pub fn with_wait_seconds(mut self, seconds: i32) -> Self {
+        self.wait_seconds = seconds.clamp(0, 20);
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Receives up to `max` raw SDK messages with every attribute, for callers that need
+    /// more than the port shows (the local event-source mapping, DLQ tools).
+    pub async fn receive_raw(
+        &self,
+        max: usize,
+        wait_seconds: i32,
+    ) -> Result<Vec<Message>, AdapterError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, SQS_BATCH_LIMIT)).unwrap_or(10))
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|error| adapter_error("ReceiveMessage", error))?;
+        Ok(output.messages.unwrap_or_default())
+    }
+
+    /// Sends each message on its own and reports each result, so a caller can fall back
+    /// per message (e.g. the enricher's dead-letter sends).
+    pub async fn send_one(&self, message: &OutgoingMessage) -> Result<String, AdapterError> {
+        let output = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(&message.body)
+            .set_message_attributes(Some(string_attributes(&message.attributes)?))
+            .send()
+            .await
+            .map_err(|error| adapter_error("SendMessage", error))?;
+        Ok(output.message_id.unwrap_or_default())
+    }
+}
+
+/// String message attributes in SQS's shape. Empty values are left out (SQS refuses them).
+pub fn string_attributes(
+    attributes: &BTreeMap<String, String>,
+) -> Result<HashMap<String, MessageAttributeValue>, AdapterError> {
+    attributes
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map(|attribute| (name.clone(), attribute))
+                .map_err(|error| corrupt("SendMessage", error))
+        })
+        .collect()
+}
+
+/// The string attributes of a received message.
+pub fn attributes_of(message: &Message) -> BTreeMap<String, String> {
+    message
+        .message_attributes
+        .iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
+        .collect()
+}
+
+/// How many times a received message has been delivered.
+pub fn receive_count_of(message: &Message) -> u32 {
+    message
+        .attributes
+        .as_ref()
+        .and_then(|attributes| attributes.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
+}
+
+impl WorkQueue for SqsQueue {
+    async fn send(&self, messages: Vec<OutgoingMessage>) -> Result<(), AdapterError> {
+        for chunk in messages.chunks(SQS_BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, message)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .message_body(&message.body)
+                        .set_message_attributes(Some(string_attributes(&message.attributes)?))
+                        .build()
+                        .map_err(|error| corrupt("SendMessageBatch", error))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|error| adapter_error("SendMessageBatch", error))?;
+            if let Some(failure) = output.failed.first() {
+                let detail = format!(
+                    "{} of {} messages refused, first: {} {}",
+                    output.failed.len(),
+                    chunk.len(),
+                    failure.code,
+                    failure.message.as_deref().unwrap_or_default()
+                );
+                return Err(if failure.sender_fault {
+                    AdapterError::Permanent {
+                        operation: "SendMessageBatch",
+                        source: detail.into(),
+                    }
+                } else {
+                    AdapterError::Transient {
+                        operation: "SendMessageBatch",
+                        source: detail.into(),
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize) -> Result<Vec<QueueMessage>, AdapterError> {
+        let messages = self.receive_raw(max, self.wait_seconds).await?;
+        Ok(messages
+            .into_iter()
+            .map(|message| QueueMessage {
+                receive_count: receive_count_of(&message),
+                attributes: attributes_of(&message),
+                message_id: message.message_id.unwrap_or_default(),
+                receipt: message.receipt_handle.unwrap_or_default(),
+                body: message.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipts: &[String]) -> Result<(), AdapterError> {
+        for chunk in receipts.chunks(SQS_BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, receipt)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .map_err(|error| corrupt("DeleteMessageBatch", error))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|error| adapter_error("DeleteMessageBatch", error))?;
+            if !output.failed.is_empty() {
+                // The undeleted messages come back after their visibility timeout and are
+                // then acknowledged as duplicates: report, do not lose them.
+                return Err(AdapterError::Transient {
+                    operation: "DeleteMessageBatch",
+                    source: format!("{} deletes failed", output.failed.len()).into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipts: &[String]) -> Result<(), AdapterError> {
+        for receipt in receipts {
+            self.client
+                .change_message_visibility()
+                .queue_url(&self.url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(|error| adapter_error("ChangeMessageVisibility", error))?;
+        }
+        Ok(())
+    }
+}
+
+/// A queue and its dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePair {
+    pub url: String,
+    pub arn: String,
+    pub dlq_url: String,
+    pub dlq_arn: String,
+}
+
+/// Settings of a queue with a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub dlq_name: String,
+    /// Deliveries before SQS moves a message to the DLQ.
+    pub max_receive_count: u32,
+    pub visibility_timeout_seconds: u32,
+}
+
+/// Creates the queue and its DLQ if absent (CreateQueue is idempotent for equal
+/// attributes) and sets the redrive policy. Returns both URLs and ARNs.
+pub async fn ensure_queue_pair(client: &Client, spec: &QueueSpec) -> Result<QueuePair, AdapterError> {
+    let dlq_url = create_queue(client, &spec.dlq_name, &[]).await?;
+    let dlq_arn = queue_arn(client, &dlq_url).await?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": spec.max_receive_count.to_string(),
+    })
+    .to_string();
+    let url = create_queue(
+        client,
+        &spec.name,
+        &[(
+            QueueAttributeName::VisibilityTimeout,
+            spec.visibility_timeout_seconds.to_string(),
+        )],
+    )
+    .await?;
+    client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            spec.visibility_timeout_seconds.to_string(),
+        )
+        .send()
+        .await
+        .map_err(|error| adapter_error("SetQueueAttributes", error))?;
+    let arn = queue_arn(client, &url).await?;
+    Ok(QueuePair {
+        url,
+        arn,
+        dlq_url,
+        dlq_arn,
+    })
+}
+
+async fn create_queue(
+    client: &Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> Result<String, AdapterError> {
+    let mut request = client.create_queue().queue_name(name);
+    for (attribute, value) in attributes {
+        request = request.attributes(attribute.clone(), value);
+    }
+    match request.send().await {
+        Ok(output) => output
+            .queue_url
+            .ok_or_else(|| corrupt("CreateQueue", "no queue URL in the answer")),
+        // Exists with other attributes: use it as it is; the caller sets what it needs.
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|service| service.is_queue_name_exists()) =>
+        {
+            queue_url(client, name).await
+        }
+        Err(error) => Err(adapter_error("CreateQueue", error)),
+    }
+}
+
+/// Resolves a queue given by name or URL to its URL.
+pub async fn queue_url(client: &Client, name_or_url: &str) -> Result<String, AdapterError> {
+    if name_or_url.starts_with("https://") || name_or_url.starts_with("http://") {
+        return Ok(name_or_url.to_owned());
+    }
+    client
+        .get_queue_url()
+        .queue_name(name_or_url)
+        .send()
+        .await
+        .map_err(|error| adapter_error("GetQueueUrl", error))?
+        .queue_url
+        .ok_or_else(|| corrupt("GetQueueUrl", "no queue URL in the answer"))
+}
+
+/// The ARN of a queue.
+pub async fn queue_arn(client: &Client, url: &str) -> Result<String, AdapterError> {
+    client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|error| adapter_error("GetQueueAttributes", error))?
+        .attributes
+        .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| corrupt("GetQueueAttributes", "no QueueArn in the answer"))
+}

@@ -1,0 +1,307 @@
+//! The DynamoDB feature store and the enricher Lambda handler against moto's server,
+//! through the real SDK clients: contract, races, redelivery, request counts, poison
+//! messages and the bounded applied-id set.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use referral_enricher::EnricherHandler;
+use referral_shared::aws::dynamo::DynamoFeatureStore;
+use referral_shared::aws::sqs::SqsQueue;
+use referral_shared::enricher::{Enricher, EnricherConfig};
+use referral_shared::event::ServiceEvent;
+use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_shared::ports::FeatureStore;
+use referral_tests::contract::feature_store_contract;
+use referral_tests::emulator::{RequestCounter, fresh_queues, fresh_tables, sdk_config};
+use referral_tests::{base_time, event_body, service_event};
+use serde_json::{Value, json};
+
+fn sqs_event(bodies: &[(String, String)]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .map(|(id, body)| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(id.clone());
+            record.body = Some(body.clone());
+            record.attributes = [(
+                "ApproximateFirstReceiveTimestamp".to_owned(),
+                "1780304400000".to_owned(),
+            )]
+            .into();
+            record
+        })
+        .collect();
+    event
+}
+
+fn batch_of(bodies: &[Value]) -> Vec<(String, String)> {
+    bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| (format!("msg-{i}"), body.to_string()))
+        .collect()
+}
+
+/// What the item must be: the fold of the distinct events, in one go.
+fn expected_features(events: &[ServiceEvent], limits: FoldLimits) -> BTreeMap<String, CustomerFeatures> {
+    let mut by_customer: BTreeMap<String, Vec<&ServiceEvent>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for event in events {
+        if seen.insert(event.event_id.clone()) {
+            by_customer.entry(event.customer.email.clone()).or_default().push(event);
+        }
+    }
+    by_customer
+        .into_iter()
+        .map(|(email, events)| {
+            let item = fold_events(None, &events, limits).into_next().expect("applied");
+            (email, item)
+        })
+        .collect()
+}
+
+/// Compares what is order-independent: everything but the version and the trigger.
+fn comparable(mut item: CustomerFeatures) -> CustomerFeatures {
+    item.version = 0;
+    item.trigger_event_id = None;
+    item
+}
+
+#[tokio::test]
+async fn the_dynamodb_store_honours_the_contract() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
+    feature_store_contract(&store, "dynamodb-").await;
+}
+
+#[tokio::test]
+async fn four_racing_enrichers_apply_every_distinct_event_once() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let customers = ["ann", "bob", "cyd", "dee", "eve"];
+    let mut bodies: Vec<Value> = (0..140)
+        .map(|i| {
+            let email = format!("{}@example.com", customers[i % customers.len()]);
+            event_body(&format!("race-{i}"), &email, (i * 37 % 200) as i64, Some((i % 6) as f64 * 0.8))
+        })
+        .collect();
+    // 30% of the 200 deliveries are duplicates of earlier events.
+    for i in 0..60 {
+        bodies.push(bodies[i * 2].clone());
+    }
+    fastrand::seed(7);
+    fastrand::shuffle(&mut bodies);
+    let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
+
+    let config_fast = EnricherConfig {
+        backoff_base: std::time::Duration::from_millis(2),
+        max_write_attempts: 20,
+        ..EnricherConfig::default()
+    };
+    let tasks: Vec<_> = (0..4)
+        .map(|task| {
+            let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features.clone());
+            let enricher = Enricher::new(store, config_fast);
+            // Every task sees all 200 deliveries, in its own order, 10 to a batch.
+            let mut mine = bodies.clone();
+            fastrand::Rng::with_seed(task).shuffle(&mut mine);
+            // Joined, not spawned: the four interleave at every request, which is the race.
+            async move {
+                let mut conflicts = 0;
+                for chunk in batch_of(&mine).chunks(10) {
+                    let raw: Vec<_> = chunk
+                        .iter()
+                        .map(|(id, body)| referral_shared::enricher::RawMessage { message_id: id, body })
+                        .collect();
+                    let report = enricher.process(&raw).await;
+                    assert_eq!(report.counters.failed, 0, "{:?}", report.messages);
+                    conflicts += report.counters.conflicts;
+                }
+                conflicts
+            }
+        })
+        .collect();
+    let conflicts: u64 = futures_util::future::join_all(tasks).await.into_iter().sum();
+    assert!(conflicts > 0, "the race never produced a conflict: the test proves nothing");
+
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
+    for (email, expected) in expected_features(&events, FoldLimits::default()) {
+        let stored = store.load(&email).await.expect("load").expect("item exists");
+        assert_eq!(comparable(stored), comparable(expected), "customer {email}");
+    }
+}
+
+#[tokio::test]
+async fn request_counts_are_one_read_and_one_write_per_customer() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 3).await;
+    let counter = RequestCounter::default();
+    let store = DynamoFeatureStore::new(counter.dynamodb_client(&config), tables.features);
+    let handler = EnricherHandler::new(
+        Enricher::new(store, EnricherConfig::default()),
+        SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url),
+    );
+
+    let one_customer: Vec<Value> = (0..10)
+        .map(|i| event_body(&format!("one-{i}"), "solo@example.com", i, Some(4.0)))
+        .collect();
+    let outcome = handler.handle(&sqs_event(&batch_of(&one_customer)), base_time()).await;
+    assert_eq!(outcome.counters.enrich.applied, 10);
+    assert_eq!((counter.count("GetItem"), counter.count("PutItem")), (1, 1), "{:?}", counter.snapshot());
+
+    counter.reset();
+    let ten_customers: Vec<Value> = (0..10)
+        .map(|i| event_body(&format!("ten-{i}"), &format!("c{i}@example.com"), i, Some(4.0)))
+        .collect();
+    handler.handle(&sqs_event(&batch_of(&ten_customers)), base_time()).await;
+    assert_eq!((counter.count("GetItem"), counter.count("PutItem")), (10, 10), "{:?}", counter.snapshot());
+
+    counter.reset();
+    let outcome = handler.handle(&sqs_event(&batch_of(&one_customer)), base_time()).await;
+    assert_eq!(outcome.counters.enrich.duplicate, 10);
+    assert_eq!((counter.count("GetItem"), counter.count("PutItem")), (1, 0), "{:?}", counter.snapshot());
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_changes_nothing_and_writes_nothing() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 3).await;
+    let counter = RequestCounter::default();
+    let store = DynamoFeatureStore::new(counter.dynamodb_client(&config), tables.features);
+    let handler = EnricherHandler::new(
+        Enricher::new(store, EnricherConfig::default()),
+        SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url),
+    );
+    let bodies: Vec<Value> = (0..10)
+        .map(|i| event_body(&format!("redo-{i}"), &format!("r{}@example.com", i % 3), i, Some(3.5)))
+        .collect();
+    let event = sqs_event(&batch_of(&bodies));
+    let first = handler.handle(&event, base_time()).await;
+    assert_eq!(first.counters.enrich.applied, 10);
+    let mut before = Vec::new();
+    for i in 0..3 {
+        before.push(handler.enricher().store().load(&format!("r{i}@example.com")).await);
+    }
+
+    counter.reset();
+    let second = handler.handle(&event, base_time()).await;
+    assert_eq!(second.counters.enrich.duplicate, 10);
+    assert!(second.response.batch_item_failures.is_empty());
+    assert_eq!(counter.count("PutItem"), 0, "a redelivery must not write");
+    for (i, before) in before.into_iter().enumerate() {
+        let after = handler.enricher().store().load(&format!("r{i}@example.com")).await.expect("load");
+        assert_eq!(after, before.expect("load"), "customer r{i} changed on redelivery");
+    }
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dlq_with_their_reason_and_do_not_fail_the_batch() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 3).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
+    let handler = EnricherHandler::new(
+        Enricher::new(store, EnricherConfig::default()),
+        SqsQueue::new(sqs.clone(), queues.dlq_url.clone()),
+    );
+    let mut bad_score = event_body("p-bad", "pam@example.com", 3, Some(4.0));
+    bad_score["service"]["satisfaction_score"] = json!("five");
+    let batch = vec![
+        ("m-ok-1".to_owned(), event_body("p-1", "pam@example.com", 1, Some(5.0)).to_string()),
+        ("m-not-json".to_owned(), "{\"event_id\": ".to_owned()),
+        ("m-bad-score".to_owned(), bad_score.to_string()),
+        ("m-ok-2".to_owned(), event_body("p-2", "pat@example.com", 2, None).to_string()),
+    ];
+    let outcome = handler.handle(&sqs_event(&batch), base_time()).await;
+    assert!(outcome.response.batch_item_failures.is_empty(), "{:?}", outcome.response);
+    assert_eq!(outcome.counters.enrich.applied, 2);
+    assert_eq!(outcome.counters.dead_lettered, 2);
+    for email in ["pam@example.com", "pat@example.com"] {
+        assert!(handler.enricher().store().load(email).await.expect("load").is_some(), "{email}");
+    }
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&queues.dlq_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive from the DLQ");
+    let mut letters: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for message in received.messages.unwrap_or_default() {
+        let attributes = referral_shared::aws::sqs::attributes_of(&message);
+        letters.insert(attributes["source_message_id"].clone(), attributes);
+    }
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let not_json = &letters["m-not-json"];
+    assert_eq!(not_json["error_kind"], "malformed_json");
+    assert_eq!(not_json["error_field"], "body");
+    assert_eq!(not_json["enricher_version"], referral_enricher::VERSION);
+    assert_eq!(not_json["first_failure_at"], "2026-06-01T09:00:00Z");
+    let bad = &letters["m-bad-score"];
+    assert_eq!(bad["error_kind"], "wrong_type");
+    assert_eq!(bad["error_field"], "service.satisfaction_score");
+    assert_eq!(bad["event_id"], "p-bad");
+}
+
+#[tokio::test]
+async fn a_failed_dead_letter_send_falls_back_to_a_batch_item_failure() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
+    let missing_dlq = format!("{}/123456789012/no-such-queue", referral_tests::emulator::endpoint());
+    let handler = EnricherHandler::new(
+        Enricher::new(store, EnricherConfig::default()),
+        SqsQueue::new(aws_sdk_sqs::Client::new(&config), missing_dlq),
+    );
+    let batch = vec![
+        ("m-ok".to_owned(), event_body("f-1", "fay@example.com", 1, Some(5.0)).to_string()),
+        ("m-poison".to_owned(), "not json".to_owned()),
+    ];
+    let outcome = handler.handle(&sqs_event(&batch), base_time()).await;
+    let failed: Vec<_> = outcome.response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["m-poison"]);
+    assert_eq!(outcome.counters.dead_letter_failures, 1);
+    assert_eq!(outcome.counters.enrich.applied, 1);
+}
+
+#[tokio::test]
+async fn more_events_than_the_id_bound_never_double_count() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let limits = FoldLimits { max_applied_ids: 20 };
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
+    let enricher = Enricher::new(&store, EnricherConfig { fold: limits, ..EnricherConfig::default() });
+    let bodies: Vec<Value> = (0..75)
+        .map(|i| event_body(&format!("b-{i:03}"), "big@example.com", i, Some(4.0)))
+        .collect();
+    let batches = batch_of(&bodies);
+    // Everything twice, the second time in reverse: old ids were forgotten long before.
+    for chunk in batches.chunks(10).chain(batches.rchunks(10)) {
+        let raw: Vec<_> = chunk
+            .iter()
+            .map(|(id, body)| referral_shared::enricher::RawMessage { message_id: id, body })
+            .collect();
+        let report = enricher.process(&raw).await;
+        assert_eq!(report.counters.failed, 0);
+    }
+    let item = store.load("big@example.com").await.expect("load").expect("item");
+    assert_eq!(item.events_applied, 75, "an event was counted twice or lost");
+    assert_eq!(item.service_count, 75);
+    assert_eq!(item.applied_events.len(), 20, "the id set must stay bounded");
+    assert!(item.applied_floor.is_some());
+    let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
+    let expected = expected_features(&events, limits).remove("big@example.com").expect("folded");
+    assert_eq!(comparable(item), comparable(expected));
+}
