@@ -130,6 +130,10 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
         }
     }
 
+    pub fn generator(&self) -> &G {
+        &self.generator
+    }
+
     pub fn messages(&self) -> &M {
         &self.messages
     }

@@ -19,10 +19,7 @@ use crate::ports::{
 /// Whatever handles a batch of queue messages: the enricher core itself, or the enricher
 /// Lambda's handler wrapped around it (which also dead-letters poison messages).
 pub trait BatchHandler: Send + Sync {
-    fn handle_batch(
-        &self,
-        batch: &[QueueMessage],
-    ) -> impl Future<Output = BatchReport> + Send;
+    fn handle_batch(&self, batch: &[QueueMessage]) -> impl Future<Output = BatchReport> + Send;
 }
 
 impl<S: FeatureStore> BatchHandler for Enricher<S> {

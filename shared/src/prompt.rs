@@ -52,14 +52,26 @@ fn write_insights(out: &mut String, features: &CustomerFeatures) -> bool {
         );
     }
     let property = &features.property_features;
-    match (property.city.as_deref(), property.state.as_deref()) {
-        (Some(city), Some(state)) => {
-            let _ = write!(out, "\n- Property Location: {city}, {state}");
+    // City and state are customer text even here, outside the data block: sanitised too.
+    let location_start = out.len();
+    out.push_str("\n- Property Location: ");
+    let value_start = out.len();
+    if let Some(city) = property.city.as_deref() {
+        push_sanitised(out, city);
+    }
+    if let Some(state) = property.state.as_deref() {
+        let before_state = out.len();
+        if before_state > value_start {
+            out.push_str(", ");
         }
-        (Some(one), None) | (None, Some(one)) => {
-            let _ = write!(out, "\n- Property Location: {one}");
+        let state_start = out.len();
+        push_sanitised(out, state);
+        if out.len() == state_start {
+            out.truncate(before_state);
         }
-        (None, None) => {}
+    }
+    if out.len() == value_start {
+        out.truncate(location_start);
     }
     if let Some(kind) = &property.property_type {
         out.push_str("\n- Property Type: ");
@@ -85,6 +97,19 @@ pub fn property_type_in_words(kind: &str) -> String {
 }
 
 fn write_property_type(out: &mut String, kind: &str) {
+    // The type is customer text: anything beyond a plain snake-case word is sanitised first.
+    let plain = kind.len() <= MAX_CUSTOMER_FIELD_CHARS
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' '));
+    if plain {
+        write_words(out, kind);
+    } else {
+        write_words(out, &sanitise(kind));
+    }
+}
+
+fn write_words(out: &mut String, kind: &str) {
     if kind.eq_ignore_ascii_case("single_family") {
         out.push_str("Single Family Home");
         return;

@@ -639,7 +639,6 @@ fn data_block(user: &str) -> (usize, usize) {
 // Customer text also reaches the CUSTOMER INSIGHTS block (location, property type), outside
 // the delimiters, so it must be sanitised there as well.
 #[tokio::test]
-#[ignore = "prompt.rs writes city, state and property type into CUSTOMER INSIGHTS unsanitised"]
 async fn hostile_address_text_cannot_break_out_anywhere_in_the_prompt() {
     let mut event = design_example();
     event["customer"]["name"] = json!(HOSTILE_NAME);

@@ -48,18 +48,26 @@ fn batch_of(bodies: &[Value]) -> Vec<(String, String)> {
 }
 
 /// What the item must be: the fold of the distinct events, in one go.
-fn expected_features(events: &[ServiceEvent], limits: FoldLimits) -> BTreeMap<String, CustomerFeatures> {
+fn expected_features(
+    events: &[ServiceEvent],
+    limits: FoldLimits,
+) -> BTreeMap<String, CustomerFeatures> {
     let mut by_customer: BTreeMap<String, Vec<&ServiceEvent>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for event in events {
         if seen.insert(event.event_id.clone()) {
-            by_customer.entry(event.customer.email.clone()).or_default().push(event);
+            by_customer
+                .entry(event.customer.email.clone())
+                .or_default()
+                .push(event);
         }
     }
     by_customer
         .into_iter()
         .map(|(email, events)| {
-            let item = fold_events(None, &events, limits).into_next().expect("applied");
+            let item = fold_events(None, &events, limits)
+                .into_next()
+                .expect("applied");
             (email, item)
         })
         .collect()
@@ -88,7 +96,12 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
     let mut bodies: Vec<Value> = (0..140)
         .map(|i| {
             let email = format!("{}@example.com", customers[i % customers.len()]);
-            event_body(&format!("race-{i}"), &email, (i * 37 % 200) as i64, Some((i % 6) as f64 * 0.8))
+            event_body(
+                &format!("race-{i}"),
+                &email,
+                (i * 37 % 200) as i64,
+                Some((i % 6) as f64 * 0.8),
+            )
         })
         .collect();
     // 30% of the 200 deliveries are duplicates of earlier events.
@@ -106,7 +119,10 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
     };
     let tasks: Vec<_> = (0..4)
         .map(|task| {
-            let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features.clone());
+            let store = DynamoFeatureStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                tables.features.clone(),
+            );
             let enricher = Enricher::new(store, config_fast);
             // Every task sees all 200 deliveries, in its own order, 10 to a batch.
             let mut mine = bodies.clone();
@@ -117,7 +133,10 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
                 for chunk in batch_of(&mine).chunks(10) {
                     let raw: Vec<_> = chunk
                         .iter()
-                        .map(|(id, body)| referral_shared::enricher::RawMessage { message_id: id, body })
+                        .map(|(id, body)| referral_shared::enricher::RawMessage {
+                            message_id: id,
+                            body,
+                        })
                         .collect();
                     let report = enricher.process(&raw).await;
                     assert_eq!(report.counters.failed, 0, "{:?}", report.messages);
@@ -127,12 +146,22 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
             }
         })
         .collect();
-    let conflicts: u64 = futures_util::future::join_all(tasks).await.into_iter().sum();
-    assert!(conflicts > 0, "the race never produced a conflict: the test proves nothing");
+    let conflicts: u64 = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .sum();
+    assert!(
+        conflicts > 0,
+        "the race never produced a conflict: the test proves nothing"
+    );
 
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
     for (email, expected) in expected_features(&events, FoldLimits::default()) {
-        let stored = store.load(&email).await.expect("load").expect("item exists");
+        let stored = store
+            .load(&email)
+            .await
+            .expect("load")
+            .expect("item exists");
         assert_eq!(comparable(stored), comparable(expected), "customer {email}");
     }
 }
@@ -152,21 +181,49 @@ async fn request_counts_are_one_read_and_one_write_per_customer() {
     let one_customer: Vec<Value> = (0..10)
         .map(|i| event_body(&format!("one-{i}"), "solo@example.com", i, Some(4.0)))
         .collect();
-    let outcome = handler.handle(&sqs_event(&batch_of(&one_customer)), base_time()).await;
+    let outcome = handler
+        .handle(&sqs_event(&batch_of(&one_customer)), base_time())
+        .await;
     assert_eq!(outcome.counters.enrich.applied, 10);
-    assert_eq!((counter.count("GetItem"), counter.count("PutItem")), (1, 1), "{:?}", counter.snapshot());
+    assert_eq!(
+        (counter.count("GetItem"), counter.count("PutItem")),
+        (1, 1),
+        "{:?}",
+        counter.snapshot()
+    );
 
     counter.reset();
     let ten_customers: Vec<Value> = (0..10)
-        .map(|i| event_body(&format!("ten-{i}"), &format!("c{i}@example.com"), i, Some(4.0)))
+        .map(|i| {
+            event_body(
+                &format!("ten-{i}"),
+                &format!("c{i}@example.com"),
+                i,
+                Some(4.0),
+            )
+        })
         .collect();
-    handler.handle(&sqs_event(&batch_of(&ten_customers)), base_time()).await;
-    assert_eq!((counter.count("GetItem"), counter.count("PutItem")), (10, 10), "{:?}", counter.snapshot());
+    handler
+        .handle(&sqs_event(&batch_of(&ten_customers)), base_time())
+        .await;
+    assert_eq!(
+        (counter.count("GetItem"), counter.count("PutItem")),
+        (10, 10),
+        "{:?}",
+        counter.snapshot()
+    );
 
     counter.reset();
-    let outcome = handler.handle(&sqs_event(&batch_of(&one_customer)), base_time()).await;
+    let outcome = handler
+        .handle(&sqs_event(&batch_of(&one_customer)), base_time())
+        .await;
     assert_eq!(outcome.counters.enrich.duplicate, 10);
-    assert_eq!((counter.count("GetItem"), counter.count("PutItem")), (1, 0), "{:?}", counter.snapshot());
+    assert_eq!(
+        (counter.count("GetItem"), counter.count("PutItem")),
+        (1, 0),
+        "{:?}",
+        counter.snapshot()
+    );
 }
 
 #[tokio::test]
@@ -181,14 +238,27 @@ async fn a_redelivered_batch_changes_nothing_and_writes_nothing() {
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url),
     );
     let bodies: Vec<Value> = (0..10)
-        .map(|i| event_body(&format!("redo-{i}"), &format!("r{}@example.com", i % 3), i, Some(3.5)))
+        .map(|i| {
+            event_body(
+                &format!("redo-{i}"),
+                &format!("r{}@example.com", i % 3),
+                i,
+                Some(3.5),
+            )
+        })
         .collect();
     let event = sqs_event(&batch_of(&bodies));
     let first = handler.handle(&event, base_time()).await;
     assert_eq!(first.counters.enrich.applied, 10);
     let mut before = Vec::new();
     for i in 0..3 {
-        before.push(handler.enricher().store().load(&format!("r{i}@example.com")).await);
+        before.push(
+            handler
+                .enricher()
+                .store()
+                .load(&format!("r{i}@example.com"))
+                .await,
+        );
     }
 
     counter.reset();
@@ -197,8 +267,17 @@ async fn a_redelivered_batch_changes_nothing_and_writes_nothing() {
     assert!(second.response.batch_item_failures.is_empty());
     assert_eq!(counter.count("PutItem"), 0, "a redelivery must not write");
     for (i, before) in before.into_iter().enumerate() {
-        let after = handler.enricher().store().load(&format!("r{i}@example.com")).await.expect("load");
-        assert_eq!(after, before.expect("load"), "customer r{i} changed on redelivery");
+        let after = handler
+            .enricher()
+            .store()
+            .load(&format!("r{i}@example.com"))
+            .await
+            .expect("load");
+        assert_eq!(
+            after,
+            before.expect("load"),
+            "customer r{i} changed on redelivery"
+        );
     }
 }
 
@@ -216,17 +295,36 @@ async fn poison_messages_go_to_the_dlq_with_their_reason_and_do_not_fail_the_bat
     let mut bad_score = event_body("p-bad", "pam@example.com", 3, Some(4.0));
     bad_score["service"]["satisfaction_score"] = json!("five");
     let batch = vec![
-        ("m-ok-1".to_owned(), event_body("p-1", "pam@example.com", 1, Some(5.0)).to_string()),
+        (
+            "m-ok-1".to_owned(),
+            event_body("p-1", "pam@example.com", 1, Some(5.0)).to_string(),
+        ),
         ("m-not-json".to_owned(), "{\"event_id\": ".to_owned()),
         ("m-bad-score".to_owned(), bad_score.to_string()),
-        ("m-ok-2".to_owned(), event_body("p-2", "pat@example.com", 2, None).to_string()),
+        (
+            "m-ok-2".to_owned(),
+            event_body("p-2", "pat@example.com", 2, None).to_string(),
+        ),
     ];
     let outcome = handler.handle(&sqs_event(&batch), base_time()).await;
-    assert!(outcome.response.batch_item_failures.is_empty(), "{:?}", outcome.response);
+    assert!(
+        outcome.response.batch_item_failures.is_empty(),
+        "{:?}",
+        outcome.response
+    );
     assert_eq!(outcome.counters.enrich.applied, 2);
     assert_eq!(outcome.counters.dead_lettered, 2);
     for email in ["pam@example.com", "pat@example.com"] {
-        assert!(handler.enricher().store().load(email).await.expect("load").is_some(), "{email}");
+        assert!(
+            handler
+                .enricher()
+                .store()
+                .load(email)
+                .await
+                .expect("load")
+                .is_some(),
+            "{email}"
+        );
     }
 
     let received = sqs
@@ -260,17 +358,28 @@ async fn a_failed_dead_letter_send_falls_back_to_a_batch_item_failure() {
     let config = sdk_config().await;
     let (tables, _) = fresh_tables(&config).await;
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
-    let missing_dlq = format!("{}/123456789012/no-such-queue", referral_tests::emulator::endpoint());
+    let missing_dlq = format!(
+        "{}/123456789012/no-such-queue",
+        referral_tests::emulator::endpoint()
+    );
     let handler = EnricherHandler::new(
         Enricher::new(store, EnricherConfig::default()),
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), missing_dlq),
     );
     let batch = vec![
-        ("m-ok".to_owned(), event_body("f-1", "fay@example.com", 1, Some(5.0)).to_string()),
+        (
+            "m-ok".to_owned(),
+            event_body("f-1", "fay@example.com", 1, Some(5.0)).to_string(),
+        ),
         ("m-poison".to_owned(), "not json".to_owned()),
     ];
     let outcome = handler.handle(&sqs_event(&batch), base_time()).await;
-    let failed: Vec<_> = outcome.response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let failed: Vec<_> = outcome
+        .response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
     assert_eq!(failed, ["m-poison"]);
     assert_eq!(outcome.counters.dead_letter_failures, 1);
     assert_eq!(outcome.counters.enrich.applied, 1);
@@ -280,9 +389,17 @@ async fn a_failed_dead_letter_send_falls_back_to_a_batch_item_failure() {
 async fn more_events_than_the_id_bound_never_double_count() {
     let config = sdk_config().await;
     let (tables, _) = fresh_tables(&config).await;
-    let limits = FoldLimits { max_applied_ids: 20 };
+    let limits = FoldLimits {
+        max_applied_ids: 20,
+    };
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
-    let enricher = Enricher::new(&store, EnricherConfig { fold: limits, ..EnricherConfig::default() });
+    let enricher = Enricher::new(
+        &store,
+        EnricherConfig {
+            fold: limits,
+            ..EnricherConfig::default()
+        },
+    );
     let bodies: Vec<Value> = (0..75)
         .map(|i| event_body(&format!("b-{i:03}"), "big@example.com", i, Some(4.0)))
         .collect();
@@ -291,17 +408,33 @@ async fn more_events_than_the_id_bound_never_double_count() {
     for chunk in batches.chunks(10).chain(batches.rchunks(10)) {
         let raw: Vec<_> = chunk
             .iter()
-            .map(|(id, body)| referral_shared::enricher::RawMessage { message_id: id, body })
+            .map(|(id, body)| referral_shared::enricher::RawMessage {
+                message_id: id,
+                body,
+            })
             .collect();
         let report = enricher.process(&raw).await;
         assert_eq!(report.counters.failed, 0);
     }
-    let item = store.load("big@example.com").await.expect("load").expect("item");
-    assert_eq!(item.events_applied, 75, "an event was counted twice or lost");
+    let item = store
+        .load("big@example.com")
+        .await
+        .expect("load")
+        .expect("item");
+    assert_eq!(
+        item.events_applied, 75,
+        "an event was counted twice or lost"
+    );
     assert_eq!(item.service_count, 75);
-    assert_eq!(item.applied_events.len(), 20, "the id set must stay bounded");
+    assert_eq!(
+        item.applied_events.len(),
+        20,
+        "the id set must stay bounded"
+    );
     assert!(item.applied_floor.is_some());
     let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
-    let expected = expected_features(&events, limits).remove("big@example.com").expect("folded");
+    let expected = expected_features(&events, limits)
+        .remove("big@example.com")
+        .expect("folded");
     assert_eq!(comparable(item), comparable(expected));
 }

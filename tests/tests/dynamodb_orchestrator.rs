@@ -13,7 +13,9 @@ use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
 use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::ports::{ChangeFeed, ChangeRecord, Claim, FeatureStore, MessageKey, MessageStore};
+use referral_shared::ports::{
+    ChangeFeed, ChangeRecord, Claim, FeatureStore, MessageKey, MessageStore,
+};
 use referral_tests::counting::CountingGenerator;
 use referral_tests::emulator::{fresh_tables, sdk_config};
 use referral_tests::{base_time, event_body};
@@ -44,12 +46,21 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
     let bodies: Vec<(String, String)> = (0..24)
         .map(|i| {
             let email = format!("{}@example.com", customers[i % 3]);
-            (format!("m{i}"), event_body(&format!("o-{i}"), &email, i as i64, Some(4.5)).to_string())
+            (
+                format!("m{i}"),
+                event_body(&format!("o-{i}"), &email, i as i64, Some(4.5)).to_string(),
+            )
         })
         .collect();
     // Batches of 4, then the first batch again (a redelivery that applies nothing).
     for chunk in bodies.chunks(4).chain(bodies.chunks(4).take(1)) {
-        let raw: Vec<_> = chunk.iter().map(|(id, body)| RawMessage { message_id: id, body }).collect();
+        let raw: Vec<_> = chunk
+            .iter()
+            .map(|(id, body)| RawMessage {
+                message_id: id,
+                body,
+            })
+            .collect();
         assert_eq!(enricher.process(&raw).await.counters.failed, 0);
     }
 
@@ -63,10 +74,19 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
     let records = drain(&feed).await;
     let generator = CountingGenerator::default();
     let messages = DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), tables.messages);
-    let handler = OrchestratorHandler::new(Orchestrator::new(&generator, &messages, OrchestratorConfig::default()));
+    let handler = OrchestratorHandler::new(Orchestrator::new(
+        &generator,
+        &messages,
+        OrchestratorConfig::default(),
+    ));
     let mut counters = StreamCounters::default();
     for record in &records {
-        assert!(handler.handle_change(record, base_time(), &mut counters).await, "{record:?}");
+        assert!(
+            handler
+                .handle_change(record, base_time(), &mut counters)
+                .await,
+            "{record:?}"
+        );
     }
 
     let mut expected = 0;
@@ -75,7 +95,11 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
         let item = store.load(&email).await.expect("load").expect("item");
         // Every successful write bumped the version once and applied at least one event.
         let written = messages.list(&email).await.expect("list");
-        assert_eq!(written.len() as u64, item.version, "{email}: one message per applied write");
+        assert_eq!(
+            written.len() as u64,
+            item.version,
+            "{email}: one message per applied write"
+        );
         let versions: Vec<u64> = written.iter().map(|m| m.features_version).collect();
         assert_eq!(versions, (1..=item.version).collect::<Vec<_>>());
         expected += item.version;
@@ -90,7 +114,11 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
     }
     assert_eq!(again.created, 0);
     assert_eq!(again.already_created, expected);
-    assert_eq!(generator.calls.load(Ordering::SeqCst), expected, "a redelivery called the model");
+    assert_eq!(
+        generator.calls.load(Ordering::SeqCst),
+        expected,
+        "a redelivery called the model"
+    );
 }
 
 #[tokio::test]
@@ -104,16 +132,33 @@ async fn a_stale_claim_is_taken_over_and_a_fresh_one_is_not() {
     };
     let lease = Duration::from_secs(60);
     let start = base_time();
-    assert_eq!(messages.claim(&key, start, lease).await.expect("claim"), Claim::Acquired);
     assert_eq!(
-        messages.claim(&key, start + Span::seconds(30), lease).await.expect("claim"),
-        Claim::InProgress { expires_at: start + Span::seconds(60) },
+        messages.claim(&key, start, lease).await.expect("claim"),
+        Claim::Acquired
+    );
+    assert_eq!(
+        messages
+            .claim(&key, start + Span::seconds(30), lease)
+            .await
+            .expect("claim"),
+        Claim::InProgress {
+            expires_at: start + Span::seconds(60)
+        },
         "a live claim must not be taken over"
     );
     assert_eq!(
-        messages.claim(&key, start + Span::seconds(61), lease).await.expect("claim"),
+        messages
+            .claim(&key, start + Span::seconds(61), lease)
+            .await
+            .expect("claim"),
         Claim::Acquired,
         "an expired claim must be taken over"
     );
-    assert!(messages.list("claim@example.com").await.expect("list").is_empty());
+    assert!(
+        messages
+            .list("claim@example.com")
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }

@@ -199,14 +199,12 @@ impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
             .collect();
         let report = self.enricher.process(&raw).await;
 
-        let dead_letter_sends = event
-            .records
-            .iter()
-            .zip(&report.messages)
-            .filter_map(|(record, message)| match &message.outcome {
+        let dead_letter_sends = event.records.iter().zip(&report.messages).filter_map(
+            |(record, message)| match &message.outcome {
                 Outcome::Rejected(rejection) => Some(self.dead_letter(record, rejection, now)),
                 _ => None,
-            });
+            },
+        );
         let mut dead_letter_results = join_all(dead_letter_sends).await.into_iter();
 
         let mut counters = HandlerCounters {

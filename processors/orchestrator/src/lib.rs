@@ -12,21 +12,54 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{DateTime, Utc};
+use referral_shared::aws::bedrock::{self, BedrockConfig, BedrockGenerator};
 use referral_shared::aws::dynamo::{CUSTOMER_KEY, DynamoMessageStore, MESSAGE_STORE_IAM_ACTIONS};
+use referral_shared::fallback::FallbackGenerator;
 use referral_shared::features::CustomerFeatures;
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
 use referral_shared::ports::{ChangeKind, ChangeRecord, MessageGenerator, MessageStore};
 use referral_shared::redact::customer_ref;
+use referral_shared::template::TemplateGenerator;
 use serde::Serialize;
 
 const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
 const ENV_CLAIM_LEASE_SECONDS: &str = "CLAIM_LEASE_SECONDS";
 
-/// Environment variables of the orchestrator's own (the generator's are listed by it).
-pub const OWN_ENV_VARS: &[&str] = &[ENV_MESSAGES_TABLE, ENV_CLAIM_LEASE_SECONDS];
+/// Environment variables the binary reads (the template sets exactly these).
+pub fn env_vars() -> Vec<&'static str> {
+    let mut vars = vec![ENV_MESSAGES_TABLE, ENV_CLAIM_LEASE_SECONDS];
+    vars.extend_from_slice(bedrock::ENV_VARS);
+    vars
+}
 
-/// IAM actions of the message store's SDK calls (the generator lists its own).
-pub const OWN_IAM_ACTIONS: &[&str] = MESSAGE_STORE_IAM_ACTIONS;
+/// IAM actions of the SDK calls this function's code makes.
+pub fn iam_actions() -> Vec<&'static str> {
+    let mut actions = MESSAGE_STORE_IAM_ACTIONS.to_vec();
+    actions.extend_from_slice(bedrock::IAM_ACTIONS);
+    actions
+}
+
+/// The production generator: Bedrock, with the template whenever it cannot answer.
+pub type ProductionGenerator = FallbackGenerator<BedrockGenerator, TemplateGenerator>;
+
+impl OrchestratorHandler<ProductionGenerator, DynamoMessageStore> {
+    /// The production wiring, from the function's environment.
+    pub fn from_sdk(
+        sdk: &aws_config::SdkConfig,
+        config: &Config,
+        bedrock_config: BedrockConfig,
+    ) -> Self {
+        let generator = FallbackGenerator::over_template(BedrockGenerator::from_sdk_config(
+            sdk,
+            bedrock_config,
+        ));
+        OrchestratorHandler::new(Orchestrator::new(
+            generator,
+            config.message_store(sdk),
+            config.orchestrator_config(),
+        ))
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {

@@ -1,1 +1,27 @@
-fn main() {}
+//! The orchestrator Lambda: `CustomerFeatures` stream records → referral messages.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use referral_orchestrator::{Config, OrchestratorHandler};
+use referral_shared::aws::bedrock::BedrockConfig;
+use referral_shared::aws::{config, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let sdk = config::load(None).await;
+    let handler = &OrchestratorHandler::from_sdk(&sdk, &config, BedrockConfig::from_env()?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
+        let outcome = handler.handle(&event.payload, chrono::Utc::now()).await;
+        telemetry::emit_metrics(telemetry::NAMESPACE, "orchestrator", &outcome.counters);
+        let generation = handler.orchestrator().generator().counters();
+        telemetry::emit_metrics(telemetry::NAMESPACE, "orchestrator", &generation);
+        Ok::<DynamoDbEventResponse, Error>(outcome.response)
+    }))
+    .await
+}

@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use referral_shared::aws::sqs::SqsQueue;
+use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
 use referral_shared::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
 use referral_shared::enricher::{Enricher, EnricherConfig};
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::aws::sqs::SqsQueue;
-use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
 use referral_shared::pipeline::{
     InputEvent, RunConfig, RunReport, RunResults, read_results, run_pipeline,
 };
@@ -101,10 +101,7 @@ fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError>
     if args.json {
         println!("{}", output::json(&report, &results)?);
     } else {
-        print!(
-            "{}",
-            output::text(&report, &results, &mode)
-        );
+        print!("{}", output::text(&report, &results, &mode));
     }
     Ok(if report.unprocessed.is_empty() {
         ExitCode::SUCCESS
@@ -152,7 +149,9 @@ async fn run_remote(
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queues.url.clone());
     let enricher = remote::LambdaEnricher::new(&sdk, &resources);
     let messages = remote::message_store(&sdk, &resources);
-    eprintln!("referral: Bedrock is not used by local runs; messages come from the template generator");
+    eprintln!(
+        "referral: Bedrock is not used by local runs; messages come from the template generator"
+    );
     let orchestrator =
         Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
     let report = run_pipeline(inputs, &queue, &enricher, &feed, &orchestrator, config).await?;

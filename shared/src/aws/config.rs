@@ -45,7 +45,9 @@ pub async fn load(endpoint_url: Option<&str>) -> SdkConfig {
                 "loopback-emulator",
             ));
         }
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
             loader = loader.region(Region::new(EMULATOR_REGION));
         }
     }
@@ -61,7 +63,9 @@ pub fn is_loopback(url: &str) -> bool {
     let host_port = rest.split('/').next().unwrap_or_default();
     let host = match host_port.strip_prefix('[') {
         Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => host_port.rsplit_once(':').map_or(host_port, |(host, _)| host),
+        None => host_port
+            .rsplit_once(':')
+            .map_or(host_port, |(host, _)| host),
     };
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }

@@ -24,8 +24,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TimeToLiveSpecification,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_smithy_runtime_api::client::result::SdkError;
 use chrono::{DateTime, Utc};
@@ -179,7 +179,9 @@ impl MessageStore for DynamoMessageStore {
         lease: Duration,
     ) -> Result<Claim, AdapterError> {
         let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let expires_at = now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires_at = now
+            .checked_add_signed(lease)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let row = MessageRow::InProgress {
             customer_email: key.customer_email.clone(),
             message_id: key.message_id.clone(),
@@ -209,7 +211,10 @@ impl MessageStore for DynamoMessageStore {
             Ok(_) => Ok(Claim::Acquired),
             Err(SdkError::ServiceError(context)) => match context.err() {
                 PutItemError::ConditionalCheckFailedException(refused) => {
-                    match refused.item().map(|item| Self::decode("PutItem", item.clone())) {
+                    match refused
+                        .item()
+                        .map(|item| Self::decode("PutItem", item.clone()))
+                    {
                         Some(Ok(MessageRow::Completed(_))) => Ok(Claim::Completed),
                         Some(Ok(MessageRow::InProgress { expires_at, .. })) => {
                             Ok(Claim::InProgress { expires_at })
@@ -319,7 +324,8 @@ pub async fn ensure_tables(client: &Client, names: &TableNames) -> Result<String
             .build()
             .map_err(|error| corrupt("CreateTable", error))?;
         create(
-            client.create_table()
+            client
+                .create_table()
                 .table_name(&names.features)
                 .attribute_definitions(string_key(CUSTOMER_KEY)?)
                 .key_schema(key(CUSTOMER_KEY, KeyType::Hash)?)
@@ -330,7 +336,8 @@ pub async fn ensure_tables(client: &Client, names: &TableNames) -> Result<String
     }
     if describe(client, &names.messages).await?.is_none() {
         create(
-            client.create_table()
+            client
+                .create_table()
                 .table_name(&names.messages)
                 .attribute_definitions(string_key(CUSTOMER_KEY)?)
                 .attribute_definitions(string_key(MESSAGE_KEY)?)
@@ -358,7 +365,10 @@ pub async fn ensure_tables(client: &Client, names: &TableNames) -> Result<String
         .ok_or_else(|| {
             corrupt(
                 "DescribeTable",
-                format!("table {} has no stream: enable NEW_AND_OLD_IMAGES", names.features),
+                format!(
+                    "table {} has no stream: enable NEW_AND_OLD_IMAGES",
+                    names.features
+                ),
             )
         })
 }

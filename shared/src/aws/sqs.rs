@@ -253,7 +253,10 @@ pub struct QueueSpec {
 
 /// Creates the queue and its DLQ if absent (CreateQueue is idempotent for equal
 /// attributes) and sets the redrive policy. Returns both URLs and ARNs.
-pub async fn ensure_queue_pair(client: &Client, spec: &QueueSpec) -> Result<QueuePair, AdapterError> {
+pub async fn ensure_queue_pair(
+    client: &Client,
+    spec: &QueueSpec,
+) -> Result<QueuePair, AdapterError> {
     let dlq_url = create_queue(client, &spec.dlq_name, &[]).await?;
     let dlq_arn = queue_arn(client, &dlq_url).await?;
     let redrive = serde_json::json!({

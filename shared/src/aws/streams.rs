@@ -1,6 +1,7 @@
 //! DynamoDB Streams adapter of the change-feed port: polls a table's stream like the Lambda
 //! event-source mapping does (shards, iterators, records), for local runs and tests.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -118,9 +119,11 @@ impl ChangeFeed for DynamoStreamFeed {
     async fn poll(&self, max: usize) -> Result<Vec<ChangeRecord>, AdapterError> {
         let mut cursors = self.cursors.lock().await;
         for shard in self.shard_ids().await? {
-            if !cursors.contains_key(&shard) {
-                let iterator = self.iterator(&shard, ShardIteratorType::TrimHorizon).await?;
-                cursors.insert(shard, ShardCursor { iterator });
+            if let Entry::Vacant(slot) = cursors.entry(shard) {
+                let iterator = self
+                    .iterator(slot.key(), ShardIteratorType::TrimHorizon)
+                    .await?;
+                slot.insert(ShardCursor { iterator });
             }
         }
         let limit = i32::try_from(max.clamp(1, 1000)).unwrap_or(1000);

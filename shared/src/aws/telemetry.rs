@@ -11,8 +11,10 @@ pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::try_new(level.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
-    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("text"));
+    let filter =
+        EnvFilter::try_new(level.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
+    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT")
+        .is_ok_and(|format| format.eq_ignore_ascii_case("text"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
@@ -22,7 +24,11 @@ pub fn init() {
     let _ = if text {
         builder.try_init()
     } else {
-        builder.json().flatten_event(true).with_current_span(false).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
     };
 }
 
@@ -33,7 +39,12 @@ pub const NAMESPACE: &str = "ReferralPipeline";
 /// besides the function (added by `service`). Printed straight to stdout, as EMF requires
 /// the whole JSON object to be the log line.
 pub fn emit_metrics<C: Serialize>(namespace: &str, service: &str, counters: &C) {
-    if let Some(line) = metrics_line(namespace, service, counters, chrono::Utc::now().timestamp_millis()) {
+    if let Some(line) = metrics_line(
+        namespace,
+        service,
+        counters,
+        chrono::Utc::now().timestamp_millis(),
+    ) {
         println!("{line}");
     }
 }
@@ -80,8 +91,16 @@ mod tests {
 
     #[test]
     fn metrics_line_is_embedded_metric_format() {
-        let line = metrics_line("Referral", "enricher", &Counts { applied: 3, rejected: 1 }, 42)
-            .unwrap_or_default();
+        let line = metrics_line(
+            "Referral",
+            "enricher",
+            &Counts {
+                applied: 3,
+                rejected: 1,
+            },
+            42,
+        )
+        .unwrap_or_default();
         let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         assert_eq!(value["applied"], 3);
         assert_eq!(value["service"], "enricher");
