@@ -1,12 +1,15 @@
 //! `referral`: run the referral pipeline locally, on embedded adapters or AWS APIs.
 
+mod dlq;
 mod inputs;
+mod local;
 mod output;
 mod remote;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,6 +43,14 @@ struct Cli {
 enum Command {
     /// Push webhook files through the whole pipeline and report features and messages.
     Run(RunArgs),
+    /// Inspect, export, import and replay dead-letter queues (AWS APIs).
+    Dlq(dlq::DlqArgs),
+    /// The asynchronous pipeline on this machine against an AWS-API endpoint.
+    Local(local::LocalArgs),
+    /// Read a customer's features from the table (AWS APIs).
+    Features(local::FeaturesArgs),
+    /// Read a customer's referral messages from the table (AWS APIs).
+    Messages(local::MessagesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,12 +78,32 @@ enum CliError {
     Runtime(std::io::Error),
     #[error("cannot encode the report as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Dlq(#[from] dlq::DlqError),
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let endpoint = cli.endpoint_url.as_deref();
     let result = match &cli.command {
-        Command::Run(args) => run(args, cli.endpoint_url.as_deref()),
+        Command::Run(args) => run(args, endpoint),
+        Command::Dlq(args) => with_runtime(|| async {
+            let sdk = referral_shared::aws::config::load(endpoint).await;
+            Ok(dlq::run(args, &sdk).await?)
+        }),
+        Command::Local(args) => with_runtime(|| async {
+            Ok(local::run(args, endpoint).await?)
+        }),
+        Command::Features(args) => with_runtime(|| async {
+            let sdk = referral_shared::aws::config::load(endpoint).await;
+            Ok(local::features(args, &sdk).await?)
+        }),
+        Command::Messages(args) => with_runtime(|| async {
+            let sdk = referral_shared::aws::config::load(endpoint).await;
+            Ok(local::messages(args, &sdk).await?)
+        }),
     };
     match result {
         Ok(code) => code,
@@ -81,6 +112,20 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs an async command on a runtime of its own (the embedded run keeps its own setup).
+fn with_runtime<F, Fut>(command: F) -> Result<ExitCode, CliError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<ExitCode, CliError>>,
+{
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?
+        .block_on(command())
 }
 
 fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError> {
