@@ -1,6 +1,7 @@
 //! `referral`: run the referral pipeline locally, on embedded adapters or AWS APIs.
 
 mod dlq;
+mod http;
 mod inputs;
 mod local;
 mod output;
@@ -93,9 +94,7 @@ fn main() -> ExitCode {
             let sdk = referral_shared::aws::config::load(endpoint).await;
             Ok(dlq::run(args, &sdk).await?)
         }),
-        Command::Local(args) => with_runtime(|| async {
-            Ok(local::run(args, endpoint).await?)
-        }),
+        Command::Local(args) => with_runtime(|| async { Ok(local::run(args, endpoint).await?) }),
         Command::Features(args) => with_runtime(|| async {
             let sdk = referral_shared::aws::config::load(endpoint).await;
             Ok(local::features(args, &sdk).await?)

@@ -1,0 +1,273 @@
+//! `referral local serve` end to end against moto's server: 300 signed webhooks posted
+//! concurrently by `referral local send` (20% duplicates) become every customer's features
+//! and exactly one message per applied change; unsigned and invalid posts are refused; and
+//! Ctrl-C stops the server with no message left in flight.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_shared::event::ServiceEvent;
+use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_shared::ports::{FeatureStore, MessageStore};
+use referral_tests::emulator::{endpoint, sdk_config, unique};
+use referral_tests::{event_body, service_event};
+
+const SECRET: &str = "whsec_end_to_end_test_secret";
+
+fn referral() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_referral"));
+    command
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send(file: &Path, url: &str, secret: &str, extra: &[&str]) -> Output {
+    referral()
+        .args(["local", "send"])
+        .arg(file)
+        .args(["--url", url, "--secret", secret])
+        .args(extra)
+        .output()
+        .expect("run referral local send")
+}
+
+fn write_jsonl(dir: &Path, name: &str, bodies: &[serde_json::Value]) -> PathBuf {
+    let path = dir.join(name);
+    let text: Vec<String> = bodies.iter().map(|body| body.to_string()).collect();
+    std::fs::write(&path, text.join("\n")).expect("write the webhook file");
+    path
+}
+
+fn comparable(mut item: CustomerFeatures) -> CustomerFeatures {
+    item.version = 0;
+    item.trigger_event_id = None;
+    item
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_change() {
+    let url = endpoint();
+    let config = sdk_config().await;
+    let names = [
+        unique("features"),
+        unique("messages"),
+        unique("queue"),
+        unique("dlq"),
+    ];
+    let port = free_port();
+    let child = referral()
+        .args([
+            "local",
+            "serve",
+            "--endpoint-url",
+            &url,
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--features-table", &names[0], "--messages-table", &names[1]])
+        .args(["--queue", &names[2], "--dlq", &names[3]])
+        .env("WEBHOOK_SECRETS", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start referral local serve");
+    let mut server = Server { child };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "local serve did not start listening"
+        );
+        assert!(
+            server.child.try_wait().expect("poll").is_none(),
+            "local serve exited early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let webhook_url = format!("http://127.0.0.1:{port}/webhooks");
+
+    // 240 distinct events over 30 customers, and 60 re-sends of earlier ones (20%).
+    let mut bodies: Vec<serde_json::Value> = (0..240)
+        .map(|i| {
+            event_body(
+                &format!("e2e-{i:03}"),
+                &format!("cust{:02}@example.com", i % 30),
+                (i * 7 % 500) as i64,
+                Some((i % 5) as f64 + 0.5),
+            )
+        })
+        .collect();
+    for i in 0..60 {
+        bodies.push(bodies[i * 4].clone());
+    }
+    fastrand::seed(11);
+    fastrand::shuffle(&mut bodies);
+    let dir = std::env::temp_dir().join(unique("local-serve"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = write_jsonl(&dir, "load.jsonl", &bodies);
+
+    let started = Instant::now();
+    let sent = send(
+        &file,
+        &webhook_url,
+        SECRET,
+        &["--count", "300", "--concurrency", "32"],
+    );
+    let summary = String::from_utf8_lossy(&sent.stderr);
+    assert!(sent.status.success(), "{summary}");
+    assert!(
+        summary.contains("202: 300"),
+        "every signed valid webhook is accepted: {summary}"
+    );
+
+    // Refusals: a wrong secret, and a signed but invalid event.
+    let unsigned = send(
+        &file,
+        &webhook_url,
+        "whsec_not_the_right_secret",
+        &["--count", "3"],
+    );
+    assert!(String::from_utf8_lossy(&unsigned.stderr).contains("401: 3"));
+    let mut invalid = event_body("e2e-invalid", "not-an-address", 1, None);
+    invalid["customer"]["email"] = serde_json::json!("no-at-sign.example.com");
+    let invalid_file = write_jsonl(&dir, "invalid.jsonl", &[invalid]);
+    let refused = send(&invalid_file, &webhook_url, SECRET, &[]);
+    let refused_text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        refused_text.contains("400") && refused_text.contains("customer.email"),
+        "{refused_text}"
+    );
+
+    // Within a bounded time every customer's item is the fold of its distinct events, with
+    // one message per write.
+    let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
+    let mut by_customer: BTreeMap<String, Vec<&ServiceEvent>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for event in &events {
+        if seen.insert(event.event_id.clone()) {
+            by_customer
+                .entry(event.customer.email.clone())
+                .or_default()
+                .push(event);
+        }
+    }
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), names[0].clone());
+    let messages =
+        DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), names[1].clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut pending: Vec<String> = by_customer.keys().cloned().collect();
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "not done in time: {} customers pending",
+            pending.len()
+        );
+        let mut still = Vec::new();
+        for email in pending {
+            let expected = fold_events(None, &by_customer[&email], FoldLimits::default())
+                .into_next()
+                .expect("folded");
+            let done = match store.load(&email).await.expect("load") {
+                Some(item) if comparable(item.clone()) == comparable(expected) => {
+                    messages.list(&email).await.expect("list").len() as u64 == item.version
+                }
+                _ => false,
+            };
+            if !done {
+                still.push(email);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "300 webhooks (240 distinct events, 30 customers) through local serve in {:.2} s: {:.0} events/s",
+        elapsed.as_secs_f64(),
+        300.0 / elapsed.as_secs_f64()
+    );
+    // Nothing more arrives later: the counts stay exact.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for email in by_customer.keys() {
+        let item = store.load(email).await.expect("load").expect("item");
+        assert_eq!(
+            messages.list(email).await.expect("list").len() as u64,
+            item.version,
+            "{email}"
+        );
+    }
+
+    // Ctrl-C: a clean stop, and nothing left in the queue or in flight.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("poll") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "local serve did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "local serve exited with {status}");
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue_url = referral_shared::aws::sqs::queue_url(&sqs, &names[2])
+        .await
+        .expect("queue url");
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .unwrap_or_default();
+    for name in [
+        QueueAttributeName::ApproximateNumberOfMessages,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ] {
+        assert_eq!(
+            attributes.get(&name).map(String::as_str),
+            Some("0"),
+            "{name:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
