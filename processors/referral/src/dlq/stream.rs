@@ -1,0 +1,416 @@
+//! The orchestrator's stream failures. When the stream event-source mapping gives up on a
+//! batch it sends its on-failure destination a record of *where* the batch was (shard,
+//! first and last sequence numbers), not the data:
+//!
+//! ```json
+//! {"requestContext": {"requestId": "…", "functionArn": "…", "condition": "RetryAttemptsExhausted",
+//!                     "approximateInvokeCount": 4},
+//!  "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+//!  "version": "1.0", "timestamp": "2025-06-05T18:22:26.479Z",
+//!  "DDBStreamBatchInfo": {"shardId": "shardId-…", "startSequenceNumber": "…",
+//!                         "endSequenceNumber": "…", "approximateArrivalOfFirstRecord": "…",
+//!                         "approximateArrivalOfLastRecord": "…", "batchSize": 1,
+//!                         "streamArn": "arn:aws:dynamodb:…:table/T/stream/…"}}
+//! ```
+//!
+//! Moving such a record back to a queue would achieve nothing, so a replay re-runs the
+//! orchestrator instead: it reads the batch's records from the stream while the stream still
+//! retains them (24 hours on DynamoDB) and hands each to the orchestrator's handler, which
+//! is idempotent (a record whose message exists is a no-op). Without the records the
+//! customers concerned are unknown, so such a failure record is reported and left in place.
+
+use std::cmp::Ordering;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use chrono::{DateTime, Utc};
+use referral_orchestrator::{OrchestratorHandler, ProductionGenerator, StreamCounters};
+use referral_shared::aws::bedrock::{BedrockConfig, BedrockGenerator, MODEL_ID_VAR};
+use referral_shared::aws::dynamo::DynamoMessageStore;
+use referral_shared::aws::streams::change_record;
+use referral_shared::fallback::FallbackGenerator;
+use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
+use referral_shared::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator};
+use referral_shared::template::TemplateGenerator;
+use serde::Deserialize;
+
+use super::DlqError;
+
+/// Records read per GetRecords call (the API's maximum).
+const RECORDS_PER_CALL: i32 = 1000;
+/// Empty GetRecords answers in a row after which an open shard has nothing more: DynamoDB
+/// may answer empty pages before reaching the records of a shard.
+const EMPTY_PAGES: u32 = 3;
+/// Upper bound on GetRecords calls for one failure record.
+const MAX_PAGES: u32 = 1000;
+
+/// Where a failed stream batch was.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchInfo {
+    pub shard_id: String,
+    pub start_sequence_number: String,
+    pub end_sequence_number: String,
+    pub stream_arn: String,
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    #[serde(default)]
+    pub approximate_arrival_of_first_record: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StreamFailure {
+    #[serde(rename = "DDBStreamBatchInfo")]
+    pub info: BatchInfo,
+}
+
+impl StreamFailure {
+    /// The failure record in a message body, if that is what the body is.
+    pub fn recognise(body: &str) -> Option<Self> {
+        // Cheap test first: most dead letters are webhooks.
+        if !body.contains("DDBStreamBatchInfo") {
+            return None;
+        }
+        serde_json::from_str(body).ok()
+    }
+
+    /// The table whose stream this is: `arn:…:table/NAME/stream/LABEL`.
+    pub fn table(&self) -> Option<&str> {
+        let rest = self.info.stream_arn.split_once(":table/")?.1;
+        Some(rest.split_once("/stream/").map_or(rest, |(table, _)| table))
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "table {} shard {} records {}..{}",
+            self.table().unwrap_or("?"),
+            self.info.shard_id,
+            self.info.start_sequence_number,
+            self.info.end_sequence_number
+        )
+    }
+}
+
+/// Orders DynamoDB sequence numbers: decimal strings of up to 40 digits, too long for u128
+/// in general, so compared by length and then digit by digit.
+pub fn compare_sequence_numbers(a: &str, b: &str) -> Ordering {
+    let digits = |text: &str| -> Option<String> {
+        text.chars()
+            .all(|c| c.is_ascii_digit())
+            .then(|| text.trim_start_matches('0').to_owned())
+    };
+    match (digits(a), digits(b)) {
+        (Some(a), Some(b)) => a.len().cmp(&b.len()).then_with(|| a.cmp(&b)),
+        _ => a.cmp(b),
+    }
+}
+
+/// The message generator of re-runs: the template, or Bedrock with the template behind it
+/// when the process is configured for Bedrock (`BEDROCK_MODEL_ID`), like the Lambda.
+#[derive(Debug)]
+pub enum Generator {
+    Template(TemplateGenerator),
+    Bedrock(Box<ProductionGenerator>),
+}
+
+impl Generator {
+    pub fn from_env(sdk: &SdkConfig) -> Result<Self, DlqError> {
+        let configured = std::env::var(MODEL_ID_VAR).is_ok_and(|model| !model.trim().is_empty());
+        if !configured {
+            return Ok(Generator::Template(TemplateGenerator));
+        }
+        let config = BedrockConfig::from_env()?;
+        Ok(Generator::Bedrock(Box::new(
+            FallbackGenerator::over_template(BedrockGenerator::from_sdk_config(sdk, config)),
+        )))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Generator::Template(_) => "template generator",
+            Generator::Bedrock(_) => "Bedrock with the template as fallback",
+        }
+    }
+}
+
+impl MessageGenerator for Generator {
+    async fn generate(&self, request: GenerationRequest<'_>) -> Result<Generated, GenerationError> {
+        match self {
+            Generator::Template(generator) => generator.generate(request).await,
+            Generator::Bedrock(generator) => generator.generate(request).await,
+        }
+    }
+}
+
+/// What re-running one failure record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rerun {
+    /// Every record was handled (messages created, or found to exist already).
+    Done {
+        records: usize,
+        counters: StreamCounters,
+    },
+    /// Dry run: the records are there and would be handed to the orchestrator.
+    WouldRun { records: usize },
+    /// The message must stay: why, and what to do.
+    Failed(String),
+}
+
+/// Re-runs the orchestrator for failure records.
+#[derive(Debug)]
+pub struct Rerunner {
+    streams: aws_sdk_dynamodbstreams::Client,
+    handler: OrchestratorHandler<Generator, DynamoMessageStore>,
+    features_table: String,
+    messages_table: String,
+}
+
+impl Rerunner {
+    pub fn new(
+        sdk: &SdkConfig,
+        features_table: &str,
+        messages_table: &str,
+    ) -> Result<Self, DlqError> {
+        let store = DynamoMessageStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            messages_table.to_owned(),
+        );
+        Ok(Rerunner {
+            streams: aws_sdk_dynamodbstreams::Client::new(sdk),
+            handler: OrchestratorHandler::new(Orchestrator::new(
+                Generator::from_env(sdk)?,
+                store,
+                OrchestratorConfig::default(),
+            )),
+            features_table: features_table.to_owned(),
+            messages_table: messages_table.to_owned(),
+        })
+    }
+
+    pub fn generator_name(&self) -> &'static str {
+        self.handler.orchestrator().generator().name()
+    }
+
+    pub async fn rerun(&self, failure: &StreamFailure, now: DateTime<Utc>, dry_run: bool) -> Rerun {
+        // A record of another table's stream handed to this orchestrator would write
+        // messages for the wrong pipeline.
+        if failure.table() != Some(self.features_table.as_str()) {
+            return Rerun::Failed(format!(
+                "the record is from the stream of table {}, not of --features-table {}: pass \
+                 --features-table (and the matching --messages-table) of that pipeline",
+                failure.table().unwrap_or("?"),
+                self.features_table
+            ));
+        }
+        let records = match self.read(failure).await {
+            Ok(records) => records,
+            Err(reason) => return Rerun::Failed(reason),
+        };
+        if dry_run {
+            return Rerun::WouldRun {
+                records: records.len(),
+            };
+        }
+        let count = records.len();
+        let mut counters = StreamCounters::default();
+        for record in records {
+            let change = match change_record(record) {
+                Ok(change) => change,
+                Err(error) => {
+                    return Rerun::Failed(format!(
+                        "a stream record cannot be read ({error}); the batch is left for a person \
+                         to look at"
+                    ));
+                }
+            };
+            counters.records += 1;
+            if !self
+                .handler
+                .handle_change(&change, now, &mut counters)
+                .await
+            {
+                return Rerun::Failed(format!(
+                    "the orchestrator could not handle record {} (table {}): {} message(s) \
+                     created before it; run the replay again later",
+                    change.sequence_number, self.messages_table, counters.created
+                ));
+            }
+        }
+        Rerun::Done {
+            records: count,
+            counters,
+        }
+    }
+
+    /// The batch's records, or why they cannot be had.
+    async fn read(&self, failure: &StreamFailure) -> Result<Vec<Record>, String> {
+        let info = &failure.info;
+        let gone = |detail: String| {
+            format!(
+                "records no longer retained: the stream does not hold {}..{} of shard {} any more \
+                 ({detail}); the customers of that batch cannot be known from this record, check \
+                 their messages by hand",
+                info.start_sequence_number, info.end_sequence_number, info.shard_id
+            )
+        };
+        let iterator = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(&info.stream_arn)
+            .shard_id(&info.shard_id)
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .sequence_number(&info.start_sequence_number)
+            .send()
+            .await;
+        let mut iterator = match iterator {
+            Ok(output) => output.shard_iterator,
+            Err(error) => {
+                let detail =
+                    aws_sdk_dynamodbstreams::error::DisplayErrorContext(&error).to_string();
+                return match error.as_service_error() {
+                    Some(service)
+                        if service.is_trimmed_data_access_exception()
+                            || service.is_resource_not_found_exception() =>
+                    {
+                        Err(gone(detail))
+                    }
+                    _ => Err(format!(
+                        "GetShardIterator failed ({detail}); run the replay again later"
+                    )),
+                };
+            }
+        };
+        let end = info.end_sequence_number.as_str();
+        let mut records = Vec::new();
+        let mut empty_pages = 0;
+        let mut pages = 0;
+        let mut reached_end = false;
+        while let Some(current) = iterator.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                break;
+            }
+            let output = match self
+                .streams
+                .get_records()
+                .shard_iterator(current)
+                .limit(RECORDS_PER_CALL)
+                .send()
+                .await
+            {
+                Ok(output) => output,
+                Err(error) => {
+                    let detail =
+                        aws_sdk_dynamodbstreams::error::DisplayErrorContext(&error).to_string();
+                    return match error.as_service_error() {
+                        Some(service)
+                            if service.is_trimmed_data_access_exception()
+                                || service.is_expired_iterator_exception()
+                                || service.is_resource_not_found_exception() =>
+                        {
+                            Err(gone(detail))
+                        }
+                        _ => Err(format!(
+                            "GetRecords failed ({detail}); run the replay again later"
+                        )),
+                    };
+                }
+            };
+            let page = output.records.unwrap_or_default();
+            if page.is_empty() {
+                empty_pages += 1;
+            } else {
+                empty_pages = 0;
+            }
+            for record in page {
+                let sequence = record
+                    .dynamodb
+                    .as_ref()
+                    .and_then(|data| data.sequence_number.as_deref())
+                    .unwrap_or_default();
+                match compare_sequence_numbers(sequence, end) {
+                    Ordering::Greater => {
+                        reached_end = true;
+                        break;
+                    }
+                    Ordering::Equal => {
+                        reached_end = true;
+                        records.push(record);
+                        break;
+                    }
+                    Ordering::Less => records.push(record),
+                }
+            }
+            if reached_end || empty_pages >= EMPTY_PAGES {
+                break;
+            }
+            iterator = output.next_shard_iterator;
+        }
+        let first = records
+            .first()
+            .and_then(|record| record.dynamodb.as_ref())
+            .and_then(|data| data.sequence_number.as_deref());
+        let last = records
+            .last()
+            .and_then(|record| record.dynamodb.as_ref())
+            .and_then(|data| data.sequence_number.as_deref());
+        match (first, last) {
+            (Some(first), Some(last))
+                if compare_sequence_numbers(first, &info.start_sequence_number)
+                    == Ordering::Equal
+                    && compare_sequence_numbers(last, end) == Ordering::Equal =>
+            {
+                Ok(records)
+            }
+            (None, _) | (_, None) => Err(gone("no record at those positions".to_owned())),
+            _ => Err(gone(format!(
+                "found {} record(s), not the whole range",
+                records.len()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAILURE: &str = r#"{
+      "requestContext": {"requestId": "12a8a0fa", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:orchestrator",
+                         "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 4},
+      "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+      "version": "1.0", "timestamp": "2025-06-05T18:22:26.479Z",
+      "DDBStreamBatchInfo": {"shardId": "shardId-00000001-aaaa", "startSequenceNumber": "202328600001712385967261751",
+        "endSequenceNumber": "202328600001712385967261760", "approximateArrivalOfFirstRecord": "2025-06-05T18:21:49Z",
+        "approximateArrivalOfLastRecord": "2025-06-05T18:21:49Z", "batchSize": 2,
+        "streamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/CustomerFeatures/stream/2025-04-23T13:37:16.991"}
+    }"#;
+
+    #[test]
+    fn failure_records_are_recognised_and_webhooks_are_not() {
+        let failure = StreamFailure::recognise(FAILURE).unwrap();
+        assert_eq!(failure.info.shard_id, "shardId-00000001-aaaa");
+        assert_eq!(failure.info.batch_size, Some(2));
+        assert_eq!(failure.table(), Some("CustomerFeatures"));
+        assert!(
+            StreamFailure::recognise(r#"{"event_id":"e","event_type":"service.completed"}"#)
+                .is_none()
+        );
+        assert!(StreamFailure::recognise(r#"{"DDBStreamBatchInfo": {"shardId": 3}}"#).is_none());
+        assert!(StreamFailure::recognise("DDBStreamBatchInfo, not JSON").is_none());
+    }
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert_eq!(compare_sequence_numbers("9", "10"), Ordering::Less);
+        assert_eq!(compare_sequence_numbers("0010", "10"), Ordering::Equal);
+        assert_eq!(
+            compare_sequence_numbers("202328600001712385967261760", "202328600001712385967261751"),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare_sequence_numbers("1000000000000000000000000000000000000000", "999"),
+            Ordering::Greater
+        );
+    }
+}

@@ -1,0 +1,575 @@
+//! `infra/template.yaml` against the code: each function's environment is exactly what its
+//! binary reads, its role grants exactly the SDK operations its code calls (the lists live
+//! next to that code) plus its event-source mapping's and its logs' fixed needs, nothing
+//! anywhere is granted on a wildcard, and the three functions are built and run as Rust
+//! binaries on `provided.al2023` / arm64.
+//!
+//! The template keeps CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`), the
+//! form SAM users read and write; `serde_norway` (the maintained fork of `serde_yaml` 0.9)
+//! keeps them as tagged values, which [`json`] turns into the long form (`{"Ref": ..}`,
+//! `{"Fn::GetAtt": [..]}`) so every check sees one shape.
+// Helpers outside #[test] functions abort the test on a broken template, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use referral_shared::aws::dynamo::{CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, MESSAGE_KEY};
+use serde_json::{Map, Value, json};
+
+/// Statement ids of the grants that Lambda's pollers use, not the function's code.
+const MAPPING_SID_PREFIX: &str = "EventSourceMapping";
+/// Statement id of the grant that lets the function write its own log group.
+const LOGS_SID: &str = "Logs";
+/// What the runtime needs to write to the function's (pre-created) log group.
+const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+/// What Lambda's SQS poller needs on the queue it reads.
+const SQS_MAPPING_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+];
+/// What Lambda's DynamoDB-stream poller needs, and its on-failure destination's send.
+const STREAM_MAPPING_ACTIONS: &[&str] = &[
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+    "sqs:SendMessage",
+];
+
+/// One deployable: its resource in the template and what its crate says it needs.
+struct Function {
+    logical_id: &'static str,
+    binary: &'static str,
+    package_dir: &'static str,
+    env_vars: Vec<&'static str>,
+    code_actions: Vec<&'static str>,
+    mapping_actions: &'static [&'static str],
+}
+
+fn functions() -> Vec<Function> {
+    vec![
+        Function {
+            logical_id: "IngestFunction",
+            binary: "ingest",
+            package_dir: "processors/ingest",
+            env_vars: referral_ingest::ENV_VARS.to_vec(),
+            code_actions: referral_ingest::IAM_ACTIONS.to_vec(),
+            mapping_actions: &[],
+        },
+        Function {
+            logical_id: "EnricherFunction",
+            binary: "enricher",
+            package_dir: "processors/enricher",
+            env_vars: referral_enricher::ENV_VARS.to_vec(),
+            code_actions: referral_enricher::iam_actions(),
+            mapping_actions: SQS_MAPPING_ACTIONS,
+        },
+        Function {
+            logical_id: "OrchestratorFunction",
+            binary: "orchestrator",
+            package_dir: "processors/orchestrator",
+            env_vars: referral_orchestrator::env_vars(),
+            code_actions: referral_orchestrator::iam_actions(),
+            mapping_actions: STREAM_MAPPING_ACTIONS,
+        },
+    ]
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The template, with short-form intrinsics in their long form.
+fn template() -> Value {
+    let path = workspace().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let yaml: serde_norway::Value =
+        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    json(&yaml)
+}
+
+/// YAML to JSON; `!Ref x` becomes `{"Ref": x}`, `!GetAtt a.b` `{"Fn::GetAtt": [a, b]}`,
+/// `!Name x` `{"Fn::Name": x}` (`!Condition` stays `Condition`).
+fn json(yaml: &serde_norway::Value) -> Value {
+    use serde_norway::Value as Y;
+    match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(*b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                json!(i)
+            } else if let Some(u) = n.as_u64() {
+                json!(u)
+            } else {
+                json!(n.as_f64())
+            }
+        }
+        Y::String(s) => Value::String(s.clone()),
+        Y::Sequence(items) => Value::Array(items.iter().map(json).collect()),
+        Y::Mapping(mapping) => Value::Object(
+            mapping
+                .iter()
+                .map(|(key, value)| {
+                    let key = match key {
+                        Y::String(s) => s.clone(),
+                        other => serde_norway::to_string(other).unwrap().trim().to_owned(),
+                    };
+                    (key, json(value))
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = json(&tagged.value);
+            match (name, value) {
+                ("GetAtt", Value::String(dotted)) => {
+                    let (resource, attribute) = dotted
+                        .split_once('.')
+                        .unwrap_or_else(|| panic!("!GetAtt {dotted} has no attribute"));
+                    json!({ "Fn::GetAtt": [resource, attribute] })
+                }
+                ("Ref" | "Condition", value) => json!({ name: value }),
+                (name, value) => json!({ format!("Fn::{name}"): value }),
+            }
+        }
+    }
+}
+
+fn resource<'a>(template: &'a Value, id: &str) -> &'a Value {
+    template["Resources"]
+        .get(id)
+        .unwrap_or_else(|| panic!("the template has no resource {id}"))
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> BTreeSet<&'a str> {
+    template["Resources"]
+        .as_object()
+        .expect("Resources is a map")
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == kind)
+        .map(|(id, _)| id.as_str())
+        .collect()
+}
+
+/// SAM's merge of `Globals` into a resource: maps merge key by key, lists are concatenated
+/// (global entries first), other values of the resource win.
+fn merge(global: &Value, own: &Value) -> Value {
+    match (global, own) {
+        (Value::Object(global), Value::Object(own)) => {
+            let mut merged: Map<String, Value> = global.clone();
+            for (key, value) in own {
+                let value = match global.get(key) {
+                    Some(global) => merge(global, value),
+                    None => value.clone(),
+                };
+                merged.insert(key.clone(), value);
+            }
+            Value::Object(merged)
+        }
+        (Value::Array(global), Value::Array(own)) => {
+            Value::Array(global.iter().chain(own).cloned().collect())
+        }
+        (_, own) => own.clone(),
+    }
+}
+
+/// A function's properties as deployed: its own, merged over `Globals.Function`.
+fn function_properties(template: &Value, id: &str) -> Value {
+    let function = resource(template, id);
+    assert_eq!(function["Type"], "AWS::Serverless::Function", "{id}");
+    let globals = template
+        .pointer("/Globals/Function")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    merge(&globals, &function["Properties"])
+}
+
+fn ref_of(value: &Value) -> Option<&str> {
+    value
+        .as_object()
+        .filter(|o| o.len() == 1)?
+        .get("Ref")?
+        .as_str()
+}
+
+fn get_att(value: &Value) -> Option<(&str, &str)> {
+    let parts = value
+        .as_object()
+        .filter(|o| o.len() == 1)?
+        .get("Fn::GetAtt")?
+        .as_array()?;
+    match parts.as_slice() {
+        [resource, attribute] => Some((resource.as_str()?, attribute.as_str()?)),
+        _ => None,
+    }
+}
+
+/// A string or a list of strings (IAM's `Action` and `Resource`).
+fn strings(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+fn action_set(value: &Value) -> BTreeSet<String> {
+    strings(value)
+        .into_iter()
+        .map(|action| {
+            action
+                .as_str()
+                .unwrap_or_else(|| panic!("action {action} is not a string"))
+                .to_owned()
+        })
+        .collect()
+}
+
+fn owned(actions: &[&str]) -> BTreeSet<String> {
+    actions.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// The statements of the role a function runs as.
+fn role_statements(template: &Value, function: &str) -> Vec<Value> {
+    let properties = &resource(template, function)["Properties"];
+    assert!(
+        properties.get("Policies").is_none(),
+        "{function}: grants belong in its own role, not in SAM `Policies` (SAM adds managed policies on `*`)"
+    );
+    let (role, attribute) = get_att(&properties["Role"]).unwrap_or_else(|| {
+        panic!("{function}: Role must be !GetAtt <a role of this template>.Arn")
+    });
+    assert_eq!(attribute, "Arn", "{function}");
+    let role = resource(template, role);
+    assert_eq!(role["Type"], "AWS::IAM::Role", "{function}");
+    assert!(
+        role["Properties"].get("ManagedPolicyArns").is_none(),
+        "{function}: managed policies are not checked here; write the statements out"
+    );
+    let statements: Vec<Value> = role["Properties"]["Policies"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{function}: its role has no Policies"))
+        .iter()
+        .flat_map(|policy| strings(&policy["PolicyDocument"]["Statement"]))
+        .cloned()
+        .collect();
+    assert!(
+        !statements.is_empty(),
+        "{function}: its role has no statement"
+    );
+    statements
+}
+
+#[test]
+fn the_template_declares_exactly_the_three_functions() {
+    let template = template();
+    let declared = resources_of_type(&template, "AWS::Serverless::Function");
+    let expected: BTreeSet<&str> = functions().iter().map(|f| f.logical_id).collect();
+    assert_eq!(declared, expected);
+}
+
+#[test]
+fn functions_are_rust_binaries_on_provided_al2023_arm64() {
+    let template = template();
+    for function in functions() {
+        let id = function.logical_id;
+        let properties = function_properties(&template, id);
+        assert_eq!(properties["Runtime"], "provided.al2023", "{id}");
+        assert_eq!(properties["Architectures"], json!(["arm64"]), "{id}");
+        assert_eq!(properties["Handler"], "bootstrap", "{id}");
+        assert!(
+            properties["MemorySize"].is_u64(),
+            "{id}: MemorySize is not set"
+        );
+        assert!(properties["Timeout"].is_u64(), "{id}: Timeout is not set");
+
+        let metadata = &resource(&template, id)["Metadata"];
+        assert_eq!(metadata["BuildMethod"], "rust-cargolambda", "{id}");
+        assert_eq!(
+            metadata["BuildProperties"]["Binary"], function.binary,
+            "{id}"
+        );
+        // CodeUri is relative to infra/ and names the package whose [[bin]] it is.
+        let code_uri = properties["CodeUri"].as_str().expect("CodeUri is a path");
+        let package = workspace().join("infra").join(code_uri);
+        assert_eq!(
+            package.canonicalize().ok(),
+            workspace().join(function.package_dir).canonicalize().ok(),
+            "{id}: CodeUri {code_uri}"
+        );
+        let manifest = std::fs::read_to_string(Path::new(&package).join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(&format!("[[bin]]\nname = \"{}\"", function.binary)),
+            "{id}: {code_uri}/Cargo.toml has no binary {}",
+            function.binary
+        );
+
+        let logging = &properties["LoggingConfig"];
+        assert_eq!(logging["LogFormat"], "JSON", "{id}");
+        let log_group = ref_of(&logging["LogGroup"])
+            .unwrap_or_else(|| panic!("{id}: LoggingConfig.LogGroup must be !Ref <a log group>"));
+        let log_group = resource(&template, log_group);
+        assert_eq!(log_group["Type"], "AWS::Logs::LogGroup", "{id}");
+        assert!(
+            !log_group["Properties"]["RetentionInDays"].is_null(),
+            "{id}: its log group keeps logs forever"
+        );
+    }
+}
+
+#[test]
+fn each_function_sets_exactly_the_environment_its_binary_reads() {
+    let template = template();
+    for function in functions() {
+        let id = function.logical_id;
+        let properties = function_properties(&template, id);
+        let set: BTreeSet<&str> = properties["Environment"]["Variables"]
+            .as_object()
+            .map(|variables| variables.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let read: BTreeSet<&str> = function.env_vars.iter().copied().collect();
+        assert_eq!(
+            set,
+            read,
+            "{id}: set but not read: {:?}; read but not set: {:?}",
+            set.difference(&read).collect::<Vec<_>>(),
+            read.difference(&set).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn each_role_grants_its_code_actions_its_mapping_actions_and_its_logs_only() {
+    let template = template();
+    for function in functions() {
+        let id = function.logical_id;
+        let (mut code, mut mapping, mut logs) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for statement in role_statements(&template, id) {
+            assert_eq!(statement["Effect"], "Allow", "{id}: {statement}");
+            let sid = statement["Sid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: every statement needs a Sid: {statement}"));
+            let actions = action_set(&statement["Action"]);
+            assert!(!actions.is_empty(), "{id}: statement {sid} grants nothing");
+            if sid.starts_with(MAPPING_SID_PREFIX) {
+                mapping.extend(actions);
+            } else if sid == LOGS_SID {
+                logs.extend(actions);
+            } else {
+                code.extend(actions);
+            }
+        }
+        assert_eq!(code, owned(&function.code_actions), "{id}: code actions");
+        assert_eq!(
+            mapping,
+            owned(function.mapping_actions),
+            "{id}: mapping actions"
+        );
+        assert_eq!(logs, owned(LOG_ACTIONS), "{id}: log actions");
+    }
+}
+
+#[test]
+fn no_policy_grants_a_wildcard_action_or_resource() {
+    let template = template();
+    let mut statements = Vec::new();
+    collect_statements(&template["Resources"], &mut statements);
+    assert!(
+        statements.len() >= 3,
+        "found only {} statements",
+        statements.len()
+    );
+    for statement in statements {
+        for key in ["NotAction", "NotResource"] {
+            assert!(
+                statement.get(key).is_none(),
+                "{key} grants everything else: {statement}"
+            );
+        }
+        for action in action_set(&statement["Action"]) {
+            assert!(
+                !action.contains('*'),
+                "wildcard action {action}: {statement}"
+            );
+        }
+        for resource in strings(&statement["Resource"]) {
+            let text = resource
+                .as_str()
+                .or_else(|| resource.get("Fn::Sub").and_then(Value::as_str));
+            // `*`, or an ARN with a wildcard region, account or whole resource part.
+            let wildcard = text
+                .is_some_and(|text| text == "*" || text.contains(":*:") || text.ends_with(":*"));
+            assert!(!wildcard, "wildcard resource: {statement}");
+        }
+    }
+}
+
+/// Every policy statement anywhere under `value` (roles, SAM `Policies`, queue and topic
+/// policies alike).
+fn collect_statements(value: &Value, statements: &mut Vec<Value>) {
+    match value {
+        Value::Object(object) => {
+            if let Some(found) = object.get("Statement") {
+                statements.extend(strings(found).into_iter().cloned());
+            }
+            for child in object.values() {
+                collect_statements(child, statements);
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| collect_statements(item, statements)),
+        _ => {}
+    }
+}
+
+/// The resources of the code (not mapping, not log) statements of `function`'s role that
+/// grant `action`.
+fn code_grants(template: &Value, function: &str, action: &str) -> Vec<Value> {
+    role_statements(template, function)
+        .iter()
+        .filter(|statement| {
+            let sid = statement["Sid"].as_str().unwrap_or_default();
+            !sid.starts_with(MAPPING_SID_PREFIX) && sid != LOGS_SID
+        })
+        .filter(|statement| action_set(&statement["Action"]).contains(action))
+        .flat_map(|statement| strings(&statement["Resource"]).into_iter().cloned())
+        .collect()
+}
+
+#[test]
+fn queues_tables_and_mappings_agree_with_the_code() {
+    let template = template();
+    let env = |id: &str, name: &str| {
+        function_properties(&template, id)["Environment"]["Variables"][name].clone()
+    };
+
+    // The webhook queue: written by ingest, read by the enricher, redriven to the DLQ the
+    // enricher also sends its refusals to.
+    let ingest_queue = ref_of(&env("IngestFunction", "WEBHOOK_QUEUE_URL")).map(str::to_owned);
+    let enricher = function_properties(&template, "EnricherFunction");
+    let sqs_event = enricher["Events"]
+        .as_object()
+        .and_then(|events| events.values().find(|e| e["Type"] == "SQS"))
+        .expect("the enricher has an SQS event");
+    let read_queue = get_att(&sqs_event["Properties"]["Queue"]).map(|(queue, _)| queue.to_owned());
+    assert_eq!(
+        ingest_queue, read_queue,
+        "ingest writes where the enricher reads"
+    );
+    let queue_id = read_queue.expect("the SQS event's Queue is !GetAtt <queue>.Arn");
+    let queue = &resource(&template, &queue_id)["Properties"];
+    let dlq =
+        get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]).map(|(dlq, _)| dlq.to_owned());
+    assert_eq!(
+        ref_of(&env("EnricherFunction", "DEAD_LETTER_QUEUE_URL")).map(str::to_owned),
+        dlq,
+        "the enricher's dead letters go to the queue's own DLQ"
+    );
+    // Each send is granted on its own queue only.
+    let queue_arn = |id: &Option<String>| vec![json!({ "Fn::GetAtt": [id, "Arn"] })];
+    assert_eq!(
+        code_grants(&template, "IngestFunction", "sqs:SendMessage"),
+        queue_arn(&Some(queue_id.clone()))
+    );
+    assert_eq!(
+        code_grants(&template, "EnricherFunction", "sqs:SendMessage"),
+        queue_arn(&dlq)
+    );
+    let timeout = enricher["Timeout"].as_u64().unwrap();
+    let visibility = queue["VisibilityTimeout"]
+        .as_u64()
+        .expect("VisibilityTimeout is a number");
+    assert!(
+        visibility >= 6 * timeout,
+        "visibility {visibility} s < 6 x timeout {timeout} s"
+    );
+    assert!(!queue["RedrivePolicy"]["maxReceiveCount"].is_null());
+    let mapping = &sqs_event["Properties"];
+    assert_eq!(
+        mapping["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+
+    // The feature table and its stream, read by the orchestrator.
+    let features = ref_of(&env("EnricherFunction", "FEATURES_TABLE"))
+        .map(str::to_owned)
+        .expect("FEATURES_TABLE is !Ref <table>");
+    let table = &resource(&template, &features)["Properties"];
+    assert_eq!(
+        table["KeySchema"],
+        json!([{ "AttributeName": CUSTOMER_KEY, "KeyType": "HASH" }])
+    );
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"],
+        "NEW_AND_OLD_IMAGES"
+    );
+    let orchestrator = function_properties(&template, "OrchestratorFunction");
+    let stream_event = orchestrator["Events"]
+        .as_object()
+        .and_then(|events| events.values().find(|e| e["Type"] == "DynamoDB"))
+        .expect("the orchestrator has a DynamoDB event");
+    let mapping = &stream_event["Properties"];
+    assert_eq!(
+        get_att(&mapping["Stream"]),
+        Some((features.as_str(), "StreamArn"))
+    );
+    assert_eq!(
+        mapping["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(mapping["BisectBatchOnFunctionError"], true);
+    let destination = get_att(&mapping["DestinationConfig"]["OnFailure"]["Destination"]);
+    let (destination, _) = destination.expect("an on-failure destination");
+    assert_eq!(resource(&template, destination)["Type"], "AWS::SQS::Queue");
+    let patterns: Vec<Value> = mapping["FilterCriteria"]["Filters"]
+        .as_array()
+        .expect("a filter")
+        .iter()
+        .map(|filter| serde_json::from_str(filter["Pattern"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(patterns, vec![json!({ "eventName": ["INSERT", "MODIFY"] })]);
+
+    // The message table: keys and claim TTL as the message store writes them.
+    let messages = ref_of(&env("OrchestratorFunction", "MESSAGES_TABLE"))
+        .map(str::to_owned)
+        .expect("MESSAGES_TABLE is !Ref <table>");
+    let table = &resource(&template, &messages)["Properties"];
+    assert_eq!(
+        table["KeySchema"],
+        json!([
+            { "AttributeName": CUSTOMER_KEY, "KeyType": "HASH" },
+            { "AttributeName": MESSAGE_KEY, "KeyType": "RANGE" },
+        ])
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"],
+        CLAIM_TTL_ATTRIBUTE
+    );
+
+    // A claim outlives any invocation that holds it.
+    let lease: u64 = env("OrchestratorFunction", "CLAIM_LEASE_SECONDS")
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("CLAIM_LEASE_SECONDS is a number");
+    let timeout = orchestrator["Timeout"].as_u64().unwrap();
+    assert!(
+        lease > timeout,
+        "claim lease {lease} s <= orchestrator timeout {timeout} s"
+    );
+
+    // Other consumers find the feature table by this parameter.
+    let parameter = resources_of_type(&template, "AWS::SSM::Parameter")
+        .into_iter()
+        .map(|id| &resource(&template, id)["Properties"])
+        .find(|p| ref_of(&p["Value"]) == Some(features.as_str()))
+        .expect("an SSM parameter holds the feature table's name");
+    let name = ref_of(&parameter["Name"]).expect("its Name is a parameter");
+    assert_eq!(
+        template["Parameters"][name]["Default"],
+        "/referral-system/customer-features-table-name"
+    );
+}
