@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Lints infra/template.yaml twice, with the pinned tools of infra/requirements.txt:
 #  1. cfn-lint on the SAM template as written;
-#  2. cfn-lint on the template as aws-sam-translator transforms it. cfn-lint checks SAM
-#     resources against schemas only, so a mistake inside an event source (a misspelt
-#     FunctionResponseTypes, a bad StartingPosition) passes step 1; the transform turns the
-#     events into AWS::Lambda::EventSourceMapping resources, which step 2 does check, and
-#     the transform itself refuses unknown event properties.
-# Exits non-zero on any finding, informational ones included. Offline: no AWS account or credentials are used.
-# Usage: infra/check.sh [template]   (default infra/template.yaml)
+#  2. cfn-lint on the template as aws-sam-translator transforms it (infra/sam_translate.py).
+#     cfn-lint checks SAM resources against schemas only, so a mistake inside an event
+#     source (a misspelt FunctionResponseTypes, a bad StartingPosition) passes step 1; the
+#     transform turns the events into AWS::Lambda::EventSourceMapping resources, which step 2
+#     does check, and the transform itself refuses unknown event properties.
+# Exits non-zero on any finding, informational ones included. Offline: no AWS account or
+# credentials are used.
+# Usage: infra/check.sh [template]   (default infra/template.yaml; with the default, the
+#        checks are then shown to catch the mistakes they exist for: see the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,58 +24,49 @@ fi
 
 out=target/infra
 mkdir -p "$out"
-translated="$out/template.translated.json"
 
-echo "cfn-lint $template"
-"$venv/bin/cfn-lint" --include-checks I -- "$template"
-
-echo "aws-sam-translator $template -> $translated"
-# A fixed region and account; nothing here calls AWS.
-AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
-  "$venv/bin/python" - "$template" "$translated" <<'PY'
-import json
-import sys
-
-from samtranslator.model.exceptions import InvalidDocumentException
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
-
-source, target = sys.argv[1], sys.argv[2]
-with open(source, encoding="utf-8") as handle:
-    template = yaml_parse(handle.read())
-
-# `sam build` replaces each CodeUri with the uploaded artifact; the transform needs an
-# S3 URI there.
-for name, resource in template.get("Resources", {}).items():
-    if resource.get("Type") == "AWS::Serverless::Function":
-        resource.setdefault("Properties", {})["CodeUri"] = f"s3://referral-artifacts/{name}.zip"
-
-
-class NoManagedPolicies:
-    """The template names no managed policy, so none is ever looked up in IAM."""
-
-    def load(self):
-        return {}
-
-
-parameters = {
-    "AWS::Region": "us-east-1",
-    "AWS::AccountId": "123456789012",
-    "AWS::Partition": "aws",
-    "AWS::URLSuffix": "amazonaws.com",
-    "AWS::StackName": "referral-check",
+# Lints one template both ways; non-zero on any finding.
+lint() {
+  local source=$1
+  local translated
+  translated="$out/$(basename "${source%.*}").translated.json"
+  echo "cfn-lint $source"
+  "$venv/bin/cfn-lint" --include-checks I -- "$source"
+  echo "aws-sam-translator $source -> $translated"
+  # A fixed region and account; nothing here calls AWS.
+  AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+    "$venv/bin/python" infra/sam_translate.py "$source" "$translated"
+  echo "cfn-lint $translated"
+  "$venv/bin/cfn-lint" --include-checks I -- "$translated"
 }
-try:
-    output = transform(template, parameters, NoManagedPolicies())
-except InvalidDocumentException as error:
-    for cause in error.causes:
-        print(f"aws-sam-translator: {cause.message}", file=sys.stderr)
-    sys.exit(1)
-with open(target, "w", encoding="utf-8") as handle:
-    json.dump(output, handle, indent=2, sort_keys=True)
-PY
 
-echo "cfn-lint $translated"
-"$venv/bin/cfn-lint" --include-checks I -- "$translated"
+lint "$template"
+echo "infra/check.sh: no findings in $template"
 
-echo "infra/check.sh: no findings"
+if [[ $# -eq 0 ]]; then
+  # A check that cannot fail proves nothing: each of these slips must be reported. The
+  # first two are event-source mistakes that plain cfn-lint misses (only the translated
+  # pass sees them); the last is an out-of-range value cfn-lint itself must flag.
+  # Each mutant is a sed expression and the text the finding must show, so that a check
+  # failing for another reason (a crash, a missing region) does not count as a catch.
+  mutants=(
+    's/FunctionResponseTypes: \[ReportBatchItemFailures\]/FunctionResponseTypes: [ReportBatchItemFailure]/' "'ReportBatchItemFailure' is not one of"
+    's/StartingPosition: TRIM_HORIZON/StartingPosition: TRIM_HORIZONS/' "'TRIM_HORIZONS'"
+    's/VisibilityTimeout: 180/VisibilityTimeout: 50000/' '50000 is greater than the maximum'
+  )
+  broken="$out/mutant.yaml"
+  for ((i = 0; i < ${#mutants[@]}; i += 2)); do
+    mutant=${mutants[i]} finding=${mutants[i + 1]}
+    sed "$mutant" "$template" >"$broken"
+    if cmp -s "$template" "$broken"; then
+      echo "infra/check.sh: '$mutant' no longer changes $template; update the mutant" >&2
+      exit 1
+    fi
+    if (lint "$broken") >"$out/mutant.log" 2>&1 || ! grep -qF -- "$finding" "$out/mutant.log"; then
+      echo "infra/check.sh: the checks did not report \"$finding\" for the deliberate mistake" \
+        "'$mutant'; see $out/mutant.log" >&2
+      exit 1
+    fi
+    echo "caught the deliberate mistake $mutant"
+  done
+fi

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs the pinned test tools (tests/requirements.txt)
 # into .venv, starts moto's AWS-API server on a free loopback port for the integration
-# tests, and stops it on exit. Extra arguments go to `cargo test` (e.g. a test name).
+# tests, and stops it on exit. With no arguments it first lints the SAM template
+# (infra/check.sh); arguments go to `cargo test` (e.g. a test name) and skip the lint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ $# -eq 0 ]]; then
+  infra/check.sh
+fi
 
 venv=.venv
 if [[ ! -x "$venv/bin/moto_server" ]] || ! cmp -s tests/requirements.txt "$venv/.requirements"; then

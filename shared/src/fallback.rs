@@ -71,7 +71,14 @@ impl Counters {
     }
 
     fn snapshot(&self) -> FallbackCounters {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        self.read_with(|counter| counter.load(Ordering::Relaxed))
+    }
+
+    fn take(&self) -> FallbackCounters {
+        self.read_with(|counter| counter.swap(0, Ordering::Relaxed))
+    }
+
+    fn read_with(&self, read: impl Fn(&AtomicU64) -> u64) -> FallbackCounters {
         FallbackCounters {
             primary_ok: read(&self.primary_ok),
             fallback_throttled: read(&self.throttled),
@@ -97,6 +104,12 @@ impl<P, F> FallbackGenerator<P, F> {
     /// A snapshot of the counters since this generator was built.
     pub fn counters(&self) -> FallbackCounters {
         self.counters.snapshot()
+    }
+
+    /// The counters since the last take (or since this generator was built), reset to zero:
+    /// what one invocation adds, for metrics that CloudWatch sums.
+    pub fn take_counters(&self) -> FallbackCounters {
+        self.counters.take()
     }
 
     pub fn primary(&self) -> &P {
@@ -305,6 +318,23 @@ mod tests {
             (counters.fallback_throttled, counters.fallback_failed),
             (1, 1)
         );
+    }
+
+    #[tokio::test]
+    async fn taking_the_counters_reports_each_invocation_once() {
+        let generator = FallbackGenerator::over_template(Scripted::new(
+            "model",
+            vec![
+                Err(GenerationError::Timeout),
+                Err(GenerationError::Throttled),
+            ],
+        ));
+        let _ = generate_once(&generator).await;
+        assert_eq!(generator.take_counters().fallback_timeout, 1);
+        let _ = generate_once(&generator).await;
+        let second = generator.take_counters();
+        assert_eq!((second.fallback_timeout, second.fallback_throttled), (0, 1));
+        assert_eq!(generator.take_counters(), FallbackCounters::default());
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod embedded;
 pub mod enricher;
+pub mod env;
 pub mod event;
 pub mod fallback;
 pub mod features;

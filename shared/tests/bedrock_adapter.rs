@@ -4,7 +4,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
@@ -437,9 +437,8 @@ async fn a_good_answer_decodes_from_the_wire() {
 /// timeout error with that output. So the slow tests give the rule a raw HTTP response
 /// (which the mocks leave to the HTTP client, and is ignored here; the rule then only
 /// counts calls) and this client sends a real Converse answer late. Had the adapter no
-/// timeout, the call would succeed with a bedrock message and the tests would fail.
-/// Real time with short delays is used: `tokio::time::pause` needs tokio's `test-util`
-/// feature, which this crate's dev-dependencies do not enable.
+/// timeout, the call would succeed with a bedrock message and the tests would fail: the
+/// outcome proves the timeout, no clock reading is needed.
 #[derive(Debug, Clone, Copy)]
 struct SlowHttp {
     delay: Duration,
@@ -480,13 +479,7 @@ async fn a_slow_model_times_out_and_falls_back() {
     );
     let bedrock = BedrockGenerator::new(slow, config(Duration::from_millis(100)));
     let generator = FallbackGenerator::over_template(bedrock);
-    let started = Instant::now();
     let generated = generate(&generator, None).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(generated, template_message(None));
     assert_eq!(generator.counters(), counted(|c| c.fallback_timeout = 1));
     assert_eq!(rule.num_calls(), 1);
@@ -513,16 +506,10 @@ async fn the_sdk_operation_timeout_is_a_timeout() {
             })
     );
     let bedrock = BedrockGenerator::new(slow, config(Duration::from_secs(10)));
-    let started = Instant::now();
     let outcome = generate(&bedrock, None).await;
     assert!(
         matches!(outcome, Err(GenerationError::Timeout)),
         "{outcome:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
     );
     assert_eq!(rule.num_calls(), 1);
 }

@@ -154,6 +154,10 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
         conflicts > 0,
         "the race never produced a conflict: the test proves nothing"
     );
+    println!(
+        "race: 4 enrichers over the same 200 deliveries (140 distinct events, 5 customers): \
+         {conflicts} write conflicts, all resolved"
+    );
 
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
     for (email, expected) in expected_features(&events, FoldLimits::default()) {

@@ -17,6 +17,7 @@ use referral_shared::aws::sqs::SqsQueue;
 use referral_shared::enricher::{
     BatchReport, EnrichCounters, Enricher, EnricherConfig, MessageReport, Outcome, RawMessage,
 };
+use referral_shared::env::{EnvError, Vars};
 use referral_shared::event::Rejection;
 use referral_shared::ports::{FeatureStore, OutgoingMessage, WorkQueue};
 use referral_shared::redact::customer_ref;
@@ -60,18 +61,6 @@ pub mod dead_letter {
 const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 const MAX_ERROR_MESSAGE_CHARS: usize = 256;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    #[error("environment variable {name} must be {expected}, got {value:?}")]
-    Invalid {
-        name: &'static str,
-        expected: &'static str,
-        value: String,
-    },
-}
-
 /// Settings of the function, from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -86,40 +75,29 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_vars(&Vars::process())
     }
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            lookup(name)
-                .filter(|value| !value.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        let number = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-            match lookup(name) {
-                None => Ok(default),
-                Some(value) => value
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&number| number >= 1)
-                    .ok_or(ConfigError::Invalid {
-                        name,
-                        expected: "a whole number of at least 1",
-                        value,
-                    }),
-            }
-        };
+    pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
+        const AT_LEAST_ONE: &str = "a whole number of at least 1";
         let defaults = EnricherConfig::default();
         Ok(Config {
-            features_table: required(ENV_FEATURES_TABLE)?,
-            dead_letter_queue_url: required(ENV_DEAD_LETTER_QUEUE_URL)?,
-            concurrency: number(
-                ENV_CONCURRENCY,
-                u32::try_from(defaults.concurrency).unwrap_or(8),
-            )? as usize,
-            max_write_attempts: number(ENV_MAX_WRITE_ATTEMPTS, defaults.max_write_attempts)?,
+            features_table: vars
+                .required(ENV_FEATURES_TABLE, "the CustomerFeatures table's name")?,
+            dead_letter_queue_url: vars.required(
+                ENV_DEAD_LETTER_QUEUE_URL,
+                "the URL of the webhook dead-letter queue",
+            )?,
+            concurrency: vars.parsed(ENV_CONCURRENCY, defaults.concurrency, AT_LEAST_ONE, |n| {
+                *n >= 1
+            })?,
+            max_write_attempts: vars.parsed(
+                ENV_MAX_WRITE_ATTEMPTS,
+                defaults.max_write_attempts,
+                AT_LEAST_ONE,
+                |n| *n >= 1,
+            )?,
         })
     }
 

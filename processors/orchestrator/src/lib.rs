@@ -13,7 +13,8 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{DateTime, Utc};
 use referral_shared::aws::bedrock::{self, BedrockConfig, BedrockGenerator};
-use referral_shared::aws::dynamo::{CUSTOMER_KEY, DynamoMessageStore, MESSAGE_STORE_IAM_ACTIONS};
+use referral_shared::aws::dynamo::{CUSTOMER_KEY, DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
+use referral_shared::env::{EnvError, Vars};
 use referral_shared::fallback::FallbackGenerator;
 use referral_shared::features::CustomerFeatures;
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
@@ -34,7 +35,7 @@ pub fn env_vars() -> Vec<&'static str> {
 
 /// IAM actions of the SDK calls this function's code makes.
 pub fn iam_actions() -> Vec<&'static str> {
-    let mut actions = MESSAGE_STORE_IAM_ACTIONS.to_vec();
+    let mut actions = MESSAGE_WRITE_IAM_ACTIONS.to_vec();
     actions.extend_from_slice(bedrock::IAM_ACTIONS);
     actions
 }
@@ -61,18 +62,6 @@ impl OrchestratorHandler<ProductionGenerator, DynamoMessageStore> {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    #[error("environment variable {name} must be {expected}, got {value:?}")]
-    Invalid {
-        name: &'static str,
-        expected: &'static str,
-        value: String,
-    },
-}
-
 /// Settings of the function, from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -84,31 +73,21 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_vars(&Vars::process())
     }
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let messages_table = lookup(ENV_MESSAGES_TABLE)
-            .filter(|value| !value.trim().is_empty())
-            .ok_or(ConfigError::Missing(ENV_MESSAGES_TABLE))?;
-        let claim_lease = match lookup(ENV_CLAIM_LEASE_SECONDS) {
-            None => OrchestratorConfig::default().claim_lease,
-            Some(value) => value
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|&seconds| seconds >= 1)
-                .map(Duration::from_secs)
-                .ok_or(ConfigError::Invalid {
-                    name: ENV_CLAIM_LEASE_SECONDS,
-                    expected: "a whole number of seconds, at least 1",
-                    value,
-                })?,
-        };
+    pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
+        let default_lease = OrchestratorConfig::default().claim_lease.as_secs();
         Ok(Config {
-            messages_table,
-            claim_lease,
+            messages_table: vars
+                .required(ENV_MESSAGES_TABLE, "the ReferralMessages table's name")?,
+            claim_lease: Duration::from_secs(vars.parsed(
+                ENV_CLAIM_LEASE_SECONDS,
+                default_lease,
+                "a whole number of seconds, at least 1",
+                |seconds| *seconds >= 1,
+            )?),
         })
     }
 

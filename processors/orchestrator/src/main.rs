@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         let outcome = handler.handle(&event.payload, chrono::Utc::now()).await;
         telemetry::emit_metrics(telemetry::NAMESPACE, "orchestrator", &outcome.counters);
-        let generation = handler.orchestrator().generator().counters();
+        let generation = handler.orchestrator().generator().take_counters();
         telemetry::emit_metrics(telemetry::NAMESPACE, "orchestrator", &generation);
         Ok::<DynamoDbEventResponse, Error>(outcome.response)
     }))

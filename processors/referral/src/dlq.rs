@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aws_config::SdkConfig;
-use referral_shared::aws::bedrock::BedrockConfigError;
+use referral_shared::env::EnvError;
 use referral_shared::ports::AdapterError;
 
 #[derive(Debug, clap::Args)]
@@ -111,7 +111,7 @@ pub enum DlqError {
         source: AdapterError,
     },
     #[error("Bedrock is configured for stream re-runs but not usable: {0}")]
-    Bedrock(#[from] BedrockConfigError),
+    Bedrock(#[from] EnvError),
     #[error("cannot encode the output as JSON: {0}")]
     Json(#[from] serde_json::Error),
 }

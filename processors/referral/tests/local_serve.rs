@@ -19,6 +19,8 @@ use referral_tests::emulator::{endpoint, sdk_config, unique};
 use referral_tests::{event_body, service_event};
 
 const SECRET: &str = "whsec_end_to_end_test_secret";
+/// The customer of the one unsigned post: refused, so never in the table.
+const UNSIGNED_CUSTOMER: &str = "unsigned@example.com";
 
 fn referral() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_referral"));
@@ -54,6 +56,24 @@ fn send(file: &Path, url: &str, secret: &str, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("run referral local send")
+}
+
+/// Posts `body` with no signature header; returns the status line.
+fn post_unsigned(port: u16, body: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        stream,
+        "POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send the request");
+    let mut status = String::new();
+    BufReader::new(stream)
+        .read_line(&mut status)
+        .expect("read the status line");
+    status
 }
 
 fn write_jsonl(dir: &Path, name: &str, bodies: &[serde_json::Value]) -> PathBuf {
@@ -145,14 +165,17 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
         "every signed valid webhook is accepted: {summary}"
     );
 
-    // Refusals: a wrong secret, and a signed but invalid event.
-    let unsigned = send(
+    // Refusals: no signature, a wrong secret, and a signed but invalid event.
+    let unsigned_body = event_body("e2e-unsigned", UNSIGNED_CUSTOMER, 1, Some(5.0));
+    let status = post_unsigned(port, &unsigned_body.to_string());
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    let wrong_secret = send(
         &file,
         &webhook_url,
         "whsec_not_the_right_secret",
         &["--count", "3"],
     );
-    assert!(String::from_utf8_lossy(&unsigned.stderr).contains("401: 3"));
+    assert!(String::from_utf8_lossy(&wrong_secret.stderr).contains("401: 3"));
     let mut invalid = event_body("e2e-invalid", "not-an-address", 1, None);
     invalid["customer"]["email"] = serde_json::json!("no-at-sign.example.com");
     let invalid_file = write_jsonl(&dir, "invalid.jsonl", &[invalid]);
@@ -215,6 +238,10 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
     );
     // Nothing more arrives later: the counts stay exact.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        store.load(UNSIGNED_CUSTOMER).await.expect("load").is_none(),
+        "an unsigned webhook reached the table"
+    );
     for email in by_customer.keys() {
         let item = store.load(email).await.expect("load").expect("item");
         assert_eq!(

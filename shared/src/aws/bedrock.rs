@@ -15,8 +15,8 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message, StopReason, SystemContentBlock,
 };
 use serde::Deserialize;
-use thiserror::Error;
 
+use crate::env::{EnvError, Vars};
 use crate::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage};
 use crate::prompt::{DATA_CLOSE, DATA_OPEN, Prompt};
 use crate::template::CATALOGUE;
@@ -73,90 +73,44 @@ pub fn default_timeout() -> Duration {
     Duration::from_millis(8000)
 }
 
-/// A configuration variable that is missing or cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum BedrockConfigError {
-    #[error(
-        "{variable} is not set: set it to the Bedrock model id or inference profile to call \
-         (for example anthropic.claude-3-haiku-20240307-v1:0)"
-    )]
-    Missing { variable: &'static str },
-    #[error("{variable}={value:?} is not valid: it must be {expected}")]
-    Invalid {
-        variable: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-}
-
 impl BedrockConfig {
     /// Reads the configuration from the process environment (see [`ENV_VARS`]).
-    pub fn from_env() -> Result<Self, BedrockConfigError> {
-        Self::from_lookup(|name| {
-            // A non-UTF-8 value is reported as invalid rather than as missing.
-            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
-        })
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_vars(&Vars::process())
     }
 
-    /// Reads the configuration through `lookup` (a variable name to its value). Blank
-    /// optional values count as unset, as templates often pass an empty parameter.
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, BedrockConfigError> {
-        let get = |variable: &str| lookup(variable).filter(|value| !value.trim().is_empty());
-        let model_id = get(MODEL_ID_VAR)
-            .map(|value| value.trim().to_owned())
-            .ok_or(BedrockConfigError::Missing {
-                variable: MODEL_ID_VAR,
-            })?;
-        let max_tokens = match get(MAX_TOKENS_VAR) {
-            None => default_max_tokens(),
-            Some(value) => value
-                .trim()
-                .parse::<u32>()
-                .ok()
-                // Converse takes an i32.
-                .filter(|&tokens| tokens > 0 && i32::try_from(tokens).is_ok())
-                .ok_or(BedrockConfigError::Invalid {
-                    variable: MAX_TOKENS_VAR,
-                    value,
-                    expected: "a whole number of tokens greater than 0",
-                })?,
-        };
-        let temperature = match get(TEMPERATURE_VAR) {
-            None => default_temperature(),
-            Some(value) => value
-                .trim()
-                .parse::<f32>()
-                .ok()
-                .filter(|temperature| (0.0..=1.0).contains(temperature))
-                .ok_or(BedrockConfigError::Invalid {
-                    variable: TEMPERATURE_VAR,
-                    value,
-                    expected: "a number from 0.0 to 1.0",
-                })?,
-        };
-        let timeout = match get(TIMEOUT_MS_VAR) {
-            None => default_timeout(),
-            Some(value) => value
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|&millis| millis > 0)
-                .map(Duration::from_millis)
-                .ok_or(BedrockConfigError::Invalid {
-                    variable: TIMEOUT_MS_VAR,
-                    value,
-                    expected: "a whole number of milliseconds greater than 0",
-                })?,
-        };
+    pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         Ok(Self {
-            model_id,
-            max_tokens,
-            temperature,
-            timeout,
+            model_id: vars.required(
+                MODEL_ID_VAR,
+                "the Bedrock model id or inference profile to call (for example \
+                 anthropic.claude-3-haiku-20240307-v1:0)",
+            )?,
+            max_tokens: vars.parsed(
+                MAX_TOKENS_VAR,
+                default_max_tokens(),
+                "a whole number of tokens greater than 0",
+                // Converse takes an i32.
+                |&tokens| tokens > 0 && i32::try_from(tokens).is_ok(),
+            )?,
+            temperature: vars.parsed(
+                TEMPERATURE_VAR,
+                default_temperature(),
+                "a number from 0.0 to 1.0",
+                |temperature| (0.0..=1.0).contains(temperature),
+            )?,
+            timeout: Duration::from_millis(vars.parsed(
+                TIMEOUT_MS_VAR,
+                millis(default_timeout()),
+                "a whole number of milliseconds greater than 0",
+                |&millis| millis > 0,
+            )?),
         })
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Writes referral messages with a Bedrock model through the Converse API.
@@ -413,17 +367,17 @@ mod tests {
 
     use super::*;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn lookup(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
             .collect();
-        move |name| map.get(name).cloned()
+        Vars::new(move |name: &str| map.get(name).cloned())
     }
 
     #[test]
     fn only_the_model_id_is_required() {
-        let config = BedrockConfig::from_lookup(lookup(&[(MODEL_ID_VAR, " model-x ")]));
+        let config = BedrockConfig::from_vars(&lookup(&[(MODEL_ID_VAR, " model-x ")]));
         assert_eq!(
             config,
             Ok(BedrockConfig {
@@ -437,7 +391,7 @@ mod tests {
 
     #[test]
     fn every_variable_is_read() {
-        let config = BedrockConfig::from_lookup(lookup(&[
+        let config = BedrockConfig::from_vars(&lookup(&[
             (MODEL_ID_VAR, "model-x"),
             (MAX_TOKENS_VAR, "256"),
             (TEMPERATURE_VAR, "0"),
@@ -458,19 +412,21 @@ mod tests {
     #[test]
     fn a_missing_model_id_names_the_variable() {
         for pairs in [&[][..], &[(MODEL_ID_VAR, "  ")][..]] {
-            let error = BedrockConfig::from_lookup(lookup(pairs));
-            assert_eq!(
-                error,
-                Err(BedrockConfigError::Missing {
-                    variable: "BEDROCK_MODEL_ID"
-                })
+            let error = BedrockConfig::from_vars(&lookup(pairs));
+            let text = match error {
+                Err(
+                    error @ EnvError::Missing {
+                        name: "BEDROCK_MODEL_ID",
+                        ..
+                    },
+                ) => error.to_string(),
+                other => panic!("{other:?}"),
+            };
+            assert!(
+                text.starts_with("environment variable BEDROCK_MODEL_ID is required: set it to the Bedrock model id"),
+                "{text}"
             );
         }
-        let text = BedrockConfigError::Missing {
-            variable: MODEL_ID_VAR,
-        }
-        .to_string();
-        assert!(text.starts_with("BEDROCK_MODEL_ID is not set"), "{text}");
     }
 
     #[test]
@@ -487,10 +443,10 @@ mod tests {
             (TIMEOUT_MS_VAR, "8s"),
         ] {
             let outcome =
-                BedrockConfig::from_lookup(lookup(&[(MODEL_ID_VAR, "m"), (variable, value)]));
+                BedrockConfig::from_vars(&lookup(&[(MODEL_ID_VAR, "m"), (variable, value)]));
             match outcome {
-                Err(BedrockConfigError::Invalid {
-                    variable: named,
+                Err(EnvError::Invalid {
+                    name: named,
                     value: seen,
                     ..
                 }) => {

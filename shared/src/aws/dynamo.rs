@@ -48,8 +48,9 @@ pub const CLAIM_TTL_ATTRIBUTE: &str = "claim_expires_at";
 /// SDK operations of the feature store, for the IAM policy (one list, checked against the
 /// template by a test).
 pub const FEATURE_STORE_IAM_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem"];
-/// SDK operations of the message store.
-pub const MESSAGE_STORE_IAM_ACTIONS: &[&str] = &["dynamodb:PutItem", "dynamodb:Query"];
+/// SDK operations of the message store's writes (`claim` and `complete`), all the
+/// orchestrator makes. `list` (Query) is for operators' tools, which no function role needs.
+pub const MESSAGE_WRITE_IAM_ACTIONS: &[&str] = &["dynamodb:PutItem"];
 
 type Item = HashMap<String, AttributeValue>;
 

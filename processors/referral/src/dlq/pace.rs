@@ -9,8 +9,11 @@ use tokio::time::Instant;
 
 use super::interrupt::Interrupt;
 
-/// Sends allowed back to back to catch up with the schedule.
-const MAX_BURST: u32 = 5;
+/// Sends allowed back to back to catch up with the schedule: one receive's worth. A replay
+/// receives that many messages at a time, and each receive can hold the sends up for a
+/// while; an allowance shorter than that loses the difference every batch, and the average
+/// falls below the rate.
+const MAX_BURST: u32 = super::queue::BATCH_LIMIT as u32;
 
 /// Parses `--rate`: `50`, `50/s`, `2.5/s`.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
@@ -99,7 +102,7 @@ mod tests {
         assert_eq!(due, vec![ms(1000), ms(1010), ms(1020), ms(1030)]);
         // After a long stall only MAX_BURST slots are in the past.
         let later = now + Duration::from_secs(10);
-        let past = (0..10)
+        let past = (0..2 * MAX_BURST)
             .filter(|_| pacer.take_slot(later).unwrap() <= later)
             .count();
         assert_eq!(past, MAX_BURST as usize + 1);

@@ -332,43 +332,81 @@ impl Replay<'_> {
                 (fit as usize).max(1)
             }
         });
+        let want = |remaining: u64| {
+            usize::try_from(remaining)
+                .unwrap_or(BATCH_LIMIT)
+                .min(per_lease)
+        };
+        let mut batch = Vec::new();
         loop {
             let remaining = max.saturating_sub(self.summary.replayed());
             if remaining == 0 || self.interrupt.is_set() {
                 break;
             }
-            let want = usize::try_from(remaining)
-                .unwrap_or(BATCH_LIMIT)
-                .min(per_lease);
-            let batch = scan.next(want).await?;
             if batch.is_empty() {
-                break;
-            }
-            for message in batch {
-                if self.interrupt.is_set() || self.summary.replayed() >= max {
-                    // Still held: released with the rest when the run ends.
+                batch = scan.next(want(remaining)).await?;
+                if batch.is_empty() {
                     break;
                 }
-                self.handle(scan, &message).await?;
-                self.progress.update(&self.summary);
             }
+            // The next batch is received while this one is replayed: a paced replay spends
+            // most of its time waiting for its slots, and a receive added to that wait, every
+            // batch, would hold the average below the rate.
+            let ahead = remaining.saturating_sub(batch.len() as u64);
+            let next = async {
+                if ahead == 0 {
+                    Ok(Vec::new())
+                } else {
+                    scan.next(want(ahead)).await
+                }
+            };
+            let ((deleted, handled), next) = tokio::join!(self.handle_batch(&batch, max), next);
+            for message_id in &deleted {
+                scan.forget(message_id);
+            }
+            handled?;
+            batch = next?;
         }
         self.summary.interrupted = self.interrupt.is_set();
         Ok(())
     }
 
-    async fn handle(&mut self, scan: &mut Scan<'_>, message: &DlqMessage) -> Result<(), DlqError> {
+    /// Replays a batch until it ends, `--max` is reached or Ctrl-C; what it does not reach
+    /// stays held, released with the rest when the run ends. Returns the ids of the messages
+    /// deleted from the DLQ (the scan no longer holds them), also when a message failed.
+    async fn handle_batch(
+        &mut self,
+        batch: &[DlqMessage],
+        max: u64,
+    ) -> (Vec<String>, Result<(), DlqError>) {
+        let mut deleted = Vec::new();
+        for message in batch {
+            if self.interrupt.is_set() || self.summary.replayed() >= max {
+                break;
+            }
+            match self.handle(message).await {
+                Ok(true) => deleted.push(message.message_id.clone()),
+                Ok(false) => {}
+                Err(error) => return (deleted, Err(error)),
+            }
+            self.progress.update(&self.summary);
+        }
+        (deleted, Ok(()))
+    }
+
+    /// Replays one message. `true` when it was deleted from the DLQ.
+    async fn handle(&mut self, message: &DlqMessage) -> Result<bool, DlqError> {
         let facts = Facts::of(message);
         let label = describe(message, &facts);
         if let Some(filter) = &self.filter {
             if !filter.matches(&facts, Utc::now()) {
                 self.summary.skipped += 1;
                 self.progress.line(false, &format!("skipped    {label}"));
-                return Ok(());
+                return Ok(false);
             }
         }
         if let Some(failure) = StreamFailure::recognise(&message.body) {
-            return self.rerun(scan, message, &failure, &label).await;
+            return self.rerun(message, &failure, &label).await;
         }
         let Some(target) = self.target.clone() else {
             return Err(self.no_target.take().unwrap_or(DlqError::NoSourceQueue {
@@ -379,7 +417,7 @@ impl Replay<'_> {
             self.summary.would_move += 1;
             self.progress
                 .line(true, &format!("would move {label} → {}", target.name()));
-            return Ok(());
+            return Ok(false);
         }
         let (outgoing, replay_count, dropped) = match self.outgoing(message, &target) {
             Ok(built) => built,
@@ -387,11 +425,11 @@ impl Replay<'_> {
                 self.summary.failed += 1;
                 self.progress
                     .line(true, &format!("failed     {label}: {reason}"));
-                return Ok(());
+                return Ok(false);
             }
         };
         if !self.pacer.wait(&mut self.interrupt).await {
-            return Ok(());
+            return Ok(false);
         }
         let send_started = Instant::now();
         let sent = target.send(outgoing).await;
@@ -405,7 +443,7 @@ impl Replay<'_> {
                     self.dlq.name()
                 ),
             );
-            return Ok(());
+            return Ok(false);
         }
         self.first_send.get_or_insert(send_started);
         self.last_send = Some(Instant::now());
@@ -431,11 +469,10 @@ impl Replay<'_> {
                     target.name()
                 ),
             );
-            return Ok(());
+            return Ok(false);
         }
         match self.dlq.delete(&message.receipt).await {
             Ok(()) => {
-                scan.forget(&message.message_id);
                 self.summary.moved += 1;
                 self.progress.line(
                     false,
@@ -444,6 +481,7 @@ impl Replay<'_> {
                         target.name()
                     ),
                 );
+                Ok(true)
             }
             Err(error) => {
                 self.summary.failed += 1;
@@ -456,20 +494,19 @@ impl Replay<'_> {
                         self.dlq.name()
                     ),
                 );
+                Ok(false)
             }
         }
-        Ok(())
     }
 
     /// Re-runs the orchestrator for a stream failure record; deletes the record once every
     /// message of its batch exists.
     async fn rerun(
         &mut self,
-        scan: &mut Scan<'_>,
         message: &DlqMessage,
         failure: &StreamFailure,
         label: &str,
-    ) -> Result<(), DlqError> {
+    ) -> Result<bool, DlqError> {
         if self.rerunner.is_none() {
             let rerunner = Rerunner::new(
                 self.sdk,
@@ -487,10 +524,10 @@ impl Replay<'_> {
             self.rerunner = Some(rerunner);
         }
         if !self.args.dry_run && !self.pacer.wait(&mut self.interrupt).await {
-            return Ok(());
+            return Ok(false);
         }
         let Some(rerunner) = &self.rerunner else {
-            return Ok(());
+            return Ok(false);
         };
         let where_ = failure.describe();
         match rerunner.rerun(failure, Utc::now(), self.args.dry_run).await {
@@ -521,14 +558,14 @@ impl Replay<'_> {
                     self.summary.stream_reruns += 1;
                     self.progress
                         .line(false, &format!("re-ran     {label}: {where_}: {result}"));
-                    return Ok(());
+                    return Ok(false);
                 }
                 match self.dlq.delete(&message.receipt).await {
                     Ok(()) => {
-                        scan.forget(&message.message_id);
                         self.summary.stream_reruns += 1;
                         self.progress
                             .line(false, &format!("re-ran     {label}: {where_}: {result}"));
+                        return Ok(true);
                     }
                     Err(error) => {
                         self.summary.failed += 1;
@@ -543,7 +580,7 @@ impl Replay<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The message to send: body and attributes as they were, `replay_count` added or

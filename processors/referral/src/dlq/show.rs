@@ -176,7 +176,7 @@ pub async fn peek(args: &PeekArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError
                 "receive_count": message.receive_count,
                 "sent_at": message.sent_at.map(|sent| sent.to_rfc3339()),
                 "error_kind": Facts::of(message).kind,
-                "group_id": message.group_id,
+                "group_id": message.group_id.as_deref().map(|group| redact::show(group, reveal)),
                 "attributes": attributes,
                 "body": redact::body_value(&message.body, reveal),
             });
