@@ -1,5 +1,6 @@
 //! Throughput of parse + validate, and of the whole embedded pipeline (queue → enricher →
-//! store → change feed → orchestrator with the template generator), on one core.
+//! store → change feed → orchestrator with the template generator, then the read-back of
+//! features and messages that `referral run` prints), on one core.
 //! Target: the embedded pipeline above 200,000 events/s in release mode.
 // A benchmark that cannot set itself up has nothing to measure: aborting is the answer.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -8,12 +9,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use referral_shared::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
-use referral_shared::enricher::{Enricher, EnricherConfig};
 use referral_shared::event::parse_webhook;
-use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::pipeline::{InputEvent, RunConfig, run_pipeline};
-use referral_shared::template::TemplateGenerator;
+use referral_shared::pipeline::{InputEvent, RunConfig, run_in_memory};
 use serde_json::json;
 
 fn body(i: usize, customers: usize) -> String {
@@ -73,25 +70,8 @@ fn embedded_pipeline(c: &mut Criterion) {
             |b, inputs| {
                 b.iter(|| {
                     runtime.block_on(async {
-                        let queue = EmbeddedQueue::new();
-                        let store = EmbeddedFeatureStore::new();
-                        let messages = EmbeddedMessageStore::new();
-                        let enricher = Enricher::new(&store, EnricherConfig::default());
-                        let orchestrator = Orchestrator::new(
-                            TemplateGenerator,
-                            &messages,
-                            OrchestratorConfig::default(),
-                        );
-                        let report = run_pipeline(
-                            inputs,
-                            &queue,
-                            &enricher,
-                            &store,
-                            &orchestrator,
-                            RunConfig::default(),
-                        )
-                        .await;
-                        std::hint::black_box(report.map(|r| r.enrich.applied).unwrap_or_default())
+                        let run = run_in_memory(inputs, RunConfig::default()).await;
+                        std::hint::black_box(run.map(|(report, _)| report.enrich.applied))
                     })
                 });
             },

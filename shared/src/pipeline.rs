@@ -4,17 +4,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::enricher::{BatchReport, EnrichCounters, Enricher, Outcome, RawMessage};
+use crate::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
+use crate::enricher::{BatchReport, EnrichCounters, Enricher, EnricherConfig, Outcome, RawMessage};
 use crate::features::CustomerFeatures;
-use crate::orchestrator::{Orchestrator, RecordOutcome};
+use crate::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
 use crate::ports::{
     AdapterError, ChangeFeed, FeatureStore, MessageGenerator, MessageStore, OutgoingMessage,
     QueueMessage, ReferralMessage, WorkQueue,
 };
+use crate::template::TemplateGenerator;
 
 /// Whatever handles a batch of queue messages: the enricher core itself, or the enricher
 /// Lambda's handler wrapped around it (which also dead-letters poison messages).
@@ -32,6 +35,42 @@ impl<S: FeatureStore> BatchHandler for Enricher<S> {
             })
             .collect();
         self.process(&raw).await
+    }
+}
+
+/// Whatever turns the change feed into messages: the orchestrator core reading a feed
+/// ([`FeedConsumer`]), or the orchestrator Lambda's handler behind a stream event-source
+/// mapping (`referral_orchestrator::mapping`).
+pub trait StreamConsumer: Send + Sync {
+    /// Takes up to `max` records and has them handled, counting into `counters`; returns
+    /// how many records it took (0: the feed had nothing new).
+    fn consume(
+        &self,
+        max: usize,
+        counters: &mut StreamCounters,
+    ) -> impl Future<Output = Result<usize, AdapterError>> + Send;
+}
+
+/// The orchestrator core over a change feed, record by record.
+#[derive(Debug)]
+pub struct FeedConsumer<'a, F, G, M> {
+    pub feed: &'a F,
+    pub orchestrator: &'a Orchestrator<G, M>,
+}
+
+impl<F: ChangeFeed, G: MessageGenerator, M: MessageStore> StreamConsumer
+    for FeedConsumer<'_, F, G, M>
+{
+    async fn consume(
+        &self,
+        max: usize,
+        counters: &mut StreamCounters,
+    ) -> Result<usize, AdapterError> {
+        let records = self.feed.poll(max).await?;
+        for record in &records {
+            counters.count(&self.orchestrator.handle(record, Utc::now()).await);
+        }
+        Ok(records.len())
     }
 }
 
@@ -54,6 +93,11 @@ pub struct RunConfig {
     pub max_receives: u32,
     /// Change records per orchestrator invocation.
     pub stream_batch_size: usize,
+    /// Empty polls in a row that end the final drain of the feed, `settle_pause` apart. One
+    /// is enough where a write's record is in the feed when the write returns (in memory,
+    /// moto); DynamoDB Streams publish with a delay and may answer empty pages first.
+    pub settle_polls: u32,
+    pub settle_pause: Duration,
 }
 
 impl Default for RunConfig {
@@ -62,6 +106,8 @@ impl Default for RunConfig {
             batch_size: 10,
             max_receives: 5,
             stream_batch_size: 100,
+            settle_polls: 1,
+            settle_pause: Duration::ZERO,
         }
     }
 }
@@ -89,7 +135,31 @@ pub struct StreamCounters {
     pub messages_created: u64,
     pub already_created: u64,
     pub skipped: u64,
+    /// Records given up on: no message came of them.
     pub failed: u64,
+}
+
+impl StreamCounters {
+    /// Counts one record handled by the orchestrator core.
+    pub fn count(&mut self, outcome: &RecordOutcome) {
+        self.records += 1;
+        match outcome {
+            RecordOutcome::Created { .. } => self.messages_created += 1,
+            RecordOutcome::AlreadyCreated => self.already_created += 1,
+            RecordOutcome::Skipped(_) => self.skipped += 1,
+            RecordOutcome::ClaimedElsewhere { .. } | RecordOutcome::Failed { .. } => {
+                self.failed += 1;
+            }
+        }
+    }
+
+    pub fn add(&mut self, other: &StreamCounters) {
+        self.records += other.records;
+        self.messages_created += other.messages_created;
+        self.already_created += other.already_created;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,20 +175,17 @@ pub struct RunReport {
 }
 
 /// Runs `inputs` through the pipeline until the queue and the feed are drained.
-pub async fn run_pipeline<Q, H, F, G, M>(
+pub async fn run_pipeline<Q, H, S>(
     inputs: &[InputEvent],
     queue: &Q,
     enricher: &H,
-    feed: &F,
-    orchestrator: &Orchestrator<G, M>,
+    stream: &S,
     config: RunConfig,
 ) -> Result<RunReport, AdapterError>
 where
     Q: WorkQueue,
     H: BatchHandler,
-    F: ChangeFeed,
-    G: MessageGenerator,
-    M: MessageStore,
+    S: StreamConsumer,
 {
     let outgoing: Vec<OutgoingMessage> = inputs
         .iter()
@@ -177,43 +244,38 @@ where
         if !again.is_empty() {
             queue.retry_later(&again).await?;
         }
-        drain_feed(feed, orchestrator, config, &mut report.stream).await?;
+        drain(stream, config, 1, &mut report.stream).await?;
     }
-    drain_feed(feed, orchestrator, config, &mut report.stream).await?;
+    drain(stream, config, config.settle_polls, &mut report.stream).await?;
     report
         .rejected
         .sort_by(|a, b| natural_source_order(&a.source, &b.source));
     Ok(report)
 }
 
-async fn drain_feed<F, G, M>(
-    feed: &F,
-    orchestrator: &Orchestrator<G, M>,
+/// Consumes the feed until `quiet_polls` polls in a row found nothing.
+async fn drain<S: StreamConsumer>(
+    stream: &S,
     config: RunConfig,
+    quiet_polls: u32,
     counters: &mut StreamCounters,
-) -> Result<(), AdapterError>
-where
-    F: ChangeFeed,
-    G: MessageGenerator,
-    M: MessageStore,
-{
-    loop {
-        let records = feed.poll(config.stream_batch_size.max(1)).await?;
-        if records.is_empty() {
-            return Ok(());
-        }
-        for record in &records {
-            counters.records += 1;
-            match orchestrator.handle(record, Utc::now()).await {
-                RecordOutcome::Created { .. } => counters.messages_created += 1,
-                RecordOutcome::AlreadyCreated => counters.already_created += 1,
-                RecordOutcome::Skipped(_) => counters.skipped += 1,
-                RecordOutcome::ClaimedElsewhere { .. } | RecordOutcome::Failed { .. } => {
-                    counters.failed += 1;
-                }
+) -> Result<(), AdapterError> {
+    let mut quiet = 0;
+    while quiet < quiet_polls.max(1) {
+        if stream
+            .consume(config.stream_batch_size.max(1), counters)
+            .await?
+            == 0
+        {
+            quiet += 1;
+            if quiet < quiet_polls && !config.settle_pause.is_zero() {
+                tokio::time::sleep(config.settle_pause).await;
             }
+        } else {
+            quiet = 0;
         }
     }
+    Ok(())
 }
 
 /// Orders `dir/file.json:9` before `dir/file.json:10`.
@@ -248,4 +310,25 @@ pub async fn read_results<S: FeatureStore, M: MessageStore>(
         results.messages.extend(messages.list(email).await?);
     }
     Ok(results)
+}
+
+/// The whole pipeline in this process, on the embedded adapters with the template
+/// generator: `referral run` without an endpoint. No AWS client is built.
+pub async fn run_in_memory(
+    inputs: &[InputEvent],
+    config: RunConfig,
+) -> Result<(RunReport, RunResults), AdapterError> {
+    let queue = EmbeddedQueue::new();
+    let store = EmbeddedFeatureStore::new();
+    let messages = EmbeddedMessageStore::new();
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let orchestrator =
+        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
+    let stream = FeedConsumer {
+        feed: &store,
+        orchestrator: &orchestrator,
+    };
+    let report = run_pipeline(inputs, &queue, &enricher, &stream, config).await?;
+    let results = read_results(&report.customers, &store, &messages).await?;
+    Ok((report, results))
 }

@@ -7,25 +7,25 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use aws_sdk_dynamodbstreams::types::Record;
 use chrono::Duration as Span;
-use referral_orchestrator::{OrchestratorHandler, StreamCounters};
+use referral_orchestrator::OrchestratorHandler;
+use referral_orchestrator::mapping::{RetryPolicy, deliver};
 use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
 use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::ports::{
-    ChangeFeed, ChangeRecord, Claim, FeatureStore, MessageKey, MessageStore,
-};
+use referral_shared::ports::{Claim, FeatureStore, MessageKey, MessageStore};
 use referral_tests::counting::CountingGenerator;
 use referral_tests::emulator::{fresh_tables, sdk_config};
 use referral_tests::{base_time, event_body};
 
-async fn drain(feed: &DynamoStreamFeed) -> Vec<ChangeRecord> {
+async fn drain(feed: &DynamoStreamFeed) -> Vec<Record> {
     let mut records = Vec::new();
     // The emulator publishes at once; a few empty polls in a row mean the stream is drained.
     let mut empty = 0;
     while empty < 3 {
-        let batch = feed.poll(100).await.expect("poll the stream");
+        let batch = feed.poll_records(100).await.expect("poll the stream");
         if batch.is_empty() {
             empty += 1;
         } else {
@@ -66,7 +66,7 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
 
     let feed = DynamoStreamFeed::start(
         aws_sdk_dynamodbstreams::Client::new(&config),
-        stream_arn,
+        stream_arn.clone(),
         StartingPosition::TrimHorizon,
     )
     .await
@@ -79,15 +79,16 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
         &messages,
         OrchestratorConfig::default(),
     ));
-    let mut counters = StreamCounters::default();
-    for record in &records {
-        assert!(
-            handler
-                .handle_change(record, base_time(), &mut counters)
-                .await,
-            "{record:?}"
-        );
-    }
+    // The records as the Lambda receives them: the emulator's images go through the
+    // function's own decoding.
+    let counters = deliver(
+        &handler,
+        records.clone(),
+        &stream_arn,
+        RetryPolicy::default(),
+    )
+    .await;
+    assert_eq!(counters.failed, 0, "{counters:?}");
 
     let mut expected = 0;
     for customer in customers {
@@ -104,15 +105,12 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
         assert_eq!(versions, (1..=item.version).collect::<Vec<_>>());
         expected += item.version;
     }
-    assert_eq!(counters.created, expected);
+    assert_eq!(counters.messages_created, expected);
     assert_eq!(generator.calls.load(Ordering::SeqCst), expected);
 
     // Every record delivered again: nothing new, the generator never called again.
-    let mut again = StreamCounters::default();
-    for record in &records {
-        assert!(handler.handle_change(record, base_time(), &mut again).await);
-    }
-    assert_eq!(again.created, 0);
+    let again = deliver(&handler, records, &stream_arn, RetryPolicy::default()).await;
+    assert_eq!(again.messages_created, 0);
     assert_eq!(again.already_created, expected);
     assert_eq!(
         generator.calls.load(Ordering::SeqCst),

@@ -13,14 +13,14 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::join_all;
 use referral_shared::aws::dynamo::{DynamoFeatureStore, FEATURE_STORE_IAM_ACTIONS};
-use referral_shared::aws::sqs::SqsQueue;
+use referral_shared::aws::sqs::{MAX_MESSAGE_ATTRIBUTES, SqsQueue};
 use referral_shared::enricher::{
     BatchReport, EnrichCounters, Enricher, EnricherConfig, MessageReport, Outcome, RawMessage,
 };
 use referral_shared::env::{EnvError, Vars};
 use referral_shared::event::Rejection;
 use referral_shared::ports::{FeatureStore, OutgoingMessage, WorkQueue};
-use referral_shared::redact::customer_ref;
+use referral_shared::redact::{customer_ref, mask_emails};
 use serde::Serialize;
 
 /// The enricher's version, stamped on every dead letter.
@@ -57,8 +57,6 @@ pub mod dead_letter {
     pub const EVENT_ID: &str = "event_id";
 }
 
-/// SQS accepts at most ten message attributes.
-const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 const MAX_ERROR_MESSAGE_CHARS: usize = 256;
 
 /// Settings of the function, from its environment.
@@ -341,7 +339,8 @@ fn log_outcome(message: &MessageReport, retry: bool) {
             customer,
             outcome = "failed",
             error_kind = failure.kind(),
-            error = %failure,
+            // A service's error text may quote the item's key: the customer's address.
+            error = %mask_emails(&failure.to_string()),
             retry,
             "message failed, SQS will deliver it again"
         ),

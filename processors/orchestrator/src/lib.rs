@@ -7,6 +7,8 @@
 //! later change of the shard overtakes it. After the mapping's retry budget a failed
 //! batch goes to its on-failure destination, from which `referral dlq replay` recovers it.
 
+pub mod mapping;
+
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -19,7 +21,7 @@ use referral_shared::fallback::FallbackGenerator;
 use referral_shared::features::CustomerFeatures;
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
 use referral_shared::ports::{ChangeKind, ChangeRecord, MessageGenerator, MessageStore};
-use referral_shared::redact::customer_ref;
+use referral_shared::redact::{customer_ref, mask_emails};
 use referral_shared::template::TemplateGenerator;
 use serde::Serialize;
 
@@ -210,7 +212,8 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
                     counters.undecodable += 1;
                     tracing::error!(
                         event_id = %record.event_id,
-                        error = %error,
+                        // A decoding error may quote a value of the image.
+                        error = %mask_emails(&error.to_string()),
                         "stream record refused; left to the retry budget and on-failure destination"
                     );
                     false

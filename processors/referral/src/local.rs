@@ -18,14 +18,15 @@ use chrono::Utc;
 use clap::Subcommand;
 use referral_ingest::config::{QUEUE_URL_VAR, SECRETS_VAR};
 use referral_ingest::{Deps, SqsEnqueue};
-use referral_orchestrator::{OrchestratorHandler, StreamCounters};
+use referral_orchestrator::OrchestratorHandler;
+use referral_orchestrator::mapping::StreamMapping;
 use referral_shared::aws::dynamo::DynamoFeatureStore;
 use referral_shared::aws::sqs::SqsQueue;
 use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
 use referral_shared::enricher::Outcome;
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::pipeline::BatchHandler;
-use referral_shared::ports::{AdapterError, ChangeFeed, FeatureStore, MessageStore, WorkQueue};
+use referral_shared::pipeline::{BatchHandler, StreamConsumer, StreamCounters};
+use referral_shared::ports::{AdapterError, FeatureStore, MessageStore, WorkQueue};
 use referral_shared::template::TemplateGenerator;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -40,9 +41,6 @@ const DEVELOPMENT_SECRET: &str = "whsec_local_development_only";
 const DEFAULT_PORT: u16 = 8080;
 /// How long an idle stream poller sleeps between polls.
 const STREAM_IDLE: Duration = Duration::from_millis(200);
-/// Attempts per stream record before it is logged as failed and passed over (the
-/// deployed mapping sends it to its on-failure destination instead).
-const STREAM_RECORD_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, clap::Args)]
 pub struct LocalArgs {
@@ -258,11 +256,14 @@ async fn serve(args: &ServeArgs, endpoint: Option<&str>) -> Result<ExitCode, Loc
         StartingPosition::TrimHorizon,
     )
     .await?;
-    let orchestrator = OrchestratorHandler::new(Orchestrator::new(
-        TemplateGenerator,
-        remote::message_store(&sdk, &resources),
-        OrchestratorConfig::default(),
-    ));
+    let stream = StreamMapping::new(
+        feed,
+        OrchestratorHandler::new(Orchestrator::new(
+            TemplateGenerator,
+            remote::message_store(&sdk, &resources),
+            OrchestratorConfig::default(),
+        )),
+    );
     eprintln!(
         "referral local serve: listening on http://127.0.0.1:{port}/webhooks (Ctrl-C to stop)"
     );
@@ -274,7 +275,7 @@ async fn serve(args: &ServeArgs, endpoint: Option<&str>) -> Result<ExitCode, Loc
         usize::from(args.batch_size),
         stopped.clone(),
     );
-    let stream_loop = stream_loop(&feed, &orchestrator, stopped.clone());
+    let stream_loop = stream_loop(&stream, stopped.clone());
     let signal = async {
         let result = tokio::signal::ctrl_c().await;
         let _ = stop.send(true);
@@ -423,49 +424,21 @@ async fn enricher_loop(
     batches
 }
 
-/// The stream event-source mapping: poll the shards, hand each record to the orchestrator
-/// in order, retrying a record before moving past it.
-async fn stream_loop<G, M>(
-    feed: &DynamoStreamFeed,
-    orchestrator: &OrchestratorHandler<G, M>,
-    stopped: watch::Receiver<bool>,
-) -> u64
-where
-    G: referral_shared::ports::MessageGenerator,
-    M: MessageStore,
-{
-    let mut records = 0;
+/// The stream event-source mapping: poll the shards and deliver what they hold to the
+/// orchestrator's handler, until stopped.
+async fn stream_loop<S: StreamConsumer>(stream: &S, stopped: watch::Receiver<bool>) -> u64 {
     let mut counters = StreamCounters::default();
     while !*stopped.borrow() {
-        let changes = match feed.poll(100).await {
-            Ok(changes) => changes,
+        match stream.consume(100, &mut counters).await {
+            Ok(0) => tokio::time::sleep(STREAM_IDLE).await,
+            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(error = %error, "stream poll failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if changes.is_empty() {
-            tokio::time::sleep(STREAM_IDLE).await;
-            continue;
-        }
-        for change in &changes {
-            records += 1;
-            let mut attempt = 0;
-            while !orchestrator
-                .handle_change(change, Utc::now(), &mut counters)
-                .await
-            {
-                attempt += 1;
-                if attempt == STREAM_RECORD_ATTEMPTS {
-                    tracing::error!(sequence_number = %change.sequence_number, "stream record failed every attempt; passed over");
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
         }
     }
-    records
+    counters.records
 }
 
 // ---------------------------------------------------------------------------------------

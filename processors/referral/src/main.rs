@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use referral_orchestrator::OrchestratorHandler;
+use referral_orchestrator::mapping::StreamMapping;
 use referral_shared::aws::sqs::SqsQueue;
 use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
-use referral_shared::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
-use referral_shared::enricher::{Enricher, EnricherConfig};
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_shared::pipeline::{
-    InputEvent, RunConfig, RunReport, RunResults, read_results, run_pipeline,
+    InputEvent, RunConfig, RunReport, RunResults, read_results, run_in_memory, run_pipeline,
 };
 use referral_shared::template::TemplateGenerator;
 
@@ -147,25 +147,20 @@ fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError>
     } else {
         print!("{}", output::text(&report, &results, &mode));
     }
-    Ok(if report.unprocessed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if report.unprocessed.is_empty() && report.stream.failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 type RunOutput = (RunReport, RunResults, String);
 
 /// The whole pipeline in this process, on in-memory adapters: no AWS client is built.
 async fn run_embedded(inputs: &[InputEvent], config: RunConfig) -> Result<RunOutput, CliError> {
-    let queue = EmbeddedQueue::new();
-    let store = EmbeddedFeatureStore::new();
-    let messages = EmbeddedMessageStore::new();
-    let enricher = Enricher::new(&store, EnricherConfig::default());
-    let orchestrator =
-        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
-    let report = run_pipeline(inputs, &queue, &enricher, &store, &orchestrator, config).await?;
-    let results = read_results(&report.customers, &store, &messages).await?;
+    let (report, results) = run_in_memory(inputs, config).await?;
     Ok((
         report,
         results,
@@ -196,9 +191,21 @@ async fn run_remote(
     eprintln!(
         "referral: Bedrock is not used by local runs; messages come from the template generator"
     );
-    let orchestrator =
-        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
-    let report = run_pipeline(inputs, &queue, &enricher, &feed, &orchestrator, config).await?;
+    let stream = StreamMapping::new(
+        feed,
+        OrchestratorHandler::new(Orchestrator::new(
+            TemplateGenerator,
+            messages.clone(),
+            OrchestratorConfig::default(),
+        )),
+    );
+    let config = RunConfig {
+        // DynamoDB Streams publish a write's record shortly after the write returns.
+        settle_polls: 5,
+        settle_pause: std::time::Duration::from_millis(200),
+        ..config
+    };
+    let report = run_pipeline(inputs, &queue, &enricher, &stream, config).await?;
     let results = read_results(&report.customers, enricher.store(), &messages).await?;
     Ok((
         report,

@@ -54,6 +54,8 @@ pub struct Summary {
     pub ignored: u64,
     pub rejected: u64,
     pub unprocessed: u64,
+    /// Stream records that failed every delivery: changes without their message.
+    pub stream_failures: u64,
     pub messages: u64,
     pub batches: u64,
 }
@@ -70,6 +72,7 @@ impl Summary {
             ignored: report.enrich.ignored,
             rejected: report.enrich.rejected,
             unprocessed: report.unprocessed.len() as u64,
+            stream_failures: report.stream.failed,
             messages: results.messages.len() as u64,
             batches: report.batches,
         }
@@ -112,6 +115,10 @@ pub fn text(report: &RunReport, results: &RunResults, mode: &str) -> String {
         ("ignored (other event types)", summary.ignored),
         ("rejected", summary.rejected),
         ("unprocessed (failed every delivery)", summary.unprocessed),
+        (
+            "stream records failed (no message)",
+            summary.stream_failures,
+        ),
         ("messages", summary.messages),
     ];
     for (label, count) in rows {

@@ -77,6 +77,40 @@ impl DynamoFeatureStore {
         &self.table
     }
 
+    /// One page of a scan of the whole table, and where the next page starts (`None`: this
+    /// was the last). For operators' tools that must visit every customer, never the
+    /// functions: a scan reads the whole table.
+    pub async fn scan_page(
+        &self,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<
+        (
+            Vec<CustomerFeatures>,
+            Option<HashMap<String, AttributeValue>>,
+        ),
+        AdapterError,
+    > {
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| adapter_error("Scan", error))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| Self::decode("Scan", item))
+            .collect::<Result<_, _>>()?;
+        Ok((
+            items,
+            output.last_evaluated_key.filter(|key| !key.is_empty()),
+        ))
+    }
+
     fn decode(operation: &'static str, item: Item) -> Result<CustomerFeatures, AdapterError> {
         serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|error| corrupt(operation, error))
     }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
     QueueAttributeName, SendMessageBatchRequestEntry,
 };
@@ -11,10 +12,12 @@ use aws_sdk_sqs::types::{
 use super::error::{adapter_error, corrupt};
 use crate::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
 
-/// SQS takes at most ten entries per batch call.
-const SQS_BATCH_LIMIT: usize = 10;
+/// SQS takes at most ten messages per receive and ten entries per batch call.
+pub const SQS_BATCH_LIMIT: usize = 10;
 /// The largest message body SQS accepts, attributes included (256 KiB).
 pub const MAX_MESSAGE_BYTES: usize = 262_144;
+/// The most message attributes SQS accepts on one message.
+pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 
 /// One SQS queue, by URL.
 #[derive(Debug, Clone)]
@@ -49,17 +52,21 @@ impl SqsQueue {
     }
 
     /// Receives up to `max` raw SDK messages with every attribute, for callers that need
-    /// more than the port shows (the local event-source mapping, DLQ tools).
+    /// more than the port shows (the local event-source mapping, DLQ tools). With
+    /// `visibility_timeout`, the messages stay hidden that many seconds instead of the
+    /// queue's default.
     pub async fn receive_raw(
         &self,
         max: usize,
         wait_seconds: i32,
+        visibility_timeout: Option<i32>,
     ) -> Result<Vec<Message>, AdapterError> {
         let output = self
             .client
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(i32::try_from(max.clamp(1, SQS_BATCH_LIMIT)).unwrap_or(10))
+            .set_visibility_timeout(visibility_timeout)
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
@@ -72,17 +79,181 @@ impl SqsQueue {
     /// Sends each message on its own and reports each result, so a caller can fall back
     /// per message (e.g. the enricher's dead-letter sends).
     pub async fn send_one(&self, message: &OutgoingMessage) -> Result<String, AdapterError> {
+        self.send_raw(RawMessage {
+            body: message.body.clone(),
+            attributes: string_attributes(&message.attributes)?,
+            ..RawMessage::default()
+        })
+        .await
+    }
+
+    /// Sends one message with attributes as SQS types them, and the FIFO fields. Returns
+    /// the message id.
+    pub async fn send_raw(&self, message: RawMessage) -> Result<String, AdapterError> {
         let output = self
             .client
             .send_message()
             .queue_url(&self.url)
-            .message_body(&message.body)
-            .set_message_attributes(Some(string_attributes(&message.attributes)?))
+            .message_body(message.body)
+            .set_message_attributes((!message.attributes.is_empty()).then_some(message.attributes))
+            .set_message_group_id(message.group_id)
+            .set_message_deduplication_id(message.deduplication_id)
             .send()
             .await
             .map_err(|error| adapter_error("SendMessage", error))?;
         Ok(output.message_id.unwrap_or_default())
     }
+
+    /// Deletes one message.
+    pub async fn delete_one(&self, receipt: &str) -> Result<(), AdapterError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|error| adapter_error("DeleteMessage", error))?;
+        Ok(())
+    }
+
+    /// Deletes messages ten at a time. Returns how many deletes SQS refused (e.g. a receipt
+    /// whose lease ran out); an error only when a whole call failed.
+    pub async fn delete_batch(&self, receipts: &[String]) -> Result<usize, AdapterError> {
+        Ok(self.delete_entries(receipts).await?.len())
+    }
+
+    /// Makes held messages visible again at once (visibility timeout 0), ten at a time.
+    /// Returns how many SQS refused (e.g. a receipt whose lease ran out: that message is
+    /// visible anyway); an error only when a whole call failed.
+    pub async fn release_batch(&self, receipts: &[String]) -> Result<usize, AdapterError> {
+        Ok(self.release_entries(receipts).await?.len())
+    }
+
+    /// DeleteMessageBatch over every chunk; the refused entries.
+    async fn delete_entries(
+        &self,
+        receipts: &[String],
+    ) -> Result<Vec<BatchResultErrorEntry>, AdapterError> {
+        const OPERATION: &str = "DeleteMessageBatch";
+        in_batches(
+            OPERATION,
+            receipts,
+            |id, receipt| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(receipt)
+                    .build()
+            },
+            |entries| async move {
+                self.client
+                    .delete_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map(|output| output.failed)
+                    .map_err(|error| adapter_error(OPERATION, error))
+            },
+        )
+        .await
+    }
+
+    /// ChangeMessageVisibilityBatch to 0 over every chunk; the refused entries.
+    async fn release_entries(
+        &self,
+        receipts: &[String],
+    ) -> Result<Vec<BatchResultErrorEntry>, AdapterError> {
+        const OPERATION: &str = "ChangeMessageVisibilityBatch";
+        in_batches(
+            OPERATION,
+            receipts,
+            |id, receipt| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .build()
+            },
+            |entries| async move {
+                self.client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map(|output| output.failed)
+                    .map_err(|error| adapter_error(OPERATION, error))
+            },
+        )
+        .await
+    }
+}
+
+/// One message to send with [`SqsQueue::send_raw`].
+#[derive(Debug, Clone, Default)]
+pub struct RawMessage {
+    pub body: String,
+    /// As SQS types them (`String`, `Number`, `Binary`); none is sent when empty.
+    pub attributes: HashMap<String, MessageAttributeValue>,
+    /// FIFO queues only.
+    pub group_id: Option<String>,
+    /// FIFO queues only.
+    pub deduplication_id: Option<String>,
+}
+
+/// Makes one batch call per ten receipts, each receipt an entry built by `entry` with its
+/// index in the chunk as id, and collects the entries SQS refused. Stops at the first call
+/// that fails as a whole.
+async fn in_batches<E, B, F>(
+    operation: &'static str,
+    receipts: &[String],
+    entry: impl Fn(String, &str) -> Result<E, B>,
+    call: impl Fn(Vec<E>) -> F,
+) -> Result<Vec<BatchResultErrorEntry>, AdapterError>
+where
+    B: std::fmt::Display,
+    F: Future<Output = Result<Vec<BatchResultErrorEntry>, AdapterError>>,
+{
+    let mut failed = Vec::new();
+    for chunk in receipts.chunks(SQS_BATCH_LIMIT) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(index, receipt)| {
+                entry(index.to_string(), receipt).map_err(|error| corrupt(operation, error))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        failed.extend(call(entries).await?);
+    }
+    Ok(failed)
+}
+
+/// The error for a batch call of `total` entries that SQS refused in part: permanent when
+/// the first refusal is the sender's fault, transient otherwise.
+fn refused(
+    operation: &'static str,
+    failed: &[BatchResultErrorEntry],
+    total: usize,
+    what: &str,
+) -> Option<AdapterError> {
+    let failure = failed.first()?;
+    let detail = format!(
+        "{} of {total} {what} refused, first: {} {}",
+        failed.len(),
+        failure.code,
+        failure.message.as_deref().unwrap_or_default()
+    );
+    Some(if failure.sender_fault {
+        AdapterError::Permanent {
+            operation,
+            source: detail.into(),
+        }
+    } else {
+        AdapterError::Transient {
+            operation,
+            source: detail.into(),
+        }
+    })
 }
 
 /// String message attributes in SQS's shape. Empty values are left out (SQS refuses them).
@@ -146,32 +317,17 @@ impl WorkQueue for SqsQueue {
                 .send()
                 .await
                 .map_err(|error| adapter_error("SendMessageBatch", error))?;
-            if let Some(failure) = output.failed.first() {
-                let detail = format!(
-                    "{} of {} messages refused, first: {} {}",
-                    output.failed.len(),
-                    chunk.len(),
-                    failure.code,
-                    failure.message.as_deref().unwrap_or_default()
-                );
-                return Err(if failure.sender_fault {
-                    AdapterError::Permanent {
-                        operation: "SendMessageBatch",
-                        source: detail.into(),
-                    }
-                } else {
-                    AdapterError::Transient {
-                        operation: "SendMessageBatch",
-                        source: detail.into(),
-                    }
-                });
+            if let Some(error) =
+                refused("SendMessageBatch", &output.failed, chunk.len(), "messages")
+            {
+                return Err(error);
             }
         }
         Ok(())
     }
 
     async fn receive(&self, max: usize) -> Result<Vec<QueueMessage>, AdapterError> {
-        let messages = self.receive_raw(max, self.wait_seconds).await?;
+        let messages = self.receive_raw(max, self.wait_seconds, None).await?;
         Ok(messages
             .into_iter()
             .map(|message| QueueMessage {
@@ -185,50 +341,29 @@ impl WorkQueue for SqsQueue {
     }
 
     async fn delete(&self, receipts: &[String]) -> Result<(), AdapterError> {
-        for chunk in receipts.chunks(SQS_BATCH_LIMIT) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(index, receipt)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .receipt_handle(receipt)
-                        .build()
-                        .map_err(|error| corrupt("DeleteMessageBatch", error))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let output = self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|error| adapter_error("DeleteMessageBatch", error))?;
-            if !output.failed.is_empty() {
-                // The undeleted messages come back after their visibility timeout and are
-                // then acknowledged as duplicates: report, do not lose them.
-                return Err(AdapterError::Transient {
-                    operation: "DeleteMessageBatch",
-                    source: format!("{} deletes failed", output.failed.len()).into(),
-                });
-            }
+        let failed = self.delete_batch(receipts).await?;
+        if failed > 0 {
+            // The undeleted messages come back after their visibility timeout and are
+            // then acknowledged as duplicates: report, do not lose them.
+            return Err(AdapterError::Transient {
+                operation: "DeleteMessageBatch",
+                source: format!("{failed} deletes failed").into(),
+            });
         }
         Ok(())
     }
 
     async fn retry_later(&self, receipts: &[String]) -> Result<(), AdapterError> {
-        for receipt in receipts {
-            self.client
-                .change_message_visibility()
-                .queue_url(&self.url)
-                .receipt_handle(receipt)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .map_err(|error| adapter_error("ChangeMessageVisibility", error))?;
+        let failed = self.release_entries(receipts).await?;
+        match refused(
+            "ChangeMessageVisibilityBatch",
+            &failed,
+            receipts.len(),
+            "visibility changes",
+        ) {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -1,18 +1,17 @@
-//! DynamoDB Streams adapter of the change-feed port: polls a table's stream like the Lambda
-//! event-source mapping does (shards, iterators, records), for local runs and tests.
+//! Reads a table's stream through the DynamoDB Streams API the way the Lambda event-source
+//! mapping does (shards, iterators, records in order), for local runs and tests. The records
+//! are handed on as the API returns them: `referral_orchestrator::mapping` turns them into
+//! the exact event Lambda delivers, so local runs decode images the function's way.
 
+use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use aws_sdk_dynamodbstreams::Client;
-use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use tokio::sync::Mutex;
 
-use super::dynamo::CUSTOMER_KEY;
 use super::error::{adapter_error, corrupt};
-use crate::features::CustomerFeatures;
-use crate::ports::{AdapterError, ChangeFeed, ChangeKind, ChangeRecord};
+use crate::ports::AdapterError;
 
 /// Where a poller starts reading the shards that exist when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,10 +112,11 @@ impl DynamoStreamFeed {
             .map_err(|error| adapter_error("GetShardIterator", error))?
             .shard_iterator)
     }
-}
 
-impl ChangeFeed for DynamoStreamFeed {
-    async fn poll(&self, max: usize) -> Result<Vec<ChangeRecord>, AdapterError> {
+    /// Up to `max` records not yet handed out, oldest first within each shard, as the
+    /// DynamoDB Streams API returns them (the stream mapping turns them into the exact
+    /// event Lambda delivers).
+    pub async fn poll_records(&self, max: usize) -> Result<Vec<Record>, AdapterError> {
         let mut cursors = self.cursors.lock().await;
         for shard in self.shard_ids().await? {
             if let Entry::Vacant(slot) = cursors.entry(shard) {
@@ -127,7 +127,7 @@ impl ChangeFeed for DynamoStreamFeed {
             }
         }
         let limit = i32::try_from(max.clamp(1, 1000)).unwrap_or(1000);
-        let mut changes = Vec::new();
+        let mut records = Vec::new();
         for cursor in cursors.values_mut() {
             let Some(iterator) = cursor.iterator.take() else {
                 continue;
@@ -148,55 +148,11 @@ impl ChangeFeed for DynamoStreamFeed {
                 }
             };
             cursor.iterator = output.next_shard_iterator;
-            for record in output.records.unwrap_or_default() {
-                changes.push(change_record(record)?);
-            }
-            if changes.len() >= max {
+            records.extend(output.records.unwrap_or_default());
+            if records.len() >= max {
                 break;
             }
         }
-        Ok(changes)
-    }
-}
-
-/// Translates one stream record into the domain's change record.
-pub fn change_record(record: Record) -> Result<ChangeRecord, AdapterError> {
-    let kind = match record.event_name {
-        Some(OperationType::Insert) => ChangeKind::Insert,
-        Some(OperationType::Modify) => ChangeKind::Modify,
-        Some(OperationType::Remove) => ChangeKind::Remove,
-        other => {
-            return Err(corrupt(
-                "GetRecords",
-                format!("unknown stream event name {other:?}"),
-            ));
-        }
-    };
-    let data = record
-        .dynamodb
-        .ok_or_else(|| corrupt("GetRecords", "stream record without data"))?;
-    let customer_email = match data.keys.as_ref().and_then(|keys| keys.get(CUSTOMER_KEY)) {
-        Some(AttributeValue::S(email)) => email.clone(),
-        _ => return Err(corrupt("GetRecords", "stream record without its key")),
-    };
-    Ok(ChangeRecord {
-        sequence_number: data.sequence_number.unwrap_or_default(),
-        kind,
-        customer_email,
-        old_image: decode_image(data.old_image)?,
-        new_image: decode_image(data.new_image)?,
-    })
-}
-
-/// A key-only image (DynamoDB local emulators emit one before the full INSERT) carries no
-/// features: it reads as no image, so the orchestrator skips the record.
-fn decode_image(
-    image: Option<HashMap<String, AttributeValue>>,
-) -> Result<Option<Arc<CustomerFeatures>>, AdapterError> {
-    match image {
-        Some(image) if image.len() > 1 => serde_dynamo::aws_sdk_dynamodbstreams_1::from_item(image)
-            .map(|features| Some(Arc::new(features)))
-            .map_err(|error| corrupt("GetRecords", error)),
-        _ => Ok(None),
+        Ok(records)
     }
 }

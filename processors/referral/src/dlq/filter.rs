@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use referral_shared::event::normalise_email;
-use referral_shared::redact::{customer_ref, mask_email};
+use referral_shared::redact::{customer_ref, mask_email, mask_emails};
 use serde_json::Value;
 
 use super::queue::DlqMessage;
@@ -164,13 +164,13 @@ impl Filter {
                 },
                 None => {
                     return Err(FilterError::NoEquals {
-                        term: super::redact::mask_emails(raw),
+                        term: mask_emails(raw),
                     });
                 }
             };
             if value.is_empty() {
                 return Err(FilterError::EmptyValue {
-                    term: super::redact::mask_emails(raw),
+                    term: mask_emails(raw),
                 });
             }
             let key = key.to_ascii_lowercase();
@@ -206,7 +206,7 @@ impl Filter {
                     for value in value.split('|').map(str::trim) {
                         if value.is_empty() {
                             return Err(FilterError::EmptyValue {
-                                term: super::redact::mask_emails(raw),
+                                term: mask_emails(raw),
                             });
                         }
                         values.push(if key == Key::Customer {
@@ -226,14 +226,14 @@ impl Filter {
                 }
                 _ => {
                     return Err(FilterError::UnknownKey {
-                        key: super::redact::mask_emails(&key),
+                        key: mask_emails(&key),
                     });
                 }
             };
             shown.push(format!(
                 "{key}{}={}",
                 if negated { "!" } else { "" },
-                super::redact::mask_emails(value)
+                mask_emails(value)
             ));
             terms.push(term);
         }

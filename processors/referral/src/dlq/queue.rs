@@ -5,29 +5,34 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
 };
 use chrono::{DateTime, TimeZone, Utc};
-use referral_shared::aws::error::{adapter_error, corrupt};
-use referral_shared::aws::sqs::{queue_arn, queue_url, receive_count_of};
+use referral_shared::aws::error::adapter_error;
+/// A message to send: body, typed attributes and, on FIFO queues, group and deduplication
+/// ids.
+pub use referral_shared::aws::sqs::RawMessage as Outgoing;
+use referral_shared::aws::sqs::{
+    SQS_BATCH_LIMIT, SqsQueue, queue_arn, queue_url, receive_count_of,
+};
 use referral_shared::ports::AdapterError;
 
 use super::DlqError;
 
 /// SQS takes at most ten messages per receive and ten entries per batch call.
-pub const BATCH_LIMIT: usize = 10;
+pub const BATCH_LIMIT: usize = SQS_BATCH_LIMIT;
 /// Long-poll wait of a receive: an empty answer then means the queue had nothing visible
 /// for this long, not that a short poll happened to sample empty servers.
 const RECEIVE_WAIT_SECONDS: i32 = 1;
 /// Empty-handed receives (only messages seen before) after which a scan is over.
 const IDLE_RECEIVES: u32 = 3;
 
-/// A queue, resolved to its URL.
+/// A queue, resolved to its URL. Receives, releases, deletes and sends go through the
+/// shared SQS adapter; this adds what only the DLQ commands read (depth, redrive policy,
+/// source queues).
 #[derive(Debug, Clone)]
 pub struct Queue {
-    client: Client,
-    url: String,
+    sqs: SqsQueue,
 }
 
 /// How many messages a queue holds, by state.
@@ -44,17 +49,6 @@ impl Depth {
     }
 }
 
-/// A message to send.
-#[derive(Debug, Clone, Default)]
-pub struct Outgoing {
-    pub body: String,
-    pub attributes: HashMap<String, MessageAttributeValue>,
-    /// FIFO queues only.
-    pub group_id: Option<String>,
-    /// FIFO queues only.
-    pub deduplication_id: Option<String>,
-}
-
 impl Queue {
     pub async fn resolve(client: &Client, name_or_url: &str) -> Result<Self, DlqError> {
         let url = queue_url(client, name_or_url)
@@ -64,18 +58,22 @@ impl Queue {
                 source,
             })?;
         Ok(Queue {
-            client: client.clone(),
-            url,
+            sqs: SqsQueue::new(client.clone(), url),
         })
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.sqs.url()
+    }
+
+    fn client(&self) -> &Client {
+        self.sqs.client()
     }
 
     /// The queue's name: the last segment of its URL.
     pub fn name(&self) -> &str {
-        self.url.rsplit('/').next().unwrap_or(&self.url)
+        let url = self.url();
+        url.rsplit('/').next().unwrap_or(url)
     }
 
     pub fn is_fifo(&self) -> bool {
@@ -90,16 +88,16 @@ impl Queue {
     }
 
     pub async fn arn(&self) -> Result<String, DlqError> {
-        queue_arn(&self.client, &self.url)
+        queue_arn(self.client(), self.url())
             .await
             .map_err(|source| self.error(source))
     }
 
     pub async fn depth(&self) -> Result<Depth, DlqError> {
         let output = self
-            .client
+            .client()
             .get_queue_attributes()
-            .queue_url(&self.url)
+            .queue_url(self.url())
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
@@ -123,9 +121,9 @@ impl Queue {
     /// The `maxReceiveCount` of the queue's redrive policy, if it has one.
     pub async fn max_receive_count(&self) -> Result<Option<u64>, DlqError> {
         let output = self
-            .client
+            .client()
             .get_queue_attributes()
-            .queue_url(&self.url)
+            .queue_url(self.url())
             .attribute_names(QueueAttributeName::RedrivePolicy)
             .send()
             .await
@@ -149,9 +147,9 @@ impl Queue {
         let mut token: Option<String> = None;
         loop {
             let output = self
-                .client
+                .client()
                 .list_dead_letter_source_queues()
-                .queue_url(&self.url)
+                .queue_url(self.url())
                 .set_next_token(token.take())
                 .send()
                 .await
@@ -170,111 +168,38 @@ impl Queue {
         max: usize,
         lease_seconds: i32,
     ) -> Result<Vec<DlqMessage>, DlqError> {
-        let output = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(i32::try_from(max.clamp(1, BATCH_LIMIT)).unwrap_or(10))
-            .visibility_timeout(lease_seconds)
-            .wait_time_seconds(RECEIVE_WAIT_SECONDS)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
+        let messages = self
+            .sqs
+            .receive_raw(max, RECEIVE_WAIT_SECONDS, Some(lease_seconds))
             .await
-            .map_err(|error| self.error(adapter_error("ReceiveMessage", error)))?;
-        Ok(output
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(DlqMessage::from_sdk)
-            .collect())
+            .map_err(|source| self.error(source))?;
+        Ok(messages.into_iter().map(DlqMessage::from_sdk).collect())
     }
 
     /// Makes held messages visible again at once. Returns how many could not be released:
     /// their lease had run out already, so they are visible anyway.
     pub async fn release(&self, receipts: &[String]) -> Result<usize, DlqError> {
-        let mut refused = 0;
-        for chunk in receipts.chunks(BATCH_LIMIT) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(index, receipt)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .receipt_handle(receipt)
-                        .visibility_timeout(0)
-                        .build()
-                        .map_err(|error| self.error(corrupt("ChangeMessageVisibilityBatch", error)))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let output = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|error| {
-                    self.error(adapter_error("ChangeMessageVisibilityBatch", error))
-                })?;
-            refused += output.failed.len();
-        }
-        Ok(refused)
+        self.sqs
+            .release_batch(receipts)
+            .await
+            .map_err(|source| self.error(source))
     }
 
     pub async fn delete(&self, receipt: &str) -> Result<(), AdapterError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt)
-            .send()
-            .await
-            .map_err(|error| adapter_error("DeleteMessage", error))?;
-        Ok(())
+        self.sqs.delete_one(receipt).await
     }
 
     /// Deletes messages ten at a time. Returns how many deletes were refused.
     pub async fn delete_many(&self, receipts: &[String]) -> Result<usize, DlqError> {
-        let mut refused = 0;
-        for chunk in receipts.chunks(BATCH_LIMIT) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(index, receipt)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .receipt_handle(receipt)
-                        .build()
-                        .map_err(|error| self.error(corrupt("DeleteMessageBatch", error)))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let output = self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|error| self.error(adapter_error("DeleteMessageBatch", error)))?;
-            refused += output.failed.len();
-        }
-        Ok(refused)
+        self.sqs
+            .delete_batch(receipts)
+            .await
+            .map_err(|source| self.error(source))
     }
 
     /// Sends one message; the error is the caller's to count, not fatal.
     pub async fn send(&self, message: Outgoing) -> Result<String, AdapterError> {
-        let output = self
-            .client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(message.body)
-            .set_message_attributes((!message.attributes.is_empty()).then_some(message.attributes))
-            .set_message_group_id(message.group_id)
-            .set_message_deduplication_id(message.deduplication_id)
-            .send()
-            .await
-            .map_err(|error| adapter_error("SendMessage", error))?;
-        Ok(output.message_id.unwrap_or_default())
+        self.sqs.send_raw(message).await
     }
 }
 
@@ -370,14 +295,7 @@ impl<'q> Scan<'q> {
                 self.exhausted = true;
                 break;
             }
-            let mut fresh = Vec::with_capacity(batch.len());
-            for message in batch {
-                self.held
-                    .insert(message.message_id.clone(), message.receipt.clone());
-                if self.seen.insert(message.message_id.clone()) {
-                    fresh.push(message);
-                }
-            }
+            let fresh = self.hold(batch);
             if !fresh.is_empty() {
                 return Ok(fresh);
             }
@@ -389,6 +307,21 @@ impl<'q> Scan<'q> {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// Holds a received batch, each message under the receipt of this receive: a message
+    /// received again (its lease ran out) has a new receipt, and SQS may refuse or ignore
+    /// the older one. Returns the messages not seen before.
+    fn hold(&mut self, batch: Vec<DlqMessage>) -> Vec<DlqMessage> {
+        let mut fresh = Vec::with_capacity(batch.len());
+        for message in batch {
+            self.held
+                .insert(message.message_id.clone(), message.receipt.clone());
+            if self.seen.insert(message.message_id.clone()) {
+                fresh.push(message);
+            }
+        }
+        fresh
     }
 
     /// The message is gone from the queue (deleted): nothing to release.
@@ -410,5 +343,54 @@ impl<'q> Scan<'q> {
 
     pub fn clear(&mut self) {
         self.held.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> Queue {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .build();
+        Queue {
+            sqs: SqsQueue::new(
+                Client::from_conf(config),
+                "http://127.0.0.1:1/000000000000/dead-letters",
+            ),
+        }
+    }
+
+    fn received(message_id: &str, receipt: &str) -> DlqMessage {
+        DlqMessage::from_sdk(
+            Message::builder()
+                .message_id(message_id)
+                .receipt_handle(receipt)
+                .body("{}")
+                .build(),
+        )
+    }
+
+    #[test]
+    fn a_message_received_again_is_held_under_its_newest_receipt() {
+        let queue = queue();
+        assert_eq!(queue.name(), "dead-letters");
+        let mut scan = Scan::new(&queue, 30);
+        let fresh = scan.hold(vec![received("m1", "r1-first"), received("m2", "r2")]);
+        assert_eq!(fresh.len(), 2);
+        // m1's lease ran out and the next receive got it again, with another receipt.
+        let fresh = scan.hold(vec![received("m1", "r1-second"), received("m3", "r3")]);
+        let ids: Vec<&str> = fresh.iter().map(|m| m.message_id.as_str()).collect();
+        assert_eq!(ids, ["m3"], "a message seen before is not handed out twice");
+        let mut receipts = scan.held_receipts();
+        receipts.sort();
+        assert_eq!(receipts, ["r1-second", "r2", "r3"]);
+
+        scan.forget("m2");
+        let mut receipts = scan.held_receipts();
+        receipts.sort();
+        assert_eq!(receipts, ["r1-second", "r3"]);
     }
 }

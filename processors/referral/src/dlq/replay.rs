@@ -17,6 +17,7 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use referral_shared::aws::sqs::MAX_MESSAGE_ATTRIBUTES;
 use referral_shared::redact::short_hash;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -26,13 +27,12 @@ use super::filter::{Facts, Filter};
 use super::interrupt::{INTERRUPTED_EXIT, Interrupt};
 use super::pace::{Pacer, parse_rate};
 use super::queue::{BATCH_LIMIT, DlqMessage, Outgoing, Queue, Scan};
-use super::redact::mask_emails;
 use super::stream::{Rerun, Rerunner, StreamFailure};
+use referral_shared::pipeline::StreamCounters;
+use referral_shared::redact::mask_emails;
 
 /// The attribute counting how often a message was replayed.
 pub const REPLAY_COUNT: &str = "replay_count";
-/// SQS accepts at most ten message attributes.
-const MAX_ATTRIBUTES: usize = 10;
 /// When `replay_count` does not fit, these go first, in this order: the enricher writes
 /// them again if the message fails again.
 const DROPPABLE: &[&str] = &[
@@ -54,10 +54,23 @@ const KEPT: &[&str] = &[
 
 /// Test hook for crash safety: when set to k, the process exits abruptly right after the
 /// k-th successful send and before that message's delete, as a kill at the worst moment
-/// would. Not a flag on purpose: nobody should find it in `--help`.
+/// would. Not a flag on purpose: nobody should find it in `--help`; and only debug builds
+/// (the ones the tests run) read it, so no released binary can be made to stop half-way.
 const ABORT_AFTER_VAR: &str = "REFERRAL_DLQ_ABORT_AFTER";
 /// Exit status of that abrupt exit.
 const ABORT_EXIT: i32 = 86;
+
+#[cfg(debug_assertions)]
+fn abort_after() -> Option<u64> {
+    std::env::var(ABORT_AFTER_VAR)
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[cfg(not(debug_assertions))]
+fn abort_after() -> Option<u64> {
+    None
+}
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -244,9 +257,7 @@ pub async fn run(args: &ReplayArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqErro
         progress: Progress::new(length, args.json),
         run_id: short_hash(format!("{:?}{}", Utc::now(), std::process::id()).as_bytes()),
         sends: 0,
-        abort_after: std::env::var(ABORT_AFTER_VAR)
-            .ok()
-            .and_then(|value| value.trim().parse().ok()),
+        abort_after: abort_after(),
         first_send: None,
         last_send: None,
     };
@@ -323,9 +334,11 @@ impl Replay<'_> {
     async fn process(&mut self, scan: &mut Scan<'_>) -> Result<(), DlqError> {
         let max = self.args.max.unwrap_or(u64::MAX);
         // Receive no more than the run can handle well within the lease, so that held
-        // messages do not reappear to other consumers while they wait for their turn.
+        // messages do not reappear (under a new receipt, which the delete would need) while
+        // they wait for their turn. Two batches are held at once (one received ahead), so
+        // each may take a third of the lease.
         let per_lease = self.args.rate.map_or(BATCH_LIMIT, |rate| {
-            let fit = rate * f64::from(self.args.lease) / 2.0;
+            let fit = rate * f64::from(self.args.lease) / 3.0;
             if fit >= BATCH_LIMIT as f64 {
                 BATCH_LIMIT
             } else {
@@ -530,13 +543,25 @@ impl Replay<'_> {
             return Ok(false);
         };
         let where_ = failure.describe();
-        match rerunner.rerun(failure, Utc::now(), self.args.dry_run).await {
+        let (result, counters) = match rerunner.rerun(failure, self.args.dry_run).await {
             Rerun::WouldRun { records } => {
                 self.summary.would_rerun += 1;
                 self.progress.line(
                     true,
                     &format!("would re-run {label}: {where_}, {records} record(s) retained"),
                 );
+                return Ok(false);
+            }
+            Rerun::WouldReconcile => {
+                self.summary.would_rerun += 1;
+                self.progress.line(
+                    true,
+                    &format!(
+                        "would re-run {label}: {where_}: records no longer retained, every \
+                         customer's current features would be checked"
+                    ),
+                );
+                return Ok(false);
             }
             Rerun::Failed(reason) => {
                 self.summary.failed += 1;
@@ -547,40 +572,58 @@ impl Replay<'_> {
                         self.dlq.name()
                     ),
                 );
+                return Ok(false);
             }
-            Rerun::Done { records, counters } => {
-                self.summary.messages_created += counters.created;
-                let result = format!(
+            Rerun::Done { records, counters } => (
+                format!(
                     "{records} record(s), {} message(s) created, {} existed already",
-                    counters.created, counters.already_created
+                    counters.messages_created, counters.already_created
+                ),
+                counters,
+            ),
+            Rerun::Reconciled { customers: 0, .. } => (
+                "records no longer retained; covered by this run's check of every customer"
+                    .to_owned(),
+                StreamCounters::default(),
+            ),
+            Rerun::Reconciled {
+                customers,
+                counters,
+            } => (
+                format!(
+                    "records no longer retained; checked every customer's current features \
+                     ({customers}): {} message(s) created, {} existed already",
+                    counters.messages_created, counters.already_created
+                ),
+                counters,
+            ),
+        };
+        self.summary.messages_created += counters.messages_created;
+        if self.args.copy {
+            self.summary.stream_reruns += 1;
+            self.progress
+                .line(false, &format!("re-ran     {label}: {where_}: {result}"));
+            return Ok(false);
+        }
+        match self.dlq.delete(&message.receipt).await {
+            Ok(()) => {
+                self.summary.stream_reruns += 1;
+                self.progress
+                    .line(false, &format!("re-ran     {label}: {where_}: {result}"));
+                Ok(true)
+            }
+            Err(error) => {
+                self.summary.failed += 1;
+                self.progress.line(
+                    true,
+                    &format!(
+                        "failed     {label}: re-ran {where_} ({result}) but could not delete the \
+                         record ({error}); a rerun finds the messages exist"
+                    ),
                 );
-                if self.args.copy {
-                    self.summary.stream_reruns += 1;
-                    self.progress
-                        .line(false, &format!("re-ran     {label}: {where_}: {result}"));
-                    return Ok(false);
-                }
-                match self.dlq.delete(&message.receipt).await {
-                    Ok(()) => {
-                        self.summary.stream_reruns += 1;
-                        self.progress
-                            .line(false, &format!("re-ran     {label}: {where_}: {result}"));
-                        return Ok(true);
-                    }
-                    Err(error) => {
-                        self.summary.failed += 1;
-                        self.progress.line(
-                            true,
-                            &format!(
-                                "failed     {label}: re-ran {where_} ({result}) but could not \
-                                 delete the record ({error}); a rerun finds the messages exist"
-                            ),
-                        );
-                    }
-                }
+                Ok(false)
             }
         }
-        Ok(false)
     }
 
     /// The message to send: body and attributes as they were, `replay_count` added or
@@ -693,7 +736,7 @@ impl Replay<'_> {
 /// may have had ten already. Returns the names dropped.
 fn make_room(attributes: &mut HashMap<String, MessageAttributeValue>) -> Vec<String> {
     let mut dropped = Vec::new();
-    while attributes.len() > MAX_ATTRIBUTES {
+    while attributes.len() > MAX_MESSAGE_ATTRIBUTES {
         let victim = DROPPABLE
             .iter()
             .map(|name| (*name).to_owned())
@@ -759,7 +802,7 @@ mod tests {
         .map(|name| (name.to_owned(), attribute("x")))
         .collect();
         assert_eq!(make_room(&mut attributes), vec!["error_message".to_owned()]);
-        assert_eq!(attributes.len(), MAX_ATTRIBUTES);
+        assert_eq!(attributes.len(), MAX_MESSAGE_ATTRIBUTES);
         assert!(attributes.contains_key(REPLAY_COUNT));
 
         let mut others: HashMap<String, MessageAttributeValue> = (0..10)

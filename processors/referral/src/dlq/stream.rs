@@ -20,17 +20,23 @@
 //! customers concerned are unknown, so such a failure record is reported and left in place.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{self, AtomicBool};
+
+use chrono::Utc;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
-use chrono::{DateTime, Utc};
-use referral_orchestrator::{OrchestratorHandler, ProductionGenerator, StreamCounters};
+use referral_orchestrator::mapping::{RetryPolicy, deliver};
+use referral_orchestrator::{OrchestratorHandler, ProductionGenerator};
 use referral_shared::aws::bedrock::{BedrockConfig, BedrockGenerator, MODEL_ID_VAR};
-use referral_shared::aws::dynamo::DynamoMessageStore;
-use referral_shared::aws::streams::change_record;
+use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_shared::fallback::FallbackGenerator;
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator};
+use referral_shared::pipeline::StreamCounters;
+use referral_shared::ports::{
+    ChangeKind, ChangeRecord, Generated, GenerationError, GenerationRequest, MessageGenerator,
+};
 use referral_shared::template::TemplateGenerator;
 use serde::Deserialize;
 
@@ -150,10 +156,27 @@ pub enum Rerun {
         records: usize,
         counters: StreamCounters,
     },
+    /// The stream no longer holds the batch, so its customers are unknown: every customer's
+    /// current features were checked instead, and the message of each current version
+    /// written where it was missing. `customers` is 0 when this run had reconciled already.
+    Reconciled {
+        customers: u64,
+        counters: StreamCounters,
+    },
     /// Dry run: the records are there and would be handed to the orchestrator.
     WouldRun { records: usize },
+    /// Dry run: the records are gone; every customer would be checked.
+    WouldReconcile,
     /// The message must stay: why, and what to do.
     Failed(String),
+}
+
+/// Why a batch's records cannot be read.
+enum ReadError {
+    /// Trimmed from the stream (older than its retention) or the stream is gone.
+    Gone(String),
+    /// Anything else: worth trying again later.
+    Other(String),
 }
 
 /// Re-runs the orchestrator for failure records.
@@ -161,8 +184,12 @@ pub enum Rerun {
 pub struct Rerunner {
     streams: aws_sdk_dynamodbstreams::Client,
     handler: OrchestratorHandler<Generator, DynamoMessageStore>,
+    features: DynamoFeatureStore,
     features_table: String,
     messages_table: String,
+    /// Whether this run has reconciled every customer already: once covers every failure
+    /// record whose batch is gone, since those changes are older than the reconciliation.
+    reconciled: AtomicBool,
 }
 
 impl Rerunner {
@@ -182,8 +209,13 @@ impl Rerunner {
                 store,
                 OrchestratorConfig::default(),
             )),
+            features: DynamoFeatureStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                features_table.to_owned(),
+            ),
             features_table: features_table.to_owned(),
             messages_table: messages_table.to_owned(),
+            reconciled: AtomicBool::new(false),
         })
     }
 
@@ -191,7 +223,7 @@ impl Rerunner {
         self.handler.orchestrator().generator().name()
     }
 
-    pub async fn rerun(&self, failure: &StreamFailure, now: DateTime<Utc>, dry_run: bool) -> Rerun {
+    pub async fn rerun(&self, failure: &StreamFailure, dry_run: bool) -> Rerun {
         // A record of another table's stream handed to this orchestrator would write
         // messages for the wrong pipeline.
         if failure.table() != Some(self.features_table.as_str()) {
@@ -204,7 +236,9 @@ impl Rerunner {
         }
         let records = match self.read(failure).await {
             Ok(records) => records,
-            Err(reason) => return Rerun::Failed(reason),
+            Err(ReadError::Other(reason)) => return Rerun::Failed(reason),
+            Err(ReadError::Gone(_)) if dry_run => return Rerun::WouldReconcile,
+            Err(ReadError::Gone(why)) => return self.reconcile(&why).await,
         };
         if dry_run {
             return Rerun::WouldRun {
@@ -212,29 +246,19 @@ impl Rerunner {
             };
         }
         let count = records.len();
-        let mut counters = StreamCounters::default();
-        for record in records {
-            let change = match change_record(record) {
-                Ok(change) => change,
-                Err(error) => {
-                    return Rerun::Failed(format!(
-                        "a stream record cannot be read ({error}); the batch is left for a person \
-                         to look at"
-                    ));
-                }
-            };
-            counters.records += 1;
-            if !self
-                .handler
-                .handle_change(&change, now, &mut counters)
-                .await
-            {
-                return Rerun::Failed(format!(
-                    "the orchestrator could not handle record {} (table {}): {} message(s) \
-                     created before it; run the replay again later",
-                    change.sequence_number, self.messages_table, counters.created
-                ));
-            }
+        let counters = deliver(
+            &self.handler,
+            records,
+            &failure.info.stream_arn,
+            RetryPolicy::default(),
+        )
+        .await;
+        if counters.failed > 0 {
+            return Rerun::Failed(format!(
+                "the orchestrator could not handle {} of the {count} record(s) (table {}): {} \
+                 message(s) created; run the replay again later",
+                counters.failed, self.messages_table, counters.messages_created
+            ));
         }
         Rerun::Done {
             records: count,
@@ -242,16 +266,80 @@ impl Rerunner {
         }
     }
 
+    /// Writes the message of every customer's current features where it is missing: the
+    /// only way to cover a batch whose records the stream no longer holds. A message for a
+    /// superseded version cannot be written faithfully (its features are gone); the
+    /// customer's current version gets one.
+    async fn reconcile(&self, why: &str) -> Rerun {
+        if self.reconciled.load(atomic::Ordering::Relaxed) {
+            return Rerun::Reconciled {
+                customers: 0,
+                counters: StreamCounters::default(),
+            };
+        }
+        tracing::info!(
+            table = %self.features_table,
+            reason = why,
+            "stream records gone; checking every customer's current features"
+        );
+        let mut customers = 0;
+        let mut counters = StreamCounters::default();
+        let mut start = None;
+        loop {
+            let (items, next) = match self.features.scan_page(start).await {
+                Ok(page) => page,
+                Err(error) => {
+                    return Rerun::Failed(format!(
+                        "the batch's records are gone ({why}) and scanning {} to check every \
+                         customer failed ({error}); run the replay again later",
+                        self.features_table
+                    ));
+                }
+            };
+            for features in items {
+                customers += 1;
+                let change = ChangeRecord {
+                    sequence_number: format!("reconcile-v{}", features.version),
+                    kind: ChangeKind::Modify,
+                    customer_email: features.customer_email.clone(),
+                    old_image: None,
+                    new_image: Some(Arc::new(features)),
+                };
+                counters.count(
+                    &self
+                        .handler
+                        .orchestrator()
+                        .handle(&change, Utc::now())
+                        .await,
+                );
+            }
+            match next {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        if counters.failed > 0 {
+            return Rerun::Failed(format!(
+                "the batch's records are gone ({why}); of {customers} customers checked, {} \
+                 message(s) could not be written ({} created); run the replay again later",
+                counters.failed, counters.messages_created
+            ));
+        }
+        self.reconciled.store(true, atomic::Ordering::Relaxed);
+        Rerun::Reconciled {
+            customers,
+            counters,
+        }
+    }
+
     /// The batch's records, or why they cannot be had.
-    async fn read(&self, failure: &StreamFailure) -> Result<Vec<Record>, String> {
+    async fn read(&self, failure: &StreamFailure) -> Result<Vec<Record>, ReadError> {
         let info = &failure.info;
         let gone = |detail: String| {
-            format!(
-                "records no longer retained: the stream does not hold {}..{} of shard {} any more \
-                 ({detail}); the customers of that batch cannot be known from this record, check \
-                 their messages by hand",
+            ReadError::Gone(format!(
+                "the stream no longer holds {}..{} of shard {}: {detail}",
                 info.start_sequence_number, info.end_sequence_number, info.shard_id
-            )
+            ))
         };
         let iterator = self
             .streams
@@ -274,9 +362,9 @@ impl Rerunner {
                     {
                         Err(gone(detail))
                     }
-                    _ => Err(format!(
+                    _ => Err(ReadError::Other(format!(
                         "GetShardIterator failed ({detail}); run the replay again later"
-                    )),
+                    ))),
                 };
             }
         };
@@ -310,9 +398,9 @@ impl Rerunner {
                         {
                             Err(gone(detail))
                         }
-                        _ => Err(format!(
+                        _ => Err(ReadError::Other(format!(
                             "GetRecords failed ({detail}); run the replay again later"
-                        )),
+                        ))),
                     };
                 }
             };

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::{DateTime, Utc};
-use referral_shared::aws::sqs::{MAX_MESSAGE_BYTES, string_attributes};
+use referral_shared::aws::sqs::{MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_BYTES, string_attributes};
 use referral_shared::redact::short_hash;
 use serde::{Deserialize, Serialize};
 
@@ -224,6 +224,18 @@ pub fn read_lines(path: &Path) -> Result<Vec<(usize, Line)>, DlqError> {
                 line.body.len()
             )));
         }
+        // Empty values are left out when sending (SQS refuses them), so they do not count.
+        let attributes = line
+            .attributes
+            .values()
+            .filter(|value| !value.is_empty())
+            .count();
+        if attributes > MAX_MESSAGE_ATTRIBUTES {
+            return Err(bad(format!(
+                "{attributes} message attributes with a value, more than SQS's \
+                 {MAX_MESSAGE_ATTRIBUTES}"
+            )));
+        }
         lines.push((number, line));
     }
     Ok(lines)
@@ -300,6 +312,44 @@ mod tests {
         std::fs::write(&bad, "{\"body\":\"{}\"}\n{\"attributes\":{}}\n").unwrap();
         let error = read_lines(&bad).unwrap_err().to_string();
         assert!(error.contains("bad.jsonl:2"), "{error}");
+        assert!(error.contains("nothing was sent"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_with_more_attributes_than_sqs_takes_is_refused_before_sending() {
+        let dir = std::env::temp_dir().join(format!("dlq-import-attrs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |count: usize, empty: bool| {
+            let mut attributes: BTreeMap<String, String> = (0..count)
+                .map(|index| (format!("a{index:02}"), "x".to_owned()))
+                .collect();
+            if empty {
+                attributes.insert("blank".to_owned(), String::new());
+            }
+            serde_json::to_string(&serde_json::json!({"body": "{}", "attributes": attributes}))
+                .unwrap()
+        };
+
+        // Ten, plus an empty one that is not sent: accepted.
+        let fits = dir.join("fits.jsonl");
+        std::fs::write(&fits, format!("{}\n{}\n", line(10, false), line(10, true))).unwrap();
+        assert_eq!(read_lines(&fits).unwrap().len(), 2);
+
+        let over = dir.join("over.jsonl");
+        std::fs::write(
+            &over,
+            format!(
+                "{}\n{}\n{}\n",
+                line(1, false),
+                line(11, false),
+                line(1, false)
+            ),
+        )
+        .unwrap();
+        let error = read_lines(&over).unwrap_err().to_string();
+        assert!(error.contains("over.jsonl:2"), "{error}");
+        assert!(error.contains("11 message attributes"), "{error}");
         assert!(error.contains("nothing was sent"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
