@@ -100,6 +100,31 @@ pub async fn fresh_queues(config: &SdkConfig, max_receive_count: u32) -> QueuePa
         .unwrap_or_else(|error| panic!("creating queues: {error}"))
 }
 
+/// Visible and in-flight message counts of a queue.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("queue attributes of {url}: {error}"))
+        .attributes
+        .unwrap_or_default();
+    let count = |name: QueueAttributeName| -> u64 {
+        attributes
+            .get(&name)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?} for {url}"))
+    };
+    (
+        count(QueueAttributeName::ApproximateNumberOfMessages),
+        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
 /// Counts the HTTP requests a client sends, by operation (`GetItem`, `PutItem`, ...),
 /// retries included: what the bill and the throttling budget see.
 #[derive(Debug, Clone, Default)]

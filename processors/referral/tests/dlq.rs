@@ -30,7 +30,9 @@ use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
 use referral_shared::event::ServiceEvent;
 use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
 use referral_shared::ports::{FeatureStore, MessageStore};
-use referral_tests::emulator::{endpoint, fresh_queues, fresh_tables, sdk_config, unique};
+use referral_tests::emulator::{
+    endpoint, fresh_queues, fresh_tables, queue_depth as depth, sdk_config, unique,
+};
 use referral_tests::{event_body, service_event};
 use serde_json::{Value, json};
 
@@ -138,30 +140,6 @@ fn string_attribute(value: &str) -> MessageAttributeValue {
         .string_value(value)
         .build()
         .expect("attribute")
-}
-
-/// Visible and in-flight counts of a queue.
-async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .unwrap_or_default();
-    let count = |name: QueueAttributeName| -> u64 {
-        attributes
-            .get(&name)
-            .and_then(|value| value.parse().ok())
-            .unwrap_or_else(|| panic!("no {name:?} for {url}"))
-    };
-    (
-        count(QueueAttributeName::ApproximateNumberOfMessages),
-        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    )
 }
 
 /// Waits (bounded) until `visible` messages are visible and none in flight: a lease ran out,
