@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::digits::padded_id;
 use crate::features::CustomerFeatures;
 use crate::ports::{
     AdapterError, ChangeFeed, ChangeKind, ChangeRecord, Claim, FeatureStore, FeatureWrite,
@@ -48,6 +49,14 @@ impl EmbeddedFeatureStore {
         items
     }
 
+    /// Removes and returns a customer's item: for a read-back that is the store's last use,
+    /// where moving the item out spares a copy of it (and of its applied-id map).
+    pub fn take(&self, customer_email: &str) -> Option<CustomerFeatures> {
+        let item = lock(&self.state).items.remove(customer_email)?;
+        // Unshared once the feed is drained, so this is a move, not a clone.
+        Some(Arc::unwrap_or_clone(item))
+    }
+
     fn save_now(&self, write: FeatureWrite) -> WriteOutcome {
         let mut state = lock(&self.state);
         let current = state.items.get(&write.item.customer_email).cloned();
@@ -72,7 +81,7 @@ impl EmbeddedFeatureStore {
         state.items.insert(email.clone(), Arc::clone(&new_image));
         state.next_sequence += 1;
         let record = ChangeRecord {
-            sequence_number: format!("{:021}", state.next_sequence),
+            sequence_number: padded_id("", state.next_sequence, 21),
             kind: if current.is_some() {
                 ChangeKind::Modify
             } else {
@@ -141,6 +150,22 @@ impl EmbeddedMessageStore {
             .values()
             .flat_map(BTreeMap::values)
             .filter_map(MessageRow::completed)
+            .collect()
+    }
+
+    /// Removes a customer's rows and returns the completed messages, oldest first, as
+    /// [`MessageStore::list`] would: for a read-back that is the store's last use, where
+    /// moving the messages out spares copying every prompt and body.
+    pub fn take_completed(&self, customer_email: &str) -> Vec<ReferralMessage> {
+        let Some(customer) = lock(&self.rows).remove(customer_email) else {
+            return Vec::new();
+        };
+        customer
+            .into_values()
+            .filter_map(|row| match row {
+                MessageRow::Completed(message) => Some(*message),
+                MessageRow::InProgress { .. } => None,
+            })
             .collect()
     }
 }
@@ -258,7 +283,7 @@ impl WorkQueue for EmbeddedQueue {
         let mut state = lock(&self.state);
         for message in messages {
             state.next_id += 1;
-            let id = format!("msg-{:08}", state.next_id);
+            let id = padded_id("msg-", state.next_id, 8);
             state.visible.push_back(QueueMessage {
                 message_id: id.clone(),
                 receipt: id,

@@ -224,6 +224,8 @@ impl<S: FeatureStore> Enricher<S> {
         };
         // Collected before streaming: a lazy `map` closure here makes the future's
         // lifetimes higher-ranked, and then it is not `Send` for callers that need it.
+        // Boxed: a customer's future holds its item and write inline (kilobytes), and
+        // `buffer_unordered` would otherwise copy each one twice on its way to being polled.
         let work: Vec<_> = groups
             .iter()
             .map(|(email, indices)| {
@@ -231,7 +233,7 @@ impl<S: FeatureStore> Enricher<S> {
                     .iter()
                     .filter_map(|&i| events[i].as_deref())
                     .collect();
-                self.enrich_customer(email, customer_events, indices)
+                Box::pin(self.enrich_customer(email, customer_events, indices))
             })
             .collect();
         let results: Vec<CustomerResult> = stream::iter(work)

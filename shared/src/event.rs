@@ -565,7 +565,9 @@ fn json_error_position(err: &serde_json::Error) -> String {
 /// absent) in a fixed order: equal content always hashes the same, whatever the sender's
 /// key order, spacing or e-mail case, and no two different contents feed the same bytes.
 fn content_hash(event: &ServiceEvent) -> u64 {
-    let mut feed = HashFeed(Sha256::new());
+    // The fields are gathered first and hashed in one call: the same bytes, so the same
+    // hash, without SHA-256's buffering overhead on each of some forty tiny updates.
+    let mut feed = HashFeed(Vec::with_capacity(512));
     feed.text(Some(&event.event_id));
     feed.number(event.occurred_at.timestamp_nanos_opt().map(|n| n as u64));
     let customer = &event.customer;
@@ -592,33 +594,33 @@ fn content_hash(event: &ServiceEvent) -> u64 {
         None => feed.number(None),
     }
     feed.number(event.services_count);
-    let digest = feed.0.finalize();
+    let digest = Sha256::digest(&feed.0);
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first)
 }
 
-struct HashFeed(Sha256);
+struct HashFeed(Vec<u8>);
 
 impl HashFeed {
     fn text(&mut self, value: Option<&str>) {
         match value {
             Some(text) => {
-                self.0.update([1]);
-                self.0.update((text.len() as u64).to_le_bytes());
-                self.0.update(text.as_bytes());
+                self.0.push(1);
+                self.0.extend_from_slice(&(text.len() as u64).to_le_bytes());
+                self.0.extend_from_slice(text.as_bytes());
             }
-            None => self.0.update([0]),
+            None => self.0.push(0),
         }
     }
 
     fn number(&mut self, value: Option<u64>) {
         match value {
             Some(number) => {
-                self.0.update([1]);
-                self.0.update(number.to_le_bytes());
+                self.0.push(1);
+                self.0.extend_from_slice(&number.to_le_bytes());
             }
-            None => self.0.update([0]),
+            None => self.0.push(0),
         }
     }
 }
@@ -685,6 +687,16 @@ mod tests {
             Webhook::Other { .. } => 0,
         });
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn the_stored_hash_format_is_stable() {
+        // Items keep these hashes: a change of the fed bytes or the digest would make every
+        // redelivery look like a conflicting duplicate.
+        let Ok(Webhook::ServiceCompleted(event)) = parse_webhook_value(&valid()) else {
+            panic!("valid event refused");
+        };
+        assert_eq!(format!("{:016x}", event.content_hash), "6038a8590fbbbbba");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod digits;
 pub mod embedded;
 pub mod enricher;
 pub mod env;

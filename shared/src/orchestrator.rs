@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::digits::padded_id;
 use crate::features::CustomerFeatures;
 use crate::ports::{
     AdapterError, ChangeKind, ChangeRecord, Claim, GenerationRequest, MessageGenerator, MessageKey,
@@ -94,7 +95,7 @@ impl Default for OrchestratorConfig {
 /// The message id a change maps to: the version its write produced. Zero-padded so ids
 /// sort in version order.
 pub fn message_id_for(features: &CustomerFeatures) -> String {
-    format!("v{:012}", features.version)
+    padded_id("v", features.version, 12)
 }
 
 /// The new image of a change that earns a message, or why it earns none.

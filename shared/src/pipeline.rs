@@ -211,34 +211,38 @@ where
 
         let mut done = Vec::with_capacity(received.len());
         let mut again = Vec::new();
-        for (message, result) in received.iter().zip(&outcome.messages) {
-            let source = message
-                .attributes
-                .get(SOURCE_ATTRIBUTE)
-                .cloned()
-                .unwrap_or_else(|| message.message_id.clone());
-            if let Some(email) = &result.customer_email {
-                report.customers.insert(email.clone());
+        // Both are owned and done with: their strings move into the report, not copied.
+        for (message, result) in received.into_iter().zip(outcome.messages) {
+            // Only a refused event's report needs its source.
+            let source = || {
+                message
+                    .attributes
+                    .get(SOURCE_ATTRIBUTE)
+                    .cloned()
+                    .unwrap_or_else(|| message.message_id.clone())
+            };
+            if let Some(email) = result.customer_email {
+                report.customers.insert(email);
             }
-            match &result.outcome {
+            match result.outcome {
                 Outcome::Rejected(rejection) => report.rejected.push(RejectedEvent {
-                    source,
-                    event_id: rejection.event_id.clone(),
+                    source: source(),
                     field: rejection.error.field(),
                     error: rejection.error.to_string(),
+                    event_id: rejection.event_id,
                 }),
-                Outcome::Failed(failure) if message.receive_count < config.max_receives => {
-                    again.push(message.receipt.clone());
+                Outcome::Failed(_) if message.receive_count < config.max_receives => {
+                    again.push(message.receipt);
                     continue;
                 }
                 Outcome::Failed(failure) => report.unprocessed.push(UnprocessedEvent {
-                    source,
-                    event_id: result.event_id.clone(),
+                    source: source(),
+                    event_id: result.event_id,
                     error: failure.to_string(),
                 }),
                 _ => {}
             }
-            done.push(message.receipt.clone());
+            done.push(message.receipt);
         }
         queue.delete(&done).await?;
         if !again.is_empty() {
@@ -329,6 +333,12 @@ pub async fn run_in_memory(
         orchestrator: &orchestrator,
     };
     let report = run_pipeline(inputs, &queue, &enricher, &stream, config).await?;
-    let results = read_results(&report.customers, &store, &messages).await?;
+    // The stores end with this run, so the read-back moves their items and messages out
+    // instead of copying them through the ports ([`read_results`]); same results, same order.
+    let mut results = RunResults::default();
+    for email in &report.customers {
+        results.features.extend(store.take(email));
+        results.messages.extend(messages.take_completed(email));
+    }
     Ok((report, results))
 }

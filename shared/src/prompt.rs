@@ -5,7 +5,8 @@
 use std::fmt::Write;
 use std::sync::LazyLock;
 
-use crate::features::CustomerFeatures;
+use crate::digits::push_decimal;
+use crate::features::{CustomerFeatures, LifetimeValue};
 use crate::template::CATALOGUE;
 
 /// Customer text is capped per field so a long field cannot crowd out the instructions.
@@ -44,12 +45,14 @@ fn write_insights(out: &mut String, features: &CustomerFeatures) -> bool {
         );
     }
     if features.service_count > 0 {
-        let _ = write!(
-            out,
-            "\n- Total Services Completed: {}\n- Customer Lifetime Value: {}",
-            features.service_count,
-            features.lifetime_value.as_str().to_ascii_uppercase()
-        );
+        out.push_str("\n- Total Services Completed: ");
+        push_decimal(out, features.service_count, 0);
+        out.push_str("\n- Customer Lifetime Value: ");
+        out.push_str(match features.lifetime_value {
+            LifetimeValue::High => "HIGH",
+            LifetimeValue::Medium => "MEDIUM",
+            LifetimeValue::Low => "LOW",
+        });
     }
     let property = &features.property_features;
     // City, state and type are customer text outside the data block: a value that is not a
@@ -61,15 +64,14 @@ fn write_insights(out: &mut String, features: &CustomerFeatures) -> bool {
         .filter(|state| is_plain_name(state));
     match (city, state) {
         (Some(city), Some(state)) => {
-            let _ = write!(
-                out,
-                "\n- Property Location: {}, {}",
-                city.trim(),
-                state.trim()
-            );
+            out.push_str("\n- Property Location: ");
+            out.push_str(city.trim());
+            out.push_str(", ");
+            out.push_str(state.trim());
         }
         (Some(place), None) | (None, Some(place)) => {
-            let _ = write!(out, "\n- Property Location: {}", place.trim());
+            out.push_str("\n- Property Location: ");
+            out.push_str(place.trim());
         }
         (None, None) => {}
     }
@@ -82,7 +84,9 @@ fn write_insights(out: &mut String, features: &CustomerFeatures) -> bool {
         write_words(out, kind);
     }
     if let Some(square_feet) = property.square_feet {
-        let _ = write!(out, "\n- Property Size: {square_feet} sq ft");
+        out.push_str("\n- Property Size: ");
+        push_decimal(out, square_feet, 0);
+        out.push_str(" sq ft");
     }
     if out.len() == header_end {
         out.truncate(start);
@@ -172,8 +176,9 @@ fn write_customer_data(out: &mut String, features: &CustomerFeatures) {
         data_line(out, "property type", Some(&property_type_in_words(kind)));
     }
     if let Some(year) = property.year_built {
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, "year built: {year}");
+        out.push_str("year built: ");
+        push_decimal(out, u64::from(year), 0);
+        out.push('\n');
     }
     if let Some(issues) = &property.pest_issues {
         data_line(out, "pest issues", Some(&issues.join(", ")));
@@ -199,8 +204,13 @@ fn data_line(out: &mut String, label: &str, value: Option<&str>) {
 /// brackets, white space collapsed, length capped.
 pub fn sanitise(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_CUSTOMER_FIELD_CHARS * 4));
-    push_clean(&mut out, text, Brackets::Drop);
+    push_sanitised(&mut out, text);
     out
+}
+
+/// [`sanitise`], appending to `out`.
+pub fn push_sanitised(out: &mut String, text: &str) {
+    push_clean(out, text, Brackets::Drop);
 }
 
 /// Customer text for the prompt: as [`sanitise`], but `&`, `<` and `>` kept as `&amp;`,

@@ -2,6 +2,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::digits::push_hex;
+
 /// The first 64 bits of SHA-256, in hex: short enough for log lines and item bookkeeping,
 /// long enough that an accidental collision between two payloads is not a practical concern.
 pub fn short_hash(bytes: &[u8]) -> String {
@@ -75,14 +77,9 @@ fn is_domain_byte(byte: u8) -> bool {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 
 use std::future::{Future, ready};
 
+use crate::digits::push_decimal;
 use crate::features::{CustomerFeatures, LifetimeValue};
 use crate::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator};
-use crate::prompt::sanitise;
+use crate::prompt::push_sanitised;
 
 pub const TEMPLATE_GENERATOR: &str = "template";
 
@@ -105,31 +106,44 @@ pub fn recommend(features: Option<&CustomerFeatures>) -> CatalogueService {
 /// Writes the message for a customer.
 pub fn template_message(features: Option<&CustomerFeatures>) -> Generated {
     let recommended = recommend(features);
-    let first_name = features
-        .and_then(|f| f.customer_name.as_deref())
-        .map(sanitise)
-        .and_then(|name| name.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "there".to_owned());
-    let thanks = match features {
-        Some(f) if f.lifetime_value == LifetimeValue::High => format!(
-            "As one of our most valued customers, thank you for trusting us with {} services.",
-            f.service_count
-        ),
-        Some(f) if f.service_count > 1 => format!(
-            "Thank you for choosing us for {} services so far.",
-            f.service_count
-        ),
-        _ => "Thank you for choosing us.".to_owned(),
-    };
-    let near = features
-        .and_then(|f| f.property_features.city.as_deref())
-        .map(|city| format!(" in {}", sanitise(city)))
-        .unwrap_or_default();
-    let body = format!(
-        "Hi {first_name}! {thanks} Know a friend or neighbour{near} who could use {}? \
-         Refer them and you will both get $25 off their first visit.",
-        recommended.pitch
-    );
+    // Written piece by piece into one string: a message per change makes the per-piece
+    // `format!` allocations add up.
+    let mut body = String::with_capacity(320);
+    body.push_str("Hi ");
+    // The first word of the sanitised name; sanitised text has no white space but single
+    // spaces, so that word ends at the first space.
+    let name_start = body.len();
+    if let Some(name) = features.and_then(|f| f.customer_name.as_deref()) {
+        push_sanitised(&mut body, name);
+        if let Some(space) = body[name_start..].find(' ') {
+            body.truncate(name_start + space);
+        }
+    }
+    if body.len() == name_start {
+        body.push_str("there");
+    }
+    body.push_str("! ");
+    match features {
+        Some(f) if f.lifetime_value == LifetimeValue::High => {
+            body.push_str("As one of our most valued customers, thank you for trusting us with ");
+            push_decimal(&mut body, f.service_count, 0);
+            body.push_str(" services.");
+        }
+        Some(f) if f.service_count > 1 => {
+            body.push_str("Thank you for choosing us for ");
+            push_decimal(&mut body, f.service_count, 0);
+            body.push_str(" services so far.");
+        }
+        _ => body.push_str("Thank you for choosing us."),
+    }
+    body.push_str(" Know a friend or neighbour");
+    if let Some(city) = features.and_then(|f| f.property_features.city.as_deref()) {
+        body.push_str(" in ");
+        push_sanitised(&mut body, city);
+    }
+    body.push_str(" who could use ");
+    body.push_str(recommended.pitch);
+    body.push_str("? Refer them and you will both get $25 off their first visit.");
     Generated {
         recommended_service: recommended.id.to_owned(),
         body,
