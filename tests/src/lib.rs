@@ -7,8 +7,12 @@ pub mod contract;
 pub mod counting;
 pub mod emulator;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use referral_shared::enricher::RawMessage;
 use referral_shared::event::{ServiceEvent, Webhook, parse_webhook_value};
+use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
 use serde_json::{Value, json};
 
 /// A fixed instant tests count from, so results do not depend on the clock.
@@ -40,4 +44,48 @@ pub fn service_event(body: &Value) -> ServiceEvent {
         Ok(Webhook::ServiceCompleted(event)) => *event,
         other => panic!("test event refused: {other:?}"),
     }
+}
+
+/// A batch of owned `(message id, body)` pairs as the enricher takes it.
+pub fn raw_batch(batch: &[(String, String)]) -> Vec<RawMessage<'_>> {
+    batch
+        .iter()
+        .map(|(id, body)| RawMessage {
+            message_id: id,
+            body,
+        })
+        .collect()
+}
+
+/// What each customer's item must be: the fold of their distinct events, in one go.
+pub fn expected_features(
+    events: &[ServiceEvent],
+    limits: FoldLimits,
+) -> BTreeMap<String, CustomerFeatures> {
+    let mut by_customer: BTreeMap<String, Vec<&ServiceEvent>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for event in events {
+        if seen.insert(event.event_id.clone()) {
+            by_customer
+                .entry(event.customer.email.clone())
+                .or_default()
+                .push(event);
+        }
+    }
+    by_customer
+        .into_iter()
+        .map(|(email, events)| {
+            let item = fold_events(None, &events, limits)
+                .into_next()
+                .expect("applied");
+            (email, item)
+        })
+        .collect()
+}
+
+/// What is order-independent in an item: everything but the version and the trigger.
+pub fn comparable(mut item: CustomerFeatures) -> CustomerFeatures {
+    item.version = 0;
+    item.trigger_event_id = None;
+    item
 }

@@ -4,7 +4,7 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -13,11 +13,13 @@ use referral_shared::aws::dynamo::DynamoFeatureStore;
 use referral_shared::aws::sqs::SqsQueue;
 use referral_shared::enricher::{Enricher, EnricherConfig};
 use referral_shared::event::ServiceEvent;
-use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_shared::features::FoldLimits;
 use referral_shared::ports::FeatureStore;
 use referral_tests::contract::feature_store_contract;
 use referral_tests::emulator::{RequestCounter, fresh_queues, fresh_tables, sdk_config};
-use referral_tests::{base_time, event_body, service_event};
+use referral_tests::{
+    base_time, comparable, event_body, expected_features, raw_batch, service_event,
+};
 use serde_json::{Value, json};
 
 fn sqs_event(bodies: &[(String, String)]) -> SqsEvent {
@@ -45,39 +47,6 @@ fn batch_of(bodies: &[Value]) -> Vec<(String, String)> {
         .enumerate()
         .map(|(i, body)| (format!("msg-{i}"), body.to_string()))
         .collect()
-}
-
-/// What the item must be: the fold of the distinct events, in one go.
-fn expected_features(
-    events: &[ServiceEvent],
-    limits: FoldLimits,
-) -> BTreeMap<String, CustomerFeatures> {
-    let mut by_customer: BTreeMap<String, Vec<&ServiceEvent>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for event in events {
-        if seen.insert(event.event_id.clone()) {
-            by_customer
-                .entry(event.customer.email.clone())
-                .or_default()
-                .push(event);
-        }
-    }
-    by_customer
-        .into_iter()
-        .map(|(email, events)| {
-            let item = fold_events(None, &events, limits)
-                .into_next()
-                .expect("applied");
-            (email, item)
-        })
-        .collect()
-}
-
-/// Compares what is order-independent: everything but the version and the trigger.
-fn comparable(mut item: CustomerFeatures) -> CustomerFeatures {
-    item.version = 0;
-    item.trigger_event_id = None;
-    item
 }
 
 #[tokio::test]
@@ -131,14 +100,7 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
             async move {
                 let mut conflicts = 0;
                 for chunk in batch_of(&mine).chunks(10) {
-                    let raw: Vec<_> = chunk
-                        .iter()
-                        .map(|(id, body)| referral_shared::enricher::RawMessage {
-                            message_id: id,
-                            body,
-                        })
-                        .collect();
-                    let report = enricher.process(&raw).await;
+                    let report = enricher.process(&raw_batch(chunk)).await;
                     assert_eq!(report.counters.failed, 0, "{:?}", report.messages);
                     conflicts += report.counters.conflicts;
                 }
@@ -410,14 +372,7 @@ async fn more_events_than_the_id_bound_never_double_count() {
     let batches = batch_of(&bodies);
     // Everything twice, the second time in reverse: old ids were forgotten long before.
     for chunk in batches.chunks(10).chain(batches.rchunks(10)) {
-        let raw: Vec<_> = chunk
-            .iter()
-            .map(|(id, body)| referral_shared::enricher::RawMessage {
-                message_id: id,
-                body,
-            })
-            .collect();
-        let report = enricher.process(&raw).await;
+        let report = enricher.process(&raw_batch(chunk)).await;
         assert_eq!(report.counters.failed, 0);
     }
     let item = store

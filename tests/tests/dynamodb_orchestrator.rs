@@ -13,12 +13,12 @@ use referral_orchestrator::OrchestratorHandler;
 use referral_orchestrator::mapping::{RetryPolicy, deliver};
 use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
-use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
+use referral_shared::enricher::{Enricher, EnricherConfig};
 use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_shared::ports::{Claim, FeatureStore, MessageKey, MessageStore};
 use referral_tests::counting::CountingGenerator;
 use referral_tests::emulator::{fresh_tables, sdk_config};
-use referral_tests::{base_time, event_body};
+use referral_tests::{base_time, event_body, raw_batch};
 
 async fn drain(feed: &DynamoStreamFeed) -> Vec<Record> {
     let mut records = Vec::new();
@@ -54,14 +54,7 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
         .collect();
     // Batches of 4, then the first batch again (a redelivery that applies nothing).
     for chunk in bodies.chunks(4).chain(bodies.chunks(4).take(1)) {
-        let raw: Vec<_> = chunk
-            .iter()
-            .map(|(id, body)| RawMessage {
-                message_id: id,
-                body,
-            })
-            .collect();
-        assert_eq!(enricher.process(&raw).await.counters.failed, 0);
+        assert_eq!(enricher.process(&raw_batch(chunk)).await.counters.failed, 0);
     }
 
     let feed = DynamoStreamFeed::start(

@@ -6,26 +6,16 @@
 use std::sync::Mutex;
 
 use referral_shared::embedded::EmbeddedFeatureStore;
-use referral_shared::enricher::{Enricher, EnricherConfig, Outcome, RawMessage};
+use referral_shared::enricher::{Enricher, EnricherConfig, Outcome};
 use referral_shared::features::{FoldLimits, fold_events};
 use referral_shared::ports::{FeatureStore, FeatureWrite};
 use referral_tests::counting::{CountingStore, FailingFor, RacingStore};
-use referral_tests::{event_body, service_event};
+use referral_tests::{event_body, raw_batch, service_event};
 use serde_json::json;
 
 /// An owned queue message; `raw` borrows a batch of them as the enricher takes them.
 fn message(id: &str, body: impl ToString) -> (String, String) {
     (id.to_owned(), body.to_string())
-}
-
-fn raw(batch: &[(String, String)]) -> Vec<RawMessage<'_>> {
-    batch
-        .iter()
-        .map(|(id, body)| RawMessage {
-            message_id: id,
-            body,
-        })
-        .collect()
 }
 
 fn labels(outcomes: &[referral_shared::enricher::MessageReport]) -> Vec<&'static str> {
@@ -49,7 +39,7 @@ async fn a_bad_message_never_fails_its_neighbours() {
         ),
         message("m6", event_body("e1", "ann@example.com", 0, Some(5.0))),
     ];
-    let report = enricher.process(&raw(&batch)).await;
+    let report = enricher.process(&raw_batch(&batch)).await;
     assert_eq!(
         labels(&report.messages),
         [
@@ -84,7 +74,7 @@ async fn one_read_and_one_write_per_customer_and_none_on_redelivery() {
             )
         })
         .collect();
-    let report = enricher.process(&raw(&one_customer)).await;
+    let report = enricher.process(&raw_batch(&one_customer)).await;
     assert_eq!(report.counters.applied, 10);
     assert_eq!(store.take(), (1, 1));
     assert_eq!(
@@ -100,10 +90,10 @@ async fn one_read_and_one_write_per_customer_and_none_on_redelivery() {
             )
         })
         .collect();
-    enricher.process(&raw(&ten_customers)).await;
+    enricher.process(&raw_batch(&ten_customers)).await;
     assert_eq!(store.take(), (10, 10));
 
-    let redelivered = enricher.process(&raw(&one_customer)).await;
+    let redelivered = enricher.process(&raw_batch(&one_customer)).await;
     assert_eq!(redelivered.counters.duplicate, 10);
     assert_eq!(store.take(), (1, 0), "a redelivered batch must not write");
 }
@@ -125,7 +115,7 @@ async fn a_lost_race_is_refolded_and_retried() {
     };
     let enricher = Enricher::new(&store, EnricherConfig::default());
     let report = enricher
-        .process(&raw(&[message(
+        .process(&raw_batch(&[message(
             "m1",
             event_body("mine", email, 9, Some(5.0)),
         )]))
@@ -147,7 +137,7 @@ async fn a_store_failure_fails_only_that_customers_messages() {
     };
     let enricher = Enricher::new(&store, EnricherConfig::default());
     let report = enricher
-        .process(&raw(&[
+        .process(&raw_batch(&[
             message("m1", event_body("e1", "throttled@example.com", 0, None)),
             message("m2", event_body("e2", "fine@example.com", 0, None)),
             message("m3", event_body("e3", "throttled@example.com", 1, None)),
@@ -162,13 +152,13 @@ async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
     let store = EmbeddedFeatureStore::new();
     let enricher = Enricher::new(&store, EnricherConfig::default());
     enricher
-        .process(&raw(&[message(
+        .process(&raw_batch(&[message(
             "m1",
             event_body("same-id", "dup@example.com", 0, Some(5.0)),
         )]))
         .await;
     let report = enricher
-        .process(&raw(&[
+        .process(&raw_batch(&[
             message("m2", event_body("same-id", "dup@example.com", 0, Some(1.0))),
             message("m3", event_body("same-id", "dup@example.com", 0, Some(5.0))),
         ]))

@@ -10,7 +10,7 @@
 
 mod filter;
 mod interrupt;
-mod pace;
+pub(crate) mod pace;
 mod queue;
 mod redact;
 mod replay;

@@ -32,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::dlq::pace::parse_rate;
 use crate::http;
 use crate::inputs;
 use crate::remote::{self, LambdaEnricher, ResourceArgs};
@@ -151,14 +152,6 @@ pub enum LocalError {
     Json(#[from] serde_json::Error),
     #[error("cannot wait for Ctrl-C: {0}")]
     Signal(std::io::Error),
-}
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches("/s");
-    match number.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("`{text}` is not a rate like 50 or 50/s")),
-    }
 }
 
 pub async fn run(args: &LocalArgs, endpoint: Option<&str>) -> Result<ExitCode, LocalError> {
@@ -520,17 +513,4 @@ async fn send(args: &SendArgs) -> Result<ExitCode, LocalError> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_rate;
-
-    #[test]
-    fn rates_read_with_or_without_unit() {
-        assert_eq!(parse_rate("50"), Ok(50.0));
-        assert_eq!(parse_rate("12.5/s"), Ok(12.5));
-        assert!(parse_rate("0").is_err());
-        assert!(parse_rate("fast").is_err());
-    }
 }

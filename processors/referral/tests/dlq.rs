@@ -26,14 +26,14 @@ use referral_enricher::EnricherHandler;
 use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_shared::aws::sqs::{QueuePair, SqsQueue, attributes_of, queue_arn, queue_url};
 use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
-use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
+use referral_shared::enricher::{Enricher, EnricherConfig};
 use referral_shared::event::ServiceEvent;
-use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_shared::features::FoldLimits;
 use referral_shared::ports::{FeatureStore, MessageStore};
 use referral_tests::emulator::{
     endpoint, fresh_queues, fresh_tables, queue_depth as depth, sdk_config, unique,
 };
-use referral_tests::{event_body, service_event};
+use referral_tests::{comparable, event_body, expected_features, raw_batch, service_event};
 use serde_json::{Value, json};
 
 /// Exit status of the replay's crash hook (`REFERRAL_DLQ_ABORT_AFTER`).
@@ -380,34 +380,14 @@ fn sorted(ids: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
     ids
 }
 
-/// Compares what is order-independent: everything but the version and the trigger.
-fn comparable(mut item: CustomerFeatures) -> CustomerFeatures {
-    item.version = 0;
-    item.trigger_event_id = None;
-    item
-}
-
 /// Every customer's item is the fold of their distinct events: each applied exactly once.
 async fn assert_features(config: &SdkConfig, features_table: &str, bodies: &[Value]) {
     let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
-    let mut by_customer: BTreeMap<String, Vec<&ServiceEvent>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for event in &events {
-        if seen.insert(event.event_id.clone()) {
-            by_customer
-                .entry(event.customer.email.clone())
-                .or_default()
-                .push(event);
-        }
-    }
     let store = DynamoFeatureStore::new(
         aws_sdk_dynamodb::Client::new(config),
         features_table.to_owned(),
     );
-    for (email, events) in by_customer {
-        let expected = fold_events(None, &events, FoldLimits::default())
-            .into_next()
-            .expect("folded");
+    for (email, expected) in expected_features(&events, FoldLimits::default()) {
         let item = store
             .load(&email)
             .await
@@ -1358,14 +1338,10 @@ async fn write_features(config: &SdkConfig, features_table: &str, bodies: &[Valu
             .iter()
             .map(|body| (event_id(body), body.to_string()))
             .collect();
-        let raw: Vec<RawMessage> = texts
-            .iter()
-            .map(|(id, body)| RawMessage {
-                message_id: id,
-                body,
-            })
-            .collect();
-        assert_eq!(enricher.process(&raw).await.counters.failed, 0);
+        assert_eq!(
+            enricher.process(&raw_batch(&texts)).await.counters.failed,
+            0
+        );
     }
 }
 

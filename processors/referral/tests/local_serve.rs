@@ -5,17 +5,16 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_shared::event::ServiceEvent;
-use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_shared::features::FoldLimits;
 use referral_shared::ports::{FeatureStore, MessageStore};
 use referral_tests::emulator::{endpoint, queue_depth, sdk_config, unique};
-use referral_tests::{event_body, service_event};
+use referral_tests::{comparable, event_body, expected_features, service_event};
 
 const SECRET: &str = "whsec_end_to_end_test_secret";
 /// The customer of the one unsigned post: refused, so never in the table.
@@ -80,12 +79,6 @@ fn write_jsonl(dir: &Path, name: &str, bodies: &[serde_json::Value]) -> PathBuf 
     let text: Vec<String> = bodies.iter().map(|body| body.to_string()).collect();
     std::fs::write(&path, text.join("\n")).expect("write the webhook file");
     path
-}
-
-fn comparable(mut item: CustomerFeatures) -> CustomerFeatures {
-    item.version = 0;
-    item.trigger_event_id = None;
-    item
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,21 +181,12 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
     // Within a bounded time every customer's item is the fold of its distinct events, with
     // one message per write.
     let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
-    let mut by_customer: BTreeMap<String, Vec<&ServiceEvent>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for event in &events {
-        if seen.insert(event.event_id.clone()) {
-            by_customer
-                .entry(event.customer.email.clone())
-                .or_default()
-                .push(event);
-        }
-    }
+    let expected = expected_features(&events, FoldLimits::default());
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), names[0].clone());
     let messages =
         DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), names[1].clone());
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut pending: Vec<String> = by_customer.keys().cloned().collect();
+    let mut pending: Vec<String> = expected.keys().cloned().collect();
     while !pending.is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -211,11 +195,8 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
         );
         let mut still = Vec::new();
         for email in pending {
-            let expected = fold_events(None, &by_customer[&email], FoldLimits::default())
-                .into_next()
-                .expect("folded");
             let done = match store.load(&email).await.expect("load") {
-                Some(item) if comparable(item.clone()) == comparable(expected) => {
+                Some(item) if comparable(item.clone()) == comparable(expected[&email].clone()) => {
                     messages.list(&email).await.expect("list").len() as u64 == item.version
                 }
                 _ => false,
@@ -241,7 +222,7 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
         store.load(UNSIGNED_CUSTOMER).await.expect("load").is_none(),
         "an unsigned webhook reached the table"
     );
-    for email in by_customer.keys() {
+    for email in expected.keys() {
         let item = store.load(email).await.expect("load").expect("item");
         assert_eq!(
             messages.list(email).await.expect("list").len() as u64,

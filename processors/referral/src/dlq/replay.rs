@@ -29,6 +29,7 @@ use super::pace::{Pacer, parse_rate};
 use super::queue::{BATCH_LIMIT, DlqMessage, Outgoing, Queue, Scan};
 use super::stream::{Rerun, Rerunner, StreamFailure};
 use referral_shared::pipeline::StreamCounters;
+use referral_shared::ports::AdapterError;
 use referral_shared::redact::mask_emails;
 
 /// The attribute counting how often a message was replayed.
@@ -473,41 +474,55 @@ impl Replay<'_> {
         } else {
             format!(" (dropped {} to make room)", dropped.join(", "))
         };
+        let done = format!(
+            "{label} → {} (replay {replay_count}){dropped}",
+            target.name()
+        );
+        let dlq = self.dlq.name();
+        Ok(self
+            .settle(
+                message,
+                |summary| &mut summary.moved,
+                (format!("copied     {done}"), format!("moved      {done}")),
+                |error| {
+                    format!(
+                        "failed     {label}: sent to {} but not deleted from {dlq} ({error}); a \
+                         rerun sends it again, which is harmless (the enricher skips applied \
+                         events)",
+                        target.name()
+                    )
+                },
+            )
+            .await)
+    }
+
+    /// After a message's work succeeded: keeps it in the DLQ (`--copy`) or deletes it, and
+    /// counts it with `count` and prints the line of whichever happened (`lines`: kept,
+    /// deleted). A failed delete counts as a failure, explained by `undeleted`. `true` when
+    /// the message was deleted.
+    async fn settle(
+        &mut self,
+        message: &DlqMessage,
+        count: fn(&mut Summary) -> &mut u64,
+        lines: (String, String),
+        undeleted: impl FnOnce(&AdapterError) -> String,
+    ) -> bool {
+        let (kept, deleted) = lines;
         if self.args.copy {
-            self.summary.moved += 1;
-            self.progress.line(
-                false,
-                &format!(
-                    "copied     {label} → {} (replay {replay_count}){dropped}",
-                    target.name()
-                ),
-            );
-            return Ok(false);
+            *count(&mut self.summary) += 1;
+            self.progress.line(false, &kept);
+            return false;
         }
         match self.dlq.delete(&message.receipt).await {
             Ok(()) => {
-                self.summary.moved += 1;
-                self.progress.line(
-                    false,
-                    &format!(
-                        "moved      {label} → {} (replay {replay_count}){dropped}",
-                        target.name()
-                    ),
-                );
-                Ok(true)
+                *count(&mut self.summary) += 1;
+                self.progress.line(false, &deleted);
+                true
             }
             Err(error) => {
                 self.summary.failed += 1;
-                self.progress.line(
-                    true,
-                    &format!(
-                        "failed     {label}: sent to {} but not deleted from {} ({error}); a rerun \
-                         sends it again, which is harmless (the enricher skips applied events)",
-                        target.name(),
-                        self.dlq.name()
-                    ),
-                );
-                Ok(false)
+                self.progress.line(true, &undeleted(&error));
+                false
             }
         }
     }
@@ -599,31 +614,20 @@ impl Replay<'_> {
             ),
         };
         self.summary.messages_created += counters.messages_created;
-        if self.args.copy {
-            self.summary.stream_reruns += 1;
-            self.progress
-                .line(false, &format!("re-ran     {label}: {where_}: {result}"));
-            return Ok(false);
-        }
-        match self.dlq.delete(&message.receipt).await {
-            Ok(()) => {
-                self.summary.stream_reruns += 1;
-                self.progress
-                    .line(false, &format!("re-ran     {label}: {where_}: {result}"));
-                Ok(true)
-            }
-            Err(error) => {
-                self.summary.failed += 1;
-                self.progress.line(
-                    true,
-                    &format!(
+        let done = format!("re-ran     {label}: {where_}: {result}");
+        Ok(self
+            .settle(
+                message,
+                |summary| &mut summary.stream_reruns,
+                (done.clone(), done),
+                |error| {
+                    format!(
                         "failed     {label}: re-ran {where_} ({result}) but could not delete the \
                          record ({error}); a rerun finds the messages exist"
-                    ),
-                );
-                Ok(false)
-            }
-        }
+                    )
+                },
+            )
+            .await)
     }
 
     /// The message to send: body and attributes as they were, `replay_count` added or
