@@ -1,8 +1,8 @@
 //! The feature-store contract: the cases every adapter must pass with the same results.
 //! Each case uses its own customer (prefixed by the caller) so suites can share a table.
 
-use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
-use referral_shared::ports::{FeatureStore, FeatureWrite, WriteOutcome};
+use referral_domain::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_domain::ports::{FeatureStore, FeatureWrite, WriteOutcome};
 
 use crate::{event_body, service_event};
 

@@ -3,12 +3,12 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use referral_shared::features::CustomerFeatures;
-use referral_shared::ports::{
+use referral_domain::features::CustomerFeatures;
+use referral_domain::ports::{
     AdapterError, FeatureStore, FeatureWrite, Generated, GenerationError, GenerationRequest,
     MessageGenerator, WriteOutcome,
 };
-use referral_shared::template::TemplateGenerator;
+use referral_domain::template::TemplateGenerator;
 
 /// Counts loads and saves of the wrapped store.
 #[derive(Debug, Default)]

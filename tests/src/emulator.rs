@@ -12,8 +12,9 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use referral_shared::aws::dynamo::{TableNames, ensure_tables};
-use referral_shared::aws::sqs::{QueuePair, QueueSpec, ensure_queue_pair};
+use referral_cli::aws_local::provision::{
+    QueuePair, QueueSpec, TableNames, ensure_queue_pair, ensure_tables,
+};
 
 /// Environment variable holding the emulator's URL.
 pub const ENDPOINT_VARIABLE: &str = "REFERRAL_TEST_ENDPOINT";
@@ -37,7 +38,7 @@ pub fn endpoint() -> String {
 pub async fn sdk_config() -> SdkConfig {
     let url = endpoint();
     assert!(
-        referral_shared::aws::config::is_loopback(&url),
+        referral_aws::config::is_loopback(&url),
         "{ENDPOINT_VARIABLE}={url} is not a loopback address; tests only talk to 127.0.0.1"
     );
     let config = aws_config::defaults(BehaviorVersion::latest())

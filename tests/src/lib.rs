@@ -10,9 +10,9 @@ pub mod emulator;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use referral_shared::enricher::RawMessage;
-use referral_shared::event::{ServiceEvent, Webhook, parse_webhook_value};
-use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_domain::enricher::RawMessage;
+use referral_domain::event::{ServiceEvent, Webhook, parse_webhook_value};
+use referral_domain::features::{CustomerFeatures, FoldLimits, fold_events};
 use serde_json::{Value, json};
 
 /// A fixed instant tests count from, so results do not depend on the clock.

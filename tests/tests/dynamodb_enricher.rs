@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use referral_aws::dynamo::DynamoFeatureStore;
+use referral_aws::sqs::SqsQueue;
+use referral_domain::enricher::{Enricher, EnricherConfig};
+use referral_domain::event::ServiceEvent;
+use referral_domain::features::FoldLimits;
+use referral_domain::ports::FeatureStore;
 use referral_enricher::EnricherHandler;
-use referral_shared::aws::dynamo::DynamoFeatureStore;
-use referral_shared::aws::sqs::SqsQueue;
-use referral_shared::enricher::{Enricher, EnricherConfig};
-use referral_shared::event::ServiceEvent;
-use referral_shared::features::FoldLimits;
-use referral_shared::ports::FeatureStore;
 use referral_tests::contract::feature_store_contract;
 use referral_tests::emulator::{RequestCounter, fresh_queues, fresh_tables, sdk_config};
 use referral_tests::{
@@ -304,7 +304,7 @@ async fn poison_messages_go_to_the_dlq_with_their_reason_and_do_not_fail_the_bat
         .expect("receive from the DLQ");
     let mut letters: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for message in received.messages.unwrap_or_default() {
-        let attributes = referral_shared::aws::sqs::attributes_of(&message);
+        let attributes = referral_aws::sqs::attributes_of(&message);
         letters.insert(attributes["source_message_id"].clone(), attributes);
     }
     assert_eq!(letters.len(), 2, "{letters:?}");

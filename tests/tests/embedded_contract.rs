@@ -2,7 +2,7 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-use referral_shared::embedded::EmbeddedFeatureStore;
+use referral_local::embedded::EmbeddedFeatureStore;
 use referral_tests::contract::feature_store_contract;
 
 #[tokio::test]

@@ -5,10 +5,10 @@
 
 use std::sync::Mutex;
 
-use referral_shared::embedded::EmbeddedFeatureStore;
-use referral_shared::enricher::{Enricher, EnricherConfig, Outcome};
-use referral_shared::features::{FoldLimits, fold_events};
-use referral_shared::ports::{FeatureStore, FeatureWrite};
+use referral_domain::enricher::{Enricher, EnricherConfig, Outcome};
+use referral_domain::features::{FoldLimits, fold_events};
+use referral_domain::ports::{FeatureStore, FeatureWrite};
+use referral_local::embedded::EmbeddedFeatureStore;
 use referral_tests::counting::{CountingStore, FailingFor, RacingStore};
 use referral_tests::{event_body, raw_batch, service_event};
 use serde_json::json;
@@ -18,7 +18,7 @@ fn message(id: &str, body: impl ToString) -> (String, String) {
     (id.to_owned(), body.to_string())
 }
 
-fn labels(outcomes: &[referral_shared::enricher::MessageReport]) -> Vec<&'static str> {
+fn labels(outcomes: &[referral_domain::enricher::MessageReport]) -> Vec<&'static str> {
     outcomes.iter().map(|r| r.outcome.label()).collect()
 }
 

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::sqs::SqsEvent;
-use referral_shared::embedded::EmbeddedFeatureStore;
-use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
+use referral_domain::enricher::{Enricher, EnricherConfig, RawMessage};
+use referral_local::embedded::EmbeddedFeatureStore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use referral_shared::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore};
-use referral_shared::enricher::{Enricher, EnricherConfig, RawMessage};
-use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason};
-use referral_shared::ports::{
+use referral_domain::enricher::{Enricher, EnricherConfig, RawMessage};
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason};
+use referral_domain::ports::{
     ChangeFeed, ChangeKind, ChangeRecord, Claim, MessageKey, MessageStore,
 };
+use referral_local::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore};
 use referral_tests::counting::CountingGenerator;
 use referral_tests::{base_time, event_body};
 

@@ -12,15 +12,15 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::join_all;
-use referral_shared::aws::dynamo::{DynamoFeatureStore, FEATURE_STORE_IAM_ACTIONS};
-use referral_shared::aws::sqs::{MAX_MESSAGE_ATTRIBUTES, SqsQueue};
-use referral_shared::enricher::{
+use referral_aws::dynamo::{DynamoFeatureStore, FEATURE_STORE_IAM_ACTIONS};
+use referral_aws::sqs::{MAX_MESSAGE_ATTRIBUTES, SqsQueue};
+use referral_domain::enricher::{
     BatchReport, EnrichCounters, Enricher, EnricherConfig, MessageReport, Outcome, RawMessage,
 };
-use referral_shared::env::{EnvError, Vars};
-use referral_shared::event::Rejection;
-use referral_shared::ports::{FeatureStore, OutgoingMessage, WorkQueue};
-use referral_shared::redact::{customer_ref, mask_emails};
+use referral_domain::env::{EnvError, Vars};
+use referral_domain::event::Rejection;
+use referral_domain::ports::{FeatureStore, OutgoingMessage, WorkQueue};
+use referral_domain::redact::{customer_ref, mask_emails};
 use serde::Serialize;
 
 /// The enricher's version, stamped on every dead letter.
@@ -249,7 +249,7 @@ impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
         record: &SqsMessage,
         rejection: &Rejection,
         now: DateTime<Utc>,
-    ) -> Result<(), referral_shared::ports::AdapterError> {
+    ) -> Result<(), referral_domain::ports::AdapterError> {
         let letter = dead_letter_message(record, rejection, now);
         let result = self.dead_letters.send(vec![letter]).await;
         if let Err(error) = &result {
@@ -289,7 +289,7 @@ pub fn dead_letter_message(
         (dead_letter::ENRICHER_VERSION, VERSION.to_owned()),
         (
             dead_letter::FIRST_FAILURE_AT,
-            referral_shared::features::rfc3339::format(&first_failure),
+            referral_domain::features::rfc3339::format(&first_failure),
         ),
         (
             dead_letter::SOURCE_MESSAGE_ID,

@@ -5,8 +5,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use referral_aws::{config, telemetry};
 use referral_enricher::{Config, EnricherHandler};
-use referral_shared::aws::{config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -16,8 +16,8 @@ use aws_lambda_events::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use aws_lambda_events::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use referral_shared::event::{SERVICE_COMPLETED, Webhook, parse_webhook};
-use referral_shared::redact::customer_ref;
+use referral_domain::event::{SERVICE_COMPLETED, Webhook, parse_webhook};
+use referral_domain::redact::customer_ref;
 use serde_json::{Value, json};
 
 pub use config::{Config, ConfigError, ENV_VARS};

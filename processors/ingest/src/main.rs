@@ -9,9 +9,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    referral_shared::aws::telemetry::init();
+    referral_aws::telemetry::init();
     let config = Config::from_env()?;
-    let sdk_config = referral_shared::aws::config::load(None).await;
+    let sdk_config = referral_aws::config::load(None).await;
     let queue = SqsEnqueue::new(&sdk_config, config.queue_url.clone());
     let deps = &Deps { config, queue };
     lambda_runtime::run(service_fn(

@@ -8,15 +8,15 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::MessageAttributeValue;
-use referral_shared::aws::error::adapter_error;
-use referral_shared::ports::AdapterError;
+use referral_aws::error::adapter_error;
+use referral_domain::ports::AdapterError;
 
 /// SQS's message size limit; body and attributes (names, types and values) count.
 pub const MAX_MESSAGE_BYTES: usize = 262_144;
 
 pub const EVENT_ID_ATTRIBUTE: &str = "event_id";
 pub const EVENT_TYPE_ATTRIBUTE: &str = "event_type";
-/// The hashed customer key (`referral_shared::redact::customer_ref`), never the address.
+/// The hashed customer key (`referral_domain::redact::customer_ref`), never the address.
 pub const CUSTOMER_REF_ATTRIBUTE: &str = "customer_ref";
 
 /// The SQS data type of every attribute this crate sets.

@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use referral_shared::redact::hex;
+use referral_domain::redact::hex;
 use sha2::Sha256;
 use thiserror::Error;
 

@@ -9,10 +9,10 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{HeaderValue, Method};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use referral_domain::redact::customer_ref;
 use referral_ingest::{
     Config, Deps, Failure, MAX_MESSAGE_BYTES, MemoryQueue, QueuedEvent, WebhookSecret, handle, sign,
 };
-use referral_shared::redact::customer_ref;
 use serde_json::Value;
 
 const SECRET: &str = "whsec_fixture_only_not_a_real_secret";

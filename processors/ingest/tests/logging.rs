@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use referral_domain::redact::customer_ref;
 use referral_ingest::{Config, Deps, Failure, MemoryQueue, WebhookSecret, handle};
-use referral_shared::redact::customer_ref;
 use serde_json::Value;
 
 const SECRET: &str = "whsec_fixture_only_not_a_real_secret";

@@ -7,22 +7,20 @@
 //! later change of the shard overtakes it. After the mapping's retry budget a failed
 //! batch goes to its on-failure destination, from which `referral dlq replay` recovers it.
 
-pub mod mapping;
-
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{DateTime, Utc};
-use referral_shared::aws::bedrock::{self, BedrockConfig, BedrockGenerator};
-use referral_shared::aws::dynamo::{CUSTOMER_KEY, DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
-use referral_shared::env::{EnvError, Vars};
-use referral_shared::fallback::FallbackGenerator;
-use referral_shared::features::CustomerFeatures;
-use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
-use referral_shared::ports::{ChangeKind, ChangeRecord, MessageGenerator, MessageStore};
-use referral_shared::redact::{customer_ref, mask_emails};
-use referral_shared::template::TemplateGenerator;
+use referral_aws::bedrock::{self, BedrockConfig, BedrockGenerator};
+use referral_aws::dynamo::{CUSTOMER_KEY, DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
+use referral_domain::env::{EnvError, Vars};
+use referral_domain::fallback::FallbackGenerator;
+use referral_domain::features::CustomerFeatures;
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
+use referral_domain::ports::{ChangeKind, ChangeRecord, MessageGenerator, MessageStore};
+use referral_domain::redact::{customer_ref, mask_emails};
+use referral_domain::template::TemplateGenerator;
 use serde::Serialize;
 
 const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
@@ -270,7 +268,7 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
                 generator,
             } => {
                 counters.created += 1;
-                if *generator == referral_shared::template::TEMPLATE_GENERATOR {
+                if *generator == referral_domain::template::TEMPLATE_GENERATOR {
                     counters.created_by_template += 1;
                 }
                 tracing::info!(sequence_number = %change.sequence_number, customer, message_id, generator, outcome = "created", "record processed");

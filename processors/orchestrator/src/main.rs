@@ -6,9 +6,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use referral_aws::bedrock::BedrockConfig;
+use referral_aws::{config, telemetry};
 use referral_orchestrator::{Config, OrchestratorHandler};
-use referral_shared::aws::bedrock::BedrockConfig;
-use referral_shared::aws::{config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -5,11 +5,11 @@
 
 use aws_lambda_events::event::dynamodb::Event;
 use chrono::Utc;
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
+use referral_domain::ports::{ChangeKind, MessageStore};
+use referral_domain::template::TemplateGenerator;
+use referral_local::embedded::EmbeddedMessageStore;
 use referral_orchestrator::{OrchestratorHandler, change_record};
-use referral_shared::embedded::EmbeddedMessageStore;
-use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::ports::{ChangeKind, MessageStore};
-use referral_shared::template::TemplateGenerator;
 
 fn fixture(name: &str) -> Event {
     let path = format!("{}/../../events/lambda/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aws_config::SdkConfig;
-use referral_shared::env::EnvError;
-use referral_shared::ports::AdapterError;
+use referral_domain::env::EnvError;
+use referral_domain::ports::AdapterError;
 
 #[derive(Debug, clap::Args)]
 pub struct DlqArgs {

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use referral_shared::pipeline::InputEvent;
+use referral_local::pipeline::InputEvent;
 use serde_json::value::RawValue;
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::aws_local::stream_mapping::StreamMapping;
+use crate::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body;
@@ -16,18 +18,16 @@ use aws_lambda_events::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use base64::Engine;
 use chrono::Utc;
 use clap::Subcommand;
+use referral_aws::dynamo::DynamoFeatureStore;
+use referral_aws::sqs::SqsQueue;
+use referral_domain::enricher::Outcome;
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
+use referral_domain::ports::{AdapterError, FeatureStore, MessageStore, WorkQueue};
+use referral_domain::template::TemplateGenerator;
 use referral_ingest::config::{QUEUE_URL_VAR, SECRETS_VAR};
 use referral_ingest::{Deps, SqsEnqueue};
+use referral_local::pipeline::{BatchHandler, StreamConsumer, StreamCounters};
 use referral_orchestrator::OrchestratorHandler;
-use referral_orchestrator::mapping::StreamMapping;
-use referral_shared::aws::dynamo::DynamoFeatureStore;
-use referral_shared::aws::sqs::SqsQueue;
-use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
-use referral_shared::enricher::Outcome;
-use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::pipeline::{BatchHandler, StreamConsumer, StreamCounters};
-use referral_shared::ports::{AdapterError, FeatureStore, MessageStore, WorkQueue};
-use referral_shared::template::TemplateGenerator;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -157,7 +157,7 @@ pub enum LocalError {
 pub async fn run(args: &LocalArgs, endpoint: Option<&str>) -> Result<ExitCode, LocalError> {
     match &args.command {
         LocalCommand::Setup(setup) => {
-            let sdk = referral_shared::aws::config::load(endpoint).await;
+            let sdk = referral_aws::config::load(endpoint).await;
             let resources = remote::setup(&sdk, &setup.resources).await?;
             println!("queue       {}", resources.queues.url);
             println!("dlq         {}", resources.queues.dlq_url);
@@ -195,7 +195,7 @@ pub async fn messages(args: &MessagesArgs, sdk: &SdkConfig) -> Result<ExitCode, 
         email,
         messages_table,
     } = &args.command;
-    let store = referral_shared::aws::dynamo::DynamoMessageStore::new(
+    let store = referral_aws::dynamo::DynamoMessageStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
         messages_table,
     );
@@ -210,8 +210,8 @@ pub async fn messages(args: &MessagesArgs, sdk: &SdkConfig) -> Result<ExitCode, 
 type Ingest = Deps<SqsEnqueue>;
 
 async fn serve(args: &ServeArgs, endpoint: Option<&str>) -> Result<ExitCode, LocalError> {
-    referral_shared::aws::telemetry::init();
-    let sdk = referral_shared::aws::config::load(endpoint).await;
+    referral_aws::telemetry::init();
+    let sdk = referral_aws::config::load(endpoint).await;
     let resources = remote::setup(&sdk, &args.resources).await?;
     let queue_url = resources.queues.url.clone();
     let config = referral_ingest::Config::from_lookup(|name| match name {

@@ -1,12 +1,5 @@
 //! `referral`: run the referral pipeline locally, on embedded adapters or AWS APIs.
 
-mod dlq;
-mod http;
-mod inputs;
-mod local;
-mod output;
-mod remote;
-
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -15,15 +8,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use referral_orchestrator::OrchestratorHandler;
-use referral_orchestrator::mapping::StreamMapping;
-use referral_shared::aws::sqs::SqsQueue;
-use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
-use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::pipeline::{
+use referral_aws::sqs::SqsQueue;
+use referral_cli::aws_local::stream_mapping::StreamMapping;
+use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_cli::{dlq, inputs, local, output, remote};
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
+use referral_domain::template::TemplateGenerator;
+use referral_local::pipeline::{
     InputEvent, RunConfig, RunReport, RunResults, read_results, run_in_memory, run_pipeline,
 };
-use referral_shared::template::TemplateGenerator;
+use referral_orchestrator::OrchestratorHandler;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,7 +68,7 @@ enum CliError {
     #[error(transparent)]
     Input(#[from] inputs::InputError),
     #[error("the pipeline failed: {0}")]
-    Pipeline(#[from] referral_shared::ports::AdapterError),
+    Pipeline(#[from] referral_domain::ports::AdapterError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot encode the report as JSON: {0}")]
@@ -91,16 +85,16 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => run(args, endpoint),
         Command::Dlq(args) => with_runtime(|| async {
-            let sdk = referral_shared::aws::config::load(endpoint).await;
+            let sdk = referral_aws::config::load(endpoint).await;
             Ok(dlq::run(args, &sdk).await?)
         }),
         Command::Local(args) => with_runtime(|| async { Ok(local::run(args, endpoint).await?) }),
         Command::Features(args) => with_runtime(|| async {
-            let sdk = referral_shared::aws::config::load(endpoint).await;
+            let sdk = referral_aws::config::load(endpoint).await;
             Ok(local::features(args, &sdk).await?)
         }),
         Command::Messages(args) => with_runtime(|| async {
-            let sdk = referral_shared::aws::config::load(endpoint).await;
+            let sdk = referral_aws::config::load(endpoint).await;
             Ok(local::messages(args, &sdk).await?)
         }),
     };
@@ -176,7 +170,7 @@ async fn run_remote(
     endpoint_url: &str,
     names: &remote::ResourceArgs,
 ) -> Result<RunOutput, CliError> {
-    let sdk = referral_shared::aws::config::load(Some(endpoint_url)).await;
+    let sdk = referral_aws::config::load(Some(endpoint_url)).await;
     let resources = remote::setup(&sdk, names).await?;
     // Only this run's changes: earlier runs against the same tables are not replayed.
     let feed = DynamoStreamFeed::start(

@@ -2,10 +2,10 @@
 
 use std::fmt::Write;
 
-use referral_shared::features::{CustomerFeatures, FeaturesView};
-use referral_shared::pipeline::{RejectedEvent, RunReport, RunResults};
-use referral_shared::ports::ReferralMessage;
-use referral_shared::redact::mask_email;
+use referral_domain::features::{CustomerFeatures, FeaturesView};
+use referral_domain::ports::ReferralMessage;
+use referral_domain::redact::mask_email;
+use referral_local::pipeline::{RejectedEvent, RunReport, RunResults};
 use serde::Serialize;
 
 /// The `--json` document. `features` and `messages` use the tables' attribute names.

@@ -6,14 +6,16 @@
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use chrono::Utc;
+use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::sqs::SqsQueue;
 use referral_enricher::EnricherHandler;
-use referral_shared::aws::dynamo::{
-    DynamoFeatureStore, DynamoMessageStore, TableNames, ensure_tables,
+
+use crate::aws_local::provision::{
+    QueuePair, QueueSpec, TableNames, ensure_queue_pair, ensure_tables,
 };
-use referral_shared::aws::sqs::{QueuePair, QueueSpec, SqsQueue, ensure_queue_pair};
-use referral_shared::enricher::{BatchReport, Enricher, EnricherConfig, Outcome, TransientFailure};
-use referral_shared::pipeline::BatchHandler;
-use referral_shared::ports::{AdapterError, QueueMessage};
+use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig, Outcome, TransientFailure};
+use referral_domain::ports::{AdapterError, QueueMessage};
+use referral_local::pipeline::BatchHandler;
 
 /// Names of the resources a local run uses, and their settings.
 #[derive(Debug, Clone, clap::Args)]

@@ -22,14 +22,15 @@ use aws_sdk_sqs::types::{
     QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use chrono::Utc;
+use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::sqs::{SqsQueue, attributes_of};
+use referral_cli::aws_local::provision::{QueuePair, queue_arn, queue_url};
+use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_domain::enricher::{Enricher, EnricherConfig};
+use referral_domain::event::ServiceEvent;
+use referral_domain::features::FoldLimits;
+use referral_domain::ports::{FeatureStore, MessageStore};
 use referral_enricher::EnricherHandler;
-use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
-use referral_shared::aws::sqs::{QueuePair, SqsQueue, attributes_of, queue_arn, queue_url};
-use referral_shared::aws::streams::{DynamoStreamFeed, StartingPosition};
-use referral_shared::enricher::{Enricher, EnricherConfig};
-use referral_shared::event::ServiceEvent;
-use referral_shared::features::FoldLimits;
-use referral_shared::ports::{FeatureStore, MessageStore};
 use referral_tests::emulator::{
     endpoint, fresh_queues, fresh_tables, queue_depth as depth, sdk_config, unique,
 };

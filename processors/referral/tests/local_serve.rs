@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
-use referral_shared::event::ServiceEvent;
-use referral_shared::features::FoldLimits;
-use referral_shared::ports::{FeatureStore, MessageStore};
+use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_domain::event::ServiceEvent;
+use referral_domain::features::FoldLimits;
+use referral_domain::ports::{FeatureStore, MessageStore};
 use referral_tests::emulator::{endpoint, queue_depth, sdk_config, unique};
 use referral_tests::{comparable, event_body, expected_features, service_event};
 
@@ -253,7 +253,7 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
     };
     assert!(status.success(), "local serve exited with {status}");
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queue_url = referral_shared::aws::sqs::queue_url(&sqs, &names[2])
+    let queue_url = referral_cli::aws_local::provision::queue_url(&sqs, &names[2])
         .await
         .expect("queue url");
     assert_eq!(

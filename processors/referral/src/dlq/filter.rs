@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use referral_shared::event::normalise_email;
-use referral_shared::redact::{customer_ref, mask_email, mask_emails};
+use referral_domain::event::normalise_email;
+use referral_domain::redact::{customer_ref, mask_email, mask_emails};
 use serde_json::Value;
 
 use super::queue::DlqMessage;

@@ -8,16 +8,15 @@ use aws_sdk_sqs::types::{
     Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
 };
 use chrono::{DateTime, TimeZone, Utc};
-use referral_shared::aws::error::adapter_error;
+use referral_aws::error::adapter_error;
 /// A message to send: body, typed attributes and, on FIFO queues, group and deduplication
 /// ids.
-pub use referral_shared::aws::sqs::RawMessage as Outgoing;
-use referral_shared::aws::sqs::{
-    SQS_BATCH_LIMIT, SqsQueue, queue_arn, queue_url, receive_count_of,
-};
-use referral_shared::ports::AdapterError;
+pub use referral_aws::sqs::RawMessage as Outgoing;
+use referral_aws::sqs::{SQS_BATCH_LIMIT, SqsQueue, receive_count_of};
+use referral_domain::ports::AdapterError;
 
 use super::DlqError;
+use crate::aws_local::provision::{queue_arn, queue_url};
 
 /// SQS takes at most ten messages per receive and ten entries per batch call.
 pub const BATCH_LIMIT: usize = SQS_BATCH_LIMIT;

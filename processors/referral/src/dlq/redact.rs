@@ -1,7 +1,7 @@
 //! E-mail addresses out of what the DLQ commands print: message bodies and attributes are
 //! customer data, and terminals end up in screenshots, tickets and logs.
 
-use referral_shared::redact::mask_emails;
+use referral_domain::redact::mask_emails;
 use serde_json::Value;
 
 /// Masks the e-mails in every string of a JSON document (keys included).

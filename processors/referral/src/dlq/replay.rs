@@ -17,8 +17,8 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use referral_shared::aws::sqs::MAX_MESSAGE_ATTRIBUTES;
-use referral_shared::redact::short_hash;
+use referral_aws::sqs::MAX_MESSAGE_ATTRIBUTES;
+use referral_domain::redact::short_hash;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -28,9 +28,9 @@ use super::interrupt::{INTERRUPTED_EXIT, Interrupt};
 use super::pace::{Pacer, parse_rate};
 use super::queue::{BATCH_LIMIT, DlqMessage, Outgoing, Queue, Scan};
 use super::stream::{Rerun, Rerunner, StreamFailure};
-use referral_shared::pipeline::StreamCounters;
-use referral_shared::ports::AdapterError;
-use referral_shared::redact::mask_emails;
+use referral_domain::ports::AdapterError;
+use referral_domain::redact::mask_emails;
+use referral_local::pipeline::StreamCounters;
 
 /// The attribute counting how often a message was replayed.
 pub const REPLAY_COUNT: &str = "replay_count";

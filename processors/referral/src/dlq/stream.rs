@@ -25,19 +25,19 @@ use std::sync::atomic::{self, AtomicBool};
 
 use chrono::Utc;
 
+use crate::aws_local::stream_mapping::{RetryPolicy, deliver};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
-use referral_orchestrator::mapping::{RetryPolicy, deliver};
-use referral_orchestrator::{OrchestratorHandler, ProductionGenerator};
-use referral_shared::aws::bedrock::{BedrockConfig, BedrockGenerator, MODEL_ID_VAR};
-use referral_shared::aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
-use referral_shared::fallback::FallbackGenerator;
-use referral_shared::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_shared::pipeline::StreamCounters;
-use referral_shared::ports::{
+use referral_aws::bedrock::{BedrockConfig, BedrockGenerator, MODEL_ID_VAR};
+use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_domain::fallback::FallbackGenerator;
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
+use referral_domain::ports::{
     ChangeKind, ChangeRecord, Generated, GenerationError, GenerationRequest, MessageGenerator,
 };
-use referral_shared::template::TemplateGenerator;
+use referral_domain::template::TemplateGenerator;
+use referral_local::pipeline::StreamCounters;
+use referral_orchestrator::{OrchestratorHandler, ProductionGenerator};
 use serde::Deserialize;
 
 use super::DlqError;

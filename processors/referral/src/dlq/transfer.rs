@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::{DateTime, Utc};
-use referral_shared::aws::sqs::{MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_BYTES, string_attributes};
-use referral_shared::redact::short_hash;
+use referral_aws::sqs::{MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_BYTES, string_attributes};
+use referral_domain::redact::short_hash;
 use serde::{Deserialize, Serialize};
 
 use super::DlqError;

@@ -10,14 +10,16 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
-use crate::enricher::{BatchReport, EnrichCounters, Enricher, EnricherConfig, Outcome, RawMessage};
-use crate::features::CustomerFeatures;
-use crate::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
-use crate::ports::{
+use referral_domain::enricher::{
+    BatchReport, EnrichCounters, Enricher, EnricherConfig, Outcome, RawMessage,
+};
+use referral_domain::features::CustomerFeatures;
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
+use referral_domain::ports::{
     AdapterError, ChangeFeed, FeatureStore, MessageGenerator, MessageStore, OutgoingMessage,
     QueueMessage, ReferralMessage, WorkQueue,
 };
-use crate::template::TemplateGenerator;
+use referral_domain::template::TemplateGenerator;
 
 /// Whatever handles a batch of queue messages: the enricher core itself, or the enricher
 /// Lambda's handler wrapped around it (which also dead-letters poison messages).

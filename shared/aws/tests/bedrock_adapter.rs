@@ -3,6 +3,7 @@
 //! template through `FallbackGenerator`, and the exact request a hostile customer produces.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "../../domain/tests/common/mod.rs"]
 mod common;
 
 use common::{design_example, features_of, fixture};
@@ -28,14 +29,15 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use referral_shared::aws::bedrock::{BedrockConfig, BedrockGenerator};
-use referral_shared::fallback::{FallbackCounters, FallbackGenerator};
-use referral_shared::features::CustomerFeatures;
-use referral_shared::ports::{
+use referral_aws::bedrock::{BedrockConfig, BedrockGenerator};
+use referral_domain::catalogue::CATALOGUE;
+use referral_domain::fallback::{FallbackCounters, FallbackGenerator};
+use referral_domain::features::CustomerFeatures;
+use referral_domain::ports::{
     Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage,
 };
-use referral_shared::prompt::{DATA_CLOSE, DATA_OPEN, build_prompt};
-use referral_shared::template::{CATALOGUE, template_message};
+use referral_domain::prompt::{DATA_CLOSE, DATA_OPEN, build_prompt};
+use referral_domain::template::template_message;
 use serde_json::json;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";

@@ -10,8 +10,8 @@ use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use tokio::sync::Mutex;
 
-use super::error::{adapter_error, corrupt};
-use crate::ports::AdapterError;
+use referral_aws::error::{adapter_error, corrupt};
+use referral_domain::ports::AdapterError;
 
 /// Where a poller starts reading the shards that exist when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::ports::AdapterError;
+use referral_domain::ports::AdapterError;
 
 /// Error codes AWS services use for throttling and short-lived trouble.
 const TRANSIENT_CODES: &[&str] = &[

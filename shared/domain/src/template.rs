@@ -3,105 +3,13 @@
 
 use std::future::{Future, ready};
 
+use crate::catalogue::recommend;
 use crate::digits::push_decimal;
 use crate::features::{CustomerFeatures, LifetimeValue};
 use crate::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator};
 use crate::prompt::push_sanitised;
 
 pub const TEMPLATE_GENERATOR: &str = "template";
-
-/// A service the company can recommend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CatalogueService {
-    pub id: &'static str,
-    pub name: &'static str,
-    /// Completes "could use ...".
-    pub pitch: &'static str,
-}
-
-pub const CATALOGUE: &[CatalogueService] = &[
-    CatalogueService {
-        id: "termite_inspection",
-        name: "Termite Inspection",
-        pitch: "a thorough termite inspection",
-    },
-    CatalogueService {
-        id: "pest_control",
-        name: "Pest Prevention Plan",
-        pitch: "a year-round pest prevention plan",
-    },
-    CatalogueService {
-        id: "home_cleaning",
-        name: "Deep Home Cleaning",
-        pitch: "a deep home cleaning",
-    },
-    CatalogueService {
-        id: "home_protection_plan",
-        name: "Home Protection Plan",
-        pitch: "our all-in-one home protection plan",
-    },
-    CatalogueService {
-        id: "lawn_care",
-        name: "Lawn Care",
-        pitch: "seasonal lawn care",
-    },
-    CatalogueService {
-        id: "hvac_tune_up",
-        name: "HVAC Tune-Up",
-        pitch: "a seasonal HVAC tune-up",
-    },
-    CatalogueService {
-        id: "gutter_cleaning",
-        name: "Gutter Cleaning",
-        pitch: "a gutter cleaning",
-    },
-];
-
-const LARGE_LOT_SQUARE_FEET: u64 = 2000;
-const OLDER_HOME_BUILT_BEFORE: u16 = 1990;
-
-fn service(id: &str) -> CatalogueService {
-    CATALOGUE
-        .iter()
-        .copied()
-        .find(|service| service.id == id)
-        // The ids below are all in the catalogue (a unit test checks each rule's pick).
-        .unwrap_or(CATALOGUE[CATALOGUE.len() - 1])
-}
-
-/// Picks the most relevant service; rules are checked in order, first match wins.
-pub fn recommend(features: Option<&CustomerFeatures>) -> CatalogueService {
-    let Some(features) = features else {
-        return service("gutter_cleaning");
-    };
-    let property = &features.property_features;
-    let pests = property.pest_issues.as_deref().unwrap_or_default();
-    let kind = property.property_type.as_deref().unwrap_or_default();
-    if pests
-        .iter()
-        .any(|pest| pest.to_lowercase().starts_with("termite"))
-    {
-        service("termite_inspection")
-    } else if !pests.is_empty() {
-        service("pest_control")
-    } else if matches!(kind, "condo" | "apartment") {
-        service("home_cleaning")
-    } else if features.lifetime_value == LifetimeValue::High {
-        service("home_protection_plan")
-    } else if property
-        .square_feet
-        .is_some_and(|sq| sq >= LARGE_LOT_SQUARE_FEET)
-    {
-        service("lawn_care")
-    } else if property
-        .year_built
-        .is_some_and(|year| year < OLDER_HOME_BUILT_BEFORE)
-    {
-        service("hvac_tune_up")
-    } else {
-        service("gutter_cleaning")
-    }
-}
 
 /// Writes the message for a customer.
 pub fn template_message(features: Option<&CustomerFeatures>) -> Generated {
@@ -169,21 +77,6 @@ impl MessageGenerator for TemplateGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_rule_picks_a_catalogue_service() {
-        for id in [
-            "termite_inspection",
-            "pest_control",
-            "home_cleaning",
-            "home_protection_plan",
-            "lawn_care",
-            "hvac_tune_up",
-            "gutter_cleaning",
-        ] {
-            assert_eq!(service(id).id, id);
-        }
-    }
 
     #[test]
     fn no_features_still_gives_a_friendly_message() {

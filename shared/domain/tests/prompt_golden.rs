@@ -6,7 +6,7 @@
 mod common;
 
 use common::{design_example, features_of, fixture};
-use referral_shared::prompt::{DATA_CLOSE, DATA_OPEN, build_prompt, insights_block};
+use referral_domain::prompt::{DATA_CLOSE, DATA_OPEN, build_prompt, insights_block};
 use serde_json::json;
 
 #[test]

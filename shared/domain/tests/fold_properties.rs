@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
-use referral_shared::event::{ServiceEvent, Webhook, parse_webhook_value};
-use referral_shared::features::{CustomerFeatures, FoldLimits, LifetimeValue, fold_events};
+use referral_domain::event::{ServiceEvent, Webhook, parse_webhook_value};
+use referral_domain::features::{CustomerFeatures, FoldLimits, LifetimeValue, fold_events};
 use serde_json::{Value, json};
 
 const CITIES: &[(&str, &str)] = &[("Austin", "TX"), ("Tampa", "FL"), ("Denver", "CO")];
@@ -275,7 +275,7 @@ fn a_bounded_id_set_never_counts_an_event_twice() {
     let all: Vec<&ServiceEvent> = events.iter().rev().collect();
     let fold = fold_events(Some(item.clone()), &all, limits);
     assert!(!fold.changed(), "a redelivered event was applied again");
-    use referral_shared::features::Disposition;
+    use referral_domain::features::Disposition;
     let duplicates = fold
         .dispositions
         .iter()

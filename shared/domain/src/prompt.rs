@@ -5,9 +5,9 @@
 use std::fmt::Write;
 use std::sync::LazyLock;
 
+use crate::catalogue::CATALOGUE;
 use crate::digits::push_decimal;
 use crate::features::{CustomerFeatures, LifetimeValue};
-use crate::template::CATALOGUE;
 
 /// Customer text is capped per field so a long field cannot crowd out the instructions.
 pub const MAX_CUSTOMER_FIELD_CHARS: usize = 80;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::digits::padded_id;
-use crate::features::CustomerFeatures;
-use crate::ports::{
+use referral_domain::digits::padded_id;
+use referral_domain::features::CustomerFeatures;
+use referral_domain::ports::{
     AdapterError, ChangeFeed, ChangeKind, ChangeRecord, Claim, FeatureStore, FeatureWrite,
     MessageKey, MessageStore, OutgoingMessage, QueueMessage, ReferralMessage, WorkQueue,
     WriteOutcome,

@@ -6,11 +6,11 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName, SendMessageBatchRequestEntry,
+    SendMessageBatchRequestEntry,
 };
 
-use super::error::{adapter_error, corrupt};
-use crate::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
+use crate::error::{adapter_error, corrupt};
+use referral_domain::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
 
 /// SQS takes at most ten messages per receive and ten entries per batch call.
 pub const SQS_BATCH_LIMIT: usize = 10;
@@ -365,119 +365,4 @@ impl WorkQueue for SqsQueue {
             None => Ok(()),
         }
     }
-}
-
-/// A queue and its dead-letter queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuePair {
-    pub url: String,
-    pub arn: String,
-    pub dlq_url: String,
-    pub dlq_arn: String,
-}
-
-/// Settings of a queue with a dead-letter queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSpec {
-    pub name: String,
-    pub dlq_name: String,
-    /// Deliveries before SQS moves a message to the DLQ.
-    pub max_receive_count: u32,
-    pub visibility_timeout_seconds: u32,
-}
-
-/// Creates the queue and its DLQ if absent (CreateQueue is idempotent for equal
-/// attributes) and sets the redrive policy. Returns both URLs and ARNs.
-pub async fn ensure_queue_pair(
-    client: &Client,
-    spec: &QueueSpec,
-) -> Result<QueuePair, AdapterError> {
-    let dlq_url = create_queue(client, &spec.dlq_name, &[]).await?;
-    let dlq_arn = queue_arn(client, &dlq_url).await?;
-    let redrive = serde_json::json!({
-        "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": spec.max_receive_count.to_string(),
-    })
-    .to_string();
-    let url = create_queue(
-        client,
-        &spec.name,
-        &[(
-            QueueAttributeName::VisibilityTimeout,
-            spec.visibility_timeout_seconds.to_string(),
-        )],
-    )
-    .await?;
-    client
-        .set_queue_attributes()
-        .queue_url(&url)
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            spec.visibility_timeout_seconds.to_string(),
-        )
-        .send()
-        .await
-        .map_err(|error| adapter_error("SetQueueAttributes", error))?;
-    let arn = queue_arn(client, &url).await?;
-    Ok(QueuePair {
-        url,
-        arn,
-        dlq_url,
-        dlq_arn,
-    })
-}
-
-async fn create_queue(
-    client: &Client,
-    name: &str,
-    attributes: &[(QueueAttributeName, String)],
-) -> Result<String, AdapterError> {
-    let mut request = client.create_queue().queue_name(name);
-    for (attribute, value) in attributes {
-        request = request.attributes(attribute.clone(), value);
-    }
-    match request.send().await {
-        Ok(output) => output
-            .queue_url
-            .ok_or_else(|| corrupt("CreateQueue", "no queue URL in the answer")),
-        // Exists with other attributes: use it as it is; the caller sets what it needs.
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|service| service.is_queue_name_exists()) =>
-        {
-            queue_url(client, name).await
-        }
-        Err(error) => Err(adapter_error("CreateQueue", error)),
-    }
-}
-
-/// Resolves a queue given by name or URL to its URL.
-pub async fn queue_url(client: &Client, name_or_url: &str) -> Result<String, AdapterError> {
-    if name_or_url.starts_with("https://") || name_or_url.starts_with("http://") {
-        return Ok(name_or_url.to_owned());
-    }
-    client
-        .get_queue_url()
-        .queue_name(name_or_url)
-        .send()
-        .await
-        .map_err(|error| adapter_error("GetQueueUrl", error))?
-        .queue_url
-        .ok_or_else(|| corrupt("GetQueueUrl", "no queue URL in the answer"))
-}
-
-/// The ARN of a queue.
-pub async fn queue_arn(client: &Client, url: &str) -> Result<String, AdapterError> {
-    client
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|error| adapter_error("GetQueueAttributes", error))?
-        .attributes
-        .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
-        .ok_or_else(|| corrupt("GetQueueAttributes", "no QueueArn in the answer"))
 }

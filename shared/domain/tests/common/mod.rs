@@ -2,8 +2,8 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use referral_shared::event::{ServiceEvent, Webhook, parse_webhook_value};
-use referral_shared::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_domain::event::{ServiceEvent, Webhook, parse_webhook_value};
+use referral_domain::features::{CustomerFeatures, FoldLimits, fold_events};
 use serde_json::{Value, json};
 
 /// The features of a new customer after `bodies` (valid `service.completed` webhooks).
@@ -42,7 +42,7 @@ pub fn design_example() -> Value {
 /// A JSON file of the workspace's `events/` folder.
 pub fn fixture(path: &str) -> Value {
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../events")
+        .join("../../events")
         .join(path);
     let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", full.display()))

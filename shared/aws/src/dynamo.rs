@@ -22,18 +22,14 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_smithy_runtime_api::client::result::SdkError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::error::{adapter_error, corrupt};
-use crate::features::CustomerFeatures;
-use crate::ports::{
+use crate::error::{adapter_error, corrupt};
+use referral_domain::features::CustomerFeatures;
+use referral_domain::ports::{
     AdapterError, Claim, FeatureStore, FeatureWrite, MessageKey, MessageStore, ReferralMessage,
     WriteOutcome,
 };
@@ -179,7 +175,7 @@ enum MessageRow {
         #[serde(rename = "customerEmail")]
         customer_email: String,
         message_id: String,
-        #[serde(with = "crate::features::rfc3339")]
+        #[serde(with = "referral_domain::features::rfc3339")]
         expires_at: DateTime<Utc>,
         claim_expires_at: i64,
     },
@@ -323,124 +319,5 @@ impl MessageStore for DynamoMessageStore {
                 _ => return Ok(messages),
             }
         }
-    }
-}
-
-/// Table names of one deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableNames {
-    pub features: String,
-    pub messages: String,
-}
-
-/// Creates the two tables if they do not exist: `CustomerFeatures` with its stream on
-/// (NEW_AND_OLD_IMAGES), `ReferralMessages` with TTL on abandoned claims. On-demand billing.
-/// Returns the features table's stream ARN.
-pub async fn ensure_tables(client: &Client, names: &TableNames) -> Result<String, AdapterError> {
-    let string_key = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(|error| corrupt("CreateTable", error))
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .map_err(|error| corrupt("CreateTable", error))
-    };
-
-    if describe(client, &names.features).await?.is_none() {
-        let stream = StreamSpecification::builder()
-            .stream_enabled(true)
-            .stream_view_type(StreamViewType::NewAndOldImages)
-            .build()
-            .map_err(|error| corrupt("CreateTable", error))?;
-        create(
-            client
-                .create_table()
-                .table_name(&names.features)
-                .attribute_definitions(string_key(CUSTOMER_KEY)?)
-                .key_schema(key(CUSTOMER_KEY, KeyType::Hash)?)
-                .billing_mode(BillingMode::PayPerRequest)
-                .stream_specification(stream),
-        )
-        .await?;
-    }
-    if describe(client, &names.messages).await?.is_none() {
-        create(
-            client
-                .create_table()
-                .table_name(&names.messages)
-                .attribute_definitions(string_key(CUSTOMER_KEY)?)
-                .attribute_definitions(string_key(MESSAGE_KEY)?)
-                .key_schema(key(CUSTOMER_KEY, KeyType::Hash)?)
-                .key_schema(key(MESSAGE_KEY, KeyType::Range)?)
-                .billing_mode(BillingMode::PayPerRequest),
-        )
-        .await?;
-        let ttl = TimeToLiveSpecification::builder()
-            .enabled(true)
-            .attribute_name(CLAIM_TTL_ATTRIBUTE)
-            .build()
-            .map_err(|error| corrupt("UpdateTimeToLive", error))?;
-        client
-            .update_time_to_live()
-            .table_name(&names.messages)
-            .time_to_live_specification(ttl)
-            .send()
-            .await
-            .map_err(|error| adapter_error("UpdateTimeToLive", error))?;
-    }
-    describe(client, &names.features)
-        .await?
-        .filter(|arn| !arn.is_empty())
-        .ok_or_else(|| {
-            corrupt(
-                "DescribeTable",
-                format!(
-                    "table {} has no stream: enable NEW_AND_OLD_IMAGES",
-                    names.features
-                ),
-            )
-        })
-}
-
-/// The latest stream ARN of a table, or `None` when the table does not exist.
-async fn describe(client: &Client, table: &str) -> Result<Option<String>, AdapterError> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(output) => Ok(Some(
-            output
-                .table
-                .and_then(|table| table.latest_stream_arn)
-                .unwrap_or_default(),
-        )),
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|service| service.is_resource_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(error) => Err(adapter_error("DescribeTable", error)),
-    }
-}
-
-async fn create(
-    request: aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
-) -> Result<(), AdapterError> {
-    match request.send().await {
-        Ok(_) => Ok(()),
-        // Created meanwhile by another process: that is what we wanted.
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|service| service.is_resource_in_use_exception()) =>
-        {
-            Ok(())
-        }
-        Err(error) => Err(adapter_error("CreateTable", error)),
     }
 }

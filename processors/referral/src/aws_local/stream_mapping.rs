@@ -11,14 +11,14 @@
 
 use std::time::Duration;
 
+use crate::aws_local::stream_reader::DynamoStreamFeed;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamRecord, StreamViewType};
 use aws_sdk_dynamodbstreams::types::{Record, StreamViewType as SdkViewType};
 use chrono::{DateTime, Utc};
-use referral_shared::aws::streams::DynamoStreamFeed;
-use referral_shared::pipeline::{StreamConsumer, StreamCounters};
-use referral_shared::ports::{AdapterError, MessageGenerator, MessageStore};
+use referral_domain::ports::{AdapterError, MessageGenerator, MessageStore};
+use referral_local::pipeline::{StreamConsumer, StreamCounters};
 
-use crate::OrchestratorHandler;
+use referral_orchestrator::OrchestratorHandler;
 
 /// How often a failing record is delivered again before it is passed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use referral_shared::event::parse_webhook;
-use referral_shared::pipeline::{InputEvent, RunConfig, run_in_memory};
+use referral_domain::event::parse_webhook;
+use referral_local::pipeline::{InputEvent, RunConfig, run_in_memory};
 use serde_json::json;
 
 fn body(i: usize, customers: usize) -> String {

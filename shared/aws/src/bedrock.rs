@@ -16,10 +16,12 @@ use aws_sdk_bedrockruntime::types::{
 };
 use serde::Deserialize;
 
-use crate::env::{EnvError, Vars};
-use crate::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage};
-use crate::prompt::{DATA_CLOSE, DATA_OPEN, Prompt};
-use crate::template::CATALOGUE;
+use referral_domain::catalogue::CATALOGUE;
+use referral_domain::env::{EnvError, Vars};
+use referral_domain::ports::{
+    Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage,
+};
+use referral_domain::prompt::{DATA_CLOSE, DATA_OPEN, Prompt};
 
 /// The generator name recorded on the messages it writes.
 pub const BEDROCK_GENERATOR: &str = "bedrock";

@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use referral_shared::aws::dynamo::{CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, MESSAGE_KEY};
+use referral_aws::dynamo::{CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, MESSAGE_KEY};
 use serde_json::{Map, Value, json};
 
 /// Statement ids of the grants that Lambda's pollers use, not the function's code.
