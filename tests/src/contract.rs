@@ -1,7 +1,7 @@
 //! The feature-store contract: the cases every adapter must pass with the same results.
 //! Each case uses its own customer (prefixed by the caller) so suites can share a table.
 
-use referral_domain::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
 use referral_domain::ports::{FeatureStore, FeatureWrite, WriteOutcome};
 
 use crate::{event_body, service_event};
@@ -20,13 +20,14 @@ fn fold_new(current: Option<&CustomerFeatures>, email: &str, ids: &[&str]) -> Fe
         })
         .collect();
     let refs: Vec<_> = events.iter().collect();
-    let fold = fold_events(current.cloned(), &refs, FoldLimits::default());
+    let fold = fold_events(current.cloned(), &refs, DedupeWindow::default());
     let applied_ids = fold.applied_ids.clone();
     FeatureWrite {
         expected_version: current.map(|c| c.version),
-        item: fold
-            .into_next()
-            .unwrap_or_else(|| panic!("{ids:?} applied nothing")),
+        item: std::sync::Arc::new(
+            fold.into_next()
+                .unwrap_or_else(|| panic!("{ids:?} applied nothing")),
+        ),
         applied_ids,
     }
 }
@@ -68,7 +69,7 @@ async fn a_new_item_round_trips_exactly<S: FeatureStore>(store: &S, prefix: &str
     let stored = load(store, &email).await;
     assert_eq!(
         stored.as_ref(),
-        Some(&write.item),
+        Some(write.item.as_ref()),
         "the stored item differs from the written one"
     );
 
@@ -87,12 +88,12 @@ async fn a_second_create_is_refused_as_a_conflict<S: FeatureStore>(store: &S, pr
     match save(store, &second).await {
         WriteOutcome::Conflict { current } => {
             if let Some(current) = current {
-                assert_eq!(current, first.item);
+                assert_eq!(current, *first.item);
             }
         }
         other => panic!("a create over an existing item must conflict, got {other:?}"),
     }
-    assert_eq!(load(store, &email).await, Some(first.item));
+    assert_eq!(load(store, &email).await, Some((*first.item).clone()));
 }
 
 async fn a_write_on_a_stale_version_is_refused_as_a_conflict<S: FeatureStore>(
@@ -109,12 +110,12 @@ async fn a_write_on_a_stale_version_is_refused_as_a_conflict<S: FeatureStore>(
     match save(store, &late).await {
         WriteOutcome::Conflict { current } => {
             if let Some(current) = current {
-                assert_eq!(current, v2.item);
+                assert_eq!(current, *v2.item);
             }
         }
         other => panic!("a write on a stale version must conflict, got {other:?}"),
     }
-    assert_eq!(load(store, &email).await, Some(v2.item));
+    assert_eq!(load(store, &email).await, Some((*v2.item).clone()));
 }
 
 async fn reapplying_applied_ids_is_refused_as_a_duplicate<S: FeatureStore>(
@@ -129,8 +130,8 @@ async fn reapplying_applied_ids_is_refused_as_a_duplicate<S: FeatureStore>(
     assert_eq!(
         save(store, &again).await,
         WriteOutcome::Duplicate {
-            current: first.item.clone()
+            current: (*first.item).clone()
         }
     );
-    assert_eq!(load(store, &email).await, Some(first.item));
+    assert_eq!(load(store, &email).await, Some((*first.item).clone()));
 }

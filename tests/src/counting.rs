@@ -67,6 +67,12 @@ impl<S: FeatureStore> FeatureStore for FailingFor<S> {
     }
 
     async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        if write.item.customer_email.contains(self.poisoned) {
+            return Err(AdapterError::Transient {
+                operation: "PutItem",
+                source: "throttled by the test".into(),
+            });
+        }
         self.inner.save(write).await
     }
 }

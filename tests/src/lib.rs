@@ -10,9 +10,9 @@ pub mod emulator;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use referral_domain::enricher::RawMessage;
+use referral_domain::enricher::QueuedWebhook;
 use referral_domain::event::{ServiceEvent, Webhook, parse_webhook_value};
-use referral_domain::features::{CustomerFeatures, FoldLimits, fold_events};
+use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
 use serde_json::{Value, json};
 
 /// A fixed instant tests count from, so results do not depend on the clock.
@@ -47,10 +47,11 @@ pub fn service_event(body: &Value) -> ServiceEvent {
 }
 
 /// A batch of owned `(message id, body)` pairs as the enricher takes it.
-pub fn raw_batch(batch: &[(String, String)]) -> Vec<RawMessage<'_>> {
+pub fn raw_batch(batch: &[(String, String)]) -> Vec<QueuedWebhook<'_>> {
     batch
         .iter()
-        .map(|(id, body)| RawMessage {
+        .map(|(id, body)| QueuedWebhook {
+                apply_stale: false,
             message_id: id,
             body,
         })
@@ -60,7 +61,7 @@ pub fn raw_batch(batch: &[(String, String)]) -> Vec<RawMessage<'_>> {
 /// What each customer's item must be: the fold of their distinct events, in one go.
 pub fn expected_features(
     events: &[ServiceEvent],
-    limits: FoldLimits,
+    limits: DedupeWindow,
 ) -> BTreeMap<String, CustomerFeatures> {
     let mut by_customer: BTreeMap<String, Vec<&ServiceEvent>> = BTreeMap::new();
     let mut seen = BTreeSet::new();

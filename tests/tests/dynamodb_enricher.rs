@@ -4,6 +4,7 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+use chrono::Utc;
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
@@ -12,7 +13,7 @@ use referral_aws::dynamo::DynamoFeatureStore;
 use referral_aws::sqs::SqsQueue;
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::event::ServiceEvent;
-use referral_domain::features::FoldLimits;
+use referral_domain::features::DedupeWindow;
 use referral_domain::ports::FeatureStore;
 use referral_enricher::EnricherHandler;
 use referral_tests::contract::feature_store_contract;
@@ -100,7 +101,7 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
             async move {
                 let mut conflicts = 0;
                 for chunk in batch_of(&mine).chunks(10) {
-                    let report = enricher.process(&raw_batch(chunk)).await;
+                    let report = enricher.process(&raw_batch(chunk), Utc::now()).await;
                     assert_eq!(report.counters.failed, 0, "{:?}", report.messages);
                     conflicts += report.counters.conflicts;
                 }
@@ -122,7 +123,7 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
     );
 
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
-    for (email, expected) in expected_features(&events, FoldLimits::default()) {
+    for (email, expected) in expected_features(&events, DedupeWindow::default()) {
         let stored = store
             .load(&email)
             .await
@@ -133,7 +134,7 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
 }
 
 #[tokio::test]
-async fn request_counts_are_one_read_and_one_write_per_customer() {
+async fn request_counts_are_one_write_per_customer_and_no_read() {
     let config = sdk_config().await;
     let (tables, _) = fresh_tables(&config).await;
     let queues = fresh_queues(&config, 3).await;
@@ -153,7 +154,7 @@ async fn request_counts_are_one_read_and_one_write_per_customer() {
     assert_eq!(outcome.counters.enrich.applied, 10);
     assert_eq!(
         (counter.count("GetItem"), counter.count("PutItem")),
-        (1, 1),
+        (0, 1),
         "{:?}",
         counter.snapshot()
     );
@@ -174,7 +175,7 @@ async fn request_counts_are_one_read_and_one_write_per_customer() {
         .await;
     assert_eq!(
         (counter.count("GetItem"), counter.count("PutItem")),
-        (10, 10),
+        (0, 10),
         "{:?}",
         counter.snapshot()
     );
@@ -186,7 +187,7 @@ async fn request_counts_are_one_read_and_one_write_per_customer() {
     assert_eq!(outcome.counters.enrich.duplicate, 10);
     assert_eq!(
         (counter.count("GetItem"), counter.count("PutItem")),
-        (1, 0),
+        (0, 0),
         "{:?}",
         counter.snapshot()
     );
@@ -352,17 +353,20 @@ async fn a_failed_dead_letter_send_falls_back_to_a_batch_item_failure() {
 }
 
 #[tokio::test]
-async fn more_events_than_the_id_bound_never_double_count() {
+async fn more_events_than_the_dedupe_window_never_double_count() {
     let config = sdk_config().await;
     let (tables, _) = fresh_tables(&config).await;
-    let limits = FoldLimits {
-        max_applied_ids: 20,
+    // The events are a minute apart: a twenty-minute window remembers twenty of them.
+    let limits = DedupeWindow {
+        span: chrono::Duration::minutes(20),
+        keep_at_least: 5,
+        keep_at_most: 100,
     };
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
     let enricher = Enricher::new(
         &store,
         EnricherConfig {
-            fold: limits,
+            dedupe: limits,
             ..EnricherConfig::default()
         },
     );
@@ -372,7 +376,7 @@ async fn more_events_than_the_id_bound_never_double_count() {
     let batches = batch_of(&bodies);
     // Everything twice, the second time in reverse: old ids were forgotten long before.
     for chunk in batches.chunks(10).chain(batches.rchunks(10)) {
-        let report = enricher.process(&raw_batch(chunk)).await;
+        let report = enricher.process(&raw_batch(chunk), Utc::now()).await;
         assert_eq!(report.counters.failed, 0);
     }
     let item = store
@@ -385,12 +389,8 @@ async fn more_events_than_the_id_bound_never_double_count() {
         "an event was counted twice or lost"
     );
     assert_eq!(item.service_count, 75);
-    assert_eq!(
-        item.applied_events.len(),
-        20,
-        "the id set must stay bounded"
-    );
-    assert!(item.applied_floor.is_some());
+    assert_eq!(item.memory.len(), 20, "the memory must stay bounded");
+    assert!(item.memory.floor().is_some());
     let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
     let expected = expected_features(&events, limits)
         .remove("big@example.com")

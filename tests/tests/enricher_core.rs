@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use referral_domain::enricher::{Enricher, EnricherConfig, Outcome};
-use referral_domain::features::{FoldLimits, fold_events};
+use referral_domain::features::{DedupeWindow, fold_events};
 use referral_domain::ports::{FeatureStore, FeatureWrite};
 use referral_local::embedded::EmbeddedFeatureStore;
 use referral_tests::counting::{CountingStore, FailingFor, RacingStore};
@@ -39,7 +39,7 @@ async fn a_bad_message_never_fails_its_neighbours() {
         ),
         message("m6", event_body("e1", "ann@example.com", 0, Some(5.0))),
     ];
-    let report = enricher.process(&raw_batch(&batch)).await;
+    let report = enricher.process(&raw_batch(&batch), chrono::Utc::now()).await;
     assert_eq!(
         labels(&report.messages),
         [
@@ -63,7 +63,7 @@ async fn a_bad_message_never_fails_its_neighbours() {
 }
 
 #[tokio::test]
-async fn one_read_and_one_write_per_customer_and_none_on_redelivery() {
+async fn one_write_per_customer_no_read_and_nothing_on_redelivery() {
     let store = CountingStore::new(EmbeddedFeatureStore::new());
     let enricher = Enricher::new(&store, EnricherConfig::default());
     let one_customer: Vec<(String, String)> = (0..10)
@@ -74,12 +74,12 @@ async fn one_read_and_one_write_per_customer_and_none_on_redelivery() {
             )
         })
         .collect();
-    let report = enricher.process(&raw_batch(&one_customer)).await;
+    let report = enricher.process(&raw_batch(&one_customer), chrono::Utc::now()).await;
     assert_eq!(report.counters.applied, 10);
-    assert_eq!(store.take(), (1, 1));
+    assert_eq!(store.take(), (0, 1));
     assert_eq!(
         (report.counters.store_reads, report.counters.store_writes),
-        (1, 1)
+        (0, 1)
     );
 
     let ten_customers: Vec<(String, String)> = (0..10)
@@ -90,23 +90,39 @@ async fn one_read_and_one_write_per_customer_and_none_on_redelivery() {
             )
         })
         .collect();
-    enricher.process(&raw_batch(&ten_customers)).await;
-    assert_eq!(store.take(), (10, 10));
+    enricher.process(&raw_batch(&ten_customers), chrono::Utc::now()).await;
+    assert_eq!(store.take(), (0, 10));
 
-    let redelivered = enricher.process(&raw_batch(&one_customer)).await;
+    let redelivered = enricher.process(&raw_batch(&one_customer), chrono::Utc::now()).await;
     assert_eq!(redelivered.counters.duplicate, 10);
-    assert_eq!(store.take(), (1, 0), "a redelivered batch must not write");
+    assert_eq!(store.take(), (0, 0), "a redelivered batch must cost nothing");
+
+    // A second process, with nothing cached, meets an existing item: its blind first write
+    // is refused with the current item, which it folds again. Still no read.
+    let cold = Enricher::new(&store, EnricherConfig::default());
+    let more: Vec<(String, String)> = (10..12)
+        .map(|i| {
+            message(
+                &format!("a{i}"),
+                event_body(&format!("a{i}"), "solo@example.com", i, Some(4.0)),
+            )
+        })
+        .collect();
+    let report = cold.process(&raw_batch(&more), chrono::Utc::now()).await;
+    assert_eq!(report.counters.applied, 2);
+    assert_eq!(store.take(), (0, 2));
+    assert_eq!((report.counters.cache_misses, report.counters.conflicts), (1, 1));
 }
 
 #[tokio::test]
 async fn a_lost_race_is_refolded_and_retried() {
     let email = "race@example.com";
     let rival_event = service_event(&event_body("rival", email, 5, Some(1.0)));
-    let rival_fold = fold_events(None, &[&rival_event], FoldLimits::default());
+    let rival_fold = fold_events(None, &[&rival_event], DedupeWindow::default());
     let applied_ids = rival_fold.applied_ids.clone();
     let rival = FeatureWrite {
         expected_version: None,
-        item: rival_fold.into_next().expect("applied"),
+        item: rival_fold.into_next().expect("applied").into(),
         applied_ids,
     };
     let store = RacingStore {
@@ -118,7 +134,7 @@ async fn a_lost_race_is_refolded_and_retried() {
         .process(&raw_batch(&[message(
             "m1",
             event_body("mine", email, 9, Some(5.0)),
-        )]))
+        )]), chrono::Utc::now())
         .await;
     assert_eq!(labels(&report.messages), ["applied"]);
     assert_eq!(report.counters.conflicts, 1);
@@ -141,7 +157,7 @@ async fn a_store_failure_fails_only_that_customers_messages() {
             message("m1", event_body("e1", "throttled@example.com", 0, None)),
             message("m2", event_body("e2", "fine@example.com", 0, None)),
             message("m3", event_body("e3", "throttled@example.com", 1, None)),
-        ]))
+        ]), chrono::Utc::now())
         .await;
     assert_eq!(labels(&report.messages), ["failed", "applied", "failed"]);
     assert_eq!(report.failed().count(), 2);
@@ -155,13 +171,13 @@ async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
         .process(&raw_batch(&[message(
             "m1",
             event_body("same-id", "dup@example.com", 0, Some(5.0)),
-        )]))
+        )]), chrono::Utc::now())
         .await;
     let report = enricher
         .process(&raw_batch(&[
             message("m2", event_body("same-id", "dup@example.com", 0, Some(1.0))),
             message("m3", event_body("same-id", "dup@example.com", 0, Some(5.0))),
-        ]))
+        ]), chrono::Utc::now())
         .await;
     assert_eq!(
         labels(&report.messages),

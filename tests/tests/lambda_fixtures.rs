@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::sqs::SqsEvent;
-use referral_domain::enricher::{Enricher, EnricherConfig, RawMessage};
+use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_local::embedded::EmbeddedFeatureStore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,17 +29,18 @@ fn fixture<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(name: 
 async fn the_sqs_batch_holds_two_good_events_and_one_poison_message() {
     let event: SqsEvent = fixture("sqs-batch.json");
     assert_eq!(event.records.len(), 3);
-    let batch: Vec<RawMessage> = event
+    let batch: Vec<QueuedWebhook> = event
         .records
         .iter()
-        .map(|record| RawMessage {
+        .map(|record| QueuedWebhook {
+                apply_stale: false,
             message_id: record.message_id.as_deref().expect("messageId"),
             body: record.body.as_deref().expect("body"),
         })
         .collect();
     let store = EmbeddedFeatureStore::new();
     let report = Enricher::new(&store, EnricherConfig::default())
-        .process(&batch)
+        .process(&batch, chrono::Utc::now())
         .await;
     let labels: Vec<&str> = report.messages.iter().map(|m| m.outcome.label()).collect();
     assert_eq!(labels, ["applied", "applied", "rejected"]);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use referral_domain::enricher::{Enricher, EnricherConfig, RawMessage};
+use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason};
 use referral_domain::ports::{
     ChangeFeed, ChangeKind, ChangeRecord, Claim, MessageKey, MessageStore,
@@ -24,15 +24,16 @@ async fn records_for(batches: &[&[(&str, &str, i64)]]) -> Vec<ChangeRecord> {
             .iter()
             .map(|(id, email, minute)| event_body(id, email, *minute, Some(4.5)).to_string())
             .collect();
-        let messages: Vec<RawMessage<'_>> = batch
+        let messages: Vec<QueuedWebhook<'_>> = batch
             .iter()
             .zip(&bodies)
-            .map(|((id, _, _), body)| RawMessage {
+            .map(|((id, _, _), body)| QueuedWebhook {
+                apply_stale: false,
                 message_id: id,
                 body,
             })
             .collect();
-        enricher.process(&messages).await;
+        enricher.process(&messages, chrono::Utc::now()).await;
     }
     store.poll(1000).await.expect("embedded feed")
 }

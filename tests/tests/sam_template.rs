@@ -505,7 +505,7 @@ fn queues_tables_and_mappings_agree_with_the_code() {
     );
     assert_eq!(
         table["StreamSpecification"]["StreamViewType"],
-        "NEW_AND_OLD_IMAGES"
+        "NEW_IMAGE"
     );
     let orchestrator = function_properties(&template, "OrchestratorFunction");
     let stream_event = orchestrator["Events"]

@@ -2,24 +2,28 @@
 //!
 //! Valid events are folded into `CustomerFeatures` by the enricher core. Transient
 //! failures (throttling past the SDK's retries, conflicts past the retry bound) go back to
-//! SQS through `batchItemFailures`. Permanent ones (malformed JSON, invalid events) are sent
-//! straight to the dead-letter queue with attributes saying why and acknowledged, so a
-//! poison message costs no retries; if that send fails, the message is reported as failed
-//! instead: a message is never dropped.
+//! SQS through `batchItemFailures`. Messages refused for good (malformed JSON, invalid
+//! events, and stale events the item's memory cannot prove new) are sent straight to the
+//! dead-letter queue with attributes saying why and acknowledged, so a poison message costs
+//! no retries; if that send fails, the message is reported as failed instead: a message is
+//! never dropped.
 
-use std::collections::BTreeMap;
+pub mod dead_letter;
+
+use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use referral_aws::dynamo::{DynamoFeatureStore, FEATURE_STORE_IAM_ACTIONS};
-use referral_aws::sqs::{MAX_MESSAGE_ATTRIBUTES, SqsQueue};
+use referral_aws::sqs::SqsQueue;
 use referral_domain::enricher::{
-    BatchReport, EnrichCounters, Enricher, EnricherConfig, MessageReport, Outcome, RawMessage,
+    APPLY_STALE_ATTRIBUTE, BatchReport, EnrichCounters, Enricher, EnricherConfig, Failure,
+    MessageReport, Outcome, QueuedWebhook, Refusal,
 };
+use referral_domain::features::DedupeWindow;
 use referral_domain::env::{EnvError, Vars};
-use referral_domain::event::Rejection;
-use referral_domain::ports::{FeatureStore, OutgoingMessage, WorkQueue};
+use referral_domain::ports::{FeatureStore, WorkQueue};
 use referral_domain::redact::{customer_ref, mask_emails};
 use serde::Serialize;
 
@@ -32,11 +36,15 @@ pub const ENV_VARS: &[&str] = &[
     ENV_DEAD_LETTER_QUEUE_URL,
     ENV_CONCURRENCY,
     ENV_MAX_WRITE_ATTEMPTS,
+    ENV_CACHE_MB,
+    ENV_DEDUPE_WINDOW_DAYS,
 ];
 const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
 const ENV_DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
 const ENV_CONCURRENCY: &str = "ENRICHER_CONCURRENCY";
 const ENV_MAX_WRITE_ATTEMPTS: &str = "ENRICHER_MAX_WRITE_ATTEMPTS";
+const ENV_CACHE_MB: &str = "ENRICHER_CACHE_MB";
+const ENV_DEDUPE_WINDOW_DAYS: &str = "ENRICHER_DEDUPE_WINDOW_DAYS";
 
 /// IAM actions of the SDK calls this function's code makes (the event-source mapping's own
 /// polling permissions are the template's business).
@@ -45,19 +53,6 @@ pub fn iam_actions() -> Vec<&'static str> {
     actions.push("sqs:SendMessage");
     actions
 }
-
-/// Names of the dead-letter attributes that say why a message was refused.
-pub mod dead_letter {
-    pub const ERROR_KIND: &str = "error_kind";
-    pub const ERROR_FIELD: &str = "error_field";
-    pub const ERROR_MESSAGE: &str = "error_message";
-    pub const ENRICHER_VERSION: &str = "enricher_version";
-    pub const FIRST_FAILURE_AT: &str = "first_failure_at";
-    pub const SOURCE_MESSAGE_ID: &str = "source_message_id";
-    pub const EVENT_ID: &str = "event_id";
-}
-
-const MAX_ERROR_MESSAGE_CHARS: usize = 256;
 
 /// Settings of the function, from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +65,11 @@ pub struct Config {
     pub concurrency: usize,
     /// Conditional writes tried per customer before the messages go back to SQS (default 8).
     pub max_write_attempts: u32,
+    /// Mebibytes of feature items kept to write without reading first (default 32).
+    pub cache_mb: usize,
+    /// Days of a customer's events (before their latest) whose ids are always remembered,
+    /// so that any redelivery within them is caught (default 28; see `DedupeWindow`).
+    pub dedupe_window_days: i64,
 }
 
 impl Config {
@@ -96,6 +96,18 @@ impl Config {
                 AT_LEAST_ONE,
                 |n| *n >= 1,
             )?,
+            cache_mb: vars.parsed(
+                ENV_CACHE_MB,
+                defaults.cache_bytes >> 20,
+                "a whole number of mebibytes, 1 to 4096",
+                |n| (1..=4096).contains(n),
+            )?,
+            dedupe_window_days: vars.parsed(
+                ENV_DEDUPE_WINDOW_DAYS,
+                DedupeWindow::DEFAULT_SPAN_DAYS,
+                "a whole number of days, 1 to 3650",
+                |n| (1..=3650).contains(n),
+            )?,
         })
     }
 
@@ -103,13 +115,18 @@ impl Config {
         EnricherConfig {
             concurrency: self.concurrency,
             max_write_attempts: self.max_write_attempts,
+            cache_bytes: self.cache_mb << 20,
+            dedupe: DedupeWindow {
+                span: chrono::Duration::days(self.dedupe_window_days),
+                ..DedupeWindow::default()
+            },
             ..EnricherConfig::default()
         }
     }
 }
 
 /// What one invocation did, beyond the response Lambda sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct BatchOutcome {
     pub response: SqsBatchResponse,
     pub report: BatchReport,
@@ -121,16 +138,16 @@ pub struct BatchOutcome {
 pub struct HandlerCounters {
     #[serde(flatten)]
     pub enrich: EnrichCounters,
-    /// Rejected messages sent to the dead-letter queue.
+    /// Refused messages (rejected or stale) sent to the dead-letter queue.
     pub dead_lettered: u64,
-    /// Rejected messages whose dead-letter send failed: left to SQS's redrive instead.
+    /// Refused messages whose dead-letter send failed: left to SQS's redrive instead.
     pub dead_letter_failures: u64,
     /// Messages reported in `batchItemFailures`.
     pub batch_item_failures: u64,
 }
 
 /// The handler with its dependencies, built once per execution environment.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EnricherHandler<S, D> {
     enricher: Enricher<S>,
     dead_letters: D,
@@ -165,22 +182,18 @@ impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
 
     /// Handles one SQS batch; the response lists the messages SQS must deliver again.
     pub async fn handle(&self, event: &SqsEvent, now: DateTime<Utc>) -> BatchOutcome {
-        let raw: Vec<RawMessage<'_>> = event
-            .records
-            .iter()
-            .map(|record| RawMessage {
-                message_id: record.message_id.as_deref().unwrap_or_default(),
-                body: record.body.as_deref().unwrap_or_default(),
-            })
-            .collect();
-        let report = self.enricher.process(&raw).await;
+        let webhooks: Vec<QueuedWebhook<'_>> = event.records.iter().map(queued_webhook).collect();
+        let mut report = self.enricher.process(&webhooks, now).await;
 
-        let dead_letter_sends = event.records.iter().zip(&report.messages).filter_map(
-            |(record, message)| match &message.outcome {
-                Outcome::Rejected(rejection) => Some(self.dead_letter(record, rejection, now)),
-                _ => None,
-            },
-        );
+        let dead_letter_sends =
+            event
+                .records
+                .iter()
+                .zip(&report.messages)
+                .filter_map(|(record, message)| {
+                    let refusal = message.outcome.refusal()?;
+                    Some(self.dead_letter(record, message, refusal, now))
+                });
         let mut dead_letter_results = join_all(dead_letter_sends).await.into_iter();
 
         let mut counters = HandlerCounters {
@@ -188,23 +201,20 @@ impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
             ..HandlerCounters::default()
         };
         let mut failures = Vec::new();
-        for message in &report.messages {
-            let retry = match &message.outcome {
-                Outcome::Failed(_) => true,
-                Outcome::Rejected(_) => match dead_letter_results.next() {
-                    Some(Ok(())) => {
-                        counters.dead_lettered += 1;
-                        false
-                    }
-                    _ => {
+        for message in &mut report.messages {
+            if message.outcome.refusal().is_some() {
+                match dead_letter_results.next() {
+                    Some(Ok(())) => counters.dead_lettered += 1,
+                    Some(Err(error)) => {
                         counters.dead_letter_failures += 1;
-                        true
+                        message.outcome = Outcome::Failed(Failure::DeadLetterUnavailable(error));
                     }
-                },
-                _ => false,
-            };
-            log_outcome(message, retry);
-            if retry {
+                    None => message.outcome = Outcome::Failed(Failure::NotReached),
+                }
+            }
+            let span = tracing::info_span!("message", message_id = %message.message_id);
+            span.in_scope(|| log_outcome(message));
+            if matches!(message.outcome, Outcome::Failed(_)) {
                 failures.push(message.message_id.clone());
             }
         }
@@ -216,10 +226,12 @@ impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
             duplicate = counters.enrich.duplicate,
             conflicting_duplicate = counters.enrich.conflicting_duplicate,
             stale = counters.enrich.stale,
+            applied_stale = counters.enrich.applied_stale,
             ignored = counters.enrich.ignored,
             rejected = counters.enrich.rejected,
             failed = counters.enrich.failed,
             conflicts = counters.enrich.conflicts,
+            cache_misses = counters.enrich.cache_misses,
             dynamodb_reads = counters.enrich.store_reads,
             dynamodb_writes = counters.enrich.store_writes,
             dead_lettered = counters.dead_lettered,
@@ -247,109 +259,68 @@ impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
     async fn dead_letter(
         &self,
         record: &SqsMessage,
-        rejection: &Rejection,
+        message: &MessageReport,
+        refusal: Refusal,
         now: DateTime<Utc>,
-    ) -> Result<(), referral_domain::ports::AdapterError> {
-        let letter = dead_letter_message(record, rejection, now);
-        let result = self.dead_letters.send(vec![letter]).await;
-        if let Err(error) = &result {
-            tracing::error!(
-                message_id = record.message_id.as_deref().unwrap_or_default(),
-                error = %error,
-                "dead-letter send failed; leaving the message to SQS"
-            );
-        }
-        result
+    ) -> Result<(), Arc<referral_domain::ports::AdapterError>> {
+        let letter =
+            dead_letter::dead_letter_message(record, message.event_id.as_deref(), &refusal, now);
+        self.dead_letters.send(vec![letter]).await.map_err(Arc::new)
     }
 }
 
-/// The dead letter of a refused message: its body unchanged, its own string attributes
-/// (as many as fit), and why it was refused.
-pub fn dead_letter_message(
-    record: &SqsMessage,
-    rejection: &Rejection,
-    now: DateTime<Utc>,
-) -> OutgoingMessage {
-    let first_failure = record
-        .attributes
-        .get("ApproximateFirstReceiveTimestamp")
-        .and_then(|millis| millis.parse::<i64>().ok())
-        .and_then(|millis| Utc.timestamp_millis_opt(millis).single())
-        .unwrap_or(now);
-    let error_message: String = rejection
-        .error
-        .to_string()
-        .chars()
-        .take(MAX_ERROR_MESSAGE_CHARS)
-        .collect();
-    let mut reason = BTreeMap::from([
-        (dead_letter::ERROR_KIND, rejection.error.kind().to_owned()),
-        (dead_letter::ERROR_FIELD, rejection.error.field().to_owned()),
-        (dead_letter::ERROR_MESSAGE, error_message),
-        (dead_letter::ENRICHER_VERSION, VERSION.to_owned()),
-        (
-            dead_letter::FIRST_FAILURE_AT,
-            referral_domain::features::rfc3339::format(&first_failure),
-        ),
-        (
-            dead_letter::SOURCE_MESSAGE_ID,
-            record.message_id.clone().unwrap_or_default(),
-        ),
-    ]);
-    if let Some(event_id) = &rejection.event_id {
-        reason.insert(dead_letter::EVENT_ID, event_id.clone());
-    }
-    let room = MAX_MESSAGE_ATTRIBUTES.saturating_sub(reason.len());
-    let mut attributes: BTreeMap<String, String> = record
-        .message_attributes
-        .iter()
-        .filter(|(name, _)| !reason.contains_key(name.as_str()))
-        .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
-        .take(room)
-        .collect();
-    attributes.extend(
-        reason
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value)),
-    );
-    OutgoingMessage {
-        body: record.body.clone().unwrap_or_default(),
-        attributes,
+/// The core's view of one SQS record. A record without an id or body is still handled (and
+/// refused as an empty body), never skipped.
+fn queued_webhook(record: &SqsMessage) -> QueuedWebhook<'_> {
+    QueuedWebhook {
+        message_id: record.message_id.as_deref().unwrap_or_default(),
+        body: record.body.as_deref().unwrap_or_default(),
+        apply_stale: record
+            .message_attributes
+            .get(APPLY_STALE_ATTRIBUTE)
+            .and_then(|value| value.string_value.as_deref())
+            == Some("true"),
     }
 }
 
-/// One line per message: its outcome, the customer as a hash, never the e-mail or body.
-fn log_outcome(message: &MessageReport, retry: bool) {
+/// One line per message, inside its span: the outcome, the customer as a hash, never the
+/// e-mail or the body.
+fn log_outcome(message: &MessageReport) {
     let customer = message.customer_email.as_deref().map(customer_ref);
     let customer = customer.as_deref().unwrap_or_default();
     let event_id = message.event_id.as_deref().unwrap_or_default();
     match &message.outcome {
-        Outcome::Rejected(rejection) => tracing::warn!(
-            message_id = %message.message_id,
-            event_id,
-            outcome = "rejected",
-            error_kind = rejection.error.kind(),
-            field = rejection.error.field(),
-            retry,
-            "message refused"
-        ),
         Outcome::Failed(failure) => tracing::warn!(
-            message_id = %message.message_id,
             event_id,
             customer,
             outcome = "failed",
             error_kind = failure.kind(),
             // A service's error text may quote the item's key: the customer's address.
-            error = %mask_emails(&failure.to_string()),
-            retry,
+            error = %mask_emails(&error_chain(failure)),
             "message failed, SQS will deliver it again"
         ),
-        outcome => tracing::info!(
-            message_id = %message.message_id,
-            event_id,
-            customer,
-            outcome = outcome.label(),
-            "message processed"
-        ),
+        outcome => match outcome.refusal() {
+            Some(refusal) => tracing::warn!(
+                event_id,
+                customer,
+                outcome = outcome.label(),
+                error_kind = refusal.kind,
+                field = refusal.field,
+                "message refused and dead-lettered"
+            ),
+            None => tracing::info!(event_id, customer, outcome = outcome.label(), "message processed"),
+        },
     }
+}
+
+/// An error and its sources, `: `-separated, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -13,7 +13,7 @@ use referral_enricher::EnricherHandler;
 use crate::aws_local::provision::{
     QueuePair, QueueSpec, TableNames, ensure_queue_pair, ensure_tables,
 };
-use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig, Outcome, TransientFailure};
+use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig};
 use referral_domain::ports::{AdapterError, QueueMessage};
 use referral_local::pipeline::BatchHandler;
 
@@ -136,24 +136,9 @@ impl LambdaEnricher {
 
 impl BatchHandler for LambdaEnricher {
     async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
-        let event = self.event(batch);
-        let mut outcome = self.handler.handle(&event, Utc::now()).await;
-        // A rejected message the handler could not dead-letter is in `batchItemFailures`:
-        // SQS keeps it, so the run must not count it as done.
-        let failed: std::collections::HashSet<&str> = outcome
-            .response
-            .batch_item_failures
-            .iter()
-            .map(|failure| failure.item_identifier.as_str())
-            .collect();
-        for message in &mut outcome.report.messages {
-            if matches!(message.outcome, Outcome::Rejected(_))
-                && failed.contains(message.message_id.as_str())
-            {
-                message.outcome = Outcome::Failed(TransientFailure::DeadLetterUnavailable);
-            }
-        }
-        outcome.report
+        // A refused message the handler could not dead-letter is reported failed: SQS keeps
+        // it, and so does the run.
+        self.handler.handle(&self.event(batch), Utc::now()).await.report
     }
 }
 

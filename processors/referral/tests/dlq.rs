@@ -28,7 +28,7 @@ use referral_cli::aws_local::provision::{QueuePair, queue_arn, queue_url};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::event::ServiceEvent;
-use referral_domain::features::FoldLimits;
+use referral_domain::features::DedupeWindow;
 use referral_domain::ports::{FeatureStore, MessageStore};
 use referral_enricher::EnricherHandler;
 use referral_tests::emulator::{
@@ -388,7 +388,7 @@ async fn assert_features(config: &SdkConfig, features_table: &str, bodies: &[Val
         aws_sdk_dynamodb::Client::new(config),
         features_table.to_owned(),
     );
-    for (email, expected) in expected_features(&events, FoldLimits::default()) {
+    for (email, expected) in expected_features(&events, DedupeWindow::default()) {
         let item = store
             .load(&email)
             .await
@@ -1340,7 +1340,7 @@ async fn write_features(config: &SdkConfig, features_table: &str, bodies: &[Valu
             .map(|body| (event_id(body), body.to_string()))
             .collect();
         assert_eq!(
-            enricher.process(&raw_batch(&texts)).await.counters.failed,
+            enricher.process(&raw_batch(&texts), Utc::now()).await.counters.failed,
             0
         );
     }

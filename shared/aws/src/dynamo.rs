@@ -3,19 +3,13 @@
 //!
 //! ## Writes of `CustomerFeatures`
 //! One `PutItem` per customer and batch, conditioned on `attribute_not_exists(customerEmail)`
-//! for a new item and `version = :expected` otherwise. The version guard is what keeps an
-//! event from being applied twice: the fold that produced the item read exactly that version
-//! and skipped every id it already held, so a write that passes the guard applies only new
-//! ids; a write that loses a race fails the guard and is folded again from the item the
-//! failure returns (`ReturnValuesOnConditionCheckFailure::ALL_OLD`, no second read).
-//!
-//! ## Bounded applied-id set
-//! The item keeps the ids of the latest `FoldLimits::max_applied_ids` applied events
-//! (default 1000, ~60 bytes each: ~60 KB of the 400 KB item limit) and `applied_floor`, the
-//! greatest (`occurred_at`, `event_id`) it has forgotten. An event not in the set is applied
-//! only if it sorts above the floor; one at or below it may have been applied long ago and
-//! is reported `stale`, never counted twice. A late redelivery of a very old event is the
-//! only thing that bound costs, and it errs on the side of not double-counting.
+//! when the writer knows no item and on `version = :expected` otherwise. The version guard is
+//! what keeps an event from being applied twice: the fold that produced the item started
+//! from exactly that version and skipped every id it remembers, so a write that passes the
+//! guard applies only new events. A refused write returns the item as it is
+//! (`ReturnValuesOnConditionCheckFailure::ALL_OLD`): the writer folds again from it, with no
+//! read. What the item remembers of applied events, and for how long, is the domain's
+//! `AppliedMemory`: a few bytes an event, bounded by time, not by history.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -132,7 +126,7 @@ impl FeatureStore for DynamoFeatureStore {
     }
 
     async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
-        let item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(&write.item)
+        let item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(write.item.as_ref())
             .map_err(|error| corrupt("PutItem", error))?;
         let request = self
             .client

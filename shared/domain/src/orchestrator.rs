@@ -99,16 +99,22 @@ pub fn message_id_for(features: &CustomerFeatures) -> String {
 }
 
 /// The new image of a change that earns a message, or why it earns none.
+///
+/// The table's stream carries new images only (each record is half the bytes of one with
+/// both images): every write of the enricher applies new service events and names the
+/// latest as its trigger, so a new image with a trigger earns a message. Where an old image
+/// is present (an older table's NEW_AND_OLD_IMAGES stream, or an emulator's no-op MODIFY
+/// with identical images) the count of applied events must also have grown.
 pub fn message_worthy(record: &ChangeRecord) -> Result<&Arc<CustomerFeatures>, SkipReason> {
     if record.kind == ChangeKind::Remove {
         return Err(SkipReason::Removed);
     }
     let new = record.new_image.as_ref().ok_or(SkipReason::NoNewImage)?;
-    let applied_before = record
-        .old_image
-        .as_ref()
-        .map_or(0, |old| old.events_applied);
-    if new.events_applied > applied_before {
+    let applied_new_events = match &record.old_image {
+        Some(old) => new.events_applied > old.events_applied,
+        None => new.trigger_event_id.is_some(),
+    };
+    if applied_new_events {
         Ok(new)
     } else {
         Err(SkipReason::NothingApplied)

@@ -64,7 +64,8 @@ impl AdapterError {
 pub struct FeatureWrite {
     /// `None`: the item must not exist yet; `Some(v)`: the stored version must be `v`.
     pub expected_version: Option<u64>,
-    pub item: CustomerFeatures,
+    /// Shared, so the writer can keep the item it wrote without copying it.
+    pub item: Arc<CustomerFeatures>,
     /// Event ids this write applies; none of them may be applied already.
     pub applied_ids: Vec<Arc<str>>,
 }
@@ -93,7 +94,7 @@ impl WriteOutcome {
                 if !applied_ids.is_empty()
                     && applied_ids
                         .iter()
-                        .all(|id| item.applied_events.contains_key(id)) =>
+                        .all(|id| item.memory.remembers(id)) =>
             {
                 WriteOutcome::Duplicate { current: item }
             }

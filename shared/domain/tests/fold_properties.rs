@@ -7,7 +7,9 @@
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use referral_domain::event::{ServiceEvent, Webhook, parse_webhook_value};
-use referral_domain::features::{CustomerFeatures, FoldLimits, LifetimeValue, fold_events};
+use referral_domain::features::{
+    CustomerFeatures, DedupeWindow, LifetimeValue, fold_events, fold_events_with,
+};
 use serde_json::{Value, json};
 
 const CITIES: &[(&str, &str)] = &[("Austin", "TX"), ("Tampa", "FL"), ("Denver", "CO")];
@@ -115,7 +117,7 @@ fn fold_all(events: &[ServiceEvent], batches: &[Vec<usize>]) -> Vec<CustomerFeat
                 .push(&events[i]);
         }
         for (email, customer_events) in by_customer {
-            let fold = fold_events(items.remove(email), &customer_events, FoldLimits::default());
+            let fold = fold_events(items.remove(email), &customer_events, DedupeWindow::default());
             if let Some(item) = fold.item {
                 items.insert(email.to_owned(), item);
             }
@@ -174,7 +176,7 @@ fn customer_with_scores(scores: &[f64], extra_unscored: usize) -> CustomerFeatur
         })
         .collect();
     let refs: Vec<&ServiceEvent> = events.iter().collect();
-    fold_events(None, &refs, FoldLimits::default())
+    fold_events(None, &refs, DedupeWindow::default())
         .into_next()
         .expect("events were applied")
 }
@@ -238,62 +240,94 @@ fn the_services_count_hint_stands_only_when_larger() {
     body["event_id"] = json!("e2");
     body["services_count"] = json!(0);
     let unhinted = parse(&body);
-    let fold = fold_events(None, &[&hinted, &unhinted], FoldLimits::default());
+    let fold = fold_events(None, &[&hinted, &unhinted], DedupeWindow::default());
     assert_eq!(fold.item.as_ref().map(|f| f.service_count), Some(8));
-    let fold = fold_events(None, &[&unhinted], FoldLimits::default());
+    let fold = fold_events(None, &[&unhinted], DedupeWindow::default());
     assert_eq!(fold.item.as_ref().map(|f| f.service_count), Some(1));
 }
 
-#[test]
-fn a_bounded_id_set_never_counts_an_event_twice() {
-    let limits = FoldLimits { max_applied_ids: 5 };
+fn daily_events(email: &str, days: i64) -> Vec<ServiceEvent> {
     let base = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
         .unwrap_or_default();
-    let events: Vec<ServiceEvent> = (0..20)
+    (0..days)
         .map(|i| {
             parse(&json!({
                 "event_id": format!("evt_{i:02}"), "event_type": "service.completed",
                 "occurred_at": (base + chrono::Duration::days(i)).to_rfc3339(),
-                "customer": {"email": "bounded@example.com"},
+                "customer": {"email": email},
                 "service": {"satisfaction_score": 4.0}
             }))
         })
-        .collect();
+        .collect()
+}
+
+fn count(fold: &referral_domain::features::Fold, wanted: fn(&Disposition) -> bool) -> usize {
+    fold.dispositions.iter().filter(|d| wanted(d)).count()
+}
+
+use referral_domain::features::Disposition;
+
+#[test]
+fn a_bounded_memory_never_counts_an_event_twice() {
+    let window = DedupeWindow {
+        span: chrono::Duration::days(5),
+        keep_at_least: 2,
+        keep_at_most: 100,
+    };
+    let events = daily_events("bounded@example.com", 20);
     let mut item: Option<CustomerFeatures> = None;
     for chunk in events.chunks(3) {
         let refs: Vec<&ServiceEvent> = chunk.iter().collect();
-        item = fold_events(item, &refs, limits).item;
+        item = fold_events(item, &refs, window).item;
     }
     let item = item.expect("events applied");
     assert_eq!(item.events_applied, 20);
-    assert_eq!(item.applied_events.len(), 5);
+    // Days 15 to 19 are within five days of the latest (day 19); day 14 is on the line.
+    assert_eq!(item.memory.len(), 5);
 
     // Every event again, in reverse: the five remembered are duplicates, the others are
-    // older than the floor and stale. Nothing is applied twice.
+    // at or below the floor and stale. Nothing is applied twice.
     let all: Vec<&ServiceEvent> = events.iter().rev().collect();
-    let fold = fold_events(Some(item.clone()), &all, limits);
+    let fold = fold_events(Some(item.clone()), &all, window);
     assert!(!fold.changed(), "a redelivered event was applied again");
-    use referral_domain::features::Disposition;
-    let duplicates = fold
-        .dispositions
-        .iter()
-        .filter(|d| matches!(d, Disposition::Duplicate { .. }))
-        .count();
-    let stale = fold
-        .dispositions
-        .iter()
-        .filter(|d| **d == Disposition::Stale)
-        .count();
+    let duplicates = count(&fold, |d| matches!(d, Disposition::Duplicate { .. }));
+    let stale = count(&fold, |d| *d == Disposition::Stale);
     assert_eq!((duplicates, stale), (5, 15));
 
-    // A genuinely new, later event is still applied.
-    let later = parse(&json!({
-        "event_id": "evt_new", "event_type": "service.completed",
-        "occurred_at": (base + chrono::Duration::days(30)).to_rfc3339(),
-        "customer": {"email": "bounded@example.com"}
+    // A genuinely new event, later or a little late, is still applied.
+    let late = parse(&json!({
+        "event_id": "evt_late", "event_type": "service.completed",
+        "occurred_at": "2026-01-18T12:00:00Z", "customer": {"email": "bounded@example.com"}
     }));
-    let fold = fold_events(Some(item), &[&later], limits);
+    let fold = fold_events(Some(item.clone()), &[&late], window);
     assert_eq!(fold.into_next().map(|f| f.events_applied), Some(21));
+
+    // An operator applies one stale event on purpose: once, and a second replay of it is
+    // caught as a duplicate.
+    let replayed = &events[3];
+    let fold = fold_events_with(Some(item), &[replayed], window, |_| true);
+    assert_eq!(fold.dispositions, vec![Disposition::Applied]);
+    let item = fold.into_next().expect("applied on purpose");
+    assert_eq!(item.events_applied, 21);
+    let again = fold_events_with(Some(item), &[replayed], window, |_| true);
+    assert!(!again.changed(), "a replayed stale event was applied twice");
+    assert_eq!(count(&again, |d| matches!(d, Disposition::Duplicate { .. })), 1);
+}
+
+#[test]
+fn a_customer_with_a_short_history_never_meets_the_floor() {
+    let window = DedupeWindow {
+        span: chrono::Duration::days(1),
+        keep_at_least: 16,
+        keep_at_most: 100,
+    };
+    // Sixteen services, years apart in effect: all remembered.
+    let events = daily_events("short@example.com", 16);
+    let refs: Vec<&ServiceEvent> = events.iter().collect();
+    let item = fold_events(None, &refs, window).into_next().expect("applied");
+    assert_eq!(item.memory.floor(), None);
+    let fold = fold_events(Some(item), &refs, window);
+    assert_eq!(count(&fold, |d| matches!(d, Disposition::Duplicate { .. })), 16);
 }

@@ -71,13 +71,13 @@ impl EmbeddedFeatureStore {
             write
                 .applied_ids
                 .iter()
-                .all(|id| !item.applied_events.contains_key(id))
+                .all(|id| !item.memory.remembers(id))
         });
         if !(version_matches && ids_fresh) {
             return WriteOutcome::refused(current.as_deref().cloned(), &write.applied_ids);
         }
         let email = write.item.customer_email.clone();
-        let new_image = Arc::new(write.item);
+        let new_image = write.item;
         state.items.insert(email.clone(), Arc::clone(&new_image));
         state.next_sequence += 1;
         let record = ChangeRecord {
@@ -88,7 +88,8 @@ impl EmbeddedFeatureStore {
                 ChangeKind::Insert
             },
             customer_email: email,
-            old_image: current,
+            // Like the table's stream (NEW_IMAGE): the consumer needs the new item only.
+            old_image: None,
             new_image: Some(new_image),
         };
         state.stream.push_back(record);

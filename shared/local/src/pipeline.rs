@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
 use referral_domain::enricher::{
-    BatchReport, EnrichCounters, Enricher, EnricherConfig, Outcome, RawMessage,
+    APPLY_STALE_ATTRIBUTE, BatchReport, EnrichCounters, Enricher, EnricherConfig, Outcome,
+    QueuedWebhook,
 };
 use referral_domain::features::CustomerFeatures;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
@@ -29,14 +30,18 @@ pub trait BatchHandler: Send + Sync {
 
 impl<S: FeatureStore> BatchHandler for Enricher<S> {
     async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
-        let raw: Vec<RawMessage> = batch
+        let webhooks: Vec<QueuedWebhook> = batch
             .iter()
-            .map(|message| RawMessage {
+            .map(|message| QueuedWebhook {
                 message_id: &message.message_id,
                 body: &message.body,
+                apply_stale: message
+                    .attributes
+                    .get(APPLY_STALE_ATTRIBUTE)
+                    .is_some_and(|value| value == "true"),
             })
             .collect();
-        self.process(&raw).await
+        self.process(&webhooks, Utc::now()).await
     }
 }
 
@@ -114,11 +119,13 @@ impl Default for RunConfig {
     }
 }
 
-/// An event the enricher refused for good.
+/// An event the enricher refused for good (deployed, it would be in the dead-letter queue).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RejectedEvent {
     pub source: String,
     pub event_id: Option<String>,
+    /// `stale`, or what is wrong with the event (`missing_field`, `invalid_value`, ...).
+    pub kind: &'static str,
     pub field: &'static str,
     pub error: String,
 }
@@ -226,13 +233,18 @@ where
             if let Some(email) = result.customer_email {
                 report.customers.insert(email);
             }
-            match result.outcome {
-                Outcome::Rejected(rejection) => report.rejected.push(RejectedEvent {
+            if let Some(refusal) = result.outcome.refusal() {
+                report.rejected.push(RejectedEvent {
                     source: source(),
-                    field: rejection.error.field(),
-                    error: rejection.error.to_string(),
-                    event_id: rejection.event_id,
-                }),
+                    event_id: result.event_id,
+                    kind: refusal.kind,
+                    field: refusal.field,
+                    error: refusal.message,
+                });
+                done.push(message.receipt);
+                continue;
+            }
+            match result.outcome {
                 Outcome::Failed(_) if message.receive_count < config.max_receives => {
                     again.push(message.receipt);
                     continue;

@@ -20,7 +20,7 @@ pub struct TableNames {
 }
 
 /// Creates the two tables if they do not exist: `CustomerFeatures` with its stream on
-/// (NEW_AND_OLD_IMAGES), `ReferralMessages` with TTL on abandoned claims. On-demand billing.
+/// (NEW_IMAGE), `ReferralMessages` with TTL on abandoned claims. On-demand billing.
 /// Returns the features table's stream ARN.
 pub async fn ensure_tables(
     client: &aws_sdk_dynamodb::Client,
@@ -44,7 +44,7 @@ pub async fn ensure_tables(
     if describe(client, &names.features).await?.is_none() {
         let stream = StreamSpecification::builder()
             .stream_enabled(true)
-            .stream_view_type(StreamViewType::NewAndOldImages)
+            .stream_view_type(StreamViewType::NewImage)
             .build()
             .map_err(|error| corrupt("CreateTable", error))?;
         create(
@@ -90,7 +90,7 @@ pub async fn ensure_tables(
             corrupt(
                 "DescribeTable",
                 format!(
-                    "table {} has no stream: enable NEW_AND_OLD_IMAGES",
+                    "table {} has no stream: enable its stream (NEW_IMAGE)",
                     names.features
                 ),
             )

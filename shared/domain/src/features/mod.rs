@@ -4,14 +4,20 @@
 //! every aggregate is order-independent (integer sums, counts, max, min) and every
 //! "latest value" is chosen by the event's [`EventKey`], never by arrival order.
 
-use std::collections::BTreeMap;
-use std::fmt;
+mod fold;
+mod memory;
+pub mod rfc3339;
+mod stored;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::event::{SCORE_SCALE, ServiceEvent};
+
+pub use fold::{Disposition, Fold, fold_events, fold_events_with};
+pub use memory::{AppliedMemory, DedupeWindow, IdHash, MemoryError, Recall, content_tag};
 
 /// Satisfaction assumed while a customer has no score (DESIGN.md).
 pub const DEFAULT_SATISFACTION_MICROS: u64 = 3_500_000;
@@ -19,10 +25,6 @@ const HIGH_VALUE_MIN_SERVICES: u64 = 6;
 const HIGH_VALUE_MIN_SATISFACTION_MICROS: u64 = 4_000_000;
 const MEDIUM_VALUE_MIN_SERVICES: u64 = 3;
 const MEDIUM_VALUE_MIN_SATISFACTION_MICROS: u64 = 3_500_000;
-
-/// How many applied event ids an item remembers. Each costs ~60 bytes in the DynamoDB item,
-/// so the default keeps the set near 60 KB, well below the 400 KB item limit.
-pub const DEFAULT_MAX_APPLIED_IDS: usize = 1000;
 
 /// Orders events for "latest wins" decisions: by `occurred_at`, ties broken by the larger id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,73 +98,45 @@ pub struct PropertyFeatures {
     pub pest_issues: Option<Vec<String>>,
 }
 
-/// What the item remembers of an applied event: enough to tell a conflicting duplicate and
-/// to decide which ids to forget first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppliedEvent {
-    pub occurred_at: DateTime<Utc>,
-    pub content_hash: u64,
-}
-
 /// For each "latest wins" field, the key of the event its value came from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSources {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub customer_name: Option<EventKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub city: Option<EventKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<EventKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub zip: Option<EventKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub property_type: Option<EventKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub square_feet: Option<EventKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub year_built: Option<EventKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pest_issues: Option<EventKey>,
 }
 
 /// One customer's item in `CustomerFeatures`: the features DESIGN.md names, then the
-/// bookkeeping that keeps the fold exact, idempotent and order-independent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// bookkeeping that keeps the fold exact, idempotent and order-independent. Its stored form
+/// (attribute names, compact encodings, and the migration of items older code wrote) is in
+/// `stored.rs`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CustomerFeatures {
-    #[serde(rename = "customerEmail")]
     pub customer_email: String,
     pub satisfaction_avg: f64,
     pub service_count: u64,
     pub lifetime_value: LifetimeValue,
-    #[serde(default)]
     pub property_features: PropertyFeatures,
-    #[serde(with = "rfc3339")]
     pub first_seen: DateTime<Utc>,
-    #[serde(with = "rfc3339")]
     pub last_updated: DateTime<Utc>,
     pub version: u64,
 
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_name: Option<String>,
     pub score_sum_micros: u64,
     pub score_count: u64,
     /// The largest `services_count` any applied event carried (0 when none did).
-    #[serde(default)]
     pub services_count_hint: u64,
-    /// Distinct service events ever applied, including ids since forgotten.
+    /// Distinct service events ever applied, including those the memory let go.
     pub events_applied: u64,
-    /// Applied event ids, at most `max_applied_ids` of the latest by [`EventKey`].
-    #[serde(default)]
-    pub applied_events: BTreeMap<Arc<str>, AppliedEvent>,
-    /// The greatest key ever forgotten: an event at or below it that is not in
-    /// `applied_events` may have been applied before, so it is never applied again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_floor: Option<EventKey>,
-    #[serde(default)]
+    /// What tells a redelivered event from a new one (see [`AppliedMemory`]).
+    pub memory: AppliedMemory,
     pub field_sources: FieldSources,
     /// The latest event applied by the write that produced this version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_event_id: Option<String>,
 }
 
@@ -182,8 +156,7 @@ impl CustomerFeatures {
             score_count: 0,
             services_count_hint: 0,
             events_applied: 0,
-            applied_events: BTreeMap::new(),
-            applied_floor: None,
+            memory: AppliedMemory::default(),
             field_sources: FieldSources::default(),
             trigger_event_id: None,
         }
@@ -194,14 +167,8 @@ impl CustomerFeatures {
         self.score_count > 0
     }
 
+    /// Folds one new event's values in; remembering its id is the caller's part.
     fn absorb(&mut self, event: &ServiceEvent, key: &EventKey) {
-        self.applied_events.insert(
-            event.event_id.clone(),
-            AppliedEvent {
-                occurred_at: event.occurred_at,
-                content_hash: event.content_hash,
-            },
-        );
         self.events_applied += 1;
         if let Some(micros) = event.service.as_ref().and_then(|s| s.satisfaction_micros) {
             self.score_sum_micros += u64::from(micros);
@@ -267,32 +234,28 @@ impl CustomerFeatures {
             LifetimeValue::classify(self.service_count, self.score_sum_micros, self.score_count);
     }
 
-    fn forget_oldest_ids(&mut self, max_applied_ids: usize) {
-        let excess = self.applied_events.len().saturating_sub(max_applied_ids);
-        if excess == 0 {
-            return;
-        }
-        let mut keys: Vec<EventKey> = self
-            .applied_events
+    /// Roughly what the item holds in memory, for caches that bound themselves in bytes.
+    pub fn approximate_bytes(&self) -> usize {
+        let property = &self.property_features;
+        let texts = [
+            Some(self.customer_email.as_str()),
+            self.customer_name.as_deref(),
+            self.trigger_event_id.as_deref(),
+            property.city.as_deref(),
+            property.state.as_deref(),
+            property.zip.as_deref(),
+            property.property_type.as_deref(),
+        ];
+        let pests: usize = property
+            .pest_issues
             .iter()
-            .map(|(id, applied)| EventKey {
-                occurred_at: applied.occurred_at,
-                event_id: id.clone(),
-            })
-            .collect();
-        keys.sort_unstable();
-        for key in keys.into_iter().take(excess) {
-            self.applied_events.remove(&key.event_id);
-            if self.applied_floor.as_ref().is_none_or(|floor| *floor < key) {
-                self.applied_floor = Some(key);
-            }
-        }
-    }
-
-    fn is_below_floor(&self, key: &EventKey) -> bool {
-        self.applied_floor
-            .as_ref()
-            .is_some_and(|floor| key <= floor)
+            .flatten()
+            .map(|pest| pest.len() + 24)
+            .sum();
+        size_of::<Self>()
+            + texts.iter().flatten().map(|text| text.len()).sum::<usize>()
+            + pests
+            + self.memory.len() * 24
     }
 }
 
@@ -362,184 +325,4 @@ fn latest_wins<T: Clone>(
     }
     *slot = Some(value.clone());
     *source = Some(key.clone());
-}
-
-/// What the fold did with one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    Applied,
-    /// Already applied. `conflicting` when its content differs from the applied original
-    /// (same id, other payload: a sender bug worth counting).
-    Duplicate {
-        conflicting: bool,
-    },
-    /// Older than every id the item still remembers: it may have been applied long ago,
-    /// so it is not applied, to never count an event twice.
-    Stale,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FoldLimits {
-    pub max_applied_ids: usize,
-}
-
-impl Default for FoldLimits {
-    fn default() -> Self {
-        FoldLimits {
-            max_applied_ids: DEFAULT_MAX_APPLIED_IDS,
-        }
-    }
-}
-
-/// The result of folding events into an item.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fold {
-    /// The item after the fold: the input item when nothing was applied, else the item to
-    /// write, its version bumped. `None` only for a new customer whose events all failed.
-    pub item: Option<CustomerFeatures>,
-    /// One disposition per input event, in input order.
-    pub dispositions: Vec<Disposition>,
-    /// Ids applied by this fold, to guard the write against a concurrent writer.
-    pub applied_ids: Vec<Arc<str>>,
-}
-
-impl Fold {
-    /// Whether the fold applied anything, i.e. whether there is something to write.
-    pub fn changed(&self) -> bool {
-        !self.applied_ids.is_empty()
-    }
-
-    /// The item to write, if the fold applied anything.
-    pub fn into_next(self) -> Option<CustomerFeatures> {
-        if self.changed() { self.item } else { None }
-    }
-}
-
-/// Folds one customer's events into its current item (`None` for a new customer). The item
-/// is taken by value: the enricher reads it once, folds it and writes it, with no copy.
-/// All events must carry that customer's normalised e-mail.
-pub fn fold_events(
-    current: Option<CustomerFeatures>,
-    events: &[&ServiceEvent],
-    limits: FoldLimits,
-) -> Fold {
-    let base_version = current.as_ref().map_or(0, |item| item.version);
-    let mut item = current;
-    let mut dispositions = Vec::with_capacity(events.len());
-    let mut applied_ids = Vec::new();
-    let mut trigger: Option<EventKey> = None;
-
-    for event in events {
-        let key = EventKey::of(event);
-        if let Some(known) = &item {
-            if let Some(prior) = known.applied_events.get(&event.event_id) {
-                dispositions.push(Disposition::Duplicate {
-                    conflicting: prior.content_hash != event.content_hash,
-                });
-                continue;
-            }
-            if known.is_below_floor(&key) {
-                dispositions.push(Disposition::Stale);
-                continue;
-            }
-        }
-        item.get_or_insert_with(|| CustomerFeatures::first(event))
-            .absorb(event, &key);
-        applied_ids.push(Arc::clone(&event.event_id));
-        dispositions.push(Disposition::Applied);
-        if trigger.as_ref().is_none_or(|latest| *latest < key) {
-            trigger = Some(key);
-        }
-    }
-
-    if let Some(item) = item.as_mut().filter(|_| !applied_ids.is_empty()) {
-        item.version = base_version + 1;
-        item.trigger_event_id = trigger.map(|key| key.event_id.to_string());
-        item.refresh_derived();
-        item.forget_oldest_ids(limits.max_applied_ids);
-    }
-    Fold {
-        item,
-        dispositions,
-        applied_ids,
-    }
-}
-
-impl fmt::Display for EventKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}|{}",
-            rfc3339::format(&self.occurred_at),
-            self.event_id
-        )
-    }
-}
-
-/// Compact string forms keep the bookkeeping small in the DynamoDB item.
-impl Serialize for EventKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for EventKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let (at, id) = text
-            .split_once('|')
-            .ok_or_else(|| serde::de::Error::custom("event key must be `timestamp|event_id`"))?;
-        Ok(EventKey {
-            occurred_at: rfc3339::parse(at).map_err(serde::de::Error::custom)?,
-            event_id: Arc::from(id),
-        })
-    }
-}
-
-impl Serialize for AppliedEvent {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!(
-            "{}#{:016x}",
-            rfc3339::format(&self.occurred_at),
-            self.content_hash
-        ))
-    }
-}
-
-impl<'de> Deserialize<'de> for AppliedEvent {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let (at, hash) = text
-            .split_once('#')
-            .ok_or_else(|| serde::de::Error::custom("applied event must be `timestamp#hash`"))?;
-        Ok(AppliedEvent {
-            occurred_at: rfc3339::parse(at).map_err(serde::de::Error::custom)?,
-            content_hash: u64::from_str_radix(hash, 16).map_err(serde::de::Error::custom)?,
-        })
-    }
-}
-
-/// Timestamps as RFC 3339 in UTC with `Z`, fractional seconds only when present.
-pub mod rfc3339 {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn format(at: &DateTime<Utc>) -> String {
-        at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-    }
-
-    pub fn parse(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-        DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc))
-    }
-
-    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format(at))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse(&text).map_err(serde::de::Error::custom)
-    }
 }

@@ -1,159 +1,47 @@
 //! The enricher core: a batch of raw queue messages in, one outcome per message out.
 //!
-//! Messages are grouped by customer; each customer costs one read, one fold and one
-//! conditional write (more only when another writer wins a race). A bad message is
-//! rejected alone and never fails its neighbours.
+//! Messages are grouped by customer, and each customer's new events are folded into the
+//! item this process holds and written once, conditioned on the version it knows (or on
+//! the item not existing yet). No read comes first: when the item changed meanwhile (another
+//! process wrote, or this one never saw it), the refused write hands back the current item,
+//! which is folded again. An all-duplicate batch costs nothing. A bad message is refused
+//! alone and never fails its neighbours.
+
+mod cache;
+mod report;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream;
 
-use crate::event::{Rejection, ServiceEvent, Webhook, parse_webhook};
-use crate::features::{CustomerFeatures, Disposition, Fold, FoldLimits, fold_events};
-use crate::ports::{AdapterError, FeatureStore, FeatureWrite, WriteOutcome};
+pub use cache::ItemCache;
+pub use report::{BatchReport, EnrichCounters, Failure, MessageReport, Outcome, Refusal, STALE_KIND};
+
+use crate::event::{EventError, Rejection, ServiceEvent, Webhook, parse_webhook};
+use crate::features::{CustomerFeatures, DedupeWindow, Disposition, Fold, fold_events_with};
+use crate::ports::{FeatureStore, FeatureWrite, WriteOutcome};
+
+/// How far ahead of this process's clock an event may be dated. Further, it is refused:
+/// a date in the future would hold the customer's latest values and move the dedupe
+/// window's watermark until that date.
+pub const MAX_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// The queue message attribute that marks an operator's replay of a stale event (value
+/// `true`). Only the operator's tools set it; ingest never forwards a sender's attributes.
+pub const APPLY_STALE_ATTRIBUTE: &str = "apply_stale";
 
 /// A message as the enricher receives it, borrowed from the envelope it came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawMessage<'a> {
+pub struct QueuedWebhook<'a> {
     pub message_id: &'a str,
     pub body: &'a str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Applied,
-    Duplicate {
-        conflicting: bool,
-    },
-    /// Too old to tell whether it was applied before (see `FoldLimits`); not applied.
-    Stale,
-    Ignored {
-        event_type: String,
-    },
-    /// Permanently invalid: retrying cannot help.
-    Rejected(Rejection),
-    /// Could not be processed now; the same message may succeed later.
-    Failed(TransientFailure),
-}
-
-impl Outcome {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate { conflicting: false } => "duplicate",
-            Outcome::Duplicate { conflicting: true } => "conflicting_duplicate",
-            Outcome::Stale => "stale",
-            Outcome::Ignored { .. } => "ignored",
-            Outcome::Rejected(_) => "rejected",
-            Outcome::Failed(_) => "failed",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransientFailure {
-    #[error("the feature store failed ({kind}): {detail}")]
-    Store { kind: &'static str, detail: String },
-    #[error("gave up after {attempts} conflicting writes")]
-    ConflictRetriesExhausted { attempts: u32 },
-    /// A rejected message that could not be moved to the dead-letter queue: it is left to
-    /// the queue's redrive instead of being dropped.
-    #[error("the dead-letter queue refused the rejected message")]
-    DeadLetterUnavailable,
-}
-
-impl TransientFailure {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TransientFailure::Store { kind, .. } => kind,
-            TransientFailure::ConflictRetriesExhausted { .. } => "conflict_retries_exhausted",
-            TransientFailure::DeadLetterUnavailable => "dead_letter_unavailable",
-        }
-    }
-}
-
-impl From<&AdapterError> for TransientFailure {
-    fn from(error: &AdapterError) -> Self {
-        TransientFailure::Store {
-            kind: error.kind(),
-            detail: error.to_string(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageReport {
-    pub message_id: String,
-    pub event_id: Option<String>,
-    /// Normalised e-mail, when the body got that far. Hash it before logging.
-    pub customer_email: Option<String>,
-    pub outcome: Outcome,
-}
-
-/// Counts of one batch, for the batch log line and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct EnrichCounters {
-    pub messages: u64,
-    pub customers: u64,
-    pub applied: u64,
-    pub duplicate: u64,
-    pub conflicting_duplicate: u64,
-    pub stale: u64,
-    pub ignored: u64,
-    pub rejected: u64,
-    pub failed: u64,
-    /// Writes refused because another writer changed the item first.
-    pub conflicts: u64,
-    pub store_reads: u64,
-    pub store_writes: u64,
-}
-
-impl EnrichCounters {
-    pub fn add(&mut self, other: &EnrichCounters) {
-        self.messages += other.messages;
-        self.customers += other.customers;
-        self.applied += other.applied;
-        self.duplicate += other.duplicate;
-        self.conflicting_duplicate += other.conflicting_duplicate;
-        self.stale += other.stale;
-        self.ignored += other.ignored;
-        self.rejected += other.rejected;
-        self.failed += other.failed;
-        self.conflicts += other.conflicts;
-        self.store_reads += other.store_reads;
-        self.store_writes += other.store_writes;
-    }
-
-    fn count(&mut self, outcome: &Outcome) {
-        match outcome {
-            Outcome::Applied => self.applied += 1,
-            Outcome::Duplicate { conflicting } => {
-                self.duplicate += 1;
-                self.conflicting_duplicate += u64::from(*conflicting);
-            }
-            Outcome::Stale => self.stale += 1,
-            Outcome::Ignored { .. } => self.ignored += 1,
-            Outcome::Rejected(_) => self.rejected += 1,
-            Outcome::Failed(_) => self.failed += 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchReport {
-    /// One report per input message, in input order.
-    pub messages: Vec<MessageReport>,
-    pub counters: EnrichCounters,
-}
-
-impl BatchReport {
-    pub fn failed(&self) -> impl Iterator<Item = &MessageReport> {
-        self.messages
-            .iter()
-            .filter(|report| matches!(report.outcome, Outcome::Failed(_)))
-    }
+    /// An operator's replay of a stale event: apply it even though the item's memory
+    /// cannot prove it new (never when it proves it a duplicate).
+    pub apply_stale: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +53,13 @@ pub struct EnricherConfig {
     /// Upper bound of the first conflict backoff; doubles per attempt (full jitter).
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    pub fold: FoldLimits,
+    pub dedupe: DedupeWindow,
+    /// Bytes of items the process keeps to write without reading first.
+    pub cache_bytes: usize,
+}
+
+impl EnricherConfig {
+    pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 }
 
 impl Default for EnricherConfig {
@@ -175,31 +69,38 @@ impl Default for EnricherConfig {
             max_write_attempts: 8,
             backoff_base: Duration::from_millis(5),
             backoff_cap: Duration::from_millis(200),
-            fold: FoldLimits::default(),
+            dedupe: DedupeWindow::default(),
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Enricher<S> {
     store: S,
     config: EnricherConfig,
+    cache: Mutex<ItemCache>,
 }
 
 impl<S: FeatureStore> Enricher<S> {
     pub fn new(store: S, config: EnricherConfig) -> Self {
-        Enricher { store, config }
+        Enricher {
+            store,
+            cache: Mutex::new(ItemCache::new(config.cache_bytes)),
+            config,
+        }
     }
 
     pub fn store(&self) -> &S {
         &self.store
     }
 
-    pub async fn process(&self, batch: &[RawMessage<'_>]) -> BatchReport {
+    /// Processes one batch; `now` bounds how far in the future an event may be dated.
+    pub async fn process(&self, batch: &[QueuedWebhook<'_>], now: DateTime<Utc>) -> BatchReport {
         let mut reports: Vec<MessageReport> = Vec::with_capacity(batch.len());
         let mut events: Vec<Option<Box<ServiceEvent>>> = Vec::with_capacity(batch.len());
         for message in batch {
-            let (report, event) = classify(message);
+            let (report, event) = classify(message, now);
             reports.push(report);
             events.push(event);
         }
@@ -233,7 +134,9 @@ impl<S: FeatureStore> Enricher<S> {
                     .iter()
                     .filter_map(|&i| events[i].as_deref())
                     .collect();
-                Box::pin(self.enrich_customer(email, customer_events, indices))
+                let apply_stale: Vec<bool> =
+                    indices.iter().map(|&i| batch[i].apply_stale).collect();
+                Box::pin(self.enrich_customer(email, customer_events, apply_stale, indices))
             })
             .collect();
         let results: Vec<CustomerResult> = stream::iter(work)
@@ -243,9 +146,13 @@ impl<S: FeatureStore> Enricher<S> {
 
         for result in results {
             counters.conflicts += result.conflicts;
+            counters.cache_misses += u64::from(result.cache_miss);
             counters.store_reads += result.reads;
             counters.store_writes += result.writes;
             for (index, outcome) in result.outcomes {
+                if matches!(outcome, Outcome::Applied) && batch[index].apply_stale {
+                    counters.applied_stale += 1;
+                }
                 reports[index].outcome = outcome;
             }
         }
@@ -262,10 +169,13 @@ impl<S: FeatureStore> Enricher<S> {
         &self,
         email: &str,
         events: Vec<&ServiceEvent>,
+        apply_stale: Vec<bool>,
         indices: &[usize],
     ) -> CustomerResult {
         let mut result = CustomerResult::default();
-        let outcome = self.apply_with_retries(email, &events, &mut result).await;
+        let outcome = self
+            .apply_with_retries(email, &events, &apply_stale, &mut result)
+            .await;
         let outcomes: Vec<Outcome> = match outcome {
             Ok(dispositions) => dispositions.into_iter().map(Outcome::from).collect(),
             Err(failure) => vec![Outcome::Failed(failure); events.len()],
@@ -274,58 +184,77 @@ impl<S: FeatureStore> Enricher<S> {
         result
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, ItemCache> {
+        // Every critical section is one map update: a panic elsewhere cannot leave it torn.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     async fn apply_with_retries(
         &self,
         email: &str,
         events: &[&ServiceEvent],
+        apply_stale: &[bool],
         result: &mut CustomerResult,
-    ) -> Result<Vec<Disposition>, TransientFailure> {
-        result.reads += 1;
-        let mut current: Option<CustomerFeatures> = self
-            .store
-            .load(email)
-            .await
-            .map_err(|e| TransientFailure::from(&e))?;
+    ) -> Result<Vec<Disposition>, Failure> {
+        let cached = self.cache().get(email);
+        result.cache_miss = cached.is_none();
+        let mut current: Option<CustomerFeatures> = cached.map(Arc::unwrap_or_clone);
+        // Whether `current` came straight from the store: a refusal then means a concurrent
+        // writer, worth backing off from; a refusal of what the cache held does not.
+        let mut fresh = false;
         for attempt in 0..self.config.max_write_attempts {
             let expected_version = current.as_ref().map(|item| item.version);
             let Fold {
                 item,
                 dispositions,
                 applied_ids,
-            } = fold_events(current.take(), events, self.config.fold);
+            } = fold_events_with(current.take(), events, self.config.dedupe, |i| {
+                apply_stale[i]
+            });
             let Some(next) = item.filter(|_| !applied_ids.is_empty()) else {
                 return Ok(dispositions);
             };
+            let next = Arc::new(next);
             let write = FeatureWrite {
                 expected_version,
-                item: next,
+                item: Arc::clone(&next),
                 applied_ids,
             };
             result.writes += 1;
-            match self.store.save(write).await {
-                Ok(WriteOutcome::Applied) => return Ok(dispositions),
-                Ok(WriteOutcome::Duplicate { current: seen }) => {
-                    // Someone applied these very events: the next fold finds them all applied.
-                    current = Some(seen);
+            let seen = match self.store.save(write).await {
+                Ok(WriteOutcome::Applied) => {
+                    self.cache().put(next);
+                    return Ok(dispositions);
                 }
+                // Someone applied these very events: the next fold finds them all applied.
+                Ok(WriteOutcome::Duplicate { current: seen }) => Some(seen),
                 Ok(WriteOutcome::Conflict { current: seen }) => {
                     result.conflicts += 1;
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                    current = match seen {
-                        Some(item) => Some(item),
-                        None => {
-                            result.reads += 1;
-                            self.store
-                                .load(email)
-                                .await
-                                .map_err(|e| TransientFailure::from(&e))?
-                        }
-                    };
+                    if fresh {
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                    }
+                    seen
                 }
-                Err(error) => return Err(TransientFailure::from(&error)),
+                Err(error) => return Err(Failure::Store(Arc::new(error))),
+            };
+            current = match seen {
+                Some(item) => Some(item),
+                // The store could not say what it holds: read it (off the hot path).
+                None => {
+                    result.reads += 1;
+                    self.store
+                        .load(email)
+                        .await
+                        .map_err(|error| Failure::Store(Arc::new(error)))?
+                }
+            };
+            match &current {
+                Some(item) => self.cache().put(Arc::new(item.clone())),
+                None => self.cache().remove(email),
             }
+            fresh = true;
         }
-        Err(TransientFailure::ConflictRetriesExhausted {
+        Err(Failure::ConflictRetriesExhausted {
             attempts: self.config.max_write_attempts,
         })
     }
@@ -347,6 +276,7 @@ impl<S: FeatureStore> Enricher<S> {
 struct CustomerResult {
     outcomes: Vec<(usize, Outcome)>,
     conflicts: u64,
+    cache_miss: bool,
     reads: u64,
     writes: u64,
 }
@@ -362,18 +292,33 @@ impl From<Disposition> for Outcome {
 }
 
 /// Parses one message. Service events come back for folding; everything else is decided here.
-fn classify(message: &RawMessage<'_>) -> (MessageReport, Option<Box<ServiceEvent>>) {
+fn classify(
+    message: &QueuedWebhook<'_>,
+    now: DateTime<Utc>,
+) -> (MessageReport, Option<Box<ServiceEvent>>) {
     let mut report = MessageReport {
         message_id: message.message_id.to_owned(),
         event_id: None,
         customer_email: None,
-        // Overwritten once the customer's write is decided.
-        outcome: Outcome::Applied,
+        outcome: Outcome::Failed(Failure::NotReached),
     };
     match parse_webhook(message.body) {
         Ok(Webhook::ServiceCompleted(event)) => {
             report.event_id = Some(event.event_id.to_string());
             report.customer_email = Some(event.customer.email.clone());
+            if now
+                .checked_add_signed(MAX_FUTURE_SKEW)
+                .is_some_and(|latest| event.occurred_at > latest)
+            {
+                report.outcome = Outcome::Rejected(Rejection {
+                    event_id: report.event_id.clone(),
+                    error: EventError::Invalid {
+                        field: "occurred_at",
+                        problem: "is more than a day in the future",
+                    },
+                });
+                return (report, None);
+            }
             (report, Some(event))
         }
         Ok(Webhook::Other {

@@ -1,0 +1,185 @@
+//! What the enricher says of each message and of each batch.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::event::Rejection;
+use crate::ports::AdapterError;
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Applied,
+    Duplicate {
+        conflicting: bool,
+    },
+    /// Not remembered and older than what the item's memory vouches for: it may have been
+    /// applied before, so it is not applied. It must be dead-lettered, not dropped; an
+    /// operator's replay with `apply_stale` applies it.
+    Stale,
+    Ignored {
+        event_type: String,
+    },
+    /// Permanently invalid: retrying cannot help.
+    Rejected(Rejection),
+    /// Not processed; the same message may succeed when delivered again.
+    Failed(Failure),
+}
+
+/// Why a message is refused for good: it goes to the dead-letter queue saying so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// A stable word for metrics and the dead letter's `error_kind`.
+    pub kind: &'static str,
+    /// The dotted path of the field at fault.
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// `error_kind` of an event the item's memory cannot prove new or duplicate.
+pub const STALE_KIND: &str = "stale";
+
+impl Outcome {
+    /// The reason to dead-letter the message, when it is refused for good.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Outcome::Rejected(rejection) => Some(Refusal {
+                kind: rejection.error.kind(),
+                field: rejection.error.field(),
+                message: rejection.error.to_string(),
+            }),
+            Outcome::Stale => Some(Refusal {
+                kind: STALE_KIND,
+                field: "occurred_at",
+                message: "`occurred_at` is older than the customer's dedupe window: the event \
+                          may have been applied already, so it was not; replay it with \
+                          `referral dlq replay --apply-stale` to apply it"
+                    .to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate { conflicting: false } => "duplicate",
+            Outcome::Duplicate { conflicting: true } => "conflicting_duplicate",
+            Outcome::Stale => "stale",
+            Outcome::Ignored { .. } => "ignored",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Why a message was not processed. Every report starts as [`Failure::NotReached`] and is
+/// overwritten only by a decision: a message the code forgot to decide is retried, never
+/// acknowledged by accident.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    #[error("the message was not processed")]
+    NotReached,
+    #[error("the feature store failed")]
+    Store(#[source] Arc<AdapterError>),
+    #[error("gave up after {attempts} conflicting writes")]
+    ConflictRetriesExhausted { attempts: u32 },
+    /// A refused message that could not be moved to the dead-letter queue: it is left to
+    /// the queue's redrive instead of being dropped.
+    #[error("the dead-letter queue refused the message")]
+    DeadLetterUnavailable(#[source] Arc<AdapterError>),
+}
+
+impl Failure {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::NotReached => "not_reached",
+            Failure::Store(error) => match error.as_ref() {
+                AdapterError::Transient { .. } => "store_transient",
+                AdapterError::Corrupt { .. } => "store_corrupt",
+                AdapterError::Permanent { .. } => "store_refused",
+            },
+            Failure::ConflictRetriesExhausted { .. } => "conflict_retries_exhausted",
+            Failure::DeadLetterUnavailable(_) => "dead_letter_unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageReport {
+    pub message_id: String,
+    pub event_id: Option<String>,
+    /// Normalised e-mail, when the body got that far. Hash it before logging.
+    pub customer_email: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// Counts of one batch, for the batch log line and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EnrichCounters {
+    pub messages: u64,
+    pub customers: u64,
+    pub applied: u64,
+    pub duplicate: u64,
+    pub conflicting_duplicate: u64,
+    pub stale: u64,
+    /// Stale events applied anyway, on an operator's replay.
+    pub applied_stale: u64,
+    pub ignored: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    /// Writes refused because the item had changed since this process knew it.
+    pub conflicts: u64,
+    /// Customers this process held no item of (a cold cache).
+    pub cache_misses: u64,
+    pub store_reads: u64,
+    pub store_writes: u64,
+}
+
+impl EnrichCounters {
+    pub fn add(&mut self, other: &EnrichCounters) {
+        self.messages += other.messages;
+        self.customers += other.customers;
+        self.applied += other.applied;
+        self.duplicate += other.duplicate;
+        self.conflicting_duplicate += other.conflicting_duplicate;
+        self.stale += other.stale;
+        self.applied_stale += other.applied_stale;
+        self.ignored += other.ignored;
+        self.rejected += other.rejected;
+        self.failed += other.failed;
+        self.conflicts += other.conflicts;
+        self.cache_misses += other.cache_misses;
+        self.store_reads += other.store_reads;
+        self.store_writes += other.store_writes;
+    }
+
+    pub(super) fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Applied => self.applied += 1,
+            Outcome::Duplicate { conflicting } => {
+                self.duplicate += 1;
+                self.conflicting_duplicate += u64::from(*conflicting);
+            }
+            Outcome::Stale => self.stale += 1,
+            Outcome::Ignored { .. } => self.ignored += 1,
+            Outcome::Rejected(_) => self.rejected += 1,
+            Outcome::Failed(_) => self.failed += 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    /// One report per input message, in input order.
+    pub messages: Vec<MessageReport>,
+    pub counters: EnrichCounters,
+}
+
+impl BatchReport {
+    pub fn failed(&self) -> impl Iterator<Item = &MessageReport> {
+        self.messages
+            .iter()
+            .filter(|report| matches!(report.outcome, Outcome::Failed(_)))
+    }
+}
