@@ -19,9 +19,13 @@ fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >target/moto-server.log 2>&1 &
+# moto's request recorder (tests/src/recorder.rs) writes here, not into the working directory;
+# one file per server, so concurrent runs never share a recording.
+recording="$PWD/target/moto-recording-$port.jsonl"
+MOTO_RECORDER_FILEPATH="$recording" \
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >target/moto-server.log 2>&1 &
 moto_pid=$!
-trap 'kill "$moto_pid" 2>/dev/null; wait "$moto_pid" 2>/dev/null || true' EXIT
+trap 'kill "$moto_pid" 2>/dev/null; wait "$moto_pid" 2>/dev/null || true; rm -f "$recording"' EXIT
 
 endpoint="http://127.0.0.1:$port"
 for _ in $(seq 1 100); do

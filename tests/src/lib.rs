@@ -1,11 +1,16 @@
 //! Harness shared by the integration tests: event builders and the contract suites that
-//! every adapter of a port must pass, embedded and AWS alike.
+//! every adapter of a port must pass, embedded and AWS alike; and the building blocks of the
+//! enricher's capacity benchmark (corpus, capacity accounting, stream sizes, moto's recorder).
 // This crate only ever runs inside tests, where a failed expectation must abort loudly.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod capacity;
 pub mod contract;
+pub mod corpus;
 pub mod counting;
 pub mod emulator;
+pub mod recorder;
+pub mod stream_bytes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
