@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use referral_shared::aws::config::is_loopback;
+use referral_aws::config::is_loopback;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

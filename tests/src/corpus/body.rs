@@ -158,7 +158,7 @@ impl Profile {
         });
         let body = Body {
             event_id,
-            event_type: referral_shared::event::SERVICE_COMPLETED,
+            event_type: referral_domain::event::SERVICE_COMPLETED,
             occurred_at: at
                 .with_timezone(&self.offset)
                 .to_rfc3339_opts(SecondsFormat::Secs, true),

@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, HashMap};
 
-use referral_shared::event::{Webhook, parse_webhook};
+use referral_domain::event::{Webhook, parse_webhook};
 use serde_json::Value;
 
 use super::*;
