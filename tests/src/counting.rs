@@ -110,3 +110,37 @@ impl MessageGenerator for CountingGenerator {
         TemplateGenerator.generate(request).await
     }
 }
+
+/// Records the largest item (by DynamoDB's sizing rules) any save asked the wrapped store to
+/// write, applied or refused.
+#[derive(Debug)]
+pub struct SizeWatchingStore<S> {
+    pub inner: S,
+    pub largest: AtomicU64,
+}
+
+impl<S> SizeWatchingStore<S> {
+    pub fn new(inner: S) -> Self {
+        SizeWatchingStore {
+            inner,
+            largest: AtomicU64::new(0),
+        }
+    }
+
+    pub fn largest(&self) -> u64 {
+        self.largest.load(Ordering::SeqCst)
+    }
+}
+
+impl<S: FeatureStore> FeatureStore for SizeWatchingStore<S> {
+    async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
+        self.inner.load(customer_email).await
+    }
+
+    async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        let bytes = crate::item_bytes::stored_bytes(&write.item)
+            .unwrap_or_else(|error| panic!("cannot size the item: {error}"));
+        self.largest.fetch_max(bytes, Ordering::SeqCst);
+        self.inner.save(write).await
+    }
+}

@@ -9,6 +9,7 @@ pub mod contract;
 pub mod corpus;
 pub mod counting;
 pub mod emulator;
+pub mod item_bytes;
 pub mod recorder;
 pub mod stream_bytes;
 
@@ -56,7 +57,7 @@ pub fn raw_batch(batch: &[(String, String)]) -> Vec<QueuedWebhook<'_>> {
     batch
         .iter()
         .map(|(id, body)| QueuedWebhook {
-                apply_stale: false,
+            apply_stale: false,
             message_id: id,
             body,
         })

@@ -54,7 +54,14 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
         .collect();
     // Batches of 4, then the first batch again (a redelivery that applies nothing).
     for chunk in bodies.chunks(4).chain(bodies.chunks(4).take(1)) {
-        assert_eq!(enricher.process(&raw_batch(chunk), chrono::Utc::now()).await.counters.failed, 0);
+        assert_eq!(
+            enricher
+                .process(&raw_batch(chunk), chrono::Utc::now())
+                .await
+                .counters
+                .failed,
+            0
+        );
     }
 
     let feed = DynamoStreamFeed::start(

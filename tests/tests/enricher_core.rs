@@ -39,7 +39,9 @@ async fn a_bad_message_never_fails_its_neighbours() {
         ),
         message("m6", event_body("e1", "ann@example.com", 0, Some(5.0))),
     ];
-    let report = enricher.process(&raw_batch(&batch), chrono::Utc::now()).await;
+    let report = enricher
+        .process(&raw_batch(&batch), chrono::Utc::now())
+        .await;
     assert_eq!(
         labels(&report.messages),
         [
@@ -74,7 +76,9 @@ async fn one_write_per_customer_no_read_and_nothing_on_redelivery() {
             )
         })
         .collect();
-    let report = enricher.process(&raw_batch(&one_customer), chrono::Utc::now()).await;
+    let report = enricher
+        .process(&raw_batch(&one_customer), chrono::Utc::now())
+        .await;
     assert_eq!(report.counters.applied, 10);
     assert_eq!(store.take(), (0, 1));
     assert_eq!(
@@ -90,12 +94,20 @@ async fn one_write_per_customer_no_read_and_nothing_on_redelivery() {
             )
         })
         .collect();
-    enricher.process(&raw_batch(&ten_customers), chrono::Utc::now()).await;
+    enricher
+        .process(&raw_batch(&ten_customers), chrono::Utc::now())
+        .await;
     assert_eq!(store.take(), (0, 10));
 
-    let redelivered = enricher.process(&raw_batch(&one_customer), chrono::Utc::now()).await;
+    let redelivered = enricher
+        .process(&raw_batch(&one_customer), chrono::Utc::now())
+        .await;
     assert_eq!(redelivered.counters.duplicate, 10);
-    assert_eq!(store.take(), (0, 0), "a redelivered batch must cost nothing");
+    assert_eq!(
+        store.take(),
+        (0, 0),
+        "a redelivered batch must cost nothing"
+    );
 
     // A second process, with nothing cached, meets an existing item: its blind first write
     // is refused with the current item, which it folds again. Still no read.
@@ -111,7 +123,10 @@ async fn one_write_per_customer_no_read_and_nothing_on_redelivery() {
     let report = cold.process(&raw_batch(&more), chrono::Utc::now()).await;
     assert_eq!(report.counters.applied, 2);
     assert_eq!(store.take(), (0, 2));
-    assert_eq!((report.counters.cache_misses, report.counters.conflicts), (1, 1));
+    assert_eq!(
+        (report.counters.cache_misses, report.counters.conflicts),
+        (1, 1)
+    );
 }
 
 #[tokio::test]
@@ -131,10 +146,10 @@ async fn a_lost_race_is_refolded_and_retried() {
     };
     let enricher = Enricher::new(&store, EnricherConfig::default());
     let report = enricher
-        .process(&raw_batch(&[message(
-            "m1",
-            event_body("mine", email, 9, Some(5.0)),
-        )]), chrono::Utc::now())
+        .process(
+            &raw_batch(&[message("m1", event_body("mine", email, 9, Some(5.0)))]),
+            chrono::Utc::now(),
+        )
         .await;
     assert_eq!(labels(&report.messages), ["applied"]);
     assert_eq!(report.counters.conflicts, 1);
@@ -153,11 +168,14 @@ async fn a_store_failure_fails_only_that_customers_messages() {
     };
     let enricher = Enricher::new(&store, EnricherConfig::default());
     let report = enricher
-        .process(&raw_batch(&[
-            message("m1", event_body("e1", "throttled@example.com", 0, None)),
-            message("m2", event_body("e2", "fine@example.com", 0, None)),
-            message("m3", event_body("e3", "throttled@example.com", 1, None)),
-        ]), chrono::Utc::now())
+        .process(
+            &raw_batch(&[
+                message("m1", event_body("e1", "throttled@example.com", 0, None)),
+                message("m2", event_body("e2", "fine@example.com", 0, None)),
+                message("m3", event_body("e3", "throttled@example.com", 1, None)),
+            ]),
+            chrono::Utc::now(),
+        )
         .await;
     assert_eq!(labels(&report.messages), ["failed", "applied", "failed"]);
     assert_eq!(report.failed().count(), 2);
@@ -168,16 +186,22 @@ async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
     let store = EmbeddedFeatureStore::new();
     let enricher = Enricher::new(&store, EnricherConfig::default());
     enricher
-        .process(&raw_batch(&[message(
-            "m1",
-            event_body("same-id", "dup@example.com", 0, Some(5.0)),
-        )]), chrono::Utc::now())
+        .process(
+            &raw_batch(&[message(
+                "m1",
+                event_body("same-id", "dup@example.com", 0, Some(5.0)),
+            )]),
+            chrono::Utc::now(),
+        )
         .await;
     let report = enricher
-        .process(&raw_batch(&[
-            message("m2", event_body("same-id", "dup@example.com", 0, Some(1.0))),
-            message("m3", event_body("same-id", "dup@example.com", 0, Some(5.0))),
-        ]), chrono::Utc::now())
+        .process(
+            &raw_batch(&[
+                message("m2", event_body("same-id", "dup@example.com", 0, Some(1.0))),
+                message("m3", event_body("same-id", "dup@example.com", 0, Some(5.0))),
+            ]),
+            chrono::Utc::now(),
+        )
         .await;
     assert_eq!(
         labels(&report.messages),

@@ -33,7 +33,7 @@ async fn the_sqs_batch_holds_two_good_events_and_one_poison_message() {
         .records
         .iter()
         .map(|record| QueuedWebhook {
-                apply_stale: false,
+            apply_stale: false,
             message_id: record.message_id.as_deref().expect("messageId"),
             body: record.body.as_deref().expect("body"),
         })

@@ -503,10 +503,7 @@ fn queues_tables_and_mappings_agree_with_the_code() {
         table["KeySchema"],
         json!([{ "AttributeName": CUSTOMER_KEY, "KeyType": "HASH" }])
     );
-    assert_eq!(
-        table["StreamSpecification"]["StreamViewType"],
-        "NEW_IMAGE"
-    );
+    assert_eq!(table["StreamSpecification"]["StreamViewType"], "NEW_IMAGE");
     let orchestrator = function_properties(&template, "OrchestratorFunction");
     let stream_event = orchestrator["Events"]
         .as_object()

@@ -21,8 +21,8 @@ use referral_domain::enricher::{
     APPLY_STALE_ATTRIBUTE, BatchReport, EnrichCounters, Enricher, EnricherConfig, Failure,
     MessageReport, Outcome, QueuedWebhook, Refusal,
 };
-use referral_domain::features::DedupeWindow;
 use referral_domain::env::{EnvError, Vars};
+use referral_domain::features::DedupeWindow;
 use referral_domain::ports::{FeatureStore, WorkQueue};
 use referral_domain::redact::{customer_ref, mask_emails};
 use serde::Serialize;
@@ -308,7 +308,12 @@ fn log_outcome(message: &MessageReport) {
                 field = refusal.field,
                 "message refused and dead-lettered"
             ),
-            None => tracing::info!(event_id, customer, outcome = outcome.label(), "message processed"),
+            None => tracing::info!(
+                event_id,
+                customer,
+                outcome = outcome.label(),
+                "message processed"
+            ),
         },
     }
 }

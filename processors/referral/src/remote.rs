@@ -138,7 +138,10 @@ impl BatchHandler for LambdaEnricher {
     async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
         // A refused message the handler could not dead-letter is reported failed: SQS keeps
         // it, and so does the run.
-        self.handler.handle(&self.event(batch), Utc::now()).await.report
+        self.handler
+            .handle(&self.event(batch), Utc::now())
+            .await
+            .report
     }
 }
 

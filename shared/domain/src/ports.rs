@@ -92,9 +92,7 @@ impl WriteOutcome {
         match current {
             Some(item)
                 if !applied_ids.is_empty()
-                    && applied_ids
-                        .iter()
-                        .all(|id| item.memory.remembers(id)) =>
+                    && applied_ids.iter().all(|id| item.memory.remembers(id)) =>
             {
                 WriteOutcome::Duplicate { current: item }
             }

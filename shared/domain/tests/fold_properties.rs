@@ -117,7 +117,11 @@ fn fold_all(events: &[ServiceEvent], batches: &[Vec<usize>]) -> Vec<CustomerFeat
                 .push(&events[i]);
         }
         for (email, customer_events) in by_customer {
-            let fold = fold_events(items.remove(email), &customer_events, DedupeWindow::default());
+            let fold = fold_events(
+                items.remove(email),
+                &customer_events,
+                DedupeWindow::default(),
+            );
             if let Some(item) = fold.item {
                 items.insert(email.to_owned(), item);
             }
@@ -313,7 +317,10 @@ fn a_bounded_memory_never_counts_an_event_twice() {
     assert_eq!(item.events_applied, 21);
     let again = fold_events_with(Some(item), &[replayed], window, |_| true);
     assert!(!again.changed(), "a replayed stale event was applied twice");
-    assert_eq!(count(&again, |d| matches!(d, Disposition::Duplicate { .. })), 1);
+    assert_eq!(
+        count(&again, |d| matches!(d, Disposition::Duplicate { .. })),
+        1
+    );
 }
 
 #[test]
@@ -326,8 +333,13 @@ fn a_customer_with_a_short_history_never_meets_the_floor() {
     // Sixteen services, years apart in effect: all remembered.
     let events = daily_events("short@example.com", 16);
     let refs: Vec<&ServiceEvent> = events.iter().collect();
-    let item = fold_events(None, &refs, window).into_next().expect("applied");
+    let item = fold_events(None, &refs, window)
+        .into_next()
+        .expect("applied");
     assert_eq!(item.memory.floor(), None);
     let fold = fold_events(Some(item), &refs, window);
-    assert_eq!(count(&fold, |d| matches!(d, Disposition::Duplicate { .. })), 16);
+    assert_eq!(
+        count(&fold, |d| matches!(d, Disposition::Duplicate { .. })),
+        16
+    );
 }

@@ -18,6 +18,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use referral_aws::sqs::MAX_MESSAGE_ATTRIBUTES;
+use referral_domain::enricher::{APPLY_STALE_ATTRIBUTE, STALE_KIND};
 use referral_domain::redact::short_hash;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -47,6 +48,7 @@ const DROPPABLE: &[&str] = &[
 /// Attributes never dropped to make room.
 const KEPT: &[&str] = &[
     REPLAY_COUNT,
+    APPLY_STALE_ATTRIBUTE,
     "error_kind",
     "event_id",
     "event_type",
@@ -97,6 +99,13 @@ pub struct ReplayArgs {
     /// Send copies and leave the originals in the dead-letter queue.
     #[arg(long)]
     copy: bool,
+    /// Also replay events dead-lettered as `stale` (older than the customer's dedupe window,
+    /// so the enricher could not prove them new), marked so that the enricher applies them
+    /// unless it remembers them. Only for events you know were never applied: one that was
+    /// applied and forgotten would be counted twice. Without this flag stale dead letters
+    /// are skipped, since replaying them unmarked only brings them back.
+    #[arg(long)]
+    apply_stale: bool,
     /// Seconds a received message stays hidden while this run holds it. If the process dies,
     /// the messages it held come back after this; a rerun sooner does not see them yet.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=43_200))]
@@ -138,6 +147,8 @@ struct Summary {
     /// Messages created by the re-runs (the others existed already).
     messages_created: u64,
     skipped: u64,
+    /// Stale dead letters skipped for want of `--apply-stale` (also counted in `skipped`).
+    skipped_stale: u64,
     /// Messages left in the DLQ because their replay failed.
     failed: u64,
     interrupted: bool,
@@ -422,6 +433,16 @@ impl Replay<'_> {
         if let Some(failure) = StreamFailure::recognise(&message.body) {
             return self.rerun(message, &failure, &label).await;
         }
+        let stale = facts.kind == STALE_KIND;
+        if stale && !self.args.apply_stale {
+            self.summary.skipped += 1;
+            self.summary.skipped_stale += 1;
+            self.progress.line(
+                true,
+                &format!("skipped    {label}: stale; --apply-stale replays it to be applied"),
+            );
+            return Ok(false);
+        }
         let Some(target) = self.target.clone() else {
             return Err(self.no_target.take().unwrap_or(DlqError::NoSourceQueue {
                 dlq: self.dlq.name().to_owned(),
@@ -433,7 +454,7 @@ impl Replay<'_> {
                 .line(true, &format!("would move {label} → {}", target.name()));
             return Ok(false);
         }
-        let (outgoing, replay_count, dropped) = match self.outgoing(message, &target) {
+        let (outgoing, replay_count, dropped) = match self.outgoing(message, &target, stale) {
             Ok(built) => built,
             Err(reason) => {
                 self.summary.failed += 1;
@@ -631,11 +652,13 @@ impl Replay<'_> {
     }
 
     /// The message to send: body and attributes as they were, `replay_count` added or
-    /// incremented, FIFO group kept and a fresh deduplication id.
+    /// incremented, `apply_stale` for a stale event replayed on purpose, FIFO group kept and
+    /// a fresh deduplication id.
     fn outgoing(
         &self,
         message: &DlqMessage,
         target: &Queue,
+        apply_stale: bool,
     ) -> Result<(Outgoing, u32, Vec<String>), String> {
         let count = message
             .attribute(REPLAY_COUNT)
@@ -649,6 +672,16 @@ impl Replay<'_> {
             .build()
             .map_err(|error| format!("cannot build the {REPLAY_COUNT} attribute: {error}"))?;
         attributes.insert(REPLAY_COUNT.to_owned(), value);
+        if apply_stale {
+            let marker = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("true")
+                .build()
+                .map_err(|error| {
+                    format!("cannot build the {APPLY_STALE_ATTRIBUTE} attribute: {error}")
+                })?;
+            attributes.insert(APPLY_STALE_ATTRIBUTE.to_owned(), marker);
+        }
         let dropped = make_room(&mut attributes);
         let mut outgoing = Outgoing {
             body: message.body.clone(),
@@ -718,6 +751,14 @@ impl Replay<'_> {
         println!("{timing}");
         if summary.interrupted {
             println!("interrupted: run the same command again to continue");
+        }
+        if summary.skipped_stale > 0 {
+            println!(
+                "{} stale event(s) skipped: the enricher could not prove them new. Replay them \
+                 with --apply-stale (e.g. --filter kind=stale --apply-stale) only if they were \
+                 never applied",
+                summary.skipped_stale
+            );
         }
         if summary.failed > 0 {
             println!(

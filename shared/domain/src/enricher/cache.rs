@@ -141,7 +141,10 @@ mod tests {
         assert!(cache.get("a@example.com").is_some());
         cache.put(item("d@example.com", 1));
         assert_eq!(cache.len(), 3);
-        assert!(cache.get("b@example.com").is_none(), "b was least recently used");
+        assert!(
+            cache.get("b@example.com").is_none(),
+            "b was least recently used"
+        );
         assert!(cache.get("a@example.com").is_some());
         assert!(cache.used_bytes() <= one * 3);
     }

@@ -19,7 +19,9 @@ use futures_util::StreamExt;
 use futures_util::stream;
 
 pub use cache::ItemCache;
-pub use report::{BatchReport, EnrichCounters, Failure, MessageReport, Outcome, Refusal, STALE_KIND};
+pub use report::{
+    BatchReport, EnrichCounters, Failure, MessageReport, Outcome, Refusal, STALE_KIND,
+};
 
 use crate::event::{EventError, Rejection, ServiceEvent, Webhook, parse_webhook};
 use crate::features::{CustomerFeatures, DedupeWindow, Disposition, Fold, fold_events_with};

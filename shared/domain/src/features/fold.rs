@@ -12,7 +12,9 @@ pub enum Disposition {
     Applied,
     /// Already applied. `conflicting` when its content differs from the applied original
     /// (same id, other payload: a sender bug worth counting).
-    Duplicate { conflicting: bool },
+    Duplicate {
+        conflicting: bool,
+    },
     /// Not remembered, and older than what the memory can vouch for: it may have been
     /// applied and forgotten, so it is not applied (see [`super::AppliedMemory`]).
     Stale,

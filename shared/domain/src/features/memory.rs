@@ -175,7 +175,10 @@ impl AppliedMemory {
             return;
         }
         let last_forgotten = self.entries[cut - 1].minute;
-        self.floor = Some(self.floor.map_or(last_forgotten, |floor| floor.max(last_forgotten)));
+        self.floor = Some(
+            self.floor
+                .map_or(last_forgotten, |floor| floor.max(last_forgotten)),
+        );
         self.entries.drain(..cut);
     }
 
@@ -392,7 +395,10 @@ mod tests {
         memory.remember(IdHash::of("b"), 2, at(0, 5));
         let bytes = memory.encode();
         for cut in 0..bytes.len() {
-            assert!(AppliedMemory::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                AppliedMemory::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut wrong_version = bytes.clone();
         wrong_version[0] = 9;
@@ -422,9 +428,15 @@ mod tests {
                 same_content: false
             }
         );
-        assert_eq!(memory.recall(IdHash::of("evt_2"), 7, at(2, 30)), Recall::Unproven);
+        assert_eq!(
+            memory.recall(IdHash::of("evt_2"), 7, at(2, 30)),
+            Recall::Unproven
+        );
         // The floor's own minute is unproven too: the forgotten event may be in it.
-        assert_eq!(memory.recall(IdHash::of("x"), 7, at(6, 30)), Recall::Unproven);
+        assert_eq!(
+            memory.recall(IdHash::of("x"), 7, at(6, 30)),
+            Recall::Unproven
+        );
         assert_eq!(memory.recall(IdHash::of("x"), 7, at(6, 31)), Recall::New);
     }
 

@@ -1,0 +1,233 @@
+use crate::common::*;
+
+/// Folds `bodies` into the features table the way the enricher does, one write per batch
+/// and customer, and runs no orchestrator: every change is still without its message.
+async fn write_features(config: &SdkConfig, features_table: &str, bodies: &[Value]) {
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(config), features_table);
+    let enricher = Enricher::new(store, EnricherConfig::default());
+    for chunk in bodies.chunks(3) {
+        let texts: Vec<(String, String)> = chunk
+            .iter()
+            .map(|body| (event_id(body), body.to_string()))
+            .collect();
+        assert_eq!(
+            enricher
+                .process(&raw_batch(&texts), Utc::now())
+                .await
+                .counters
+                .failed,
+            0
+        );
+    }
+}
+
+/// The shard and the sequence numbers of every record the stream holds now.
+async fn stream_positions(config: &SdkConfig, stream_arn: &str) -> (String, Vec<String>) {
+    let streams = aws_sdk_dynamodbstreams::Client::new(config);
+    let shard = streams
+        .describe_stream()
+        .stream_arn(stream_arn)
+        .send()
+        .await
+        .expect("describe the stream")
+        .stream_description
+        .and_then(|description| description.shards)
+        .and_then(|shards| shards.into_iter().next())
+        .and_then(|shard| shard.shard_id)
+        .expect("a shard");
+    let feed = DynamoStreamFeed::start(streams, stream_arn, StartingPosition::TrimHorizon)
+        .await
+        .expect("open the stream");
+    let mut sequence_numbers = Vec::new();
+    loop {
+        let records = feed.poll_records(1000).await.expect("read the stream");
+        if records.is_empty() {
+            return (shard, sequence_numbers);
+        }
+        sequence_numbers.extend(
+            records
+                .iter()
+                .filter_map(|record| record.dynamodb.as_ref()?.sequence_number.clone()),
+        );
+    }
+}
+
+/// What the stream event-source mapping sends its on-failure destination: where the batch
+/// was, not its data.
+fn stream_failure(stream_arn: &str, shard: &str, first: &str, last: &str) -> Letter {
+    Letter::new(
+        json!({
+            "requestContext": {"requestId": unique("request"), "condition": "RetryAttemptsExhausted",
+                               "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:orchestrator",
+                               "approximateInvokeCount": 4},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "version": "1.0",
+            "timestamp": Utc::now().to_rfc3339(),
+            "DDBStreamBatchInfo": {"shardId": shard, "startSequenceNumber": first,
+                                   "endSequenceNumber": last, "streamArn": stream_arn}
+        })
+        .to_string(),
+        &[],
+    )
+}
+
+/// Messages per customer, by the features version each was written from.
+async fn message_versions(
+    config: &SdkConfig,
+    messages_table: &str,
+    customers: &[&str],
+) -> BTreeMap<String, Vec<u64>> {
+    let store = DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(config), messages_table);
+    let mut versions = BTreeMap::new();
+    for customer in customers {
+        let email = format!("{customer}@example.com");
+        let written = store.list(&email).await.expect("list messages");
+        versions.insert(
+            email,
+            written
+                .iter()
+                .map(|message| message.features_version)
+                .collect(),
+        );
+    }
+    versions
+}
+
+#[tokio::test]
+async fn stream_failures_rerun_the_orchestrator_from_the_stream_or_else_from_the_table() {
+    let _shared = EMULATOR.read().await;
+    let config = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let (tables, stream_arn) = fresh_tables(&config).await;
+    let failures_url = sqs
+        .create_queue()
+        .queue_name(unique("stream-failures"))
+        .send()
+        .await
+        .expect("create the failure queue")
+        .queue_url
+        .expect("a queue URL");
+    let replay = |extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            name_of(&failures_url),
+            "--features-table",
+            &tables.features,
+            "--messages-table",
+            &tables.messages,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        dlq(&args).succeeded().json()
+    };
+
+    // Six events of three customers, two writes each: six changes, none with its message.
+    let first = valid_events("sf", 6);
+    write_features(&config, &tables.features, &first).await;
+    let (shard, positions) = stream_positions(&config, &stream_arn).await;
+    assert!(positions.len() >= 6, "{positions:?}");
+    put(
+        &sqs,
+        &failures_url,
+        &[stream_failure(
+            &stream_arn,
+            &shard,
+            &positions[0],
+            &positions[positions.len() - 1],
+        )],
+    )
+    .await;
+
+    let dry = replay(&["--dry-run"]);
+    assert_eq!(number(&dry, "would_rerun"), 1, "{dry}");
+    settle(&sqs, &failures_url, 1).await;
+    let customers = ["ann", "bob", "cyd"];
+    assert!(
+        message_versions(&config, &tables.messages, &customers)
+            .await
+            .values()
+            .all(Vec::is_empty),
+        "a dry run wrote messages"
+    );
+
+    // The records are retained: the orchestrator's handler gets them as Lambda would.
+    let rerun = replay(&[]);
+    assert_eq!(
+        (number(&rerun, "stream_reruns"), number(&rerun, "failed")),
+        (1, 0),
+        "{rerun}"
+    );
+    assert_eq!(number(&rerun, "messages_created"), 6, "{rerun}");
+    assert_eq!(depth(&sqs, &failures_url).await, (0, 0));
+    let expected: BTreeMap<String, Vec<u64>> = customers
+        .iter()
+        .map(|customer| (format!("{customer}@example.com"), vec![1, 2]))
+        .collect();
+    assert_eq!(
+        message_versions(&config, &tables.messages, &customers).await,
+        expected
+    );
+
+    // Three more changes, then two failure records whose batches the stream no longer holds:
+    // the first makes the replay check every customer's current features, the second is
+    // covered by that check.
+    let later = valid_events("sf-later", 3);
+    write_features(&config, &tables.features, &later).await;
+    let beyond = |offset: u64| {
+        let last: u128 = positions[positions.len() - 1].parse().expect("a number");
+        (last + 1_000_000 + u128::from(offset)).to_string()
+    };
+    put(
+        &sqs,
+        &failures_url,
+        &[
+            stream_failure(&stream_arn, &shard, &beyond(0), &beyond(5)),
+            stream_failure(&stream_arn, &shard, &beyond(10), &beyond(15)),
+        ],
+    )
+    .await;
+    let reconciled = replay(&[]);
+    assert_eq!(
+        (
+            number(&reconciled, "stream_reruns"),
+            number(&reconciled, "failed"),
+            number(&reconciled, "messages_created")
+        ),
+        (2, 0, 3),
+        "one message for each customer's current version, once: {reconciled}"
+    );
+    assert_eq!(depth(&sqs, &failures_url).await, (0, 0));
+    let expected: BTreeMap<String, Vec<u64>> = customers
+        .iter()
+        .map(|customer| (format!("{customer}@example.com"), vec![1, 2, 3]))
+        .collect();
+    assert_eq!(
+        message_versions(&config, &tables.messages, &customers).await,
+        expected
+    );
+
+    // A record of another table's stream is refused and left in place.
+    put(
+        &sqs,
+        &failures_url,
+        &[stream_failure(
+            &stream_arn.replace(&tables.features, "SomeOtherTable"),
+            &shard,
+            &positions[0],
+            &positions[0],
+        )],
+    )
+    .await;
+    let refused = dlq(&[
+        "replay",
+        name_of(&failures_url),
+        "--features-table",
+        &tables.features,
+        "--messages-table",
+        &tables.messages,
+        "--json",
+    ]);
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    assert_eq!(number(&refused.json(), "failed"), 1);
+    settle(&sqs, &failures_url, 1).await;
+}

@@ -1,0 +1,370 @@
+//! Lean feature items: what an item weighs however long a customer's history, what becomes
+//! of an item the first release wrote, and one customer with 20,000 services through the
+//! real enricher against moto, late and redelivered, with nothing counted twice and nothing
+//! dropped without a dead letter.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use referral_aws::dynamo::DynamoFeatureStore;
+use referral_aws::sqs::{SqsQueue, attributes_of};
+use referral_domain::enricher::{Enricher, EnricherConfig};
+use referral_domain::event::ServiceEvent;
+use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
+use referral_domain::ports::FeatureStore;
+use referral_enricher::EnricherHandler;
+use referral_tests::corpus::{Corpus, Delivery};
+use referral_tests::counting::SizeWatchingStore;
+use referral_tests::emulator::{fresh_queues, fresh_tables, queue_depth, sdk_config};
+use referral_tests::item_bytes::stored_bytes;
+use referral_tests::{comparable, expected_features, service_event};
+use serde_json::{Value, json};
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2010, 1, 4, 9, 30, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+/// A customer's event with every optional field filled, as a busy real customer's are.
+fn full_event(id: &str, at: DateTime<Utc>, score: f64) -> ServiceEvent {
+    service_event(&json!({
+        "event_id": id,
+        "event_type": "service.completed",
+        "occurred_at": at.to_rfc3339(),
+        "customer": {
+            "email": "Margaret.Oyelaran-Whitfield@Example-Homes.com",
+            "name": "Margaret Oyelaran-Whitfield",
+            "address": {"street": "1182 Old Mill Run", "city": "San Antonio", "state": "TX",
+                        "zip": "78209"}
+        },
+        "service": {"id": format!("svc_{id}"), "type": "pest_control",
+                    "satisfaction_score": score},
+        "property_info": {"type": "single_family", "square_feet": 2650, "year_built": 1978,
+                          "pest_issues": ["ants", "termites"]},
+        "services_count": 3
+    }))
+}
+
+/// Folds `count` events `every` apart, one write each, and returns the largest item written.
+fn largest_item_over(count: i64, every: Duration) -> (u64, CustomerFeatures) {
+    let mut item: Option<CustomerFeatures> = None;
+    let mut largest = 0;
+    for i in 0..count {
+        let event = full_event(&format!("evt_{i:08}"), start() + every * i as i32, 4.5);
+        let next = fold_events(item, &[&event], DedupeWindow::default())
+            .into_next()
+            .expect("a new event is applied");
+        largest = largest.max(stored_bytes(&next).expect("sized"));
+        item = Some(next);
+    }
+    (largest, item.expect("events applied"))
+}
+
+#[test]
+fn a_weekly_customer_stays_within_one_write_unit_over_twenty_years() {
+    let (largest, item) = largest_item_over(20 * 52, Duration::weeks(1));
+    assert_eq!(item.events_applied, 1040);
+    assert!(largest <= 1024, "largest item {largest} bytes");
+}
+
+#[test]
+fn ten_services_a_day_stay_within_four_kilobytes() {
+    let (largest, item) = largest_item_over(2 * 365 * 10, Duration::minutes(144));
+    assert_eq!(item.events_applied, 7300);
+    assert!(largest <= 4096, "largest item {largest} bytes");
+    // And they are remembered for the whole window: 28 days of ten a day.
+    assert!(item.memory.len() >= 280, "{}", item.memory);
+}
+
+// ---------------------------------------------------------------------------------------
+// An item the first release wrote
+
+/// The events behind `shared/domain/tests/fixtures/legacy-item-v0.json`, which the first
+/// release wrote with a memory of six ids (so it had forgotten three).
+fn legacy_event(i: u32) -> Value {
+    json!({
+        "event_id": format!("evt_legacy_{i:02}"),
+        "event_type": "service.completed",
+        "occurred_at": format!("2026-0{}-1{}T10:00:00Z", 1 + i % 9, i % 9),
+        "customer": {"email": "Legacy.Customer@Example.com", "name": "Lee Gacy",
+                     "address": {"city": "Austin", "state": "TX", "zip": format!("7870{}", i % 9)}},
+        "service": {"type": "pest_control", "satisfaction_score": 3.0 + f64::from(i % 3) * 0.5},
+        "property_info": {"type": "single_family", "square_feet": 2000 + i, "year_built": 1990,
+                          "pest_issues": ["ants"]},
+        "services_count": 3
+    })
+}
+
+fn sqs_event(deliveries: &[(String, String)]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = deliveries
+        .iter()
+        .map(|(id, body)| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(id.clone());
+            record.body = Some(body.clone());
+            record
+        })
+        .collect();
+    event
+}
+
+#[tokio::test]
+async fn an_item_the_first_release_wrote_is_read_and_rewritten_compactly() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 3).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/domain/tests/fixtures/legacy-item-v0.json");
+    let legacy: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let item: std::collections::HashMap<String, AttributeValue> =
+        serde_dynamo::aws_sdk_dynamodb_1::to_item(&legacy).unwrap();
+    dynamodb
+        .put_item()
+        .table_name(&tables.features)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+
+    let handler = EnricherHandler::new(
+        Enricher::new(
+            DynamoFeatureStore::new(dynamodb.clone(), tables.features.clone()),
+            EnricherConfig::default(),
+        ),
+        SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url.clone()),
+    );
+    let mut new_event = legacy_event(9);
+    new_event["event_id"] = json!("evt_after_migration");
+    new_event["occurred_at"] = json!("2026-10-01T10:00:00Z");
+    let deliveries = [
+        // Remembered by the old item: a duplicate.
+        ("m1", legacy_event(7)),
+        // Forgotten by the old item (below its floor): stale, dead-lettered.
+        ("m2", legacy_event(1)),
+        ("m3", new_event),
+    ]
+    .map(|(id, body)| (id.to_owned(), body.to_string()));
+    let outcome = handler.handle(&sqs_event(&deliveries), Utc::now()).await;
+    let labels: Vec<&str> = outcome
+        .report
+        .messages
+        .iter()
+        .map(|message| message.outcome.label())
+        .collect();
+    assert_eq!(labels, ["duplicate", "stale", "applied"]);
+    assert!(outcome.response.batch_item_failures.is_empty());
+    assert_eq!(outcome.counters.dead_lettered, 1);
+
+    let stored = dynamodb
+        .get_item()
+        .table_name(&tables.features)
+        .key(
+            "customerEmail",
+            AttributeValue::S("legacy.customer@example.com".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    for legacy_only in ["applied_events", "applied_floor", "field_sources"] {
+        assert!(!stored.contains_key(legacy_only), "{legacy_only} was kept");
+    }
+    assert!(matches!(stored.get("applied"), Some(AttributeValue::B(_))));
+    let migrated = DynamoFeatureStore::new(dynamodb, tables.features)
+        .load("legacy.customer@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((migrated.events_applied, migrated.version), (10, 2));
+    // The documented features went on from where the old item left them.
+    assert_eq!(migrated.property_features.city.as_deref(), Some("Austin"));
+    assert_eq!(
+        migrated.first_seen.to_rfc3339(),
+        "2026-01-10T10:00:00+00:00"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 20,000 services over five years
+
+/// What became of every delivery, and what is in the dead-letter queue.
+struct HeavyRun {
+    outcomes: BTreeMap<&'static str, BTreeSet<String>>,
+    item: CustomerFeatures,
+    largest_item: u64,
+    dead_letters: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Feeds the heavy customer's deliveries, in batches of ten by simulated arrival time, to
+/// the enricher Lambda's handler with `window`, each batch at its own "now".
+async fn heavy_run(corpus: &Corpus, window: DedupeWindow) -> HeavyRun {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 3).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let store = SizeWatchingStore::new(DynamoFeatureStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        tables.features.clone(),
+    ));
+    let handler = EnricherHandler::new(
+        Enricher::new(
+            &store,
+            EnricherConfig {
+                dedupe: window,
+                ..EnricherConfig::default()
+            },
+        ),
+        SqsQueue::new(sqs.clone(), queues.dlq_url.clone()),
+    );
+    let mut outcomes: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+    for (number, batch) in corpus.batches().enumerate() {
+        let deliveries: Vec<(String, String)> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, delivery)| (format!("m{number}-{i}"), delivery.body.clone()))
+            .collect();
+        let now = batch.iter().map(|d: &Delivery| d.deliver_at).max().unwrap();
+        let outcome = handler.handle(&sqs_event(&deliveries), now).await;
+        assert!(
+            outcome.response.batch_item_failures.is_empty(),
+            "batch {number}: {:?}",
+            outcome.report.failed().collect::<Vec<_>>()
+        );
+        for message in &outcome.report.messages {
+            outcomes
+                .entry(message.outcome.label())
+                .or_default()
+                .insert(message.event_id.clone().unwrap_or_default());
+        }
+    }
+    let mut dead_letters = BTreeMap::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queues.dlq_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if received.is_empty() {
+            break;
+        }
+        for message in &received {
+            let attributes = attributes_of(message);
+            dead_letters.insert(attributes["event_id"].clone(), attributes);
+            sqs.delete_message()
+                .queue_url(&queues.dlq_url)
+                .receipt_handle(message.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(queue_depth(&sqs, &queues.dlq_url).await, (0, 0));
+    let item = store
+        .load(&corpus.deliveries[0].customer)
+        .await
+        .unwrap()
+        .unwrap();
+    HeavyRun {
+        outcomes,
+        item,
+        largest_item: store.largest(),
+        dead_letters,
+    }
+}
+
+fn distinct_events(corpus: &Corpus) -> BTreeMap<String, ServiceEvent> {
+    corpus
+        .deliveries
+        .iter()
+        .filter(|delivery| !delivery.is_duplicate)
+        .map(|delivery| {
+            let event = service_event(&serde_json::from_str(&delivery.body).unwrap());
+            (delivery.event_id.clone(), event)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn twenty_thousand_services_late_and_redelivered_are_each_counted_once() {
+    let corpus = Corpus::heavy_customer();
+    let run = heavy_run(&corpus, DedupeWindow::default()).await;
+    let distinct = distinct_events(&corpus);
+    // Seven days late plus fourteen days of redelivery is inside the 28-day window: every
+    // event is applied once, every redelivery caught, and nothing needs a person.
+    assert_eq!(run.outcomes["applied"].len(), distinct.len());
+    assert!(
+        !run.outcomes.contains_key("stale"),
+        "{:?}",
+        run.outcomes.get("stale")
+    );
+    assert!(run.dead_letters.is_empty());
+    let events: Vec<ServiceEvent> = distinct.into_values().collect();
+    let expected = expected_features(&events, DedupeWindow::default());
+    let expected = expected.values().next().unwrap().clone();
+    assert_eq!(comparable(run.item), comparable(expected));
+    assert!(
+        run.largest_item <= 4096,
+        "largest item {} bytes",
+        run.largest_item
+    );
+}
+
+#[tokio::test]
+async fn with_a_window_too_short_every_refused_event_is_in_the_dead_letter_queue() {
+    let corpus = Corpus::heavy_customer();
+    let window = DedupeWindow {
+        span: Duration::days(5),
+        ..DedupeWindow::default()
+    };
+    let run = heavy_run(&corpus, window).await;
+    let stale = run.outcomes.get("stale").cloned().unwrap_or_default();
+    assert!(
+        !stale.is_empty(),
+        "the short window should have refused some events"
+    );
+    // Each refused event is dead-lettered with its reason.
+    assert_eq!(
+        run.dead_letters.keys().cloned().collect::<BTreeSet<_>>(),
+        stale
+    );
+    for attributes in run.dead_letters.values() {
+        assert_eq!(attributes["error_kind"], "stale");
+        assert_eq!(attributes["error_field"], "occurred_at");
+    }
+    // Nothing is lost and nothing counted twice: every distinct event was applied once or
+    // waits in the dead-letter queue, and the item is the fold of exactly what was applied.
+    let distinct = distinct_events(&corpus);
+    let applied = &run.outcomes["applied"];
+    for event_id in distinct.keys() {
+        assert!(
+            applied.contains(event_id) || stale.contains(event_id),
+            "{event_id} was acknowledged without being applied or dead-lettered"
+        );
+    }
+    assert_eq!(run.item.events_applied, applied.len() as u64);
+    let applied_events: Vec<ServiceEvent> = distinct
+        .into_iter()
+        .filter(|(id, _)| applied.contains(id))
+        .map(|(_, event)| event)
+        .collect();
+    let mut reference = expected_features(&applied_events, window);
+    let mut expected = reference.pop_first().unwrap().1;
+    let mut item = run.item;
+    // What the memory holds depends on the order events came in; the features do not.
+    expected.memory = item.memory.clone();
+    item.version = expected.version;
+    assert_eq!(comparable(item), comparable(expected));
+}
