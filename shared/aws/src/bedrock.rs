@@ -14,14 +14,12 @@ use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput}
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message, StopReason, SystemContentBlock,
 };
-use serde::Deserialize;
-
-use referral_domain::catalogue::CATALOGUE;
+use referral_domain::answer::{Answer, AnswerError, parse_answer};
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::ports::{
     Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage,
 };
-use referral_domain::prompt::{DATA_CLOSE, DATA_OPEN, Prompt};
+use referral_domain::prompt::Prompt;
 
 /// The generator name recorded on the messages it writes.
 pub const BEDROCK_GENERATOR: &str = "bedrock";
@@ -41,11 +39,6 @@ pub const ENV_VARS: &[&str] = &[
 
 /// IAM actions the generator needs: Converse is authorised as `bedrock:InvokeModel`.
 pub const IAM_ACTIONS: &[&str] = &["bedrock:InvokeModel"];
-
-/// Longest message body accepted from the model, in characters after trimming. The
-/// prompt asks for at most 80 words; this leaves room without letting a rambling or
-/// runaway answer through.
-pub const MAX_MESSAGE_CHARS: usize = 600;
 
 /// How the model is called.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,26 +257,15 @@ pub fn classify(error: SdkError<ConverseError>) -> GenerationError {
     }
 }
 
-/// The model's answer as the prompt asks for it.
-#[derive(Debug, Deserialize)]
-struct RawAnswer {
-    recommended_service: String,
-    message: String,
-}
-
-/// An answer that passed every check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Answer {
-    recommended_service: &'static str,
-    message: String,
-}
-
-/// Checks the model's answer; the reason for a refusal never quotes the answer, which
-/// may repeat customer data and ends up in logs.
-fn read_answer(output: &ConverseOutput) -> Result<Answer, String> {
+/// The answer text of a Converse output, checked (see [`parse_answer`]).
+fn read_answer(output: &ConverseOutput) -> Result<Answer, AnswerError> {
     match output.stop_reason() {
         StopReason::EndTurn | StopReason::StopSequence => {}
-        other => return Err(format!("the model stopped early ({})", other.as_str())),
+        other => {
+            return Err(AnswerError::StoppedEarly {
+                reason: other.as_str().to_owned(),
+            });
+        }
     }
     let text: String = output
         .output()
@@ -298,69 +280,6 @@ fn read_answer(output: &ConverseOutput) -> Result<Answer, String> {
         })
         .unwrap_or_default();
     parse_answer(&text)
-}
-
-/// Parses and validates the JSON answer (surrounding white space and a Markdown code
-/// fence are tolerated: models add them despite being told not to).
-fn parse_answer(text: &str) -> Result<Answer, String> {
-    let json = strip_fence(text.trim());
-    if json.is_empty() {
-        return Err("the answer has no text".to_owned());
-    }
-    let raw: RawAnswer = serde_json::from_str(json).map_err(|error| {
-        // Only the category and position: serde's message can quote the input.
-        format!(
-            "the answer is not the expected JSON object ({:?} error at line {} column {})",
-            error.classify(),
-            error.line(),
-            error.column()
-        )
-    })?;
-    let service = raw.recommended_service.trim();
-    let recommended_service = CATALOGUE
-        .iter()
-        .find(|candidate| candidate.id == service)
-        .map(|candidate| candidate.id)
-        .ok_or_else(|| {
-            format!(
-                "recommended_service is not a catalogue id ({} characters)",
-                service.chars().count()
-            )
-        })?;
-    let message = raw.message.trim();
-    if message.is_empty() {
-        return Err("the message is empty".to_owned());
-    }
-    let length = message.chars().count();
-    if length > MAX_MESSAGE_CHARS {
-        return Err(format!(
-            "the message has {length} characters, more than {MAX_MESSAGE_CHARS}"
-        ));
-    }
-    let lower = message.to_lowercase();
-    if lower.contains(DATA_OPEN) || lower.contains(DATA_CLOSE) {
-        return Err("the message echoes the customer-data delimiters".to_owned());
-    }
-    Ok(Answer {
-        recommended_service,
-        message: message.to_owned(),
-    })
-}
-
-/// The inside of a ```` ```json ```` (or bare ```` ``` ````) fence, or `text` unchanged.
-fn strip_fence(text: &str) -> &str {
-    let Some(rest) = text.strip_prefix("```") else {
-        return text;
-    };
-    let Some(inner) = rest.strip_suffix("```") else {
-        return text;
-    };
-    // The info string, if any, runs to the end of the opening line.
-    let inner = match inner.split_once('\n') {
-        Some((info, body)) if info.trim().chars().all(|c| c.is_ascii_alphanumeric()) => body,
-        _ => inner,
-    };
-    inner.trim()
 }
 
 #[cfg(test)]
@@ -457,53 +376,5 @@ mod tests {
                 other => panic!("{variable}={value} gave {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn a_plain_or_fenced_answer_parses() {
-        let plain = r#"  {"recommended_service": "lawn_care", "message": " Hi Jane! "}  "#;
-        let fenced =
-            "```json\n{\"recommended_service\": \"lawn_care\", \"message\": \"Hi Jane!\"}\n```";
-        let bare_fence =
-            "```\n{\"recommended_service\": \"lawn_care\", \"message\": \"Hi Jane!\"}\n```";
-        for text in [plain, fenced, bare_fence] {
-            assert_eq!(
-                parse_answer(text),
-                Ok(Answer {
-                    recommended_service: "lawn_care",
-                    message: "Hi Jane!".to_owned(),
-                }),
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn unusable_answers_are_refused_without_quoting_them() {
-        let long = format!(
-            r#"{{"recommended_service": "lawn_care", "message": "{}"}}"#,
-            "a".repeat(MAX_MESSAGE_CHARS + 1)
-        );
-        let cases = [
-            "",
-            "Sure! Here is your message: Hi Jane",
-            r#"{"recommended_service": "roof_repair", "message": "Hi Jane"}"#,
-            r#"{"recommended_service": "lawn_care", "message": "   "}"#,
-            r#"{"recommended_service": "lawn_care"}"#,
-            r#"{"recommended_service": "lawn_care", "message": "Hi Jane </customer_data> bye"}"#,
-            r#"{"recommended_service": "lawn_care", "message": "<CUSTOMER_DATA>Hi Jane"}"#,
-            long.as_str(),
-        ];
-        for text in cases {
-            match parse_answer(text) {
-                Err(reason) => assert!(!reason.contains("Jane"), "{reason}"),
-                Ok(answer) => panic!("{text:?} accepted as {answer:?}"),
-            }
-        }
-        let at_limit = format!(
-            r#"{{"recommended_service": "lawn_care", "message": "{}"}}"#,
-            "a".repeat(MAX_MESSAGE_CHARS)
-        );
-        assert!(parse_answer(&at_limit).is_ok());
     }
 }

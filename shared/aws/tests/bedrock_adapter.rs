@@ -351,6 +351,7 @@ async fn a_refusal_keeps_the_service_message_and_an_unusable_answer_does_not_quo
         .then_output(|| answer(r#"{"recommended_service": "roof_repair", "message": "Hi Jane"}"#));
     match generate(&generator(&[&rule]), None).await {
         Err(GenerationError::Unusable(reason)) => {
+            let reason = reason.to_string();
             assert!(
                 !reason.contains("roof_repair") && !reason.contains("Jane"),
                 "{reason}"

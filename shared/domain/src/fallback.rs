@@ -164,6 +164,7 @@ impl<P: MessageGenerator, F: MessageGenerator> MessageGenerator for FallbackGene
 
 #[cfg(test)]
 mod tests {
+    use crate::answer::AnswerError;
     use std::collections::VecDeque;
     use std::fmt::Write as _;
     use std::future::{Future, ready};
@@ -257,7 +258,7 @@ mod tests {
             Err(GenerationError::Timeout),
             Err(GenerationError::AccessDenied),
             Err(GenerationError::Rejected("bad request".into())),
-            Err(GenerationError::Unusable("not JSON".into())),
+            Err(GenerationError::Unusable(AnswerError::NoText)),
             Err(GenerationError::Unavailable("connection reset".into())),
             Ok(()),
         ];
@@ -305,12 +306,12 @@ mod tests {
             Scripted::new("model", vec![Err(GenerationError::Throttled)]),
             Scripted::new(
                 "template",
-                vec![Err(GenerationError::Unusable("broken".into()))],
+                vec![Err(GenerationError::Unusable(AnswerError::EmptyMessage))],
             ),
         );
         let outcome = generate_once(&generator).await;
         assert!(
-            matches!(outcome, Err(GenerationError::Unusable(ref reason)) if reason == "broken"),
+            matches!(outcome, Err(GenerationError::Unusable(AnswerError::EmptyMessage))),
             "{outcome:?}"
         );
         let counters = generator.counters();
@@ -399,7 +400,7 @@ mod tests {
         let _guard = tracing::subscriber::set_default(recorder.clone());
         let generator = FallbackGenerator::over_template(Scripted::new(
             "model",
-            vec![Err(GenerationError::Unusable(
+            vec![Err(GenerationError::Rejected(
                 "echoed: Jane Doe, 1 Elm St".into(),
             ))],
         ));

@@ -4,6 +4,7 @@
 //! Nothing here knows an AWS type, and the crate does not depend on one: adapters
 //! (`referral-aws`, `referral-local`) implement the ports and translate at the edge.
 
+pub mod answer;
 pub mod catalogue;
 pub mod digits;
 pub mod enricher;

@@ -251,8 +251,8 @@ pub enum GenerationError {
     AccessDenied,
     #[error("the model refused the request: {0}")]
     Rejected(String),
-    #[error("the model's answer is unusable: {0}")]
-    Unusable(String),
+    #[error("the model's answer is unusable")]
+    Unusable(#[source] crate::answer::AnswerError),
     #[error("the model could not be reached: {0}")]
     Unavailable(#[source] BoxError),
 }

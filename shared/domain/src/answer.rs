@@ -1,0 +1,166 @@
+//! What the model must answer, and the checks an answer passes before a customer reads it.
+//! The prompt asks for one JSON object, `{"recommended_service": "<catalogue id>", "message":
+//! "<text>"}`; anything else is unusable, and the caller falls back to the template.
+//! A refusal's reason never quotes the answer, which may repeat customer data and ends up
+//! in logs.
+
+use serde::Deserialize;
+
+use crate::catalogue::CATALOGUE;
+use crate::prompt::{DATA_CLOSE, DATA_OPEN};
+
+/// Longest message body accepted, in characters after trimming. The prompt asks for at
+/// most 80 words; this leaves room without letting a rambling or runaway answer through.
+pub const MAX_MESSAGE_CHARS: usize = 600;
+
+/// An answer that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub recommended_service: &'static str,
+    pub message: String,
+}
+
+/// Why an answer is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the model stopped early ({reason})")]
+    StoppedEarly { reason: String },
+    #[error("the answer has no text")]
+    NoText,
+    #[error("the answer is not the expected JSON object ({category} error at line {line} column {column})")]
+    NotTheObject {
+        category: &'static str,
+        line: usize,
+        column: usize,
+    },
+    #[error("recommended_service is not a catalogue id ({chars} characters)")]
+    NotInCatalogue { chars: usize },
+    #[error("the message is empty")]
+    EmptyMessage,
+    #[error("the message has {chars} characters, more than {MAX_MESSAGE_CHARS}")]
+    TooLong { chars: usize },
+    #[error("the message echoes the customer-data delimiters")]
+    EchoesDelimiters,
+}
+
+/// The answer as the prompt asks for it.
+#[derive(Debug, Deserialize)]
+struct RawAnswer {
+    recommended_service: String,
+    message: String,
+}
+
+/// Parses and checks the answer text (surrounding white space and a Markdown code fence are
+/// tolerated: models add them despite being told not to).
+pub fn parse_answer(text: &str) -> Result<Answer, AnswerError> {
+    let json = strip_fence(text.trim());
+    if json.is_empty() {
+        return Err(AnswerError::NoText);
+    }
+    let raw: RawAnswer = serde_json::from_str(json).map_err(|error| {
+        // Only the category and position: serde's message can quote the input.
+        AnswerError::NotTheObject {
+            category: match error.classify() {
+                serde_json::error::Category::Io => "io",
+                serde_json::error::Category::Syntax => "syntax",
+                serde_json::error::Category::Data => "data",
+                serde_json::error::Category::Eof => "eof",
+            },
+            line: error.line(),
+            column: error.column(),
+        }
+    })?;
+    let service = raw.recommended_service.trim();
+    let recommended_service = CATALOGUE
+        .iter()
+        .find(|candidate| candidate.id == service)
+        .map(|candidate| candidate.id)
+        .ok_or(AnswerError::NotInCatalogue {
+            chars: service.chars().count(),
+        })?;
+    let message = raw.message.trim();
+    if message.is_empty() {
+        return Err(AnswerError::EmptyMessage);
+    }
+    let chars = message.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(AnswerError::TooLong { chars });
+    }
+    let lower = message.to_lowercase();
+    if lower.contains(DATA_OPEN) || lower.contains(DATA_CLOSE) {
+        return Err(AnswerError::EchoesDelimiters);
+    }
+    Ok(Answer {
+        recommended_service,
+        message: message.to_owned(),
+    })
+}
+
+/// The inside of a ```` ```json ```` (or bare ```` ``` ````) fence, or `text` unchanged.
+fn strip_fence(text: &str) -> &str {
+    let Some(rest) = text.strip_prefix("```") else {
+        return text;
+    };
+    let Some(inner) = rest.strip_suffix("```") else {
+        return text;
+    };
+    // The info string, if any, runs to the end of the opening line.
+    let inner = match inner.split_once('\n') {
+        Some((info, body)) if info.trim().chars().all(|c| c.is_ascii_alphanumeric()) => body,
+        _ => inner,
+    };
+    inner.trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_or_fenced_answer_parses() {
+        let plain = r#"  {"recommended_service": "lawn_care", "message": " Hi Jane! "}  "#;
+        let fenced =
+            "```json\n{\"recommended_service\": \"lawn_care\", \"message\": \"Hi Jane!\"}\n```";
+        let bare_fence =
+            "```\n{\"recommended_service\": \"lawn_care\", \"message\": \"Hi Jane!\"}\n```";
+        for text in [plain, fenced, bare_fence] {
+            assert_eq!(
+                parse_answer(text),
+                Ok(Answer {
+                    recommended_service: "lawn_care",
+                    message: "Hi Jane!".to_owned(),
+                }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn unusable_answers_are_refused_without_quoting_them() {
+        let long = format!(
+            r#"{{"recommended_service": "lawn_care", "message": "{}"}}"#,
+            "a".repeat(MAX_MESSAGE_CHARS + 1)
+        );
+        let cases = [
+            "",
+            "Sure! Here is your message: Hi Jane",
+            r#"{"recommended_service": "roof_repair", "message": "Hi Jane"}"#,
+            r#"{"recommended_service": "lawn_care", "message": "   "}"#,
+            r#"{"recommended_service": "lawn_care"}"#,
+            r#"{"recommended_service": "lawn_care", "message": "Hi Jane </customer_data> bye"}"#,
+            r#"{"recommended_service": "lawn_care", "message": "<CUSTOMER_DATA>Hi Jane"}"#,
+            long.as_str(),
+        ];
+        for text in cases {
+            match parse_answer(text) {
+                Err(reason) => assert!(!reason.to_string().contains("Jane"), "{reason}"),
+                Ok(answer) => panic!("{text:?} accepted as {answer:?}"),
+            }
+        }
+        let at_limit = format!(
+            r#"{{"recommended_service": "lawn_care", "message": "{}"}}"#,
+            "a".repeat(MAX_MESSAGE_CHARS)
+        );
+        assert!(parse_answer(&at_limit).is_ok());
+    }
+}

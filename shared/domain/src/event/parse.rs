@@ -1,0 +1,339 @@
+//! Parsing and validating a body: the known fields as raw fragments first, then each read
+//! as the type its field requires.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::fields::*;
+use super::hash::content_hash;
+use super::*;
+
+
+
+/// The known top-level fields, as raw JSON fragments (`null` reads as absent).
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    event_id: Fragment<'a>,
+    #[serde(borrow)]
+    event_type: Fragment<'a>,
+    #[serde(borrow)]
+    occurred_at: Fragment<'a>,
+    #[serde(borrow)]
+    customer: Fragment<'a>,
+    #[serde(borrow)]
+    service: Fragment<'a>,
+    #[serde(borrow)]
+    property_info: Fragment<'a>,
+    #[serde(borrow)]
+    services_count: Fragment<'a>,
+}
+
+#[derive(Deserialize)]
+struct WireCustomer<'a> {
+    #[serde(borrow)]
+    email: Fragment<'a>,
+    #[serde(borrow)]
+    name: Fragment<'a>,
+    #[serde(borrow)]
+    address: Fragment<'a>,
+}
+
+#[derive(Deserialize)]
+struct WireAddress<'a> {
+    #[serde(borrow)]
+    street: Fragment<'a>,
+    #[serde(borrow)]
+    city: Fragment<'a>,
+    #[serde(borrow)]
+    state: Fragment<'a>,
+    #[serde(borrow)]
+    zip: Fragment<'a>,
+}
+
+#[derive(Deserialize)]
+struct WireService<'a> {
+    #[serde(borrow)]
+    id: Fragment<'a>,
+    #[serde(borrow, rename = "type")]
+    service_type: Fragment<'a>,
+    #[serde(borrow)]
+    satisfaction_score: Fragment<'a>,
+}
+
+#[derive(Deserialize)]
+struct WireProperty<'a> {
+    #[serde(borrow, rename = "type")]
+    property_type: Fragment<'a>,
+    #[serde(borrow)]
+    square_feet: Fragment<'a>,
+    #[serde(borrow)]
+    year_built: Fragment<'a>,
+    #[serde(borrow)]
+    pest_issues: Fragment<'a>,
+}
+
+/// Parses and validates one webhook body.
+pub fn parse_webhook(body: &str) -> Result<Webhook, Rejection> {
+    let wire: WireEvent<'_> = serde_json::from_str(body).map_err(|err| Rejection {
+        event_id: None,
+        error: body_error(body, &err),
+    })?;
+    let event_id = match required_str(wire.event_id, "event_id").and_then(validate_event_id) {
+        Ok(id) => id,
+        Err(error) => {
+            return Err(Rejection {
+                event_id: None,
+                error,
+            });
+        }
+    };
+    parse_after_id(&wire, &event_id).map_err(|error| Rejection {
+        event_id: Some(event_id.into_owned()),
+        error,
+    })
+}
+
+/// Validates a body that is already a JSON value (tests, fixture arrays).
+pub fn parse_webhook_value(value: &Value) -> Result<Webhook, Rejection> {
+    parse_webhook(&value.to_string())
+}
+
+/// Tells malformed JSON from well-formed JSON of the wrong shape.
+fn body_error(body: &str, err: &serde_json::Error) -> EventError {
+    if !err.is_data() {
+        return EventError::NotJson {
+            detail: json_error_position(err),
+        };
+    }
+    if body.trim_start().starts_with('{') {
+        // The only data error an object of raw fragments can raise.
+        EventError::Invalid {
+            field: "body",
+            problem: "has the same key twice",
+        }
+    } else {
+        EventError::WrongType {
+            field: "body",
+            expected: "a JSON object",
+        }
+    }
+}
+
+fn parse_after_id(wire: &WireEvent<'_>, event_id: &str) -> Result<Webhook, EventError> {
+    let event_type = required_str(wire.event_type, "event_type")?;
+    if event_type != SERVICE_COMPLETED {
+        return Ok(Webhook::Other {
+            event_id: event_id.to_owned(),
+            event_type: event_type.into_owned(),
+        });
+    }
+    let occurred_at = parse_timestamp(&required_str(wire.occurred_at, "occurred_at")?)?;
+    let customer = parse_customer(wire.customer)?;
+    let service = object::<WireService<'_>>(wire.service, "service")?
+        .map(|service| parse_service(&service))
+        .transpose()?;
+    let property = object::<WireProperty<'_>>(wire.property_info, "property_info")?
+        .map(|property| parse_property(&property))
+        .transpose()?;
+    let services_count = count(wire.services_count, "services_count")?;
+
+    let mut event = ServiceEvent {
+        event_id: Arc::from(event_id),
+        occurred_at,
+        customer,
+        service,
+        property,
+        services_count,
+        content_hash: 0,
+    };
+    event.content_hash = content_hash(&event);
+    Ok(Webhook::ServiceCompleted(Box::new(event)))
+}
+
+fn validate_event_id(id: Cow<'_, str>) -> Result<Cow<'_, str>, EventError> {
+    if id.trim().is_empty() {
+        return Err(EventError::Invalid {
+            field: "event_id",
+            problem: "must not be empty",
+        });
+    }
+    if id.len() > MAX_EVENT_ID_LEN {
+        return Err(EventError::Invalid {
+            field: "event_id",
+            problem: "is longer than 128 bytes",
+        });
+    }
+    if id.chars().any(char::is_control) {
+        return Err(EventError::Invalid {
+            field: "event_id",
+            problem: "must not contain control characters",
+        });
+    }
+    Ok(id)
+}
+
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, EventError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| EventError::Invalid {
+            field: "occurred_at",
+            problem: "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-20T15:04:05Z",
+        })
+}
+
+fn parse_customer(fragment: Fragment<'_>) -> Result<Customer, EventError> {
+    let customer = object::<WireCustomer<'_>>(fragment, "customer")?
+        .ok_or(EventError::Missing { field: "customer" })?;
+    let email = normalise_email(&required_str(customer.email, "customer.email")?)?;
+    let name = text(customer.name, "customer.name")?;
+    let address = object::<WireAddress<'_>>(customer.address, "customer.address")?
+        .map(|address| -> Result<Address, EventError> {
+            Ok(Address {
+                street: text(address.street, "customer.address.street")?,
+                city: text(address.city, "customer.address.city")?,
+                state: text(address.state, "customer.address.state")?,
+                zip: text(address.zip, "customer.address.zip")?,
+            })
+        })
+        .transpose()?;
+    Ok(Customer {
+        email,
+        name,
+        address,
+    })
+}
+
+/// Trims and lower-cases, then checks the address is plausible: one `@`, a non-empty
+/// local part, a dotted domain, no white space.
+pub fn normalise_email(raw: &str) -> Result<String, EventError> {
+    const FIELD: &str = "customer.email";
+    let email = raw.trim().to_lowercase();
+    if email.is_empty() {
+        return Err(EventError::Invalid {
+            field: FIELD,
+            problem: "must not be empty",
+        });
+    }
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(EventError::Invalid {
+            field: FIELD,
+            problem: "is longer than 254 bytes",
+        });
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(EventError::Invalid {
+            field: FIELD,
+            problem: "must not contain spaces",
+        });
+    }
+    let mut parts = email.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(EventError::Invalid {
+            field: FIELD,
+            problem: "must contain exactly one `@`",
+        });
+    };
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..");
+    if local.is_empty() || !domain_ok {
+        return Err(EventError::Invalid {
+            field: FIELD,
+            problem: "must look like name@domain.tld",
+        });
+    }
+    Ok(email)
+}
+
+fn parse_service(service: &WireService<'_>) -> Result<Service, EventError> {
+    const SCORE: &str = "service.satisfaction_score";
+    let satisfaction_micros = match service.satisfaction_score {
+        None => None,
+        Some(raw) => {
+            let score: f64 = match serde_json::from_str(raw.get()) {
+                Ok(score) => score,
+                Err(_) if looks_numeric(raw) => {
+                    return Err(EventError::Invalid {
+                        field: SCORE,
+                        problem: "must be a finite number",
+                    });
+                }
+                Err(_) => {
+                    return Err(EventError::WrongType {
+                        field: SCORE,
+                        expected: "a number",
+                    });
+                }
+            };
+            if !(0.0..=5.0).contains(&score) {
+                return Err(EventError::Invalid {
+                    field: SCORE,
+                    problem: "must be between 0 and 5",
+                });
+            }
+            // In range 0..=5, so the scaled value fits a u32 without truncation.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let micros = (score * SCORE_SCALE as f64).round() as u32;
+            Some(micros.min(MAX_SCORE_MICROS))
+        }
+    };
+    Ok(Service {
+        id: text(service.id, "service.id")?,
+        service_type: text(service.service_type, "service.type")?,
+        satisfaction_micros,
+    })
+}
+
+fn parse_property(property: &WireProperty<'_>) -> Result<PropertyInfo, EventError> {
+    const YEAR: &str = "property_info.year_built";
+    let year_built = count(property.year_built, YEAR)?
+        .map(|year| {
+            u16::try_from(year)
+                .ok()
+                .filter(|y| (1000..=2100).contains(y))
+                .ok_or(EventError::Invalid {
+                    field: YEAR,
+                    problem: "must be a year between 1000 and 2100",
+                })
+        })
+        .transpose()?;
+    Ok(PropertyInfo {
+        property_type: text(property.property_type, "property_info.type")?,
+        square_feet: count(property.square_feet, "property_info.square_feet")?,
+        year_built,
+        pest_issues: pest_issues(property.pest_issues)?,
+    })
+}
+
+fn pest_issues(fragment: Fragment<'_>) -> Result<Option<Vec<String>>, EventError> {
+    const FIELD: &str = "property_info.pest_issues";
+    let Some(raw) = fragment else {
+        return Ok(None);
+    };
+    let items: Vec<Cow<'_, str>> =
+        serde_json::from_str(raw.get()).map_err(|_| EventError::WrongType {
+            field: FIELD,
+            expected: "an array of strings",
+        })?;
+    if items.len() > MAX_PEST_ISSUES {
+        return Err(EventError::Invalid {
+            field: FIELD,
+            problem: "has more than 32 entries",
+        });
+    }
+    let mut issues = Vec::with_capacity(items.len());
+    for item in &items {
+        let item = check_text(item.trim(), FIELD)?;
+        if !item.is_empty() {
+            issues.push(item.to_owned());
+        }
+    }
+    Ok(Some(issues))
+}
+
