@@ -16,6 +16,7 @@ use aws_lambda_events::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use base64::Engine;
 use chrono::Utc;
 use clap::Subcommand;
+use referral::DEVELOPMENT_SECRET;
 use referral_ingest::config::{QUEUE_URL_VAR, SECRETS_VAR};
 use referral_ingest::{Deps, SqsEnqueue};
 use referral_orchestrator::OrchestratorHandler;
@@ -37,8 +38,6 @@ use crate::http;
 use crate::inputs;
 use crate::remote::{self, LambdaEnricher, ResourceArgs};
 
-/// A secret for local development only, so `serve` and `send` agree out of the box.
-const DEVELOPMENT_SECRET: &str = "whsec_local_development_only";
 const DEFAULT_PORT: u16 = 8080;
 /// How long an idle stream poller sleeps between polls.
 const STREAM_IDLE: Duration = Duration::from_millis(200);

@@ -1,7 +1,6 @@
 //! `referral`: run the referral pipeline locally, on embedded adapters or AWS APIs.
 
 mod dlq;
-mod http;
 mod inputs;
 mod local;
 mod output;
@@ -15,6 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use referral::http;
+use referral::invoke;
 use referral_orchestrator::OrchestratorHandler;
 use referral_orchestrator::mapping::StreamMapping;
 use referral_shared::aws::sqs::SqsQueue;
@@ -52,6 +53,8 @@ enum Command {
     Features(local::FeaturesArgs),
     /// Read a customer's referral messages from the table (AWS APIs).
     Messages(local::MessagesArgs),
+    /// Run a function's built binary on events, as Lambda would (like `sam local invoke`).
+    Invoke(invoke::InvokeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +86,8 @@ enum CliError {
     Dlq(#[from] dlq::DlqError),
     #[error(transparent)]
     Local(#[from] local::LocalError),
+    #[error(transparent)]
+    Invoke(#[from] invoke::InvokeCommandError),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
             let sdk = referral_shared::aws::config::load(endpoint).await;
             Ok(local::messages(args, &sdk).await?)
         }),
+        Command::Invoke(args) => with_runtime(|| async { Ok(invoke::run(args, endpoint).await?) }),
     };
     match result {
         Ok(code) => code,
