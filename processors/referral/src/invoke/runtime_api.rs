@@ -131,7 +131,11 @@ async fn accept(
                     let id = accepted.fetch_add(1, Ordering::SeqCst);
                     connections.spawn(serve(stream, id, requests.clone()));
                 }
-                Err(error) => tracing::debug!(%error, "runtime API accept failed"),
+                Err(error) => {
+                    tracing::debug!(%error, "runtime API accept failed");
+                    // Out of descriptors, say: retry without spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             },
             Some(_) = connections.join_next() => {}
         }
