@@ -3,6 +3,7 @@
 # into .venv, starts moto's AWS-API server on a free loopback port for the integration
 # tests, and stops it on exit. With no arguments it first lints the SAM template
 # (infra/check.sh); arguments go to `cargo test` (e.g. a test name) and skip the lint.
+# The workspace's binaries are built first: tests run the Lambda functions' binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,4 +46,8 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 
+# The Lambda functions' own binaries, which `referral invoke`'s tests run: cargo builds a
+# package's binaries only for that package's tests. Built in one go with the tests, so both
+# share one feature resolution and `cargo test` below builds nothing again.
+cargo build --workspace --locked --bins --tests
 cargo test --workspace --locked "$@"

@@ -1,12 +1,17 @@
 //! The `referral` command-line tool's library: everything that runs the pipeline on one
 //! machine (the embedded run, the event-source mappings played against AWS APIs, local
-//! provisioning) and the operators' tools (DLQ, features, messages). The deployed Lambda
-//! functions never link this crate.
+//! provisioning, a deployed binary under a loopback Lambda Runtime API) and the operators'
+//! tools (DLQ, features, messages). The deployed Lambda functions never link this crate.
 
 pub mod aws_local;
 pub mod dlq;
 pub mod http;
 pub mod inputs;
+pub mod invoke;
 pub mod local;
 pub mod output;
 pub mod remote;
+
+/// A webhook secret for local development only, so `local serve`, `local send` and
+/// `invoke` agree out of the box.
+pub const DEVELOPMENT_SECRET: &str = "whsec_local_development_only";

@@ -32,13 +32,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::DEVELOPMENT_SECRET;
 use crate::dlq::pace::parse_rate;
 use crate::http;
 use crate::inputs;
 use crate::remote::{self, LambdaEnricher, ResourceArgs};
 
-/// A secret for local development only, so `serve` and `send` agree out of the box.
-const DEVELOPMENT_SECRET: &str = "whsec_local_development_only";
 const DEFAULT_PORT: u16 = 8080;
 /// How long an idle stream poller sleeps between polls.
 const STREAM_IDLE: Duration = Duration::from_millis(200);

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::stream_mapping::StreamMapping;
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-use referral_cli::{dlq, inputs, local, output, remote};
+use referral_cli::{dlq, inputs, invoke, local, output, remote};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::template::TemplateGenerator;
 use referral_local::pipeline::{
@@ -46,6 +46,8 @@ enum Command {
     Features(local::FeaturesArgs),
     /// Read a customer's referral messages from the table (AWS APIs).
     Messages(local::MessagesArgs),
+    /// Run a function's built binary on events, as Lambda would (like `sam local invoke`).
+    Invoke(invoke::InvokeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +79,8 @@ enum CliError {
     Dlq(#[from] dlq::DlqError),
     #[error(transparent)]
     Local(#[from] local::LocalError),
+    #[error(transparent)]
+    Invoke(#[from] invoke::InvokeCommandError),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
             let sdk = referral_aws::config::load(endpoint).await;
             Ok(local::messages(args, &sdk).await?)
         }),
+        Command::Invoke(args) => with_runtime(|| async { Ok(invoke::run(args, endpoint).await?) }),
     };
     match result {
         Ok(code) => code,

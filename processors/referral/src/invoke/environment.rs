@@ -1,0 +1,186 @@
+//! The function's variables filled for a local run: literals as the template writes them,
+//! parameters from their defaults, the resources the template creates from their local
+//! equivalents (the flags of the other `referral` commands), and the AWS endpoint with
+//! credentials that keep the SDK on loopback. Whatever cannot be filled is an error that
+//! names the variable and the flag to use: a function started with an empty variable
+//! fails in ways that do not point back here.
+
+use std::collections::BTreeMap;
+
+use referral_aws::config::is_loopback;
+
+use super::ids::ACCOUNT;
+use super::template::{Expression, FunctionTemplate};
+
+/// The local names of what the template creates, and where the AWS APIs are.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub endpoint_url: Option<String>,
+    pub features_table: String,
+    pub messages_table: String,
+    /// Name or URL.
+    pub queue: String,
+    /// Name or URL.
+    pub dlq: String,
+    pub webhook_secrets: String,
+}
+
+/// A variable the template sets that this run cannot fill.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {reason}; pass {remedy}")]
+pub struct Unfillable {
+    pub variable: String,
+    pub reason: String,
+    pub remedy: String,
+}
+
+/// The resources of the template a local run has an equivalent of, by logical id. Named
+/// here rather than guessed from the template: a resource that gains a variable without
+/// an entry is reported, not filled with something plausible.
+enum LocalResource {
+    FeaturesTable,
+    MessagesTable,
+    Queue,
+    DeadLetterQueue,
+}
+
+fn local_resource(logical_id: &str) -> Option<LocalResource> {
+    match logical_id {
+        "CustomerFeaturesTable" => Some(LocalResource::FeaturesTable),
+        "ReferralMessagesTable" => Some(LocalResource::MessagesTable),
+        "WebhookQueue" => Some(LocalResource::Queue),
+        "WebhookDeadLetterQueue" => Some(LocalResource::DeadLetterQueue),
+        _ => None,
+    }
+}
+
+/// The parameters whose value a local run supplies itself instead of the default.
+fn local_parameter<'a>(local: &'a Local, parameter: &str) -> Option<&'a str> {
+    match parameter {
+        "WebhookSecrets" => Some(&local.webhook_secrets),
+        _ => None,
+    }
+}
+
+/// The function's environment: the template's variables filled, Lambda's logging settings,
+/// the endpoint and credentials, then `overrides` over all of it. `parent` looks up this
+/// process's environment (to leave credentials that are set alone).
+pub fn fill(
+    function: &FunctionTemplate,
+    local: &Local,
+    overrides: &[(String, String)],
+    parent: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, Unfillable> {
+    let overridden = |name: &str| overrides.iter().any(|(n, _)| n == name);
+    let mut env = BTreeMap::new();
+    for (name, expression) in &function.variables {
+        if !overridden(name) {
+            env.insert(name.clone(), value(function, local, name, expression)?);
+        }
+    }
+    if let Some(level) = &function.log_level {
+        env.insert("AWS_LAMBDA_LOG_LEVEL".to_owned(), level.clone());
+    }
+    if let Some(format) = &function.log_format {
+        env.insert("AWS_LAMBDA_LOG_FORMAT".to_owned(), format.clone());
+    }
+    if let Some(url) = &local.endpoint_url {
+        env.insert("AWS_ENDPOINT_URL".to_owned(), url.clone());
+        // An emulator takes any credentials; without some the SDK's default chain would
+        // ask the instance-metadata address, which is not on loopback.
+        if is_loopback(url) && parent("AWS_ACCESS_KEY_ID").is_none() {
+            env.insert("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned());
+            env.insert("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned());
+        }
+        if is_loopback(url)
+            && parent("AWS_REGION")
+                .or_else(|| parent("AWS_DEFAULT_REGION"))
+                .is_none()
+        {
+            env.insert("AWS_REGION".to_owned(), "us-east-1".to_owned());
+        }
+    }
+    env.insert("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned());
+    env.extend(overrides.iter().cloned());
+    Ok(env)
+}
+
+fn value(
+    function: &FunctionTemplate,
+    local: &Local,
+    name: &str,
+    expression: &Expression,
+) -> Result<String, Unfillable> {
+    let unfillable = |reason: String, remedy: String| Unfillable {
+        variable: name.to_owned(),
+        reason,
+        remedy,
+    };
+    let env_flag = format!("--env {name}=VALUE");
+    let target = match expression {
+        Expression::Literal(text) => return Ok(text.clone()),
+        Expression::Other(yaml) => {
+            return Err(unfillable(
+                format!("the template sets it to `{yaml}`, which invoke does not evaluate"),
+                env_flag,
+            ));
+        }
+        Expression::Ref(target) => target,
+    };
+    if let Some(parameter) = function.parameters.get(target) {
+        if let Some(value) = local_parameter(local, target) {
+            return Ok(value.to_owned());
+        }
+        return parameter.default.clone().ok_or_else(|| {
+            unfillable(
+                format!("the template sets it to the parameter {target}, which has no default"),
+                env_flag.clone(),
+            )
+        });
+    }
+    let queue = |queue: &str, flag: &str| {
+        queue_url(queue, local.endpoint_url.as_deref()).ok_or_else(|| {
+            unfillable(
+                format!(
+                    "the template sets it to the URL of {target}, which is only known here for \
+                     an emulator (ENDPOINT/{ACCOUNT}/NAME)"
+                ),
+                format!("--endpoint-url URL, {flag} URL or {env_flag}"),
+            )
+        })
+    };
+    match local_resource(target) {
+        Some(LocalResource::FeaturesTable) => Ok(local.features_table.clone()),
+        Some(LocalResource::MessagesTable) => Ok(local.messages_table.clone()),
+        Some(LocalResource::Queue) => queue(&local.queue, "--queue"),
+        Some(LocalResource::DeadLetterQueue) => queue(&local.dlq, "--dlq"),
+        None => {
+            let kind = function
+                .resources
+                .get(target)
+                .map_or("not in the template".to_owned(), |kind| format!("a {kind}"));
+            Err(unfillable(
+                format!(
+                    "the template sets it to !Ref {target} ({kind}), which invoke has no local \
+                     equivalent of"
+                ),
+                env_flag,
+            ))
+        }
+    }
+}
+
+/// A queue's URL: given as one, or built the way moto builds them. An account's URLs hold
+/// its id, which a name alone does not tell.
+fn queue_url(queue: &str, endpoint_url: Option<&str>) -> Option<String> {
+    if queue.starts_with("https://") || queue.starts_with("http://") {
+        return Some(queue.to_owned());
+    }
+    let endpoint = endpoint_url.filter(|url| is_loopback(url))?;
+    let endpoint = endpoint.trim_end_matches('/');
+    Some(format!("{endpoint}/{ACCOUNT}/{queue}"))
+}
+
+#[cfg(test)]
+#[path = "environment_tests.rs"]
+mod tests;

@@ -1,0 +1,325 @@
+//! `referral invoke` and its runner on the real Lambda binaries of this workspace: the
+//! ingest function refusing unsigned requests, init errors, one invocation per JSONL line,
+//! and (against moto's server) a signed webhook reaching the queue and an SQS batch
+//! reaching the features table through the enricher.
+//!
+//! The Lambda binaries belong to other packages, so cargo does not build them for these
+//! tests (`CARGO_BIN_EXE_*` exists only for this package's binaries). `tests/run.sh` builds
+//! them first (`cargo build -p referral-ingest -p referral-enricher ...`, same profile); the
+//! tests find them next to this package's own binary, which is in the same target directory
+//! and profile wherever that is, and fail saying how to build them when they are missing
+//! or older than their sources.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use referral_cli::invoke::{FunctionSpec, InvocationOutcome, Payload, run_function};
+use serde_json::Value;
+
+/// Nothing listens there: a function that tried AWS would fail, not reach anything.
+const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
+const SECRET: &str = "whsec_invoke_test_secret_0123";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The debug build of a Lambda function's binary; fails when it is missing or stale.
+fn lambda_binary(name: &str) -> PathBuf {
+    let directory = Path::new(env!("CARGO_BIN_EXE_referral"))
+        .parent()
+        .expect("the referral binary is in a directory");
+    let binary = directory.join(name);
+    let build = format!(
+        "build it with `cargo build -p referral-{name} --bin {name}` (tests/run.sh does this \
+         before the tests)"
+    );
+    let built = std::fs::metadata(&binary)
+        .and_then(|metadata| metadata.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {build}", binary.display()));
+    // The crates a Lambda function links: its own, the domain and the AWS adapters.
+    let sources = [
+        workspace().join(format!("processors/{name}/src")),
+        workspace().join("shared/domain/src"),
+        workspace().join("shared/aws/src"),
+    ];
+    if let Some((newest, path)) = sources.iter().filter_map(|dir| newest_file(dir)).max() {
+        assert!(
+            built >= newest,
+            "{} is older than {}: re{build}",
+            binary.display(),
+            path.display()
+        );
+    }
+    binary
+}
+
+fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let found = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
+            Some((modified, path))
+        };
+        newest = newest.max(found);
+    }
+    newest
+}
+
+fn fixture(name: &str) -> Value {
+    let path = workspace().join("events/lambda").join(name);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// The API Gateway fixture without its signature header.
+fn unsigned_request() -> Value {
+    let mut request = fixture("apigw-http-v2-request.json");
+    request["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("x-signature");
+    request
+}
+
+/// `referral invoke FUNCTION ARGS` in the workspace, `stdin` fed to it. Variables the
+/// command reads are cleared, so only the arguments count.
+fn invoke(function: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_referral"))
+        .current_dir(workspace())
+        .args(["invoke", function])
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("WEBHOOK_SECRETS")
+        .env_remove("WEBHOOK_QUEUE")
+        .env_remove("WEBHOOK_DLQ")
+        .env_remove("FEATURES_TABLE")
+        .env_remove("MESSAGES_TABLE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the referral binary");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each stdout line is JSON"))
+        .collect()
+}
+
+fn show(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The ingest handler's answer in an API Gateway response: status and parsed body.
+fn http_answer(response: &Value) -> (u64, Value) {
+    let body = response["body"].as_str().expect("a body");
+    (
+        response["statusCode"].as_u64().expect("a status code"),
+        serde_json::from_str(body).expect("a JSON body"),
+    )
+}
+
+#[test]
+fn an_unsigned_request_is_answered_401_by_the_ingest_binary() {
+    let ingest = lambda_binary("ingest");
+    let event = unsigned_request().to_string();
+    let args = ["--event", "-", "--endpoint-url", DEAD_ENDPOINT, "--binary"];
+    let output = invoke(
+        "ingest",
+        &[&args[..], &[ingest.to_str().unwrap()]].concat(),
+        event.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 1, "{}", show(&output));
+    let (status, body) = http_answer(&lines[0]);
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_signature");
+    assert_eq!(body["reason"], "missing");
+    // The function's own JSON log line went to stderr.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.contains("\"reason\":\"missing\"") && line.starts_with('{')),
+        "{}",
+        show(&output)
+    );
+}
+
+#[test]
+fn each_jsonl_line_is_one_invocation_answered_in_order() {
+    let ingest = lambda_binary("ingest");
+    let mut not_post = unsigned_request();
+    not_post["requestContext"]["http"]["method"] = Value::from("GET");
+    let jsonl = format!(
+        "{}\n{}\n{}\n",
+        unsigned_request(),
+        fixture("apigw-http-v2-request.json"),
+        not_post
+    );
+    let output = invoke(
+        "ingest",
+        &[
+            "--event",
+            "-",
+            "--queue",
+            "http://127.0.0.1:9/123456789012/q",
+            "--binary",
+            ingest.to_str().unwrap(),
+        ],
+        jsonl.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let answers: Vec<(u64, Value)> = stdout_lines(&output).iter().map(http_answer).collect();
+    assert_eq!(answers.len(), 3, "{}", show(&output));
+    assert_eq!(
+        (answers[0].0, &answers[0].1["reason"]),
+        (401, &Value::from("missing"))
+    );
+    // Signed with a secret this run does not have.
+    assert_eq!(
+        (answers[1].0, &answers[1].1["reason"]),
+        (401, &Value::from("mismatch"))
+    );
+    assert_eq!(answers[2].0, 405);
+}
+
+#[test]
+fn a_missing_variable_is_an_init_error_with_exit_status_2() {
+    let ingest = lambda_binary("ingest");
+    let event = unsigned_request().to_string();
+    let output = invoke(
+        "ingest",
+        &[
+            "--event",
+            "-",
+            "--endpoint-url",
+            DEAD_ENDPOINT,
+            "--env",
+            "WEBHOOK_SECRETS=",
+            "--binary",
+            ingest.to_str().unwrap(),
+        ],
+        event.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    assert!(output.stdout.is_empty(), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The function's own message, then the init error as the Runtime API saw it.
+    assert!(stderr.contains("WEBHOOK_SECRETS"), "{}", show(&output));
+    assert!(
+        stderr.contains("Runtime.ExitError") && stderr.contains("exit status 1"),
+        "{}",
+        show(&output)
+    );
+}
+
+#[test]
+fn a_variable_invoke_cannot_fill_is_named_before_anything_runs() {
+    let ingest = lambda_binary("ingest");
+    let event = unsigned_request().to_string();
+    let output = invoke(
+        "ingest",
+        &["--event", "-", "--binary", ingest.to_str().unwrap()],
+        event.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line, no function log: {}",
+        show(&output)
+    );
+    assert!(lines[0].contains("WEBHOOK_QUEUE_URL"), "{}", show(&output));
+    assert!(lines[0].contains("--endpoint-url"), "{}", show(&output));
+}
+
+#[test]
+fn a_missing_binary_says_how_to_build_it() {
+    let output = invoke(
+        "enricher",
+        &[
+            "--event",
+            "events/lambda/sqs-batch.json",
+            "--endpoint-url",
+            DEAD_ENDPOINT,
+            "--binary",
+            "target/no-such-bootstrap",
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("infra/build.sh"), "{}", show(&output));
+}
+
+/// The runner's API on the ingest binary: one process for every event, measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_reports_responses_and_measures_the_process() {
+    let mut spec = FunctionSpec::new(lambda_binary("ingest"), "ingest");
+    spec.env = [
+        ("WEBHOOK_SECRETS", SECRET),
+        ("WEBHOOK_QUEUE_URL", "http://127.0.0.1:9/123456789012/q"),
+        ("AWS_ENDPOINT_URL", DEAD_ENDPOINT),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    spec.timeout = Duration::from_secs(10);
+    let events = (0..3).map(|_| unsigned_request().to_string().into_bytes());
+    let stats = run_function(&spec, events).await.unwrap();
+
+    assert!(stats.init_error.is_none(), "{stats:?}");
+    assert_eq!(stats.processes_started, 1);
+    assert_eq!(stats.invocations.len(), 3);
+    for invocation in &stats.invocations {
+        let InvocationOutcome::Response(Payload::Json(response)) = &invocation.outcome else {
+            panic!("expected a JSON response: {invocation:?}");
+        };
+        assert_eq!(response["statusCode"], 401);
+        assert!(invocation.duration < spec.timeout);
+    }
+    let ids: std::collections::BTreeSet<&str> = stats
+        .invocations
+        .iter()
+        .map(|i| i.request_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 3, "a request id per invocation");
+    assert!(stats.spawn_to_first_poll.is_some());
+    if cfg!(target_os = "linux") {
+        // Read from /proc before the process was stopped (CPU time may round to zero).
+        assert!(stats.peak_rss_kb.is_some_and(|kb| kb > 1000), "{stats:?}");
+    }
+    // Killed by the runner while it waited for another event, as Lambda ends an idle
+    // sandbox: not exited by itself (as it does when its poll fails).
+    let status = stats.exit_status.expect("the process was reaped");
+    assert_eq!(status.code(), None, "{status:?}");
+}
+
+#[path = "invoke/moto.rs"]
+mod moto;

@@ -1,0 +1,97 @@
+//! The functions' AWS calls under `referral invoke`, against moto's server
+//! (`REFERRAL_TEST_ENDPOINT`, which `tests/run.sh` sets; unset, these tests fail saying so).
+
+use referral_aws::dynamo::DynamoFeatureStore;
+use referral_domain::ports::FeatureStore;
+use referral_tests::emulator::{endpoint, fresh_queues, fresh_tables, queue_depth, sdk_config};
+
+use super::*;
+
+fn queue_name(url: &str) -> &str {
+    url.rsplit('/')
+        .next()
+        .expect("a queue URL ends with its name")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_reaches_the_queue() {
+    let url = endpoint();
+    let ingest = lambda_binary("ingest");
+    let config = sdk_config().await;
+    let queues = fresh_queues(&config, 5).await;
+    let name = queue_name(&queues.url);
+    // invoke builds the URL of a queue named on the command line the way moto does.
+    assert_eq!(queues.url, format!("{url}/123456789012/{name}"));
+
+    let mut request = unsigned_request();
+    let body = request["body"].as_str().unwrap().to_owned();
+    let signature = referral_ingest::sign(SECRET, chrono::Utc::now().timestamp(), body.as_bytes());
+    request["headers"]["x-signature"] = Value::from(signature);
+    let args = [
+        "--event",
+        "-",
+        "--endpoint-url",
+        &url,
+        "--queue",
+        name,
+        "--webhook-secrets",
+        SECRET,
+        "--binary",
+        ingest.to_str().unwrap(),
+    ];
+    let output =
+        tokio::task::block_in_place(|| invoke("ingest", &args, request.to_string().as_bytes()));
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 1, "{}", show(&output));
+    let (status, answer) = http_answer(&lines[0]);
+    assert_eq!(status, 202, "{}", show(&output));
+    assert_eq!(answer["event_id"], "evt_01KESBRMM8A7S6MM0A78RMXX32");
+
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_batch_reaches_the_features_table_through_the_enricher() {
+    let url = endpoint();
+    let enricher = lambda_binary("enricher");
+    let config = sdk_config().await;
+    let (tables, _stream) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 5).await;
+    let args = [
+        "--event",
+        "events/lambda/sqs-batch.json",
+        "--endpoint-url",
+        &url,
+        "--features-table",
+        &tables.features,
+        "--dlq",
+        queue_name(&queues.dlq_url),
+        "--binary",
+        enricher.to_str().unwrap(),
+    ];
+    let output = tokio::task::block_in_place(|| invoke("enricher", &args, b""));
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let lines = stdout_lines(&output);
+    assert_eq!(
+        lines,
+        [serde_json::json!({ "batchItemFailures": [] })],
+        "{}",
+        show(&output)
+    );
+
+    // Two valid webhooks; the third record's body is not JSON, so it goes to the DLQ.
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
+    for (email, applied) in [
+        ("jane.doe@example.com", true),
+        ("lena.fischer@example.com", true),
+        ("quinn.harper@example.org", false),
+    ] {
+        let features = store.load(email).await.unwrap();
+        assert_eq!(features.is_some(), applied, "{email}: {}", show(&output));
+    }
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let dead_letters = queue_depth(&sqs, &queues.dlq_url).await;
+    assert_eq!(dead_letters, (1, 0), "{}", show(&output));
+}
