@@ -416,7 +416,7 @@ mod tests {
             .collect();
         assert_eq!(warnings.len(), 1, "{events:?}");
         assert!(
-            warnings[0].1.contains("error_kind=\"unusable_answer\""),
+            warnings[0].1.contains("error_kind=\"rejected\""),
             "{events:?}"
         );
         assert!(
