@@ -4,6 +4,7 @@
 // This crate only ever runs inside tests, where a failed expectation must abort loudly.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod bench;
 pub mod capacity;
 pub mod contract;
 pub mod corpus;

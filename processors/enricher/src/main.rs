@@ -8,7 +8,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use referral_aws::{config, telemetry};
 use referral_enricher::{Config, EnricherHandler};
 
-#[tokio::main]
+// One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;

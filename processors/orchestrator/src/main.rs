@@ -10,7 +10,8 @@ use referral_aws::bedrock::BedrockConfig;
 use referral_aws::{config, telemetry};
 use referral_orchestrator::{Config, OrchestratorHandler};
 
-#[tokio::main]
+// One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;

@@ -121,8 +121,19 @@ impl BedrockGenerator {
     }
 
     /// Builds the client from the process's shared SDK configuration.
+    /// A client from the shared configuration, with the model's own time bound in place of
+    /// the data-plane calls' (a model answers in seconds, not milliseconds).
     pub fn from_sdk_config(sdk_config: &SdkConfig, config: BedrockConfig) -> Self {
-        Self::new(Client::new(sdk_config), config)
+        let client_config = aws_sdk_bedrockruntime::config::Builder::from(sdk_config)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(crate::config::CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(config.timeout)
+                    .operation_timeout(config.timeout)
+                    .build(),
+            )
+            .build();
+        Self::new(Client::from_conf(client_config), config)
     }
 
     pub fn config(&self) -> &BedrockConfig {

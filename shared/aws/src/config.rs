@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
@@ -10,13 +11,22 @@ use aws_sdk_dynamodb::config::Credentials;
 /// Attempts per SDK call: throttling and 5xx are retried by the SDK with exponential
 /// backoff and jitter before an adapter ever sees them.
 const MAX_ATTEMPTS: u32 = 4;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One DynamoDB or SQS request answers in milliseconds; an attempt that takes seconds is
+/// stuck, and is better retried than waited for.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Every attempt and the backoff between them: a call gives up well inside the functions'
+/// timeouts, so a stuck dependency becomes a reported failure, not a killed invocation.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Region used against a local emulator when none is configured.
 const EMULATOR_REGION: &str = "us-east-1";
 
 /// Loads the SDK configuration the standard way (environment, profile, `AWS_ENDPOINT_URL`),
-/// with `endpoint_url` overriding the endpoint of every client when given.
+/// with `endpoint_url` overriding the endpoint of every client when given. Calls are bounded
+/// by [`ATTEMPT_TIMEOUT`] and [`OPERATION_TIMEOUT`] (a client that needs longer, like
+/// Bedrock's, sets its own); the SDK's stalled-stream protection is off, since those bounds
+/// already cover a stalled body and the small bodies here never stream.
 ///
 /// Aimed at a loopback endpoint (a local emulator) with no credentials in the environment,
 /// it uses static test credentials: the default chain would otherwise ask the instance
@@ -27,8 +37,11 @@ pub async fn load(endpoint_url: Option<&str>) -> SdkConfig {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
-        );
+        )
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     let endpoint = endpoint_url
         .map(str::to_owned)
         .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
