@@ -1,6 +1,6 @@
-//! The DynamoDB feature store and the enricher Lambda handler against moto's server,
-//! through the real SDK clients: contract, races, redelivery, request counts, poison
-//! messages and the bounded applied-id set.
+//! The enricher Lambda handler and the DynamoDB feature store against moto's server,
+//! through the real SDK clients: races, redelivery, request counts, poison messages and the
+//! bounded dedupe memory. (The store's contract: `aws_contract.rs`.)
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
@@ -16,7 +16,6 @@ use referral_domain::event::ServiceEvent;
 use referral_domain::features::DedupeWindow;
 use referral_domain::ports::FeatureStore;
 use referral_enricher::EnricherHandler;
-use referral_tests::contract::feature_store_contract;
 use referral_tests::emulator::{RequestCounter, fresh_queues, fresh_tables, sdk_config};
 use referral_tests::{
     base_time, comparable, event_body, expected_features, raw_batch, service_event,
@@ -48,14 +47,6 @@ fn batch_of(bodies: &[Value]) -> Vec<(String, String)> {
         .enumerate()
         .map(|(i, body)| (format!("msg-{i}"), body.to_string()))
         .collect()
-}
-
-#[tokio::test]
-async fn the_dynamodb_store_honours_the_contract() {
-    let config = sdk_config().await;
-    let (tables, _) = fresh_tables(&config).await;
-    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
-    feature_store_contract(&store, "dynamodb-").await;
 }
 
 #[tokio::test]

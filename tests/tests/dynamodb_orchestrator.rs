@@ -1,39 +1,57 @@
 //! The orchestrator against moto's server: enricher → DynamoDB stream → orchestrator makes
-//! exactly one message per applied change, redelivery makes none and never calls the
-//! generator again, and claims expire and are taken over only when stale.
+//! exactly one message per applied change, and redelivery makes none and never calls the
+//! generator again. (Claims, takeover and drafts: the message-store contract.)
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use aws_sdk_dynamodbstreams::types::Record;
-use chrono::Duration as Span;
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
-use referral_cli::aws_local::stream_mapping::{RetryPolicy, deliver};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::enricher::{Enricher, EnricherConfig};
-use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
-use referral_domain::ports::{Claim, FeatureStore, MessageKey, MessageStore};
-use referral_orchestrator::OrchestratorHandler;
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
+use referral_domain::ports::{FeatureStore, MessageStore};
+use referral_local::mapping::StreamMapping;
+use referral_local::pipeline::StreamConsumer;
 use referral_tests::counting::CountingGenerator;
 use referral_tests::emulator::{fresh_tables, sdk_config};
-use referral_tests::{base_time, event_body, raw_batch};
+use referral_tests::{event_body, raw_batch};
 
-async fn drain(feed: &DynamoStreamFeed) -> Vec<Record> {
-    let mut records = Vec::new();
+/// Opens the table's stream from its start and has every record it holds handled by the
+/// orchestrator, as the stream's event-source mapping would.
+async fn deliver_all<G, M>(
+    config: &aws_config::SdkConfig,
+    stream_arn: &str,
+    orchestrator: &Orchestrator<G, M>,
+) -> StreamCounters
+where
+    G: referral_domain::ports::MessageGenerator,
+    M: MessageStore,
+{
+    let feed = DynamoStreamFeed::start(
+        aws_sdk_dynamodbstreams::Client::new(config),
+        stream_arn.to_owned(),
+        StartingPosition::TrimHorizon,
+    )
+    .await
+    .expect("open the stream");
+    let mapping = StreamMapping::new(feed, orchestrator);
+    let mut counters = StreamCounters::default();
     // The emulator publishes at once; a few empty polls in a row mean the stream is drained.
     let mut empty = 0;
     while empty < 3 {
-        let batch = feed.poll_records(100).await.expect("poll the stream");
-        if batch.is_empty() {
+        if mapping
+            .consume(100, &mut counters)
+            .await
+            .expect("poll the stream")
+            == 0
+        {
             empty += 1;
         } else {
             empty = 0;
-            records.extend(batch);
         }
     }
-    records
+    counters
 }
 
 #[tokio::test]
@@ -64,30 +82,11 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
         );
     }
 
-    let feed = DynamoStreamFeed::start(
-        aws_sdk_dynamodbstreams::Client::new(&config),
-        stream_arn.clone(),
-        StartingPosition::TrimHorizon,
-    )
-    .await
-    .expect("open the stream");
-    let records = drain(&feed).await;
     let generator = CountingGenerator::default();
     let messages = DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), tables.messages);
-    let handler = OrchestratorHandler::new(Orchestrator::new(
-        &generator,
-        &messages,
-        OrchestratorConfig::default(),
-    ));
-    // The records as the Lambda receives them: the emulator's images go through the
-    // function's own decoding.
-    let counters = deliver(
-        &handler,
-        records.clone(),
-        &stream_arn,
-        RetryPolicy::default(),
-    )
-    .await;
+    let orchestrator = Orchestrator::new(&generator, &messages, OrchestratorConfig::default());
+    // The records decoded by the Lambda function's own decoder.
+    let counters = deliver_all(&config, &stream_arn, &orchestrator).await;
     assert_eq!(counters.failed, 0, "{counters:?}");
 
     let mut expected = 0;
@@ -105,58 +104,16 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
         assert_eq!(versions, (1..=item.version).collect::<Vec<_>>());
         expected += item.version;
     }
-    assert_eq!(counters.messages_created, expected);
+    assert_eq!(counters.created, expected);
     assert_eq!(generator.calls.load(Ordering::SeqCst), expected);
 
     // Every record delivered again: nothing new, the generator never called again.
-    let again = deliver(&handler, records, &stream_arn, RetryPolicy::default()).await;
-    assert_eq!(again.messages_created, 0);
+    let again = deliver_all(&config, &stream_arn, &orchestrator).await;
+    assert_eq!(again.created, 0);
     assert_eq!(again.already_created, expected);
     assert_eq!(
         generator.calls.load(Ordering::SeqCst),
         expected,
         "a redelivery called the model"
-    );
-}
-
-#[tokio::test]
-async fn a_stale_claim_is_taken_over_and_a_fresh_one_is_not() {
-    let config = sdk_config().await;
-    let (tables, _) = fresh_tables(&config).await;
-    let messages = DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), tables.messages);
-    let key = MessageKey {
-        customer_email: "claim@example.com".to_owned(),
-        message_id: "v000000000001".to_owned(),
-    };
-    let lease = Duration::from_secs(60);
-    let start = base_time();
-    assert_eq!(
-        messages.claim(&key, start, lease).await.expect("claim"),
-        Claim::Acquired
-    );
-    assert_eq!(
-        messages
-            .claim(&key, start + Span::seconds(30), lease)
-            .await
-            .expect("claim"),
-        Claim::InProgress {
-            expires_at: start + Span::seconds(60)
-        },
-        "a live claim must not be taken over"
-    );
-    assert_eq!(
-        messages
-            .claim(&key, start + Span::seconds(61), lease)
-            .await
-            .expect("claim"),
-        Claim::Acquired,
-        "an expired claim must be taken over"
-    );
-    assert!(
-        messages
-            .list("claim@example.com")
-            .await
-            .expect("list")
-            .is_empty()
     );
 }

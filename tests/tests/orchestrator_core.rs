@@ -10,7 +10,7 @@ use std::time::Duration;
 use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason};
 use referral_domain::ports::{
-    ChangeFeed, ChangeKind, ChangeRecord, Claim, MessageKey, MessageStore,
+    ChangeFeed, ChangeKind, ChangeRecord, Claim, Holder, MessageKey, MessageStore,
 };
 use referral_local::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore};
 use referral_tests::counting::CountingGenerator;
@@ -122,13 +122,14 @@ async fn a_live_claim_blocks_and_an_expired_one_is_taken_over() {
         customer_email: "ann@example.com".into(),
         message_id: "v000000000001".into(),
     };
-    // A crashed invocation claimed the message and never completed it.
+    // A crashed invocation (another record's delivery) claimed the message and never
+    // recorded it.
     assert_eq!(
         messages
-            .claim(&key, base_time(), lease)
+            .claim(&key, &Holder::new("crashed"), base_time(), lease)
             .await
             .expect("claim"),
-        Claim::Acquired
+        Claim::Acquired { draft: None }
     );
 
     let soon = base_time() + chrono::Duration::seconds(30);

@@ -296,7 +296,7 @@ fn log_outcome(message: &MessageReport) {
             outcome = "failed",
             error_kind = failure.kind(),
             // A service's error text may quote the item's key: the customer's address.
-            error = %mask_emails(&error_chain(failure)),
+            error = %mask_emails(&referral_domain::error_chain(failure)),
             "message failed, SQS will deliver it again"
         ),
         outcome => match outcome.refusal() {
@@ -316,16 +316,4 @@ fn log_outcome(message: &MessageReport) {
             ),
         },
     }
-}
-
-/// An error and its sources, `: `-separated, as one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,27 +1,27 @@
 //! The orchestrator Lambda's handler: DynamoDB stream records of `CustomerFeatures` in, at
 //! most one referral message per change out, and the stream's partial batch response.
 //!
-//! Records are handled in order. The first that must be retried (message store trouble, a
-//! live claim held by another invocation, an image that cannot be decoded) is reported by
-//! its sequence number and handling stops there: Lambda retries from that record, so no
-//! later change of the shard overtakes it. After the mapping's retry budget a failed
-//! batch goes to its on-failure destination, from which `referral dlq replay` recovers it.
+//! Every record of the batch is handled (a message is keyed by the version it is for, so
+//! one stuck record need not hold up the customers after it), and the earliest that must be
+//! retried (message store trouble, a live claim held by another invocation, an image that
+//! cannot be decoded) is reported by its sequence number: Lambda delivers again from there,
+//! and what is done already is found done. After the mapping's retry budget a failed batch
+//! goes to its on-failure destination, from which `referral dlq replay` recovers it.
 
 use std::time::Duration;
 
-use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{DateTime, Utc};
 use referral_aws::bedrock::{self, BedrockConfig, BedrockGenerator};
-use referral_aws::dynamo::{CUSTOMER_KEY, DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
+use referral_aws::dynamo::{DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
+use referral_aws::stream_record::change_record;
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::fallback::FallbackGenerator;
-use referral_domain::features::CustomerFeatures;
-use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
-use referral_domain::ports::{ChangeKind, ChangeRecord, MessageGenerator, MessageStore};
-use referral_domain::redact::{customer_ref, mask_emails};
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
+use referral_domain::ports::{MessageGenerator, MessageStore};
+use referral_domain::redact::mask_emails;
 use referral_domain::template::TemplateGenerator;
-use serde::Serialize;
 
 const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
 const ENV_CLAIM_LEASE_SECONDS: &str = "CLAIM_LEASE_SECONDS";
@@ -105,76 +105,6 @@ impl Config {
     }
 }
 
-/// A stream record that cannot be turned into a change.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
-    #[error("stream record has no sequence number")]
-    NoSequenceNumber,
-    #[error("stream record has an unknown event name {0:?}")]
-    UnknownEventName(String),
-    #[error("stream record has no customerEmail key")]
-    NoKey,
-    #[error("stream record's {image} does not decode: {detail}")]
-    Undecodable { image: &'static str, detail: String },
-}
-
-/// Translates one Lambda stream record into the domain's change record.
-pub fn change_record(record: &EventRecord) -> Result<ChangeRecord, RecordError> {
-    let kind = match record.event_name.as_str() {
-        "INSERT" => ChangeKind::Insert,
-        "MODIFY" => ChangeKind::Modify,
-        "REMOVE" => ChangeKind::Remove,
-        other => return Err(RecordError::UnknownEventName(other.to_owned())),
-    };
-    let sequence_number = record
-        .change
-        .sequence_number
-        .clone()
-        .ok_or(RecordError::NoSequenceNumber)?;
-    let customer_email = match record.change.keys.get(CUSTOMER_KEY) {
-        Some(serde_dynamo::AttributeValue::S(email)) => email.clone(),
-        _ => return Err(RecordError::NoKey),
-    };
-    Ok(ChangeRecord {
-        sequence_number,
-        kind,
-        customer_email,
-        old_image: decode_image(&record.change.old_image, "OldImage")?,
-        new_image: decode_image(&record.change.new_image, "NewImage")?,
-    })
-}
-
-/// A key-only image (emitted by emulators before a full INSERT) reads as no image.
-fn decode_image(
-    image: &serde_dynamo::Item,
-    name: &'static str,
-) -> Result<Option<std::sync::Arc<CustomerFeatures>>, RecordError> {
-    if image.len() <= 1 {
-        return Ok(None);
-    }
-    serde_dynamo::from_item::<_, CustomerFeatures>(image.clone())
-        .map(|features| Some(std::sync::Arc::new(features)))
-        .map_err(|error| RecordError::Undecodable {
-            image: name,
-            detail: error.to_string(),
-        })
-}
-
-/// Counts of one invocation, for the log line and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct StreamCounters {
-    pub records: u64,
-    pub created: u64,
-    pub created_by_template: u64,
-    pub already_created: u64,
-    pub skipped: u64,
-    pub claimed_elsewhere: u64,
-    pub failed: u64,
-    pub undecodable: u64,
-    /// Records after the failure, left for Lambda to deliver again.
-    pub not_attempted: u64,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamOutcome {
     pub response: DynamoDbEventResponse,
@@ -196,39 +126,42 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
         &self.orchestrator
     }
 
-    /// Handles one stream batch in order; the response names the record to resume from.
+    /// Handles one stream batch; the response names the record to resume from.
     pub async fn handle(&self, event: &Event, now: DateTime<Utc>) -> StreamOutcome {
-        let mut counters = StreamCounters {
-            records: event.records.len() as u64,
-            ..StreamCounters::default()
-        };
-        let mut resume_from: Option<String> = None;
-        for (index, record) in event.records.iter().enumerate() {
-            let outcome = match change_record(record) {
-                Ok(change) => self.handle_change(&change, now, &mut counters).await,
+        let mut changes = Vec::with_capacity(event.records.len());
+        let mut undecodable: Option<&str> = None;
+        let mut counters = StreamCounters::default();
+        for record in &event.records {
+            match change_record(record) {
+                Ok(change) => changes.push(change),
                 Err(error) => {
+                    counters.records += 1;
                     counters.undecodable += 1;
-                    tracing::error!(
-                        event_id = %record.event_id,
-                        // A decoding error may quote a value of the image.
-                        error = %mask_emails(&error.to_string()),
-                        "stream record refused; left to the retry budget and on-failure destination"
-                    );
-                    false
-                }
-            };
-            if !outcome {
-                resume_from = Some(
-                    record
+                    let position = record
                         .change
                         .sequence_number
-                        .clone()
-                        .unwrap_or_else(|| record.event_id.clone()),
-                );
-                counters.not_attempted = (event.records.len() - index - 1) as u64;
-                break;
+                        .as_deref()
+                        .unwrap_or(&record.event_id);
+                    tracing::error!(
+                        sequence_number = position,
+                        // A decoding error may quote a value of the image.
+                        error = %mask_emails(&referral_domain::error_chain(&error)),
+                        "stream record refused; left to the retry budget and on-failure destination"
+                    );
+                    undecodable.get_or_insert(position);
+                }
             }
         }
+        let batch = self.orchestrator.handle_batch(&changes, now).await;
+        counters.add(&batch.counters);
+        // The earliest record to deliver again, by its place in the batch.
+        let resume_from = event.records.iter().find_map(|record| {
+            let position = record.change.sequence_number.as_deref()?;
+            let failed =
+                batch.resume_from.as_deref() == Some(position) || undecodable == Some(position);
+            failed.then(|| position.to_owned())
+        });
+        let resume_from = resume_from.or_else(|| undecodable.map(str::to_owned));
         tracing::info!(
             records = counters.records,
             created = counters.created,
@@ -238,7 +171,6 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
             claimed_elsewhere = counters.claimed_elsewhere,
             failed = counters.failed,
             undecodable = counters.undecodable,
-            not_attempted = counters.not_attempted,
             "stream batch processed"
         );
         let mut response = DynamoDbEventResponse::default();
@@ -251,36 +183,5 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
             })
             .collect();
         StreamOutcome { response, counters }
-    }
-
-    /// Handles one change; `false` when it must be delivered again.
-    pub async fn handle_change(
-        &self,
-        change: &ChangeRecord,
-        now: DateTime<Utc>,
-        counters: &mut StreamCounters,
-    ) -> bool {
-        let outcome = self.orchestrator.handle(change, now).await;
-        let customer = customer_ref(&change.customer_email);
-        match &outcome {
-            RecordOutcome::Created {
-                message_id,
-                generator,
-            } => {
-                counters.created += 1;
-                if *generator == referral_domain::template::TEMPLATE_GENERATOR {
-                    counters.created_by_template += 1;
-                }
-                tracing::info!(sequence_number = %change.sequence_number, customer, message_id, generator, outcome = "created", "record processed");
-            }
-            RecordOutcome::AlreadyCreated => counters.already_created += 1,
-            RecordOutcome::Skipped(_) => counters.skipped += 1,
-            RecordOutcome::ClaimedElsewhere { .. } => counters.claimed_elsewhere += 1,
-            RecordOutcome::Failed { .. } => counters.failed += 1,
-        }
-        if !matches!(outcome, RecordOutcome::Created { .. }) {
-            tracing::info!(sequence_number = %change.sequence_number, customer, outcome = outcome.label(), "record processed");
-        }
-        !outcome.needs_retry()
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::aws_local::stream_mapping::StreamMapping;
 use crate::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
@@ -21,13 +20,14 @@ use clap::Subcommand;
 use referral_aws::dynamo::DynamoFeatureStore;
 use referral_aws::sqs::SqsQueue;
 use referral_domain::enricher::Outcome;
+use referral_domain::orchestrator::StreamCounters;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::ports::{AdapterError, FeatureStore, MessageStore, WorkQueue};
 use referral_domain::template::TemplateGenerator;
 use referral_ingest::config::{QUEUE_URL_VAR, SECRETS_VAR};
 use referral_ingest::{Deps, SqsEnqueue};
-use referral_local::pipeline::{BatchHandler, StreamConsumer, StreamCounters};
-use referral_orchestrator::OrchestratorHandler;
+use referral_local::mapping::StreamMapping;
+use referral_local::pipeline::{BatchHandler, StreamConsumer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -248,14 +248,12 @@ async fn serve(args: &ServeArgs, endpoint: Option<&str>) -> Result<ExitCode, Loc
         StartingPosition::TrimHorizon,
     )
     .await?;
-    let stream = StreamMapping::new(
-        feed,
-        OrchestratorHandler::new(Orchestrator::new(
-            TemplateGenerator,
-            remote::message_store(&sdk, &resources),
-            OrchestratorConfig::default(),
-        )),
+    let orchestrator = Orchestrator::new(
+        TemplateGenerator,
+        remote::message_store(&sdk, &resources),
+        OrchestratorConfig::default(),
     );
+    let stream = StreamMapping::new(feed, &orchestrator);
     eprintln!(
         "referral local serve: listening on http://127.0.0.1:{port}/webhooks (Ctrl-C to stop)"
     );

@@ -9,15 +9,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
-use referral_cli::aws_local::stream_mapping::StreamMapping;
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::{dlq, inputs, invoke, local, output, remote};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::template::TemplateGenerator;
+use referral_local::mapping::StreamMapping;
 use referral_local::pipeline::{
     InputEvent, RunConfig, RunReport, RunResults, read_results, run_in_memory, run_pipeline,
 };
-use referral_orchestrator::OrchestratorHandler;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -190,14 +189,12 @@ async fn run_remote(
     eprintln!(
         "referral: Bedrock is not used by local runs; messages come from the template generator"
     );
-    let stream = StreamMapping::new(
-        feed,
-        OrchestratorHandler::new(Orchestrator::new(
-            TemplateGenerator,
-            messages.clone(),
-            OrchestratorConfig::default(),
-        )),
+    let orchestrator = Orchestrator::new(
+        TemplateGenerator,
+        messages.clone(),
+        OrchestratorConfig::default(),
     );
+    let stream = StreamMapping::new(feed, &orchestrator);
     let config = RunConfig {
         // DynamoDB Streams publish a write's record shortly after the write returns.
         settle_polls: 5,

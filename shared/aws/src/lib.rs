@@ -7,4 +7,5 @@ pub mod config;
 pub mod dynamo;
 pub mod error;
 pub mod sqs;
+pub mod stream_record;
 pub mod telemetry;

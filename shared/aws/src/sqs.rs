@@ -1,4 +1,4 @@
-//! SQS adapter of the work-queue port, and queue creation for local runs and tests.
+//! SQS adapter of the work-queue port, and the raw calls the operators' DLQ tools need.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,10 +12,7 @@ use aws_sdk_sqs::types::{
 use crate::error::{adapter_error, corrupt};
 use referral_domain::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
 
-/// SQS takes at most ten messages per receive and ten entries per batch call.
-pub const SQS_BATCH_LIMIT: usize = 10;
-/// The largest message body SQS accepts, attributes included (256 KiB).
-pub const MAX_MESSAGE_BYTES: usize = 262_144;
+pub use referral_domain::ports::{BATCH_LIMIT as SQS_BATCH_LIMIT, MAX_MESSAGE_BYTES};
 /// The most message attributes SQS accepts on one message.
 pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 
@@ -74,17 +71,6 @@ impl SqsQueue {
             .await
             .map_err(|error| adapter_error("ReceiveMessage", error))?;
         Ok(output.messages.unwrap_or_default())
-    }
-
-    /// Sends each message on its own and reports each result, so a caller can fall back
-    /// per message (e.g. the enricher's dead-letter sends).
-    pub async fn send_one(&self, message: &OutgoingMessage) -> Result<String, AdapterError> {
-        self.send_raw(RawMessage {
-            body: message.body.clone(),
-            attributes: string_attributes(&message.attributes)?,
-            ..RawMessage::default()
-        })
-        .await
     }
 
     /// Sends one message with attributes as SQS types them, and the FIFO fields. Returns
@@ -294,9 +280,31 @@ pub fn receive_count_of(message: &Message) -> u32 {
         .unwrap_or(1)
 }
 
+/// The messages cut into SendMessageBatch calls: at most ten each, and at most
+/// [`MAX_MESSAGE_BYTES`] together.
+fn batches(messages: &[OutgoingMessage]) -> Vec<&[OutgoingMessage]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, message) in messages.iter().enumerate() {
+        let size = message.size();
+        if index > start && (index - start == SQS_BATCH_LIMIT || bytes + size > MAX_MESSAGE_BYTES) {
+            chunks.push(&messages[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        chunks.push(&messages[start..]);
+    }
+    chunks
+}
+
 impl WorkQueue for SqsQueue {
     async fn send(&self, messages: Vec<OutgoingMessage>) -> Result<(), AdapterError> {
-        for chunk in messages.chunks(SQS_BATCH_LIMIT) {
+        for message in &messages {
+            message.check_size("SendMessageBatch")?;
+        }
+        for chunk in batches(&messages) {
             let entries = chunk
                 .iter()
                 .enumerate()

@@ -27,7 +27,9 @@ pub enum AnswerError {
     StoppedEarly { reason: String },
     #[error("the answer has no text")]
     NoText,
-    #[error("the answer is not the expected JSON object ({category} error at line {line} column {column})")]
+    #[error(
+        "the answer is not the expected JSON object ({category} error at line {line} column {column})"
+    )]
     NotTheObject {
         category: &'static str,
         line: usize,

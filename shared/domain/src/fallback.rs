@@ -311,7 +311,10 @@ mod tests {
         );
         let outcome = generate_once(&generator).await;
         assert!(
-            matches!(outcome, Err(GenerationError::Unusable(AnswerError::EmptyMessage))),
+            matches!(
+                outcome,
+                Err(GenerationError::Unusable(AnswerError::EmptyMessage))
+            ),
             "{outcome:?}"
         );
         let counters = generator.counters();

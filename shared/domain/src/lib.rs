@@ -17,3 +17,16 @@ pub mod ports;
 pub mod prompt;
 pub mod redact;
 pub mod template;
+
+/// An error and its sources, `: `-separated, on one line: what a log line shows of a
+/// failure (mask e-mail addresses in it before logging).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -3,4 +3,5 @@
 //! event-source mappings over any adapters. Nothing deployed links this crate.
 
 pub mod embedded;
+pub mod mapping;
 pub mod pipeline;

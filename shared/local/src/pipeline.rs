@@ -15,10 +15,12 @@ use referral_domain::enricher::{
     QueuedWebhook,
 };
 use referral_domain::features::CustomerFeatures;
-use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome};
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
+
+use crate::mapping::StreamMapping;
 use referral_domain::ports::{
-    AdapterError, ChangeFeed, FeatureStore, MessageGenerator, MessageStore, OutgoingMessage,
-    QueueMessage, ReferralMessage, WorkQueue,
+    AdapterError, Decision, FeatureStore, MessageStore, OutgoingMessage, QueueMessage,
+    ReferralMessage, Suppression, WorkQueue,
 };
 use referral_domain::template::TemplateGenerator;
 
@@ -45,9 +47,8 @@ impl<S: FeatureStore> BatchHandler for Enricher<S> {
     }
 }
 
-/// Whatever turns the change feed into messages: the orchestrator core reading a feed
-/// ([`FeedConsumer`]), or the orchestrator Lambda's handler behind a stream event-source
-/// mapping (`referral_orchestrator::mapping`).
+/// Whatever turns the change feed into messages: the stream mapping over a feed
+/// ([`crate::mapping::StreamMapping`]), embedded or read from DynamoDB Streams.
 pub trait StreamConsumer: Send + Sync {
     /// Takes up to `max` records and has them handled, counting into `counters`; returns
     /// how many records it took (0: the feed had nothing new).
@@ -56,29 +57,6 @@ pub trait StreamConsumer: Send + Sync {
         max: usize,
         counters: &mut StreamCounters,
     ) -> impl Future<Output = Result<usize, AdapterError>> + Send;
-}
-
-/// The orchestrator core over a change feed, record by record.
-#[derive(Debug)]
-pub struct FeedConsumer<'a, F, G, M> {
-    pub feed: &'a F,
-    pub orchestrator: &'a Orchestrator<G, M>,
-}
-
-impl<F: ChangeFeed, G: MessageGenerator, M: MessageStore> StreamConsumer
-    for FeedConsumer<'_, F, G, M>
-{
-    async fn consume(
-        &self,
-        max: usize,
-        counters: &mut StreamCounters,
-    ) -> Result<usize, AdapterError> {
-        let records = self.feed.poll(max).await?;
-        for record in &records {
-            counters.count(&self.orchestrator.handle(record, Utc::now()).await);
-        }
-        Ok(records.len())
-    }
 }
 
 /// Message attribute carrying where an event came from (`file:line`), for reports.
@@ -138,39 +116,6 @@ pub struct UnprocessedEvent {
     pub error: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct StreamCounters {
-    pub records: u64,
-    pub messages_created: u64,
-    pub already_created: u64,
-    pub skipped: u64,
-    /// Records given up on: no message came of them.
-    pub failed: u64,
-}
-
-impl StreamCounters {
-    /// Counts one record handled by the orchestrator core.
-    pub fn count(&mut self, outcome: &RecordOutcome) {
-        self.records += 1;
-        match outcome {
-            RecordOutcome::Created { .. } => self.messages_created += 1,
-            RecordOutcome::AlreadyCreated => self.already_created += 1,
-            RecordOutcome::Skipped(_) => self.skipped += 1,
-            RecordOutcome::ClaimedElsewhere { .. } | RecordOutcome::Failed { .. } => {
-                self.failed += 1;
-            }
-        }
-    }
-
-    pub fn add(&mut self, other: &StreamCounters) {
-        self.records += other.records;
-        self.messages_created += other.messages_created;
-        self.already_created += other.already_created;
-        self.skipped += other.skipped;
-        self.failed += other.failed;
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunReport {
     pub events: u64,
@@ -210,7 +155,7 @@ where
         ..RunReport::default()
     };
     loop {
-        let received = queue.receive(config.batch_size.max(1)).await?;
+        let received = receive_batch(queue, config.batch_size.max(1)).await?;
         if received.is_empty() {
             break;
         }
@@ -271,6 +216,23 @@ where
     Ok(report)
 }
 
+/// Up to `size` messages, received ten at a time as the SQS event source's poller does to
+/// fill a batch larger than one receive.
+async fn receive_batch<Q: WorkQueue>(
+    queue: &Q,
+    size: usize,
+) -> Result<Vec<QueueMessage>, AdapterError> {
+    let mut batch = Vec::new();
+    while batch.len() < size {
+        let received = queue.receive(size - batch.len()).await?;
+        if received.is_empty() {
+            break;
+        }
+        batch.extend(received);
+    }
+    Ok(batch)
+}
+
 /// Consumes the feed until `quiet_polls` polls in a row found nothing.
 async fn drain<S: StreamConsumer>(
     stream: &S,
@@ -312,6 +274,19 @@ fn natural_source_order(a: &str, b: &str) -> std::cmp::Ordering {
 pub struct RunResults {
     pub features: Vec<CustomerFeatures>,
     pub messages: Vec<ReferralMessage>,
+    /// Changes that got no message on purpose.
+    pub suppressed: Vec<Suppression>,
+}
+
+impl RunResults {
+    fn add(&mut self, decisions: Vec<Decision>) {
+        for decision in decisions {
+            match decision {
+                Decision::Message(message) => self.messages.push(message),
+                Decision::Suppressed(suppression) => self.suppressed.push(suppression),
+            }
+        }
+    }
 }
 
 /// Reads the features and messages of `customers` back from the stores.
@@ -325,7 +300,7 @@ pub async fn read_results<S: FeatureStore, M: MessageStore>(
         if let Some(features) = store.load(email).await? {
             results.features.push(features);
         }
-        results.messages.extend(messages.list(email).await?);
+        results.add(messages.decisions(email).await?);
     }
     Ok(results)
 }
@@ -342,17 +317,14 @@ pub async fn run_in_memory(
     let enricher = Enricher::new(&store, EnricherConfig::default());
     let orchestrator =
         Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
-    let stream = FeedConsumer {
-        feed: &store,
-        orchestrator: &orchestrator,
-    };
+    let stream = StreamMapping::new(&store, &orchestrator);
     let report = run_pipeline(inputs, &queue, &enricher, &stream, config).await?;
     // The stores end with this run, so the read-back moves their items and messages out
     // instead of copying them through the ports ([`read_results`]); same results, same order.
     let mut results = RunResults::default();
     for email in &report.customers {
         results.features.extend(store.take(email));
-        results.messages.extend(messages.take_completed(email));
+        results.add(messages.take_decisions(email));
     }
     Ok((report, results))
 }

@@ -43,9 +43,7 @@ pub fn sqs_batches(corpus: &Corpus, queue_arn: &str) -> Vec<Vec<u8>> {
 /// The messages a response hands back to SQS (`batchItemFailures`).
 pub fn item_failures(payload: &Payload) -> usize {
     match payload {
-        Payload::Json(response) => response["batchItemFailures"]
-            .as_array()
-            .map_or(0, Vec::len),
+        Payload::Json(response) => response["batchItemFailures"].as_array().map_or(0, Vec::len),
         Payload::Raw(_) => 0,
     }
 }

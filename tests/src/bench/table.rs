@@ -16,8 +16,16 @@ pub fn render(report: &BenchReport) -> String {
     for (operation, count) in &report.requests_by_operation {
         let _ = writeln!(out, "    {operation:<24} {count:>8.2}");
     }
-    let _ = writeln!(out, "  write units                {:>8.2}", report.write_units);
-    let _ = writeln!(out, "  read units                 {:>8.2}", report.read_units);
+    let _ = writeln!(
+        out,
+        "  write units                {:>8.2}",
+        report.write_units
+    );
+    let _ = writeln!(
+        out,
+        "  read units                 {:>8.2}",
+        report.read_units
+    );
     let _ = writeln!(
         out,
         "  USD per million events     {:>8.3}",
@@ -47,6 +55,10 @@ pub fn render(report: &BenchReport) -> String {
     if let Some(median) = report.median_invoke_ms {
         let _ = writeln!(out, "median invocation            {median:>8.2} ms");
     }
-    let _ = writeln!(out, "item failures                {:>8}", report.item_failures);
+    let _ = writeln!(
+        out,
+        "item failures                {:>8}",
+        report.item_failures
+    );
     out
 }

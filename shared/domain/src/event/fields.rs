@@ -21,7 +21,10 @@ pub(super) fn required_str<'a>(
 }
 
 /// Optional free text: trimmed, capped, and absent when empty.
-pub(super) fn text(fragment: Fragment<'_>, field: &'static str) -> Result<Option<String>, EventError> {
+pub(super) fn text(
+    fragment: Fragment<'_>,
+    field: &'static str,
+) -> Result<Option<String>, EventError> {
     let Some(raw) = fragment else {
         return Ok(None);
     };
@@ -65,7 +68,10 @@ pub(super) fn object<'a, T: Deserialize<'a>>(
         })
 }
 
-pub(super) fn count(fragment: Fragment<'_>, field: &'static str) -> Result<Option<u64>, EventError> {
+pub(super) fn count(
+    fragment: Fragment<'_>,
+    field: &'static str,
+) -> Result<Option<u64>, EventError> {
     let Some(raw) = fragment else {
         return Ok(None);
     };

@@ -149,4 +149,3 @@ pub struct PropertyInfo {
     pub year_built: Option<u16>,
     pub pest_issues: Option<Vec<String>>,
 }
-

@@ -12,8 +12,6 @@ use super::fields::*;
 use super::hash::content_hash;
 use super::*;
 
-
-
 /// The known top-level fields, as raw JSON fragments (`null` reads as absent).
 #[derive(Deserialize)]
 struct WireEvent<'a> {
@@ -336,4 +334,3 @@ fn pest_issues(fragment: Fragment<'_>) -> Result<Option<Vec<String>>, EventError
     }
     Ok(Some(issues))
 }
-

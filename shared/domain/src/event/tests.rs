@@ -73,8 +73,7 @@ fn the_stored_hash_format_is_stable() {
 
 #[test]
 fn other_event_types_are_not_validated_further() {
-    let parsed =
-        parse_webhook_value(&json!({"event_id": "e", "event_type": "customer.updated"}));
+    let parsed = parse_webhook_value(&json!({"event_id": "e", "event_type": "customer.updated"}));
     assert_eq!(
         parsed,
         Ok(Webhook::Other {

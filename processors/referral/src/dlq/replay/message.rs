@@ -344,4 +344,3 @@ mod tests {
         assert!(make_room(&mut few).is_empty());
     }
 }
-

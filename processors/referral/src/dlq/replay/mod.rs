@@ -29,9 +29,9 @@ use super::interrupt::{INTERRUPTED_EXIT, Interrupt};
 use super::pace::{Pacer, parse_rate};
 use super::queue::{BATCH_LIMIT, DlqMessage, Outgoing, Queue, Scan};
 use super::stream::{Rerun, Rerunner, StreamFailure};
+use referral_domain::orchestrator::StreamCounters;
 use referral_domain::ports::AdapterError;
 use referral_domain::redact::mask_emails;
-use referral_local::pipeline::StreamCounters;
 
 mod message;
 mod report;
@@ -290,4 +290,3 @@ async fn resolve_target(
     }
     Ok((Some(target), None))
 }
-

@@ -93,7 +93,6 @@ impl Progress {
     }
 }
 
-
 impl Replay<'_> {
     pub(super) fn print_summary(&self, in_flight_at_start: u64) -> Result<(), DlqError> {
         let summary = &self.summary;

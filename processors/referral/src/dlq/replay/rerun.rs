@@ -69,7 +69,7 @@ impl Replay<'_> {
             Rerun::Done { records, counters } => (
                 format!(
                     "{records} record(s), {} message(s) created, {} existed already",
-                    counters.messages_created, counters.already_created
+                    counters.created, counters.already_created
                 ),
                 counters,
             ),
@@ -85,12 +85,12 @@ impl Replay<'_> {
                 format!(
                     "records no longer retained; checked every customer's current features \
                      ({customers}): {} message(s) created, {} existed already",
-                    counters.messages_created, counters.already_created
+                    counters.created, counters.already_created
                 ),
                 counters,
             ),
         };
-        self.summary.messages_created += counters.messages_created;
+        self.summary.messages_created += counters.created;
         let done = format!("re-ran     {label}: {where_}: {result}");
         Ok(self
             .settle(

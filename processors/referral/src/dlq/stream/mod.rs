@@ -25,20 +25,26 @@ use std::sync::atomic::{self, AtomicBool};
 
 use chrono::Utc;
 
-use crate::aws_local::stream_mapping::{RetryPolicy, deliver};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use referral_aws::bedrock::{BedrockConfig, BedrockGenerator, MODEL_ID_VAR};
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::error::adapter_error;
+use referral_aws::stream_record::{RecordError, change_record};
+use referral_domain::env::Vars;
 use referral_domain::fallback::FallbackGenerator;
-use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
 use referral_domain::ports::{
-    ChangeKind, ChangeRecord, Generated, GenerationError, GenerationRequest, MessageGenerator,
+    AdapterError, ChangeKind, ChangeRecord, Generated, GenerationError, GenerationRequest,
+    MessageGenerator,
 };
 use referral_domain::template::TemplateGenerator;
-use referral_local::pipeline::StreamCounters;
-use referral_orchestrator::{OrchestratorHandler, ProductionGenerator};
+use referral_local::mapping::{RecordsFeed, StreamMapping};
+use referral_local::pipeline::StreamConsumer;
+use referral_orchestrator::ProductionGenerator;
 use serde::Deserialize;
+
+use crate::aws_local::stream_reader::event_record;
 
 use super::DlqError;
 
@@ -121,11 +127,11 @@ pub enum Generator {
 
 impl Generator {
     pub fn from_env(sdk: &SdkConfig) -> Result<Self, DlqError> {
-        let configured = std::env::var(MODEL_ID_VAR).is_ok_and(|model| !model.trim().is_empty());
-        if !configured {
+        let vars = Vars::process();
+        if vars.get(MODEL_ID_VAR).is_none() {
             return Ok(Generator::Template(TemplateGenerator));
         }
-        let config = BedrockConfig::from_env()?;
+        let config = BedrockConfig::from_vars(&vars)?;
         Ok(Generator::Bedrock(Box::new(
             FallbackGenerator::over_template(BedrockGenerator::from_sdk_config(sdk, config)),
         )))
@@ -149,7 +155,7 @@ impl MessageGenerator for Generator {
 }
 
 /// What re-running one failure record did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Rerun {
     /// Every record was handled (messages created, or found to exist already).
     Done {
@@ -168,7 +174,55 @@ pub enum Rerun {
     /// Dry run: the records are gone; every customer would be checked.
     WouldReconcile,
     /// The message must stay: why, and what to do.
-    Failed(String),
+    Failed(RerunFailure),
+}
+
+/// Why a failure record stays in the queue; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RerunFailure {
+    #[error(
+        "the record is from the stream of table {record_table}, not of --features-table \
+         {features_table}: pass --features-table (and the matching --messages-table) of that \
+         pipeline"
+    )]
+    OtherTable {
+        record_table: String,
+        features_table: String,
+    },
+    #[error("reading the batch's records failed; run the replay again later")]
+    Read(#[source] AdapterError),
+    #[error("a record of the batch cannot be read as a change of CustomerFeatures")]
+    Undecodable(#[source] RecordError),
+    #[error(
+        "the orchestrator could not handle {failed} of the {records} record(s) (table \
+         {messages_table}): {created} message(s) created; run the replay again later"
+    )]
+    Unhandled {
+        failed: u64,
+        records: usize,
+        messages_table: String,
+        created: u64,
+    },
+    #[error(
+        "the batch's records are gone ({why}) and scanning {features_table} to check every \
+         customer failed; run the replay again later"
+    )]
+    Scan {
+        why: String,
+        features_table: String,
+        #[source]
+        source: AdapterError,
+    },
+    #[error(
+        "the batch's records are gone ({why}); of {customers} customers checked, {failed} \
+         message(s) could not be written ({created} created); run the replay again later"
+    )]
+    Reconcile {
+        why: String,
+        customers: u64,
+        failed: u64,
+        created: u64,
+    },
 }
 
 /// Why a batch's records cannot be read.
@@ -176,14 +230,14 @@ enum ReadError {
     /// Trimmed from the stream (older than its retention) or the stream is gone.
     Gone(String),
     /// Anything else: worth trying again later.
-    Other(String),
+    Other(AdapterError),
 }
 
 /// Re-runs the orchestrator for failure records.
 #[derive(Debug)]
 pub struct Rerunner {
     streams: aws_sdk_dynamodbstreams::Client,
-    handler: OrchestratorHandler<Generator, DynamoMessageStore>,
+    orchestrator: Orchestrator<Generator, DynamoMessageStore>,
     features: DynamoFeatureStore,
     features_table: String,
     messages_table: String,
@@ -204,11 +258,11 @@ impl Rerunner {
         );
         Ok(Rerunner {
             streams: aws_sdk_dynamodbstreams::Client::new(sdk),
-            handler: OrchestratorHandler::new(Orchestrator::new(
+            orchestrator: Orchestrator::new(
                 Generator::from_env(sdk)?,
                 store,
                 OrchestratorConfig::default(),
-            )),
+            ),
             features: DynamoFeatureStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 features_table.to_owned(),
@@ -220,23 +274,21 @@ impl Rerunner {
     }
 
     pub fn generator_name(&self) -> &'static str {
-        self.handler.orchestrator().generator().name()
+        self.orchestrator.generator().name()
     }
 
     pub async fn rerun(&self, failure: &StreamFailure, dry_run: bool) -> Rerun {
         // A record of another table's stream handed to this orchestrator would write
         // messages for the wrong pipeline.
         if failure.table() != Some(self.features_table.as_str()) {
-            return Rerun::Failed(format!(
-                "the record is from the stream of table {}, not of --features-table {}: pass \
-                 --features-table (and the matching --messages-table) of that pipeline",
-                failure.table().unwrap_or("?"),
-                self.features_table
-            ));
+            return Rerun::Failed(RerunFailure::OtherTable {
+                record_table: failure.table().unwrap_or("?").to_owned(),
+                features_table: self.features_table.clone(),
+            });
         }
         let records = match self.read(failure).await {
             Ok(records) => records,
-            Err(ReadError::Other(reason)) => return Rerun::Failed(reason),
+            Err(ReadError::Other(error)) => return Rerun::Failed(RerunFailure::Read(error)),
             Err(ReadError::Gone(_)) if dry_run => return Rerun::WouldReconcile,
             Err(ReadError::Gone(why)) => return self.reconcile(&why).await,
         };
@@ -246,19 +298,32 @@ impl Rerunner {
             };
         }
         let count = records.len();
-        let counters = deliver(
-            &self.handler,
-            records,
-            &failure.info.stream_arn,
-            RetryPolicy::default(),
-        )
-        .await;
+        // Decoded by the Lambda function's own decoder, as its event-source mapping would
+        // deliver them.
+        let changes = match records
+            .iter()
+            .map(|record| change_record(&event_record(record, &failure.info.stream_arn)))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(changes) => changes,
+            Err(error) => return Rerun::Failed(RerunFailure::Undecodable(error)),
+        };
+        let mapping = StreamMapping::new(RecordsFeed::new(changes), &self.orchestrator);
+        let mut counters = StreamCounters::default();
+        loop {
+            match mapping.consume(count.max(1), &mut counters).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => return Rerun::Failed(RerunFailure::Read(error)),
+            }
+        }
         if counters.failed > 0 {
-            return Rerun::Failed(format!(
-                "the orchestrator could not handle {} of the {count} record(s) (table {}): {} \
-                 message(s) created; run the replay again later",
-                counters.failed, self.messages_table, counters.messages_created
-            ));
+            return Rerun::Failed(RerunFailure::Unhandled {
+                failed: counters.failed,
+                records: count,
+                messages_table: self.messages_table.clone(),
+                created: counters.created,
+            });
         }
         Rerun::Done {
             records: count,
@@ -288,12 +353,12 @@ impl Rerunner {
         loop {
             let (items, next) = match self.features.scan_page(start).await {
                 Ok(page) => page,
-                Err(error) => {
-                    return Rerun::Failed(format!(
-                        "the batch's records are gone ({why}) and scanning {} to check every \
-                         customer failed ({error}); run the replay again later",
-                        self.features_table
-                    ));
+                Err(source) => {
+                    return Rerun::Failed(RerunFailure::Scan {
+                        why: why.to_owned(),
+                        features_table: self.features_table.clone(),
+                        source,
+                    });
                 }
             };
             for features in items {
@@ -305,13 +370,7 @@ impl Rerunner {
                     old_image: None,
                     new_image: Some(Arc::new(features)),
                 };
-                counters.count(
-                    &self
-                        .handler
-                        .orchestrator()
-                        .handle(&change, Utc::now())
-                        .await,
-                );
+                counters.count(&self.orchestrator.handle(&change, Utc::now()).await);
             }
             match next {
                 Some(key) => start = Some(key),
@@ -319,11 +378,12 @@ impl Rerunner {
             }
         }
         if counters.failed > 0 {
-            return Rerun::Failed(format!(
-                "the batch's records are gone ({why}); of {customers} customers checked, {} \
-                 message(s) could not be written ({} created); run the replay again later",
-                counters.failed, counters.messages_created
-            ));
+            return Rerun::Failed(RerunFailure::Reconcile {
+                why: why.to_owned(),
+                customers,
+                failed: counters.failed,
+                created: counters.created,
+            });
         }
         self.reconciled.store(true, atomic::Ordering::Relaxed);
         Rerun::Reconciled {
@@ -362,9 +422,7 @@ impl Rerunner {
                     {
                         Err(gone(detail))
                     }
-                    _ => Err(ReadError::Other(format!(
-                        "GetShardIterator failed ({detail}); run the replay again later"
-                    ))),
+                    _ => Err(ReadError::Other(adapter_error("GetShardIterator", error))),
                 };
             }
         };
@@ -398,9 +456,7 @@ impl Rerunner {
                         {
                             Err(gone(detail))
                         }
-                        _ => Err(ReadError::Other(format!(
-                            "GetRecords failed ({detail}); run the replay again later"
-                        ))),
+                        _ => Err(ReadError::Other(adapter_error("GetRecords", error))),
                     };
                 }
             };

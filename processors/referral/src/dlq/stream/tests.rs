@@ -18,8 +18,7 @@ fn failure_records_are_recognised_and_webhooks_are_not() {
     assert_eq!(failure.info.batch_size, Some(2));
     assert_eq!(failure.table(), Some("CustomerFeatures"));
     assert!(
-        StreamFailure::recognise(r#"{"event_id":"e","event_type":"service.completed"}"#)
-            .is_none()
+        StreamFailure::recognise(r#"{"event_id":"e","event_type":"service.completed"}"#).is_none()
     );
     assert!(StreamFailure::recognise(r#"{"DDBStreamBatchInfo": {"shardId": 3}}"#).is_none());
     assert!(StreamFailure::recognise("DDBStreamBatchInfo, not JSON").is_none());

@@ -4,6 +4,8 @@
 //! is claimed before the generator runs, so a redelivered record never calls the model
 //! twice, and completed afterwards.
 
+mod batch;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +14,13 @@ use chrono::{DateTime, Utc};
 use crate::digits::padded_id;
 use crate::features::CustomerFeatures;
 use crate::ports::{
-    AdapterError, ChangeKind, ChangeRecord, Claim, GenerationRequest, MessageGenerator, MessageKey,
-    MessageStore, ReferralMessage,
+    AdapterError, ChangeKind, ChangeRecord, Claim, Decision, GenerationError, GenerationRequest,
+    Holder, MessageGenerator, MessageKey, MessageStore, Recorded, ReferralMessage,
 };
 use crate::prompt::build_prompt;
 use crate::redact::short_hash;
+
+pub use batch::{BatchOutcome, StreamCounters};
 
 /// Why a record produced no message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,20 +36,43 @@ pub enum SkipReason {
 pub enum RecordOutcome {
     Created {
         message_id: String,
-        generator: &'static str,
+        generator: String,
     },
-    /// The message of this change exists already: a redelivery.
+    /// The change's decision is recorded already: a redelivery.
     AlreadyCreated,
     /// A live claim is held by another invocation; retry the record later.
     ClaimedElsewhere {
         expires_at: DateTime<Utc>,
     },
     Skipped(SkipReason),
-    /// The message store failed; retry the record later.
-    Failed {
-        kind: &'static str,
-        detail: String,
-    },
+    /// Retry the record later: the store or the generator failed.
+    Failed(RecordFailure),
+}
+
+/// Why a record could not be handled now.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecordFailure {
+    #[error("the message store failed")]
+    Store(#[source] Arc<AdapterError>),
+    /// Only a bare generator fails (production generators fall back to the template).
+    #[error("the generator failed")]
+    Generation(#[source] Arc<GenerationError>),
+}
+
+impl RecordFailure {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecordFailure::Store(error) => error.kind(),
+            RecordFailure::Generation(error) => error.kind(),
+        }
+    }
+}
+
+/// Failures compare by kind: enough for tests, which cannot compare the sources.
+impl PartialEq for RecordFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind()
+    }
 }
 
 impl RecordOutcome {
@@ -53,7 +80,7 @@ impl RecordOutcome {
     pub fn needs_retry(&self) -> bool {
         matches!(
             self,
-            RecordOutcome::ClaimedElsewhere { .. } | RecordOutcome::Failed { .. }
+            RecordOutcome::ClaimedElsewhere { .. } | RecordOutcome::Failed(_)
         )
     }
 
@@ -63,17 +90,14 @@ impl RecordOutcome {
             RecordOutcome::AlreadyCreated => "already_created",
             RecordOutcome::ClaimedElsewhere { .. } => "claimed_elsewhere",
             RecordOutcome::Skipped(_) => "skipped",
-            RecordOutcome::Failed { .. } => "failed",
+            RecordOutcome::Failed(_) => "failed",
         }
     }
 }
 
 impl From<AdapterError> for RecordOutcome {
     fn from(error: AdapterError) -> Self {
-        RecordOutcome::Failed {
-            kind: error.kind(),
-            detail: error.to_string(),
-        }
+        RecordOutcome::Failed(RecordFailure::Store(Arc::new(error)))
     }
 }
 
@@ -154,19 +178,60 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             customer_email: features.customer_email.clone(),
             message_id: message_id_for(features),
         };
-        match self
+        let holder = Holder::of_record(&record.sequence_number);
+        let claimed = self
             .messages
-            .claim(&key, now, self.config.claim_lease)
-            .await
-        {
-            Ok(Claim::Acquired) => {}
-            Ok(Claim::Completed) => return RecordOutcome::AlreadyCreated,
-            Ok(Claim::InProgress { expires_at }) => {
+            .claim(&key, &holder, now, self.config.claim_lease)
+            .await;
+        let message = match claimed {
+            // An earlier attempt of this change generated the message and failed to record
+            // it: record that one, the model is not asked twice.
+            Ok(Claim::Acquired { draft: Some(draft) }) => *draft,
+            Ok(Claim::Acquired { draft: None }) => match self.generate(features, &key, now).await {
+                Ok(message) => message,
+                Err(error) => {
+                    self.release(&key, &holder, now).await;
+                    return RecordOutcome::Failed(RecordFailure::Generation(Arc::new(error)));
+                }
+            },
+            Ok(Claim::Decided) => return RecordOutcome::AlreadyCreated,
+            Ok(Claim::Held { expires_at }) => {
                 return RecordOutcome::ClaimedElsewhere { expires_at };
             }
             Err(error) => return error.into(),
+        };
+        let created = RecordOutcome::Created {
+            message_id: message.message_id.clone(),
+            generator: message.generator.clone(),
+        };
+        let draft = message.clone();
+        match self
+            .messages
+            .record(Decision::Message(message), &holder, now)
+            .await
+        {
+            Ok(Recorded::Recorded) => created,
+            Ok(Recorded::AlreadyDecided) => RecordOutcome::AlreadyCreated,
+            Ok(Recorded::ClaimHeldElsewhere) => RecordOutcome::ClaimedElsewhere { expires_at: now },
+            Err(error) => {
+                // Keep what the model wrote for the retry, then let the claim go at once
+                // rather than after its lease: the retry is this same record.
+                if let Err(kept) = self.messages.keep_draft(&holder, &draft).await {
+                    tracing::warn!(error = %kept, "could not keep the generated message for the retry");
+                }
+                self.release(&key, &holder, now).await;
+                error.into()
+            }
         }
+    }
 
+    /// The message the generator writes for `features`.
+    async fn generate(
+        &self,
+        features: &CustomerFeatures,
+        key: &MessageKey,
+        now: DateTime<Utc>,
+    ) -> Result<ReferralMessage, GenerationError> {
         let prompt = build_prompt(Some(features));
         let generated = self
             .generator
@@ -174,25 +239,10 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
                 features: Some(features),
                 prompt: &prompt,
             })
-            .await;
-        let generated = match generated {
-            Ok(generated) => generated,
-            // Generators meant for production wrap a fallback; a bare one that fails
-            // leaves the claim to expire and the record to be retried.
-            Err(error) => {
-                return RecordOutcome::Failed {
-                    kind: error.kind(),
-                    detail: error.to_string(),
-                };
-            }
-        };
-        let created = RecordOutcome::Created {
+            .await?;
+        Ok(ReferralMessage {
+            customer_email: key.customer_email.clone(),
             message_id: key.message_id.clone(),
-            generator: generated.generator,
-        };
-        let message = ReferralMessage {
-            customer_email: key.customer_email,
-            message_id: key.message_id,
             trigger_event_id: features.trigger_event_id.clone(),
             features_version: features.version,
             recommended_service: generated.recommended_service,
@@ -202,31 +252,15 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             generator: generated.generator.to_owned(),
             model_id: generated.model_id,
             usage: generated.usage,
+            fallback_reason: None,
             created_at: now,
-        };
-        match self.messages.complete(message).await {
-            Ok(()) => created,
-            Err(error) => error.into(),
-        }
+        })
     }
 
-    /// Handles records in order and stops at the first that must be retried, as a stream
-    /// consumer must: later records of the shard wait until it succeeds. Returns the
-    /// outcomes of the records handled, the last one being the failure if any.
-    pub async fn handle_in_order(
-        &self,
-        records: &[ChangeRecord],
-        now: DateTime<Utc>,
-    ) -> Vec<RecordOutcome> {
-        let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            let outcome = self.handle(record, now).await;
-            let stop = outcome.needs_retry();
-            outcomes.push(outcome);
-            if stop {
-                break;
-            }
+    /// Lets the holder's claim go; a failure to do so only delays the retry to the lease's end.
+    async fn release(&self, key: &MessageKey, holder: &Holder, now: DateTime<Utc>) {
+        if let Err(error) = self.messages.release(key, holder, now).await {
+            tracing::warn!(error = %error, "could not release the claim; it expires with its lease");
         }
-        outcomes
     }
 }

@@ -1,12 +1,17 @@
-//! The feature-store contract: the cases every adapter must pass with the same results.
-//! Each case uses its own customer (prefixed by the caller) so suites can share a table.
+//! `FeatureStore`: a write lands only on the version its writer read (or, for a new
+//! customer, only where there is no item), a refused write says whether a concurrent writer
+//! applied the very same events, and an item reads back exactly as written.
 
 use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
 use referral_domain::ports::{FeatureStore, FeatureWrite, WriteOutcome};
 
 use crate::{event_body, service_event};
 
-fn fold_new(current: Option<&CustomerFeatures>, email: &str, ids: &[&str]) -> FeatureWrite {
+pub(super) fn fold_new(
+    current: Option<&CustomerFeatures>,
+    email: &str,
+    ids: &[&str],
+) -> FeatureWrite {
     let events: Vec<_> = ids
         .iter()
         .enumerate()
@@ -49,6 +54,7 @@ async fn save<S: FeatureStore>(store: &S, write: &FeatureWrite) -> WriteOutcome 
 /// Runs every case against `store`. `prefix` keeps this run's customers apart.
 pub async fn feature_store_contract<S: FeatureStore>(store: &S, prefix: &str) {
     absent_customer_reads_as_none(store, prefix).await;
+    a_blind_create_over_an_existing_item_returns_it(store, prefix).await;
     a_new_item_round_trips_exactly(store, prefix).await;
     a_second_create_is_refused_as_a_conflict(store, prefix).await;
     a_write_on_a_stale_version_is_refused_as_a_conflict(store, prefix).await;
@@ -134,4 +140,20 @@ async fn reapplying_applied_ids_is_refused_as_a_duplicate<S: FeatureStore>(
         }
     );
     assert_eq!(load(store, &email).await, Some((*first.item).clone()));
+}
+
+/// A writer that knows no item writes blind: refused, it is handed the current item, so it
+/// can fold again without reading (the enricher's hot path depends on it).
+async fn a_blind_create_over_an_existing_item_returns_it<S: FeatureStore>(store: &S, prefix: &str) {
+    let email = format!("{prefix}blind@example.com");
+    let first = fold_new(None, &email, &["bl-1"]);
+    assert_eq!(save(store, &first).await, WriteOutcome::Applied);
+    let blind = fold_new(None, &email, &["bl-2"]);
+    assert_eq!(
+        save(store, &blind).await,
+        WriteOutcome::Conflict {
+            current: Some((*first.item).clone())
+        },
+        "a refused write must return the item it found"
+    );
 }

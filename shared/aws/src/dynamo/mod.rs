@@ -1,0 +1,160 @@
+//! DynamoDB adapters: the feature store (`CustomerFeatures`, here) and the message store
+//! (`ReferralMessages`, in `messages.rs`).
+//!
+//! ## Writes of `CustomerFeatures`
+//! One `PutItem` per customer and batch, conditioned on `attribute_not_exists(customerEmail)`
+//! when the writer knows no item and on `version = :expected` otherwise. The version guard is
+//! what keeps an event from being applied twice: the fold that produced the item started
+//! from exactly that version and skipped every id it remembers, so a write that passes the
+//! guard applies only new events. A refused write returns the item as it is
+//! (`ReturnValuesOnConditionCheckFailure::ALL_OLD`): the writer folds again from it, with no
+//! read. What the item remembers of applied events, and for how long, is the domain's
+//! `AppliedMemory`: a few bytes an event, bounded by time, not by history.
+
+mod messages;
+
+pub use messages::DynamoMessageStore;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use crate::error::{adapter_error, corrupt};
+use referral_domain::features::CustomerFeatures;
+use referral_domain::ports::{AdapterError, FeatureStore, FeatureWrite, WriteOutcome};
+
+/// Partition key of both tables.
+pub const CUSTOMER_KEY: &str = "customerEmail";
+/// Sort key of `ReferralMessages`.
+pub const MESSAGE_KEY: &str = "message_id";
+/// Epoch seconds after which DynamoDB's TTL may delete an abandoned claim.
+pub const CLAIM_TTL_ATTRIBUTE: &str = "claim_expires_at";
+
+/// SDK operations of the feature store, for the IAM policy (one list, checked against the
+/// template by a test).
+pub const FEATURE_STORE_IAM_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem"];
+/// SDK operations of the message store's writes (claim, draft, record, release), all the
+/// orchestrator makes. `decisions` (Query) is for operators' tools, which no function role
+/// needs.
+pub const MESSAGE_WRITE_IAM_ACTIONS: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem"];
+
+type Item = HashMap<String, AttributeValue>;
+
+fn key_of(email: &str) -> (String, AttributeValue) {
+    (CUSTOMER_KEY.to_owned(), AttributeValue::S(email.to_owned()))
+}
+
+/// The `CustomerFeatures` table.
+#[derive(Debug, Clone)]
+pub struct DynamoFeatureStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoFeatureStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoFeatureStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// One page of a scan of the whole table, and where the next page starts (`None`: this
+    /// was the last). For operators' tools that must visit every customer, never the
+    /// functions: a scan reads the whole table.
+    pub async fn scan_page(
+        &self,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<
+        (
+            Vec<CustomerFeatures>,
+            Option<HashMap<String, AttributeValue>>,
+        ),
+        AdapterError,
+    > {
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| adapter_error("Scan", error))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| Self::decode("Scan", item))
+            .collect::<Result<_, _>>()?;
+        Ok((
+            items,
+            output.last_evaluated_key.filter(|key| !key.is_empty()),
+        ))
+    }
+
+    fn decode(operation: &'static str, item: Item) -> Result<CustomerFeatures, AdapterError> {
+        serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|error| corrupt(operation, error))
+    }
+}
+
+impl FeatureStore for DynamoFeatureStore {
+    async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
+        let (name, value) = key_of(customer_email);
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(name, value)
+            // The fold must start from the latest write, or its guard fails needlessly.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| adapter_error("GetItem", error))?;
+        output
+            .item
+            .map(|item| Self::decode("GetItem", item))
+            .transpose()
+    }
+
+    async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        let item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(write.item.as_ref())
+            .map_err(|error| corrupt("PutItem", error))?;
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let request = match write.expected_version {
+            None => request
+                .condition_expression("attribute_not_exists(#key)")
+                .expression_attribute_names("#key", CUSTOMER_KEY),
+            Some(version) => request
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(WriteOutcome::Applied),
+            Err(SdkError::ServiceError(context)) => match context.err() {
+                PutItemError::ConditionalCheckFailedException(refused) => {
+                    let current = refused
+                        .item()
+                        .map(|item| Self::decode("PutItem", item.clone()))
+                        .transpose()?;
+                    Ok(WriteOutcome::refused(current, &write.applied_ids))
+                }
+                _ => Err(adapter_error("PutItem", SdkError::ServiceError(context))),
+            },
+            Err(error) => Err(adapter_error("PutItem", error)),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Ports: the narrow interfaces the domain needs from the outside world, one per file.
+//! Adapters implement them (`referral-aws` for AWS APIs, `referral-local` in memory) and the
+//! contract suites in `tests/` hold every adapter of a port to the same behaviour. Nothing
+//! in these signatures is an AWS type.
+
+mod change_feed;
+mod feature_store;
+mod generator;
+mod message_store;
+mod work_queue;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
+pub use feature_store::{FeatureStore, FeatureWrite, WriteOutcome};
+pub use generator::{Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage};
+pub use message_store::{
+    Claim, Decision, Holder, MessageKey, MessageStore, Recorded, ReferralMessage, Suppression,
+};
+pub use work_queue::{
+    BATCH_LIMIT, MAX_MESSAGE_BYTES, OutgoingMessage, QueueMessage, STRING_TYPE, WorkQueue,
+};
+
+use crate::features::CustomerFeatures;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Failure of an adapter call, classified for the retry decision at the boundary.
+#[derive(Debug, Error)]
+pub enum AdapterError {
+    /// Throttling, timeouts, 5xx, connection trouble: the same call may succeed later.
+    #[error("{operation} failed transiently, retry later: {source}")]
+    Transient {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// The stored data cannot be decoded: retrying will not help, a person must look.
+    #[error("{operation} found data it cannot decode: {source}")]
+    Corrupt {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// Refused for a reason retrying cannot fix (access denied, missing table, bad request).
+    #[error("{operation} was refused: {source}")]
+    Permanent {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl AdapterError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AdapterError::Transient { .. })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdapterError::Transient { .. } => "transient",
+            AdapterError::Corrupt { .. } => "corrupt",
+            AdapterError::Permanent { .. } => "permanent",
+        }
+    }
+}
+
+// Ports are used through shared references and `Arc`s as well as by value.
+macro_rules! forward_ports {
+    ($($wrapper:ty),*) => {$(
+        impl<T: FeatureStore + ?Sized> FeatureStore for $wrapper {
+            fn load(&self, customer_email: &str)
+                -> impl Future<Output = Result<Option<CustomerFeatures>, AdapterError>> + Send {
+                (**self).load(customer_email)
+            }
+            fn save(&self, write: FeatureWrite)
+                -> impl Future<Output = Result<WriteOutcome, AdapterError>> + Send {
+                (**self).save(write)
+            }
+        }
+        impl<T: MessageStore + ?Sized> MessageStore for $wrapper {
+            fn claim(&self, key: &MessageKey, holder: &Holder, now: DateTime<Utc>, lease: Duration)
+                -> impl Future<Output = Result<Claim, AdapterError>> + Send {
+                (**self).claim(key, holder, now, lease)
+            }
+            fn keep_draft(&self, holder: &Holder, draft: &ReferralMessage)
+                -> impl Future<Output = Result<bool, AdapterError>> + Send {
+                (**self).keep_draft(holder, draft)
+            }
+            fn record(&self, decision: Decision, holder: &Holder, now: DateTime<Utc>)
+                -> impl Future<Output = Result<Recorded, AdapterError>> + Send {
+                (**self).record(decision, holder, now)
+            }
+            fn release(&self, key: &MessageKey, holder: &Holder, now: DateTime<Utc>)
+                -> impl Future<Output = Result<(), AdapterError>> + Send {
+                (**self).release(key, holder, now)
+            }
+            fn decisions(&self, customer_email: &str)
+                -> impl Future<Output = Result<Vec<Decision>, AdapterError>> + Send {
+                (**self).decisions(customer_email)
+            }
+        }
+        impl<T: MessageGenerator + ?Sized> MessageGenerator for $wrapper {
+            fn generate(&self, request: GenerationRequest<'_>)
+                -> impl Future<Output = Result<Generated, GenerationError>> + Send {
+                (**self).generate(request)
+            }
+        }
+        impl<T: WorkQueue + ?Sized> WorkQueue for $wrapper {
+            fn send(&self, messages: Vec<OutgoingMessage>)
+                -> impl Future<Output = Result<(), AdapterError>> + Send {
+                (**self).send(messages)
+            }
+            fn receive(&self, max: usize)
+                -> impl Future<Output = Result<Vec<QueueMessage>, AdapterError>> + Send {
+                (**self).receive(max)
+            }
+            fn delete(&self, receipts: &[String])
+                -> impl Future<Output = Result<(), AdapterError>> + Send {
+                (**self).delete(receipts)
+            }
+            fn retry_later(&self, receipts: &[String])
+                -> impl Future<Output = Result<(), AdapterError>> + Send {
+                (**self).retry_later(receipts)
+            }
+        }
+        impl<T: ChangeFeed + ?Sized> ChangeFeed for $wrapper {
+            fn poll(&self, max: usize)
+                -> impl Future<Output = Result<Vec<ChangeRecord>, AdapterError>> + Send {
+                (**self).poll(max)
+            }
+            fn resume_from(&self, sequence_number: &str)
+                -> impl Future<Output = Result<(), AdapterError>> + Send {
+                (**self).resume_from(sequence_number)
+            }
+        }
+    )*};
+}
+
+forward_ports!(&T, Arc<T>);

@@ -1,0 +1,21 @@
+//! Embedded in-memory adapters: the same contracts as the AWS ones (conditional writes and
+//! a change feed with one record per write; claim-then-record decisions; a queue with SQS's
+//! visibility, receive counts and redrive), so the whole pipeline runs in one process with
+//! no account, network or credentials. The contract suites in `tests/` run against these
+//! and the AWS adapters alike.
+
+mod feature_store;
+mod message_store;
+mod queue;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+pub use feature_store::EmbeddedFeatureStore;
+pub use message_store::EmbeddedMessageStore;
+pub use queue::{EmbeddedQueue, QueueRules};
+
+/// A panic while a lock is held cannot leave these maps half-updated (each critical section
+/// is a single insert or remove), so a poisoned lock is still safe to use.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,260 @@
+//! `MessageStore`: one decision per change, reached through claims that expire, that their
+//! holder takes back at once, and that carry a kept draft to whoever claims next.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use referral_domain::ports::{
+    Claim, Decision, Holder, MessageKey, MessageStore, Recorded, ReferralMessage, Suppression,
+};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Whole seconds: stores may keep claim expiries to the second.
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    start() + chrono::Duration::seconds(seconds)
+}
+
+fn key(prefix: &str, case: &str, version: u64) -> MessageKey {
+    MessageKey {
+        customer_email: format!("{prefix}{case}@example.com"),
+        message_id: format!("v{version:012}"),
+    }
+}
+
+fn message(key: &MessageKey, body: &str) -> ReferralMessage {
+    ReferralMessage {
+        customer_email: key.customer_email.clone(),
+        message_id: key.message_id.clone(),
+        trigger_event_id: Some("evt_1".to_owned()),
+        features_version: 1,
+        recommended_service: "lawn_care".to_owned(),
+        body: body.to_owned(),
+        prompt: "the prompt".to_owned(),
+        prompt_hash: "abcd".to_owned(),
+        generator: "template".to_owned(),
+        model_id: None,
+        usage: None,
+        fallback_reason: None,
+        created_at: start(),
+    }
+}
+
+fn suppression(key: &MessageKey, reason: &str) -> Suppression {
+    Suppression {
+        customer_email: key.customer_email.clone(),
+        message_id: key.message_id.clone(),
+        features_version: 1,
+        trigger_event_id: None,
+        reason: reason.to_owned(),
+        decided_at: start(),
+    }
+}
+
+async fn claim<M: MessageStore>(store: &M, key: &MessageKey, holder: &Holder, now: i64) -> Claim {
+    store
+        .claim(key, holder, at(now), LEASE)
+        .await
+        .unwrap_or_else(|error| panic!("claim {key:?}: {error}"))
+}
+
+async fn record<M: MessageStore>(
+    store: &M,
+    decision: Decision,
+    holder: &Holder,
+    now: i64,
+) -> Recorded {
+    store
+        .record(decision, holder, at(now))
+        .await
+        .unwrap_or_else(|error| panic!("record: {error}"))
+}
+
+async fn decisions<M: MessageStore>(store: &M, key: &MessageKey) -> Vec<Decision> {
+    store
+        .decisions(&key.customer_email)
+        .await
+        .unwrap_or_else(|error| panic!("decisions: {error}"))
+}
+
+/// Runs every case against `store`. `prefix` keeps this run's customers apart.
+pub async fn message_store_contract<M: MessageStore>(store: &M, prefix: &str) {
+    a_live_claim_holds_off_others_but_not_its_holder(store, prefix).await;
+    an_expired_claim_is_taken_over_with_its_draft(store, prefix).await;
+    a_decision_is_recorded_once_and_ends_every_claim(store, prefix).await;
+    a_decision_over_nothing_and_over_a_live_claim(store, prefix).await;
+    a_released_claim_is_free_at_once_but_only_its_holder_releases(store, prefix).await;
+    decisions_come_oldest_first(store, prefix).await;
+}
+
+async fn a_live_claim_holds_off_others_but_not_its_holder<M: MessageStore>(
+    store: &M,
+    prefix: &str,
+) {
+    let key = key(prefix, "live", 1);
+    let (first, second) = (Holder::new("first"), Holder::new("second"));
+    assert_eq!(
+        claim(store, &key, &first, 0).await,
+        Claim::Acquired { draft: None }
+    );
+    assert_eq!(
+        claim(store, &key, &second, 30).await,
+        Claim::Held { expires_at: at(60) },
+        "a live claim must hold off another holder"
+    );
+    assert_eq!(
+        claim(store, &key, &first, 30).await,
+        Claim::Acquired { draft: None },
+        "a holder takes its own claim back at once"
+    );
+    // Taking it back renewed the lease.
+    assert_eq!(
+        claim(store, &key, &second, 61).await,
+        Claim::Held { expires_at: at(90) }
+    );
+}
+
+async fn an_expired_claim_is_taken_over_with_its_draft<M: MessageStore>(store: &M, prefix: &str) {
+    let key = key(prefix, "takeover", 1);
+    let (crashed, next) = (Holder::new("crashed"), Holder::new("next"));
+    let draft = message(&key, "written before the crash");
+    claim(store, &key, &crashed, 0).await;
+    assert!(
+        store
+            .keep_draft(&crashed, &draft)
+            .await
+            .expect("keep draft"),
+        "the holder keeps a draft in its claim"
+    );
+    assert_eq!(
+        claim(store, &key, &next, 60).await,
+        Claim::Acquired {
+            draft: Some(Box::new(draft.clone()))
+        },
+        "an expired claim is taken over, draft and all"
+    );
+    assert!(
+        !store
+            .keep_draft(&crashed, &draft)
+            .await
+            .expect("keep draft"),
+        "a draft is kept only in one's own claim"
+    );
+}
+
+async fn a_decision_is_recorded_once_and_ends_every_claim<M: MessageStore>(
+    store: &M,
+    prefix: &str,
+) {
+    let key = key(prefix, "decided", 1);
+    let (holder, other) = (Holder::new("holder"), Holder::new("other"));
+    let first = message(&key, "the message");
+    claim(store, &key, &holder, 0).await;
+    assert_eq!(
+        record(store, Decision::Message(first.clone()), &holder, 1).await,
+        Recorded::Recorded
+    );
+    for claimant in [&holder, &other] {
+        assert_eq!(
+            claim(store, &key, claimant, 1_000).await,
+            Claim::Decided,
+            "a redelivery finds the decision"
+        );
+    }
+    let second = message(&key, "a second message for the same change");
+    assert_eq!(
+        record(store, Decision::Message(second), &holder, 2).await,
+        Recorded::AlreadyDecided
+    );
+    assert_eq!(
+        record(
+            store,
+            Decision::Suppressed(suppression(&key, "cooldown")),
+            &other,
+            3
+        )
+        .await,
+        Recorded::AlreadyDecided,
+        "a decision is never overwritten"
+    );
+    assert_eq!(decisions(store, &key).await, [Decision::Message(first)]);
+}
+
+async fn a_decision_over_nothing_and_over_a_live_claim<M: MessageStore>(store: &M, prefix: &str) {
+    let suppressed = key(prefix, "suppressed", 1);
+    let decider = Holder::new("decider");
+    let reason = suppression(&suppressed, "cooldown");
+    assert_eq!(
+        record(store, Decision::Suppressed(reason.clone()), &decider, 0).await,
+        Recorded::Recorded,
+        "a decision needs no claim where there is nothing"
+    );
+    assert_eq!(
+        decisions(store, &suppressed).await,
+        [Decision::Suppressed(reason)]
+    );
+
+    let contested = key(prefix, "contested", 1);
+    let (holder, late) = (Holder::new("holder"), Holder::new("late"));
+    claim(store, &contested, &holder, 0).await;
+    let late_message = message(&contested, "too early");
+    assert_eq!(
+        record(store, Decision::Message(late_message.clone()), &late, 30).await,
+        Recorded::ClaimHeldElsewhere,
+        "another's live claim stands"
+    );
+    assert_eq!(
+        record(store, Decision::Message(late_message), &late, 60).await,
+        Recorded::Recorded,
+        "an expired claim does not"
+    );
+}
+
+async fn a_released_claim_is_free_at_once_but_only_its_holder_releases<M: MessageStore>(
+    store: &M,
+    prefix: &str,
+) {
+    let key = key(prefix, "released", 1);
+    let (holder, stranger, next) = (
+        Holder::new("holder"),
+        Holder::new("stranger"),
+        Holder::new("next"),
+    );
+    claim(store, &key, &holder, 0).await;
+    store
+        .release(&key, &stranger, at(1))
+        .await
+        .expect("release");
+    assert!(
+        matches!(claim(store, &key, &next, 2).await, Claim::Held { .. }),
+        "only the holder releases its claim"
+    );
+    store.release(&key, &holder, at(3)).await.expect("release");
+    assert_eq!(
+        claim(store, &key, &next, 3).await,
+        Claim::Acquired { draft: None },
+        "a released claim is free at once"
+    );
+}
+
+async fn decisions_come_oldest_first<M: MessageStore>(store: &M, prefix: &str) {
+    let holder = Holder::new("holder");
+    let mut expected = Vec::new();
+    for version in [10, 2, 1] {
+        let key = key(prefix, "ordered", version);
+        let decision = Decision::Message(message(&key, &format!("version {version}")));
+        assert_eq!(
+            record(store, decision.clone(), &holder, 0).await,
+            Recorded::Recorded
+        );
+        expected.push(decision);
+    }
+    expected.reverse();
+    assert_eq!(decisions(store, &key(prefix, "ordered", 1)).await, expected);
+}

@@ -1,0 +1,200 @@
+//! Each contract suite fails an adapter that breaks its contract on purpose: a suite that
+//! passes anything proves nothing.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use referral_domain::features::CustomerFeatures;
+use referral_domain::ports::{
+    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, FeatureStore, FeatureWrite, Holder,
+    MessageKey, MessageStore, OutgoingMessage, QueueMessage, Recorded, ReferralMessage, WorkQueue,
+    WriteOutcome,
+};
+use referral_local::embedded::{
+    EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
+};
+use referral_tests::contract::{
+    QueueSetup, change_feed_contract, feature_store_contract, message_store_contract,
+    work_queue_contract,
+};
+
+/// Runs `suite` and requires it to fail.
+async fn must_fail(suite: impl Future<Output = ()> + Send + 'static, what: &str) {
+    let outcome = tokio::spawn(suite).await;
+    assert!(
+        outcome
+            .as_ref()
+            .is_err_and(tokio::task::JoinError::is_panic),
+        "the suite passed an adapter that {what}"
+    );
+}
+
+/// A store whose writes always land: the last writer wins, whatever version it read.
+struct LastWriterWins(EmbeddedFeatureStore);
+
+impl FeatureStore for LastWriterWins {
+    async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
+        self.0.load(customer_email).await
+    }
+
+    async fn save(&self, mut write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        write.expected_version = self
+            .0
+            .load(&write.item.customer_email)
+            .await?
+            .map(|item| item.version);
+        self.0.save(write).await
+    }
+}
+
+#[tokio::test]
+async fn the_feature_store_suite_catches_a_store_without_its_version_guard() {
+    must_fail(
+        async {
+            feature_store_contract(&LastWriterWins(EmbeddedFeatureStore::new()), "broken-").await;
+        },
+        "ignores the version guard",
+    )
+    .await;
+}
+
+/// A feed that cannot go back: `resume_from` is a no-op.
+struct NoResume(EmbeddedFeatureStore);
+
+impl FeatureStore for NoResume {
+    async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
+        self.0.load(customer_email).await
+    }
+
+    async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        self.0.save(write).await
+    }
+}
+
+impl ChangeFeed for NoResume {
+    async fn poll(&self, max: usize) -> Result<Vec<ChangeRecord>, AdapterError> {
+        self.0.poll(max).await
+    }
+
+    async fn resume_from(&self, _sequence_number: &str) -> Result<(), AdapterError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_change_feed_suite_catches_a_feed_that_cannot_resume() {
+    must_fail(
+        async {
+            let store = NoResume(EmbeddedFeatureStore::new());
+            change_feed_contract(&store, &store, "broken-").await;
+        },
+        "ignores resume_from",
+    )
+    .await;
+}
+
+/// A store that does not tell holders apart: every claim is everyone's.
+struct OneHolder(EmbeddedMessageStore);
+
+impl MessageStore for OneHolder {
+    async fn claim(
+        &self,
+        key: &MessageKey,
+        _holder: &Holder,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Claim, AdapterError> {
+        self.0.claim(key, &Holder::new("anyone"), now, lease).await
+    }
+
+    async fn keep_draft(
+        &self,
+        holder: &Holder,
+        draft: &ReferralMessage,
+    ) -> Result<bool, AdapterError> {
+        self.0.keep_draft(holder, draft).await
+    }
+
+    async fn record(
+        &self,
+        decision: Decision,
+        holder: &Holder,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, AdapterError> {
+        self.0.record(decision, holder, now).await
+    }
+
+    async fn release(
+        &self,
+        key: &MessageKey,
+        holder: &Holder,
+        now: DateTime<Utc>,
+    ) -> Result<(), AdapterError> {
+        self.0.release(key, holder, now).await
+    }
+
+    async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
+        self.0.decisions(customer_email).await
+    }
+}
+
+#[tokio::test]
+async fn the_message_store_suite_catches_a_store_that_ignores_holders() {
+    must_fail(
+        async {
+            message_store_contract(&OneHolder(EmbeddedMessageStore::new()), "broken-").await;
+        },
+        "lets a second holder take a live claim",
+    )
+    .await;
+}
+
+/// A queue that forgets a message the moment it hands it out.
+struct DeletesOnReceive(EmbeddedQueue);
+
+impl WorkQueue for DeletesOnReceive {
+    async fn send(&self, messages: Vec<OutgoingMessage>) -> Result<(), AdapterError> {
+        self.0.send(messages).await
+    }
+
+    async fn receive(&self, max: usize) -> Result<Vec<QueueMessage>, AdapterError> {
+        let received = self.0.receive(max).await?;
+        let receipts: Vec<String> = received.iter().map(|m| m.receipt.clone()).collect();
+        self.0.delete(&receipts).await?;
+        Ok(received)
+    }
+
+    async fn delete(&self, receipts: &[String]) -> Result<(), AdapterError> {
+        self.0.delete(receipts).await
+    }
+
+    async fn retry_later(&self, receipts: &[String]) -> Result<(), AdapterError> {
+        self.0.retry_later(receipts).await
+    }
+}
+
+#[tokio::test]
+async fn the_work_queue_suite_catches_a_queue_that_loses_what_it_hands_out() {
+    must_fail(
+        async {
+            let setup = QueueSetup {
+                visibility_timeout: Duration::from_secs(1),
+                max_receive_count: 2,
+            };
+            let dead_letters = Arc::new(EmbeddedQueue::new());
+            let queue = DeletesOnReceive(EmbeddedQueue::with_rules(QueueRules {
+                visibility_timeout: setup.visibility_timeout,
+                max_receive_count: Some(setup.max_receive_count),
+                dead_letters: Some(Arc::clone(&dead_letters)),
+            }));
+            let dlq = DeletesOnReceive(EmbeddedQueue::new());
+            work_queue_contract(&queue, &dlq, setup).await;
+        },
+        "deletes messages on receive",
+    )
+    .await;
+}
