@@ -26,19 +26,20 @@ fi
 out=target/infra
 mkdir -p "$out"
 
-# Lints one template both ways; non-zero on any finding.
+# Lints one template every way; non-zero on any finding. Each step returns on failure
+# itself: `set -e` does not apply where the caller tests the result (the mutants below).
 lint() {
   local source=$1
   local translated
   translated="$out/$(basename "${source%.*}").translated.json"
   echo "cfn-lint $source"
-  "$venv/bin/cfn-lint" --include-checks I -- "$source"
+  "$venv/bin/cfn-lint" --include-checks I -- "$source" || return
   echo "aws-sam-translator $source -> $translated"
   # A fixed region and account; nothing here calls AWS.
   AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
-    "$venv/bin/python" infra/sam_translate.py "$source" "$translated"
+    "$venv/bin/python" infra/sam_translate.py "$source" "$translated" || return
   echo "cfn-lint $translated"
-  "$venv/bin/cfn-lint" --include-checks I -- "$translated"
+  "$venv/bin/cfn-lint" --include-checks I -- "$translated" || return
   echo "sam validate --lint $source"
   SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
     AWS_EC2_METADATA_DISABLED=true "$venv/bin/sam" validate --lint -t "$source"

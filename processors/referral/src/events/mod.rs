@@ -227,11 +227,3 @@ pub fn render(events: &[Value]) -> Result<String, serde_json::Error> {
         }
     })
 }
-
-/// The events generators for library users (tests): each returns one JSON event per
-/// invocation the function would get.
-pub mod generate {
-    pub use super::apigw::requests as apigw;
-    pub use super::sqs::batches as sqs;
-    pub use super::stream::events as stream;
-}
