@@ -5,7 +5,8 @@
 #     cfn-lint checks SAM resources against schemas only, so a mistake inside an event
 #     source (a misspelt FunctionResponseTypes, a bad StartingPosition) passes step 1; the
 #     transform turns the events into AWS::Lambda::EventSourceMapping resources, which step 2
-#     does check, and the transform itself refuses unknown event properties.
+#     does check, and the transform itself refuses unknown event properties;
+#  3. `sam validate --lint`, what a deployer's SAM CLI says of it.
 # Exits non-zero on any finding, informational ones included. Offline: no AWS account or
 # credentials are used.
 # Usage: infra/check.sh [template]   (default infra/template.yaml; with the default, the
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 template=${1:-infra/template.yaml}
 # Under target/ (ignored by git) rather than .venv, which tests/run.sh owns.
 venv=target/infra-venv
-if [[ ! -x "$venv/bin/cfn-lint" ]] || ! cmp -s infra/requirements.txt "$venv/.requirements"; then
+if [[ ! -x "$venv/bin/sam" ]] || ! cmp -s infra/requirements.txt "$venv/.requirements"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements.txt
   cp infra/requirements.txt "$venv/.requirements"
@@ -25,19 +26,23 @@ fi
 out=target/infra
 mkdir -p "$out"
 
-# Lints one template both ways; non-zero on any finding.
+# Lints one template every way; non-zero on any finding. Each step returns on failure
+# itself: `set -e` does not apply where the caller tests the result (the mutants below).
 lint() {
   local source=$1
   local translated
   translated="$out/$(basename "${source%.*}").translated.json"
   echo "cfn-lint $source"
-  "$venv/bin/cfn-lint" --include-checks I -- "$source"
+  "$venv/bin/cfn-lint" --include-checks I -- "$source" || return
   echo "aws-sam-translator $source -> $translated"
   # A fixed region and account; nothing here calls AWS.
   AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
-    "$venv/bin/python" infra/sam_translate.py "$source" "$translated"
+    "$venv/bin/python" infra/sam_translate.py "$source" "$translated" || return
   echo "cfn-lint $translated"
-  "$venv/bin/cfn-lint" --include-checks I -- "$translated"
+  "$venv/bin/cfn-lint" --include-checks I -- "$translated" || return
+  echo "sam validate --lint $source"
+  SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
+    AWS_EC2_METADATA_DISABLED=true "$venv/bin/sam" validate --lint -t "$source"
 }
 
 lint "$template"

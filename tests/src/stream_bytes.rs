@@ -259,7 +259,7 @@ where
 mod tests {
     use super::*;
 
-    const MODIFY: &str = include_str!("../../events/lambda/dynamodb-stream-modify.json");
+    const MODIFY: &str = include_str!("../../events/lambda/legacy-dynamodb-stream-modify.json");
 
     #[test]
     fn sizes_keys_and_both_images_of_a_real_record() {

@@ -2,7 +2,7 @@
 //! binary reads, its role grants exactly the SDK operations its code calls (the lists live
 //! next to that code) plus its event-source mapping's and its logs' fixed needs, nothing
 //! anywhere is granted on a wildcard, and the three functions are built and run as Rust
-//! binaries on `provided.al2023` / arm64.
+//! binaries on `provided.al2023` / arm64 (the `Architecture` parameter's default).
 //!
 //! The template keeps CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`), the
 //! form SAM users read and write; `serde_norway` (the maintained fork of `serde_yaml` 0.9)
@@ -274,11 +274,19 @@ fn the_template_declares_exactly_the_three_functions() {
 #[test]
 fn functions_are_rust_binaries_on_provided_al2023_arm64() {
     let template = template();
+    // One parameter sets the architecture: arm64 for deployments, x86_64 for CI's build.
+    let parameter = &template["Parameters"]["Architecture"];
+    assert_eq!(parameter["Default"], "arm64");
+    assert_eq!(parameter["AllowedValues"], json!(["arm64", "x86_64"]));
     for function in functions() {
         let id = function.logical_id;
         let properties = function_properties(&template, id);
         assert_eq!(properties["Runtime"], "provided.al2023", "{id}");
-        assert_eq!(properties["Architectures"], json!(["arm64"]), "{id}");
+        assert_eq!(
+            properties["Architectures"],
+            json!([{ "Ref": "Architecture" }]),
+            "{id}"
+        );
         assert_eq!(properties["Handler"], "bootstrap", "{id}");
         assert!(
             properties["MemorySize"].is_u64(),

@@ -7,6 +7,7 @@
 //! request says how it ended; the body, the secrets and e-mail addresses are never logged.
 
 pub mod config;
+pub mod metrics;
 pub mod queue;
 pub mod signature;
 
@@ -21,6 +22,7 @@ use referral_domain::redact::customer_ref;
 use serde_json::{Value, json};
 
 pub use config::{Config, ConfigError, ENV_VARS};
+pub use metrics::RequestCounters;
 pub use queue::{Enqueue, Failure, MAX_MESSAGE_BYTES, MemoryQueue, QueuedEvent, SqsEnqueue};
 pub use signature::{SIGNATURE_HEADER, SignatureError, WebhookSecret, sign, verify};
 

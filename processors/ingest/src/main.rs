@@ -2,21 +2,25 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use referral_ingest::{Config, Deps, SqsEnqueue, handle};
+use referral_aws::telemetry;
+use referral_ingest::{Config, Deps, RequestCounters, SqsEnqueue, handle};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    referral_aws::telemetry::init();
+    telemetry::init();
     let config = Config::from_env()?;
     let sdk_config = referral_aws::config::load(None).await;
     let queue = SqsEnqueue::new(&sdk_config, config.queue_url.clone());
     let deps = &Deps { config, queue };
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Error>(handle(deps, event.payload, chrono::Utc::now()).await)
+            let response = handle(deps, event.payload, chrono::Utc::now()).await;
+            let counters = RequestCounters::of(&response);
+            telemetry::emit_metrics(telemetry::NAMESPACE, "ingest", &counters);
+            Ok::<_, Error>(response)
         },
     ))
     .await

@@ -1,10 +1,11 @@
 //! The `referral` command-line tool's library: everything that runs the pipeline on one
 //! machine (the embedded run, the event-source mappings played against AWS APIs, local
-//! provisioning, a deployed binary under a loopback Lambda Runtime API) and the operators'
-//! tools (DLQ, features, messages). The deployed Lambda functions never link this crate.
+//! provisioning, a deployed binary under a loopback Lambda Runtime API, the AWS events it is
+//! fed) and the operators' tools (DLQ, features, messages). The deployed Lambda functions never link this crate.
 
 pub mod aws_local;
 pub mod dlq;
+pub mod events;
 pub mod http;
 pub mod inputs;
 pub mod invoke;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-use referral_cli::{dlq, inputs, invoke, local, output, remote};
+use referral_cli::{dlq, events, inputs, invoke, local, output, remote};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::template::TemplateGenerator;
 use referral_local::mapping::StreamMapping;
@@ -47,6 +47,9 @@ enum Command {
     Messages(local::MessagesArgs),
     /// Run a function's built binary on events, as Lambda would (like `sam local invoke`).
     Invoke(invoke::InvokeArgs),
+    /// Generate the AWS events the functions receive for webhook files (API Gateway, SQS,
+    /// DynamoDB Streams), chained as the pipeline chains them.
+    Events(events::EventsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +83,8 @@ enum CliError {
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Invoke(#[from] invoke::InvokeCommandError),
+    #[error(transparent)]
+    Events(#[from] events::EventsError),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             Ok(local::messages(args, &sdk).await?)
         }),
         Command::Invoke(args) => with_runtime(|| async { Ok(invoke::run(args, endpoint).await?) }),
+        Command::Events(args) => events::run(args).map_err(CliError::from),
     };
     match result {
         Ok(code) => code,

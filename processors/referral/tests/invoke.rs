@@ -3,19 +3,15 @@
 //! and (against moto's server) a signed webhook reaching the queue and an SQS batch
 //! reaching the features table through the enricher.
 //!
-//! The Lambda binaries belong to other packages, so cargo does not build them for these
-//! tests (`CARGO_BIN_EXE_*` exists only for this package's binaries). `tests/run.sh` builds
-//! them first (`cargo build -p referral-ingest -p referral-enricher ...`, same profile); the
-//! tests find them next to this package's own binary, which is in the same target directory
-//! and profile wherever that is, and fail saying how to build them when they are missing
-//! or older than their sources.
+//! The Lambda binaries are the debug builds `tests/run.sh` makes (see
+//! `common/lambda_binaries.rs`); the tests fail saying how to build them when they are
+//! missing or older than their sources.
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use referral_cli::invoke::{FunctionSpec, InvocationOutcome, Payload, run_function};
 use serde_json::Value;
@@ -24,54 +20,9 @@ use serde_json::Value;
 const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
 const SECRET: &str = "whsec_invoke_test_secret_0123";
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The debug build of a Lambda function's binary; fails when it is missing or stale.
-fn lambda_binary(name: &str) -> PathBuf {
-    let directory = Path::new(env!("CARGO_BIN_EXE_referral"))
-        .parent()
-        .expect("the referral binary is in a directory");
-    let binary = directory.join(name);
-    let build = format!(
-        "build it with `cargo build -p referral-{name} --bin {name}` (tests/run.sh does this \
-         before the tests)"
-    );
-    let built = std::fs::metadata(&binary)
-        .and_then(|metadata| metadata.modified())
-        .unwrap_or_else(|_| panic!("{} is missing: {build}", binary.display()));
-    // The crates a Lambda function links: its own, the domain and the AWS adapters.
-    let sources = [
-        workspace().join(format!("processors/{name}/src")),
-        workspace().join("shared/domain/src"),
-        workspace().join("shared/aws/src"),
-    ];
-    if let Some((newest, path)) = sources.iter().filter_map(|dir| newest_file(dir)).max() {
-        assert!(
-            built >= newest,
-            "{} is older than {}: re{build}",
-            binary.display(),
-            path.display()
-        );
-    }
-    binary
-}
-
-fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let found = if path.is_dir() {
-            newest_file(&path)
-        } else {
-            let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
-            Some((modified, path))
-        };
-        newest = newest.max(found);
-    }
-    newest
-}
+#[path = "common/lambda_binaries.rs"]
+mod lambda_binaries;
+use lambda_binaries::{lambda_binary, workspace};
 
 fn fixture(name: &str) -> Value {
     let path = workspace().join("events/lambda").join(name);

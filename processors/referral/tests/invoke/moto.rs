@@ -81,16 +81,21 @@ async fn an_sqs_batch_reaches_the_features_table_through_the_enricher() {
         show(&output)
     );
 
-    // Two valid webhooks; the third record's body is not JSON, so it goes to the DLQ.
+    // Two customers' webhooks and a redelivery of the first; the last record's body is not
+    // JSON, so it goes to the DLQ.
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
-    for (email, applied) in [
-        ("jane.doe@example.com", true),
-        ("lena.fischer@example.com", true),
-        ("quinn.harper@example.org", false),
-    ] {
+    for (email, events) in [("jane.doe@example.com", 1), ("noah.kim@example.com", 1)] {
         let features = store.load(email).await.unwrap();
-        assert_eq!(features.is_some(), applied, "{email}: {}", show(&output));
+        let features = features.unwrap_or_else(|| panic!("{email}: {}", show(&output)));
+        assert_eq!(
+            features.events_applied,
+            events,
+            "{email}: {}",
+            show(&output)
+        );
     }
+    let poison = store.load("paula.reyes@example.org").await.unwrap();
+    assert!(poison.is_none(), "{}", show(&output));
     let sqs = aws_sdk_sqs::Client::new(&config);
     let dead_letters = queue_depth(&sqs, &queues.dlq_url).await;
     assert_eq!(dead_letters, (1, 0), "{}", show(&output));

@@ -1,0 +1,56 @@
+//! Where the tests find the Lambda functions' binaries. They belong to other packages, so
+//! cargo does not build them for these tests (`CARGO_BIN_EXE_*` exists only for this
+//! package's binaries): `tests/run.sh` builds them first, and they are found next to this
+//! package's own binary, in the same target directory and profile wherever that is.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The debug build of a Lambda function's binary; fails when it is missing or stale.
+pub fn lambda_binary(name: &str) -> PathBuf {
+    let directory = Path::new(env!("CARGO_BIN_EXE_referral"))
+        .parent()
+        .expect("the referral binary is in a directory");
+    let binary = directory.join(name);
+    let build = format!(
+        "build it with `cargo build -p referral-{name} --bin {name}` (tests/run.sh does this \
+         before the tests)"
+    );
+    let built = std::fs::metadata(&binary)
+        .and_then(|metadata| metadata.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {build}", binary.display()));
+    // The crates a Lambda function links: its own, the domain and the AWS adapters.
+    let sources = [
+        workspace().join(format!("processors/{name}/src")),
+        workspace().join("shared/domain/src"),
+        workspace().join("shared/aws/src"),
+    ];
+    if let Some((newest, path)) = sources.iter().filter_map(|dir| newest_file(dir)).max() {
+        assert!(
+            built >= newest,
+            "{} is older than {}: re{build}",
+            binary.display(),
+            path.display()
+        );
+    }
+    binary
+}
+
+fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let found = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
+            Some((modified, path))
+        };
+        newest = newest.max(found);
+    }
+    newest
+}

@@ -1,0 +1,327 @@
+//! The three functions' binaries run as Lambda runs them (`referral invoke`) against moto's
+//! server (`REFERRAL_TEST_ENDPOINT`), fed with events from `referral events`: what each
+//! answers, what it leaves in the queues and tables, and its metrics line, which must be
+//! valid CloudWatch embedded metric format.
+//!
+//! Which binaries: with `REFERRAL_SMOKE_BINARIES=DIR`, the `sam build` output in DIR
+//! (`DIR/<Function>/bootstrap`: release builds made as they are deployed; `infra/smoke.sh`
+//! runs this file so in CI); without it, the debug builds that `tests/run.sh` makes. Either
+//! way a missing binary fails the test, saying how to build it.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+#[path = "smoke/emf.rs"]
+mod emf;
+#[path = "common/lambda_binaries.rs"]
+mod lambda_binaries;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use lambda_binaries::{lambda_binary, workspace};
+use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_domain::ports::{FeatureStore, MessageStore};
+use referral_domain::template::TEMPLATE_GENERATOR;
+use referral_tests::emulator::{endpoint, fresh_queues, fresh_tables, queue_depth, sdk_config};
+use serde_json::Value;
+
+const SECRET: &str = "whsec_smoke_test_secret_0123";
+const VALID: &str = "events/webhooks/valid";
+/// Nothing listens there: Bedrock calls fail at once, and the template writes the message.
+const DEAD_BEDROCK: &str = "http://127.0.0.1:9";
+
+/// The binary of `function`, from `REFERRAL_SMOKE_BINARIES` or the debug build.
+fn binary(function: &str, logical_id: &str) -> PathBuf {
+    match std::env::var_os("REFERRAL_SMOKE_BINARIES") {
+        Some(dir) => {
+            let path = workspace().join(dir).join(logical_id).join("bootstrap");
+            assert!(
+                path.is_file(),
+                "{} is missing: build the functions with `sam build` (infra/smoke.sh says how)",
+                path.display()
+            );
+            path
+        }
+        None => lambda_binary(function),
+    }
+}
+
+/// Runs `referral ARGS` in the workspace with `stdin`; the variables it reads are cleared so
+/// that only the arguments count. Returns stdout and stderr.
+fn referral(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_referral"))
+        .current_dir(workspace())
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("WEBHOOK_SECRETS")
+        .env_remove("WEBHOOK_QUEUE")
+        .env_remove("WEBHOOK_DLQ")
+        .env_remove("FEATURES_TABLE")
+        .env_remove("MESSAGES_TABLE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the referral binary");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `referral events ARGS` as JSONL (one event a line), ready for `invoke --event -`.
+fn generated(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = referral(&[&["events"][..], args].concat(), b"");
+    assert!(ok, "referral events {args:?}: {stderr}");
+    serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Value>()
+        .map(|event| event.unwrap().to_string() + "\n")
+        .collect()
+}
+
+/// `referral invoke FUNCTION` on `events`: each invocation's answer, and the function's log.
+fn invoke(function: &str, logical_id: &str, events: &str, args: &[&str]) -> (Vec<Value>, String) {
+    let binary = binary(function, logical_id);
+    let url = endpoint();
+    let common = ["invoke", function, "--event", "-", "--endpoint-url", &url];
+    let binary_args = ["--binary", binary.to_str().unwrap()];
+    let all = [&common[..], args, &binary_args].concat();
+    let (ok, stdout, stderr) = tokio::task::block_in_place(|| referral(&all, events.as_bytes()));
+    assert!(ok, "referral invoke {function} failed:\n{stdout}\n{stderr}");
+    let answers = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (answers, stderr)
+}
+
+/// The function's EMF lines, each validated; their metric values by name, summed.
+fn metrics(log: &str, service: &str) -> std::collections::BTreeMap<String, f64> {
+    let lines = emf::lines(log);
+    assert!(
+        !lines.is_empty(),
+        "no EMF line in the {service} log:\n{log}"
+    );
+    let mut totals = std::collections::BTreeMap::new();
+    for line in &lines {
+        let names = emf::validate(line).unwrap_or_else(|e| panic!("invalid EMF ({e}): {line}"));
+        assert_eq!(line["service"], service, "{line}");
+        for name in names {
+            *totals.entry(name.clone()).or_insert(0.0) += line[&name].as_f64().unwrap();
+        }
+    }
+    totals
+}
+
+fn queue_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
+}
+
+fn status(answer: &Value) -> (u64, Value) {
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    (answer["statusCode"].as_u64().unwrap(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_accepts_signed_webhooks_and_refuses_the_rest() {
+    let config = sdk_config().await;
+    let queues = fresh_queues(&config, 5).await;
+    let jane = format!("{VALID}/01-jane-doe-first-service.json");
+    // A valid webhook past the queue's 256 KiB.
+    let big = std::env::temp_dir().join(format!("referral-smoke-big-{}.json", std::process::id()));
+    let padding = "x".repeat(300 * 1024);
+    let webhook = std::fs::read_to_string(workspace().join(&jane)).unwrap();
+    let webhook = webhook.replacen('{', &format!("{{\"notes\":\"{padding}\","), 1);
+    std::fs::write(&big, webhook).unwrap();
+    let big = big.to_str().unwrap().to_owned();
+
+    let now = ["--secret", SECRET, "--timestamp", "now"];
+    let requests = [
+        generated(&[&["apigw", &jane][..], &now].concat()),
+        generated(&["apigw", &jane, "--unsigned"]),
+        // Signed properly, but long ago: a replay.
+        generated(&[
+            "apigw",
+            &jane,
+            "--secret",
+            SECRET,
+            "--timestamp",
+            "1768230247",
+        ]),
+        generated(&[&["apigw", &big][..], &now].concat()),
+    ]
+    .concat();
+    let args = [
+        "--queue",
+        queue_name(&queues.url),
+        "--webhook-secrets",
+        SECRET,
+    ];
+    let (answers, log) = invoke("ingest", "IngestFunction", &requests, &args);
+    let _ = std::fs::remove_file(&big);
+    let answers: Vec<(u64, Value)> = answers.iter().map(status).collect();
+    assert_eq!(answers[0].0, 202, "{answers:?}\n{log}");
+    assert_eq!(answers[0].1["event_id"], "evt_01KESBRMM8A7S6MM0A78RMXX32");
+    assert_eq!(
+        (answers[1].0, &answers[1].1["reason"]),
+        (401, &"missing".into())
+    );
+    assert_eq!(
+        (answers[2].0, &answers[2].1["reason"]),
+        (401, &"stale".into())
+    );
+    assert_eq!(answers[3].0, 413, "{answers:?}");
+    assert_eq!(answers.len(), 4);
+
+    // Only the signed webhook is queued, exactly as `referral events sqs` says it will be.
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (1, 0));
+    let received = sqs
+        .receive_message()
+        .queue_url(&queues.url)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages.unwrap_or_default()[0];
+    let expected: Value = serde_json::from_str(&generated(&["sqs", &jane])).unwrap();
+    let expected = &expected["Records"][0];
+    assert_eq!(message.body.as_deref(), expected["body"].as_str());
+    assert_eq!(
+        message.md5_of_body.as_deref(),
+        expected["md5OfBody"].as_str()
+    );
+    assert_eq!(
+        message.md5_of_message_attributes.as_deref(),
+        expected["md5OfMessageAttributes"].as_str()
+    );
+
+    let counted = metrics(&log, "ingest");
+    assert_eq!(counted["requests"], 4.0);
+    assert_eq!(counted["accepted"], 1.0);
+    assert_eq!(counted["unauthorized"], 2.0);
+    assert_eq!(counted["too_large"], 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enricher_writes_features_and_dead_letters_the_poison_message() {
+    let config = sdk_config().await;
+    let (tables, _stream) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 5).await;
+    let batch = generated(&[
+        "sqs",
+        &format!("{VALID}/01-jane-doe-first-service.json"),
+        &format!("{VALID}/05-jane-doe-redelivered.json"),
+        &format!("{VALID}/10-noah-kim-minimal.json"),
+        "events/webhooks/invalid/body--not-json.json",
+    ]);
+    let args = [
+        "--features-table",
+        &tables.features,
+        "--dlq",
+        queue_name(&queues.dlq_url),
+    ];
+    let (answers, log) = invoke("enricher", "EnricherFunction", &batch, &args);
+    assert_eq!(
+        answers,
+        [serde_json::json!({ "batchItemFailures": [] })],
+        "{log}"
+    );
+
+    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
+    for email in ["jane.doe@example.com", "noah.kim@example.com"] {
+        let features = store.load(email).await.unwrap();
+        assert_eq!(
+            features.map(|f| f.events_applied),
+            Some(1),
+            "{email}\n{log}"
+        );
+    }
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let dead = sqs
+        .receive_message()
+        .queue_url(&queues.dlq_url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1, "{log}");
+    let reason = dead[0].message_attributes.clone().unwrap_or_default();
+    let kind = reason
+        .get("error_kind")
+        .and_then(|v| v.string_value.clone());
+    assert!(kind.is_some_and(|kind| !kind.is_empty()), "{reason:?}");
+    assert!(
+        dead[0]
+            .body
+            .as_deref()
+            .unwrap()
+            .starts_with("event_id=evt_01M5Q2XG")
+    );
+
+    let counted = metrics(&log, "enricher");
+    assert_eq!(
+        (
+            counted["applied"],
+            counted["duplicate"],
+            counted["rejected"]
+        ),
+        (2.0, 1.0, 1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrator_writes_one_message_per_change_with_the_template_when_bedrock_is_down() {
+    let config = sdk_config().await;
+    let (tables, _stream) = fresh_tables(&config).await;
+    // Jane's item created, Noah's created, Jane's changed: three writes, three records.
+    let records = generated(&[
+        "stream",
+        &format!("{VALID}/01-jane-doe-first-service.json"),
+        &format!("{VALID}/10-noah-kim-minimal.json"),
+        &format!("{VALID}/12-jane-doe-late-arrival.json"),
+        "--batch-size",
+        "1",
+    ]);
+    let bedrock = format!("AWS_ENDPOINT_URL_BEDROCK_RUNTIME={DEAD_BEDROCK}");
+    let args = [
+        "--messages-table",
+        &tables.messages,
+        "--env",
+        &bedrock,
+        "--env",
+        "BEDROCK_TIMEOUT_MS=2000",
+    ];
+    let (answers, log) = invoke("orchestrator", "OrchestratorFunction", &records, &args);
+    assert_eq!(
+        answers,
+        [serde_json::json!({ "batchItemFailures": [] })],
+        "{log}"
+    );
+
+    let store = DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), tables.messages);
+    let mut written = 0;
+    for (email, changes) in [("jane.doe@example.com", 2), ("noah.kim@example.com", 1)] {
+        let messages = store.list(email).await.unwrap();
+        assert_eq!(messages.len(), changes, "{email}\n{log}");
+        for message in &messages {
+            assert_eq!(message.generator, TEMPLATE_GENERATOR, "{email}");
+            assert!(!message.body.is_empty());
+        }
+        written += messages.len();
+    }
+    assert_eq!(written, 3);
+
+    let counted = metrics(&log, "orchestrator");
+    assert_eq!(counted["created"], 3.0);
+    assert_eq!(counted["created_by_template"], 3.0);
+}
