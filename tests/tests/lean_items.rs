@@ -17,7 +17,7 @@ use referral_domain::event::ServiceEvent;
 use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
 use referral_domain::ports::FeatureStore;
 use referral_enricher::EnricherHandler;
-use referral_tests::corpus::{Corpus, Delivery};
+use referral_tests::corpus::{Corpus, CorpusSpec, Delivery};
 use referral_tests::counting::SizeWatchingStore;
 use referral_tests::emulator::{fresh_queues, fresh_tables, queue_depth, sdk_config};
 use referral_tests::item_bytes::stored_bytes;
@@ -324,9 +324,17 @@ async fn twenty_thousand_services_late_and_redelivered_are_each_counted_once() {
 
 #[tokio::test]
 async fn with_a_window_too_short_every_refused_event_is_in_the_dead_letter_queue() {
-    let corpus = Corpus::heavy_customer();
+    // A year of the heavy customer's pattern (late arrivals, redeliveries up to 14 days
+    // later) against a 12-day window: the latest redeliveries fall outside it.
+    let corpus = Corpus::generate(CorpusSpec {
+        distinct_events: 4_000,
+        duplicates: 1_200,
+        span: Duration::days(365),
+        ..Corpus::heavy_customer().spec
+    })
+    .expect("a valid spec");
     let window = DedupeWindow {
-        span: Duration::days(5),
+        span: Duration::days(12),
         ..DedupeWindow::default()
     };
     let run = heavy_run(&corpus, window).await;
