@@ -2,11 +2,14 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use referral_domain::features::CustomerFeatures;
 use referral_domain::ports::{
-    AdapterError, FeatureStore, FeatureWrite, Generated, GenerationError, GenerationRequest,
-    MessageGenerator, WriteOutcome,
+    AdapterError, Claim, Decision, FeatureStore, FeatureWrite, Generated, GenerationError,
+    GenerationRequest, Holder, MessageGenerator, MessageKey, MessageStore, Recorded,
+    ReferralMessage, WriteOutcome,
 };
 use referral_domain::template::TemplateGenerator;
 
@@ -48,11 +51,60 @@ impl<S: FeatureStore> FeatureStore for CountingStore<S> {
     }
 }
 
-/// Fails every call for customers whose e-mail contains `poisoned`, transiently.
+/// Fails every call for customers whose e-mail contains `poisoned`, transiently: writes of
+/// their features, claims of their messages.
 #[derive(Debug)]
 pub struct FailingFor<S> {
     pub inner: S,
     pub poisoned: &'static str,
+}
+
+impl<M: MessageStore> MessageStore for FailingFor<M> {
+    async fn claim(
+        &self,
+        key: &MessageKey,
+        holder: &Holder,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Claim, AdapterError> {
+        if key.customer_email.contains(self.poisoned) {
+            return Err(AdapterError::Transient {
+                operation: "UpdateItem",
+                source: "throttled by the test".into(),
+            });
+        }
+        self.inner.claim(key, holder, now, lease).await
+    }
+
+    async fn keep_draft(
+        &self,
+        holder: &Holder,
+        draft: &ReferralMessage,
+    ) -> Result<bool, AdapterError> {
+        self.inner.keep_draft(holder, draft).await
+    }
+
+    async fn record(
+        &self,
+        decision: Decision,
+        holder: &Holder,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, AdapterError> {
+        self.inner.record(decision, holder, now).await
+    }
+
+    async fn release(
+        &self,
+        key: &MessageKey,
+        holder: &Holder,
+        now: DateTime<Utc>,
+    ) -> Result<(), AdapterError> {
+        self.inner.release(key, holder, now).await
+    }
+
+    async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
+        self.inner.decisions(customer_email).await
+    }
 }
 
 impl<S: FeatureStore> FeatureStore for FailingFor<S> {

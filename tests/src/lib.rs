@@ -10,8 +10,10 @@ pub mod contract;
 pub mod corpus;
 pub mod counting;
 pub mod emulator;
+pub mod faults;
 pub mod item_bytes;
 pub mod recorder;
+pub mod sam;
 pub mod stream_bytes;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -83,6 +83,7 @@ async fn removals_and_writes_that_applied_nothing_are_skipped() {
         customer_email: "ann@example.com".into(),
         old_image: old,
         new_image: new,
+        written_at: None,
     };
     let cases = [
         (
@@ -116,7 +117,10 @@ async fn a_live_claim_blocks_and_an_expired_one_is_taken_over() {
     let orchestrator = Orchestrator::new(
         &generator,
         &messages,
-        OrchestratorConfig { claim_lease: lease },
+        OrchestratorConfig {
+            claim_lease: lease,
+            ..OrchestratorConfig::default()
+        },
     );
     let key = MessageKey {
         customer_email: "ann@example.com".into(),

@@ -30,6 +30,13 @@ use serde::Serialize;
 /// The enricher's version, stamped on every dead letter.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The `service` dimension of this function's metrics ([`HandlerCounters`]).
+pub const METRICS_SERVICE: &str = "enricher";
+
+/// The metrics of [`HandlerCounters`] that mean a person must look; the template has an
+/// alarm on each (`tests/tests/sam_alarms.rs` checks it) and the README a runbook line.
+pub const ALARMED_METRICS: &[&str] = &["stale", "rejected", "dead_letter_failures"];
+
 /// Environment variables the binary reads (the template sets exactly these).
 pub const ENV_VARS: &[&str] = &[
     ENV_FEATURES_TABLE,

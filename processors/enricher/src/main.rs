@@ -6,7 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use referral_aws::{config, telemetry};
-use referral_enricher::{Config, EnricherHandler};
+use referral_enricher::{Config, EnricherHandler, METRICS_SERVICE};
 
 // One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
 #[tokio::main(flavor = "current_thread")]
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let handler = &EnricherHandler::from_sdk(&config::load(None).await, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let outcome = handler.handle(&event.payload, chrono::Utc::now()).await;
-        telemetry::emit_metrics(telemetry::NAMESPACE, "enricher", &outcome.counters);
+        telemetry::emit_metrics(telemetry::NAMESPACE, METRICS_SERVICE, &outcome.counters);
         Ok::<SqsBatchResponse, Error>(outcome.response)
     }))
     .await

@@ -7,6 +7,10 @@
 //! cannot be decoded) is reported by its sequence number: Lambda delivers again from there,
 //! and what is done already is found done. After the mapping's retry budget a failed batch
 //! goes to its on-failure destination, from which `referral dlq replay` recovers it.
+//!
+//! Near the invocation's deadline (closer than a model call and a few writes) no new record
+//! is started; the first one left is reported, so Lambda delivers it and the rest again
+//! instead of the invocation timing out with claims held.
 
 use std::time::Duration;
 
@@ -18,17 +22,36 @@ use referral_aws::dynamo::{DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
 use referral_aws::stream_record::change_record;
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::fallback::FallbackGenerator;
-use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
+use referral_domain::orchestrator::{
+    Deadline, Orchestrator, OrchestratorConfig, StreamCounters, ThrottlePolicy,
+};
 use referral_domain::ports::{MessageGenerator, MessageStore};
 use referral_domain::redact::mask_emails;
 use referral_domain::template::TemplateGenerator;
 
 const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
 const ENV_CLAIM_LEASE_SECONDS: &str = "CLAIM_LEASE_SECONDS";
+pub const ENV_THROTTLE_RETRY_SECONDS: &str = "BEDROCK_THROTTLE_RETRY_SECONDS";
+
+/// The `service` dimension of this function's metrics ([`StreamCounters`] and the
+/// generator's [`referral_domain::fallback::FallbackCounters`]).
+pub const METRICS_SERVICE: &str = "orchestrator";
+
+/// The metrics that mean a person must look, alarmed in the template (`fallbacks` as a share
+/// of `created`: the template-fallback rate); see `ALARMED_METRICS` of the enricher.
+pub const ALARMED_METRICS: &[&str] = &["fallbacks"];
+
+/// Time kept free before the deadline beyond the model's timeout: the claim and the final
+/// write, each at most a couple of seconds when DynamoDB is slow.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(4);
 
 /// Environment variables the binary reads (the template sets exactly these).
 pub fn env_vars() -> Vec<&'static str> {
-    let mut vars = vec![ENV_MESSAGES_TABLE, ENV_CLAIM_LEASE_SECONDS];
+    let mut vars = vec![
+        ENV_MESSAGES_TABLE,
+        ENV_CLAIM_LEASE_SECONDS,
+        ENV_THROTTLE_RETRY_SECONDS,
+    ];
     vars.extend_from_slice(bedrock::ENV_VARS);
     vars
 }
@@ -50,6 +73,7 @@ impl OrchestratorHandler<ProductionGenerator, DynamoMessageStore> {
         config: &Config,
         bedrock_config: BedrockConfig,
     ) -> Self {
+        let margin = bedrock_config.timeout + DEADLINE_SLACK;
         let generator = FallbackGenerator::over_template(BedrockGenerator::from_sdk_config(
             sdk,
             bedrock_config,
@@ -59,6 +83,7 @@ impl OrchestratorHandler<ProductionGenerator, DynamoMessageStore> {
             config.message_store(sdk),
             config.orchestrator_config(),
         ))
+        .with_deadline_margin(margin)
     }
 }
 
@@ -70,6 +95,9 @@ pub struct Config {
     /// How long a claim protects a generation in progress (default 300 s; keep it above the
     /// function's timeout so a live invocation never loses its claim).
     pub claim_lease: Duration,
+    /// How long after its write a change whose model call is throttled is handed back to
+    /// the stream to try again (default 0: the template writes its message at once).
+    pub throttle_retry: Duration,
 }
 
 impl Config {
@@ -88,12 +116,23 @@ impl Config {
                 "a whole number of seconds, at least 1",
                 |seconds| *seconds >= 1,
             )?),
+            throttle_retry: Duration::from_secs(vars.parsed(
+                ENV_THROTTLE_RETRY_SECONDS,
+                0,
+                "a whole number of seconds, 0 (fall back to the template at once) to 86400",
+                |seconds| *seconds <= 86_400,
+            )?),
         })
     }
 
     pub fn orchestrator_config(&self) -> OrchestratorConfig {
         OrchestratorConfig {
             claim_lease: self.claim_lease,
+            throttle: if self.throttle_retry.is_zero() {
+                ThrottlePolicy::FallBack
+            } else {
+                ThrottlePolicy::RetryFor(self.throttle_retry)
+            },
         }
     }
 
@@ -115,19 +154,53 @@ pub struct StreamOutcome {
 #[derive(Debug)]
 pub struct OrchestratorHandler<G, M> {
     orchestrator: Orchestrator<G, M>,
+    deadline_margin: Duration,
+}
+
+/// What an invocation has left until `deadline` (Lambda's, in milliseconds since the epoch).
+pub fn time_left(deadline_epoch_millis: u64, now: DateTime<Utc>) -> Duration {
+    let now = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    Duration::from_millis(deadline_epoch_millis.saturating_sub(now))
 }
 
 impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
+    /// A handler whose deadline margin covers a model call of the default timeout.
     pub fn new(orchestrator: Orchestrator<G, M>) -> Self {
-        OrchestratorHandler { orchestrator }
+        OrchestratorHandler {
+            orchestrator,
+            deadline_margin: bedrock::default_timeout() + DEADLINE_SLACK,
+        }
+    }
+
+    /// How close to the deadline a record may still be started.
+    pub fn with_deadline_margin(mut self, margin: Duration) -> Self {
+        self.deadline_margin = margin;
+        self
+    }
+
+    pub fn deadline_margin(&self) -> Duration {
+        self.deadline_margin
     }
 
     pub fn orchestrator(&self) -> &Orchestrator<G, M> {
         &self.orchestrator
     }
 
-    /// Handles one stream batch; the response names the record to resume from.
+    /// Handles one stream batch with no deadline; the response names the record to resume
+    /// from.
     pub async fn handle(&self, event: &Event, now: DateTime<Utc>) -> StreamOutcome {
+        self.handle_until(event, now, None).await
+    }
+
+    /// Handles one stream batch of an invocation with `time_left` before its deadline (see
+    /// [`time_left`]); records it cannot start in time are reported for another delivery.
+    pub async fn handle_until(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+        time_left: Option<Duration>,
+    ) -> StreamOutcome {
+        let deadline = time_left.map(|left| Deadline::after(left, self.deadline_margin));
         let mut changes = Vec::with_capacity(event.records.len());
         let mut undecodable: Option<&str> = None;
         let mut counters = StreamCounters::default();
@@ -152,7 +225,10 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
                 }
             }
         }
-        let batch = self.orchestrator.handle_batch(&changes, now).await;
+        let batch = self
+            .orchestrator
+            .handle_batch_until(&changes, now, deadline)
+            .await;
         counters.add(&batch.counters);
         // The earliest record to deliver again, by its place in the batch.
         let resume_from = event.records.iter().find_map(|record| {
@@ -169,6 +245,9 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
             already_created = counters.already_created,
             skipped = counters.skipped,
             claimed_elsewhere = counters.claimed_elsewhere,
+            fallbacks = counters.fallbacks,
+            throttled = counters.throttled,
+            not_attempted = counters.not_attempted,
             failed = counters.failed,
             undecodable = counters.undecodable,
             "stream batch processed"

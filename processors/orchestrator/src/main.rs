@@ -8,7 +8,7 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use referral_aws::bedrock::BedrockConfig;
 use referral_aws::{config, telemetry};
-use referral_orchestrator::{Config, OrchestratorHandler};
+use referral_orchestrator::{Config, METRICS_SERVICE, OrchestratorHandler, time_left};
 
 // One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
 #[tokio::main(flavor = "current_thread")]
@@ -18,10 +18,12 @@ async fn main() -> Result<(), Error> {
     let sdk = config::load(None).await;
     let handler = &OrchestratorHandler::from_sdk(&sdk, &config, BedrockConfig::from_env()?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        let outcome = handler.handle(&event.payload, chrono::Utc::now()).await;
-        telemetry::emit_metrics(telemetry::NAMESPACE, "orchestrator", &outcome.counters);
+        let now = chrono::Utc::now();
+        let left = time_left(event.context.deadline, now);
+        let outcome = handler.handle_until(&event.payload, now, Some(left)).await;
+        telemetry::emit_metrics(telemetry::NAMESPACE, METRICS_SERVICE, &outcome.counters);
         let generation = handler.orchestrator().generator().take_counters();
-        telemetry::emit_metrics(telemetry::NAMESPACE, "orchestrator", &generation);
+        telemetry::emit_metrics(telemetry::NAMESPACE, METRICS_SERVICE, &generation);
         Ok::<DynamoDbEventResponse, Error>(outcome.response)
     }))
     .await

@@ -99,39 +99,40 @@ impl LambdaEnricher {
     pub fn store(&self) -> &DynamoFeatureStore {
         self.handler.enricher().store()
     }
+}
 
-    /// The SQS event Lambda would receive for these messages.
-    fn event(&self, batch: &[QueueMessage]) -> SqsEvent {
-        let mut event = SqsEvent::default();
-        event.records = batch
-            .iter()
-            .map(|message| {
-                let mut record = SqsMessage::default();
-                record.message_id = Some(message.message_id.clone());
-                record.receipt_handle = Some(message.receipt.clone());
-                record.body = Some(message.body.clone());
-                record.attributes = [(
-                    "ApproximateReceiveCount".to_owned(),
-                    message.receive_count.to_string(),
-                )]
-                .into();
-                record.message_attributes = message
-                    .attributes
-                    .iter()
-                    .map(|(name, value)| {
-                        let mut attribute = SqsMessageAttribute::default();
-                        attribute.string_value = Some(value.clone());
-                        attribute.data_type = Some("String".to_owned());
-                        (name.clone(), attribute)
-                    })
-                    .collect();
-                record.event_source = Some("aws:sqs".to_owned());
-                record.event_source_arn = Some(self.queue_arn.clone());
-                record
-            })
-            .collect();
-        event
-    }
+/// The SQS event Lambda's event-source mapping hands a function for `batch`, received from
+/// the queue `queue_arn`.
+pub fn sqs_event(batch: &[QueueMessage], queue_arn: &str) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = batch
+        .iter()
+        .map(|message| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(message.message_id.clone());
+            record.receipt_handle = Some(message.receipt.clone());
+            record.body = Some(message.body.clone());
+            record.attributes = [(
+                "ApproximateReceiveCount".to_owned(),
+                message.receive_count.to_string(),
+            )]
+            .into();
+            record.message_attributes = message
+                .attributes
+                .iter()
+                .map(|(name, value)| {
+                    let mut attribute = SqsMessageAttribute::default();
+                    attribute.string_value = Some(value.clone());
+                    attribute.data_type = Some("String".to_owned());
+                    (name.clone(), attribute)
+                })
+                .collect();
+            record.event_source = Some("aws:sqs".to_owned());
+            record.event_source_arn = Some(queue_arn.to_owned());
+            record
+        })
+        .collect();
+    event
 }
 
 impl BatchHandler for LambdaEnricher {
@@ -139,7 +140,7 @@ impl BatchHandler for LambdaEnricher {
         // A refused message the handler could not dead-letter is reported failed: SQS keeps
         // it, and so does the run.
         self.handler
-            .handle(&self.event(batch), Utc::now())
+            .handle(&sqs_event(batch, &self.queue_arn), Utc::now())
             .await
             .report
     }

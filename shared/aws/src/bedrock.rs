@@ -196,6 +196,7 @@ impl MessageGenerator for BedrockGenerator {
                     generator: BEDROCK_GENERATOR,
                     model_id: Some(self.config.model_id.clone()),
                     usage,
+                    fallback_reason: None,
                 })
             }
             Err(error) => {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
+use chrono::{DateTime, Utc};
 use referral_domain::features::CustomerFeatures;
 use referral_domain::ports::{ChangeKind, ChangeRecord};
 
@@ -50,7 +51,15 @@ pub fn change_record(record: &EventRecord) -> Result<ChangeRecord, RecordError> 
         customer_email,
         old_image: decode_image(&record.change.old_image, "OldImage")?,
         new_image: decode_image(&record.change.new_image, "NewImage")?,
+        written_at: written_at(record),
     })
+}
+
+/// The record's `ApproximateCreationDateTime`; the event type defaults a missing one to the
+/// Unix epoch, which reads as unknown.
+fn written_at(record: &EventRecord) -> Option<DateTime<Utc>> {
+    let at = record.change.approximate_creation_date_time;
+    (at.timestamp() > 0).then_some(at)
 }
 
 /// A key-only image (emitted by emulators before a full INSERT) reads as no image.

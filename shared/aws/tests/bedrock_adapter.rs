@@ -34,7 +34,7 @@ use referral_domain::catalogue::CATALOGUE;
 use referral_domain::fallback::{FallbackCounters, FallbackGenerator};
 use referral_domain::features::CustomerFeatures;
 use referral_domain::ports::{
-    Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage,
+    Generated, GenerationError, GenerationRequest, MessageGenerator, OnThrottle, TokenUsage,
 };
 use referral_domain::prompt::{DATA_CLOSE, DATA_OPEN, build_prompt};
 use referral_domain::template::template_message;
@@ -118,6 +118,7 @@ async fn generate(
         .generate(GenerationRequest {
             features,
             prompt: &prompt,
+            on_throttle: OnThrottle::FallBack,
         })
         .await
 }
@@ -140,6 +141,7 @@ async fn a_good_answer_becomes_the_message() {
                     input_tokens: 1200,
                     output_tokens: 85,
                 }),
+                fallback_reason: None,
             })
         );
         assert_eq!(rule.num_calls(), 1);
@@ -180,6 +182,22 @@ fn http_error(status: u16, error_type: Option<&str>, message: &str) -> HttpRespo
             .insert("x-amzn-errortype", error_type.to_owned());
     }
     response
+}
+
+/// The fallback reason a message carries when `counters` show one fallback.
+fn reason_counted(counters: &FallbackCounters) -> &'static str {
+    let reasons = [
+        (counters.fallback_throttled, "throttled"),
+        (counters.fallback_timeout, "timeout"),
+        (counters.fallback_access_denied, "access_denied"),
+        (counters.fallback_rejected, "rejected"),
+        (counters.fallback_unusable, "unusable_answer"),
+        (counters.fallback_unavailable, "unavailable"),
+    ];
+    match reasons.iter().find(|(count, _)| *count == 1) {
+        Some((_, reason)) => reason,
+        None => panic!("no fallback counted: {counters:?}"),
+    }
 }
 
 fn counted(set: impl FnOnce(&mut FallbackCounters)) -> FallbackCounters {
@@ -325,7 +343,20 @@ async fn every_failure_falls_back_to_the_template_counted_under_its_kind() {
             Ok(generated) => generated,
             Err(error) => panic!("{case}: generation failed: {error}"),
         };
-        assert_eq!(generated, template, "{case}");
+        // The message says why the template wrote it, in the words of the counter raised.
+        assert_eq!(
+            generated.fallback_reason,
+            Some(reason_counted(&expected)),
+            "{case}"
+        );
+        assert_eq!(
+            Generated {
+                fallback_reason: None,
+                ..generated.clone()
+            },
+            template,
+            "{case}"
+        );
         assert_eq!(generated.generator, "template", "{case}");
         assert_eq!(generator.counters(), expected, "{case}");
         assert_eq!(rule.num_calls(), 1, "{case}");
@@ -451,7 +482,13 @@ async fn a_slow_model_times_out_and_falls_back() {
     let bedrock = BedrockGenerator::new(slow, config(Duration::from_millis(100)));
     let generator = FallbackGenerator::over_template(bedrock);
     let generated = generate(&generator, None).await.unwrap();
-    assert_eq!(generated, template_message(None));
+    assert_eq!(
+        generated,
+        Generated {
+            fallback_reason: Some("timeout"),
+            ..template_message(None)
+        }
+    );
     assert_eq!(generator.counters(), counted(|c| c.fallback_timeout = 1));
     assert_eq!(rule.num_calls(), 1);
 }

@@ -58,6 +58,7 @@ pub fn template_message(features: Option<&CustomerFeatures>) -> Generated {
         generator: TEMPLATE_GENERATOR,
         model_id: None,
         usage: None,
+        fallback_reason: None,
     }
 }
 

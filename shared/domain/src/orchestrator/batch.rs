@@ -1,9 +1,13 @@
 //! A batch of change records, as the stream's event-source mapping delivers it: every record
 //! handled (messages are keyed by version, so one stuck record need not hold up the
-//! customers after it), and delivery resumed from the earliest that must be retried.
+//! customers after it), and delivery resumed from the earliest that must be retried. Near
+//! the invocation's deadline no new record is started: the rest are delivered again.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::{Orchestrator, RecordOutcome};
 use crate::ports::{ChangeRecord, MessageGenerator, MessageStore};
@@ -19,6 +23,13 @@ pub struct StreamCounters {
     pub already_created: u64,
     pub skipped: u64,
     pub claimed_elsewhere: u64,
+    /// Messages the fallback wrote because the model could not (throttled, denied, ...).
+    pub fallbacks: u64,
+    /// Records handed back because the model was throttling (the retry policy); delivered
+    /// again.
+    pub throttled: u64,
+    /// Records not started because the invocation's deadline was near; delivered again.
+    pub not_attempted: u64,
     /// Records whose handling failed; delivered again.
     pub failed: u64,
     /// Records whose images could not be read (counted by whoever decodes them).
@@ -29,13 +40,20 @@ impl StreamCounters {
     pub fn count(&mut self, outcome: &RecordOutcome) {
         self.records += 1;
         match outcome {
-            RecordOutcome::Created { generator, .. } => {
+            RecordOutcome::Created {
+                generator,
+                fallback_reason,
+                ..
+            } => {
                 self.created += 1;
                 self.created_by_template += u64::from(generator == TEMPLATE_GENERATOR);
+                self.fallbacks += u64::from(fallback_reason.is_some());
             }
             RecordOutcome::AlreadyCreated => self.already_created += 1,
             RecordOutcome::Skipped(_) => self.skipped += 1,
             RecordOutcome::ClaimedElsewhere { .. } => self.claimed_elsewhere += 1,
+            RecordOutcome::Throttled => self.throttled += 1,
+            RecordOutcome::NotAttempted => self.not_attempted += 1,
             RecordOutcome::Failed(_) => self.failed += 1,
         }
     }
@@ -47,6 +65,9 @@ impl StreamCounters {
         self.already_created += other.already_created;
         self.skipped += other.skipped;
         self.claimed_elsewhere += other.claimed_elsewhere;
+        self.fallbacks += other.fallbacks;
+        self.throttled += other.throttled;
+        self.not_attempted += other.not_attempted;
         self.failed += other.failed;
         self.undecodable += other.undecodable;
     }
@@ -63,14 +84,64 @@ pub struct BatchOutcome {
     pub counters: StreamCounters,
 }
 
+/// When an invocation must have answered, and how long before that no new record may start:
+/// a record can take a model call and a few writes, so the margin covers the model's
+/// timeout and more. Measured on tokio's clock, so tests can move time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    at: Instant,
+    margin: Duration,
+}
+
+impl Deadline {
+    pub fn new(at: Instant, margin: Duration) -> Self {
+        Deadline { at, margin }
+    }
+
+    /// A deadline `remaining` from now (what a Lambda invocation is told it has left).
+    pub fn after(remaining: Duration, margin: Duration) -> Self {
+        Deadline::new(Instant::now() + remaining, margin)
+    }
+
+    /// Whether starting another record could run past the deadline.
+    pub fn is_near(&self) -> bool {
+        Instant::now() + self.margin >= self.at
+    }
+}
+
 impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
     /// Handles every record of a batch in order, each in its own span, with one log line
     /// per outcome.
     pub async fn handle_batch(&self, records: &[ChangeRecord], now: DateTime<Utc>) -> BatchOutcome {
+        self.handle_batch_until(records, now, None).await
+    }
+
+    /// [`Self::handle_batch`], starting no record once `deadline` is near: those left are
+    /// [`RecordOutcome::NotAttempted`] and delivery resumes from the first of them at the
+    /// latest.
+    pub async fn handle_batch_until(
+        &self,
+        records: &[ChangeRecord],
+        now: DateTime<Utc>,
+        deadline: Option<Deadline>,
+    ) -> BatchOutcome {
         let mut outcomes = Vec::with_capacity(records.len());
         let mut counters = StreamCounters::default();
         let mut resume_from = None;
-        for record in records {
+        for (index, record) in records.iter().enumerate() {
+            if deadline.is_some_and(|deadline| deadline.is_near()) {
+                tracing::warn!(
+                    first_sequence_number = %record.sequence_number,
+                    records_left = records.len() - index,
+                    "invocation deadline near; the records left are delivered again"
+                );
+                for _ in index..records.len() {
+                    counters.count(&RecordOutcome::NotAttempted);
+                    outcomes.push(RecordOutcome::NotAttempted);
+                }
+                resume_from.get_or_insert_with(|| record.sequence_number.clone());
+                break;
+            }
             let span = tracing::info_span!("record", sequence_number = %record.sequence_number);
             let outcome =
                 tracing::Instrument::instrument(self.handle(record, now), span.clone()).await;
@@ -97,12 +168,19 @@ fn log_outcome(record: &ChangeRecord, outcome: &RecordOutcome) {
         RecordOutcome::Created {
             message_id,
             generator,
+            fallback_reason,
         } => tracing::info!(
             customer,
             message_id,
             generator,
+            fallback_reason,
             outcome = "created",
             "record processed"
+        ),
+        RecordOutcome::Throttled => tracing::warn!(
+            customer,
+            outcome = "throttled",
+            "model throttling; record handed back to be delivered again"
         ),
         RecordOutcome::Failed(failure) => tracing::warn!(
             customer,

@@ -2,7 +2,9 @@
 //!
 //! A change earns a message only when its write applied new service events. The message
 //! is claimed before the generator runs, so a redelivered record never calls the model
-//! twice, and completed afterwards.
+//! twice, and completed afterwards. After any failure the claim is released at once (and the
+//! message kept in it when the model had written one); a crash leaves it to the retry of the
+//! same record, which takes it back at once as the same holder.
 
 mod batch;
 
@@ -15,12 +17,12 @@ use crate::digits::padded_id;
 use crate::features::CustomerFeatures;
 use crate::ports::{
     AdapterError, ChangeKind, ChangeRecord, Claim, Decision, GenerationError, GenerationRequest,
-    Holder, MessageGenerator, MessageKey, MessageStore, Recorded, ReferralMessage,
+    Holder, MessageGenerator, MessageKey, MessageStore, OnThrottle, Recorded, ReferralMessage,
 };
 use crate::prompt::build_prompt;
 use crate::redact::short_hash;
 
-pub use batch::{BatchOutcome, StreamCounters};
+pub use batch::{BatchOutcome, Deadline, StreamCounters};
 
 /// Why a record produced no message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub enum RecordOutcome {
     Created {
         message_id: String,
         generator: String,
+        /// Why the fallback wrote it, when it did (`throttled`, `access_denied`, ...).
+        fallback_reason: Option<String>,
     },
     /// The change's decision is recorded already: a redelivery.
     AlreadyCreated,
@@ -45,6 +49,11 @@ pub enum RecordOutcome {
         expires_at: DateTime<Utc>,
     },
     Skipped(SkipReason),
+    /// The model is throttling and the policy is to try again later: the claim is released
+    /// and the record delivered again.
+    Throttled,
+    /// Not started: the invocation's deadline was too near. Delivered again.
+    NotAttempted,
     /// Retry the record later: the store or the generator failed.
     Failed(RecordFailure),
 }
@@ -80,7 +89,10 @@ impl RecordOutcome {
     pub fn needs_retry(&self) -> bool {
         matches!(
             self,
-            RecordOutcome::ClaimedElsewhere { .. } | RecordOutcome::Failed(_)
+            RecordOutcome::ClaimedElsewhere { .. }
+                | RecordOutcome::Throttled
+                | RecordOutcome::NotAttempted
+                | RecordOutcome::Failed(_)
         )
     }
 
@@ -90,6 +102,8 @@ impl RecordOutcome {
             RecordOutcome::AlreadyCreated => "already_created",
             RecordOutcome::ClaimedElsewhere { .. } => "claimed_elsewhere",
             RecordOutcome::Skipped(_) => "skipped",
+            RecordOutcome::Throttled => "throttled",
+            RecordOutcome::NotAttempted => "not_attempted",
             RecordOutcome::Failed(_) => "failed",
         }
     }
@@ -106,12 +120,46 @@ pub struct OrchestratorConfig {
     /// How long a claim protects a generation in progress; after that a crashed holder's
     /// claim may be taken over. Keep it above the function's timeout.
     pub claim_lease: Duration,
+    /// What a throttled model call makes of a record.
+    pub throttle: ThrottlePolicy,
 }
 
 impl Default for OrchestratorConfig {
     fn default() -> Self {
         OrchestratorConfig {
             claim_lease: Duration::from_secs(300),
+            throttle: ThrottlePolicy::FallBack,
+        }
+    }
+}
+
+/// The operator's choice when the model is throttling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ThrottlePolicy {
+    /// The template writes the message at once (`fallback_reason: throttled`).
+    #[default]
+    FallBack,
+    /// The record is handed back to the stream to be tried again while the change is younger
+    /// than this (by when it was written); older, or of unknown age, the template writes it.
+    /// Handing back holds up the records behind it in the shard, and each hand-back spends
+    /// one of the stream mapping's retry attempts.
+    RetryFor(Duration),
+}
+
+impl ThrottlePolicy {
+    /// What a throttled call for `record` leads to, at `now`.
+    pub fn on_throttle(&self, record: &ChangeRecord, now: DateTime<Utc>) -> OnThrottle {
+        let ThrottlePolicy::RetryFor(max_age) = self else {
+            return OnThrottle::FallBack;
+        };
+        let young = record.written_at.is_some_and(|written_at| {
+            // A change dated after `now` (clocks disagree a little) is as young as can be.
+            (now - written_at).to_std().unwrap_or_default() < *max_age
+        });
+        if young {
+            OnThrottle::HandBack
+        } else {
+            OnThrottle::FallBack
         }
     }
 }
@@ -187,13 +235,23 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             // An earlier attempt of this change generated the message and failed to record
             // it: record that one, the model is not asked twice.
             Ok(Claim::Acquired { draft: Some(draft) }) => *draft,
-            Ok(Claim::Acquired { draft: None }) => match self.generate(features, &key, now).await {
-                Ok(message) => message,
-                Err(error) => {
-                    self.release(&key, &holder, now).await;
-                    return RecordOutcome::Failed(RecordFailure::Generation(Arc::new(error)));
+            Ok(Claim::Acquired { draft: None }) => {
+                let on_throttle = self.config.throttle.on_throttle(record, now);
+                match self.generate(features, &key, on_throttle, now).await {
+                    Ok(message) => message,
+                    Err(error) => {
+                        self.release(&key, &holder, now).await;
+                        return match error {
+                            GenerationError::Throttled if on_throttle == OnThrottle::HandBack => {
+                                RecordOutcome::Throttled
+                            }
+                            error => RecordOutcome::Failed(RecordFailure::Generation(Arc::new(
+                                error,
+                            ))),
+                        };
+                    }
                 }
-            },
+            }
             Ok(Claim::Decided) => return RecordOutcome::AlreadyCreated,
             Ok(Claim::Held { expires_at }) => {
                 return RecordOutcome::ClaimedElsewhere { expires_at };
@@ -203,6 +261,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
         let created = RecordOutcome::Created {
             message_id: message.message_id.clone(),
             generator: message.generator.clone(),
+            fallback_reason: message.fallback_reason.clone(),
         };
         let draft = message.clone();
         match self
@@ -230,6 +289,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
         &self,
         features: &CustomerFeatures,
         key: &MessageKey,
+        on_throttle: OnThrottle,
         now: DateTime<Utc>,
     ) -> Result<ReferralMessage, GenerationError> {
         let prompt = build_prompt(Some(features));
@@ -238,6 +298,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             .generate(GenerationRequest {
                 features: Some(features),
                 prompt: &prompt,
+                on_throttle,
             })
             .await?;
         Ok(ReferralMessage {
@@ -252,7 +313,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             generator: generated.generator.to_owned(),
             model_id: generated.model_id,
             usage: generated.usage,
-            fallback_reason: None,
+            fallback_reason: generated.fallback_reason.map(str::to_owned),
             created_at: now,
         })
     }

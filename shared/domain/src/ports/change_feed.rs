@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AdapterError;
@@ -26,6 +27,10 @@ pub struct ChangeRecord {
     pub old_image: Option<Arc<CustomerFeatures>>,
     /// Absent on a removal, and on an emulator's key-only record.
     pub new_image: Option<Arc<CustomerFeatures>>,
+    /// When the write happened, as the feed saw it (a stream record's
+    /// `ApproximateCreationDateTime`): how old the change is, for policies bounded by age.
+    /// `None` where unknown (a change rebuilt from the current item).
+    pub written_at: Option<DateTime<Utc>>,
 }
 
 /// The table's stream, read as its event-source mapping reads it.

@@ -19,6 +19,19 @@ pub struct TokenUsage {
 pub struct GenerationRequest<'a> {
     pub features: Option<&'a CustomerFeatures>,
     pub prompt: &'a Prompt,
+    /// What a generator with a fallback does when the model is throttling.
+    pub on_throttle: OnThrottle,
+}
+
+/// What to do when the model refuses a call for throttling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnThrottle {
+    /// The fallback writes the message at once.
+    #[default]
+    FallBack,
+    /// Fail with [`GenerationError::Throttled`], so the caller can try again later while
+    /// the model recovers.
+    HandBack,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +42,9 @@ pub struct Generated {
     pub generator: &'static str,
     pub model_id: Option<String>,
     pub usage: Option<TokenUsage>,
+    /// Why a fallback wrote the message instead of the generator meant to: the primary's
+    /// error kind ([`GenerationError::kind`]); `None` when the intended generator wrote it.
+    pub fallback_reason: Option<&'static str>,
 }
 
 #[derive(Debug, Error)]

@@ -18,7 +18,9 @@ use thiserror::Error;
 
 pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
 pub use feature_store::{FeatureStore, FeatureWrite, WriteOutcome};
-pub use generator::{Generated, GenerationError, GenerationRequest, MessageGenerator, TokenUsage};
+pub use generator::{
+    Generated, GenerationError, GenerationRequest, MessageGenerator, OnThrottle, TokenUsage,
+};
 pub use message_store::{
     Claim, Decision, Holder, MessageKey, MessageStore, Recorded, ReferralMessage, Suppression,
 };

@@ -75,6 +75,7 @@ impl EmbeddedFeatureStore {
             // Like the table's stream (NEW_IMAGE): the consumer needs the new item only.
             old_image: None,
             new_image: Some(new_image),
+            written_at: Some(chrono::Utc::now()),
         };
         state.stream.push_back(record);
         WriteOutcome::Applied

@@ -369,6 +369,8 @@ impl Rerunner {
                     customer_email: features.customer_email.clone(),
                     old_image: None,
                     new_image: Some(Arc::new(features)),
+                    // Rebuilt from the current item: when it was written is not known.
+                    written_at: None,
                 };
                 counters.count(&self.orchestrator.handle(&change, Utc::now()).await);
             }

@@ -1,0 +1,263 @@
+//! Crashes at the adapter boundary: an invocation killed at a precise point, the way a
+//! timeout or an out-of-memory kill ends a Lambda invocation. The wrappers do the real call
+//! first (the write lands) and then fire the invocation's [`Crash`]; the runner drops the
+//! handler's future there, so nothing after that point happens: no further writes, no
+//! response, no acknowledgement.
+
+use std::future::{Future, pending};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use referral_domain::features::CustomerFeatures;
+use referral_domain::ports::{
+    AdapterError, Claim, Decision, FeatureStore, FeatureWrite, Holder, MessageKey, MessageStore,
+    Recorded, WriteOutcome,
+};
+use tokio::sync::Notify;
+
+/// The kill switch of one invocation.
+#[derive(Debug, Default)]
+pub struct Crash {
+    fired: AtomicBool,
+    notify: Notify,
+}
+
+impl Crash {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    pub fn fire(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        // A stored permit: the runner may not be waiting yet.
+        self.notify.notify_one();
+    }
+
+    pub fn has_fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Runs `invocation` to its end, or until the crash fires; `None` when it crashed (its
+    /// future is dropped, as a killed process drops its work in flight).
+    pub async fn run<T>(&self, invocation: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.notify.notified() => None,
+            output = invocation => Some(output),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where a [`CrashingStore`] kills its invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritePoint {
+    /// At the first write, before it is sent.
+    Before,
+    /// Right after the first write landed; writes still in flight are cut off.
+    After,
+}
+
+/// A feature store whose armed invocation dies at its first write.
+#[derive(Debug)]
+pub struct CrashingStore<S> {
+    inner: S,
+    armed: Mutex<Option<(WritePoint, Arc<Crash>)>>,
+}
+
+impl<S> CrashingStore<S> {
+    pub fn new(inner: S) -> Self {
+        CrashingStore {
+            inner,
+            armed: Mutex::new(None),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// At the next save `crash` fires (before or after the write) and the save never
+    /// returns.
+    pub fn arm(&self, point: WritePoint, crash: Arc<Crash>) {
+        *lock(&self.armed) = Some((point, crash));
+    }
+
+    pub fn disarm(&self) {
+        *lock(&self.armed) = None;
+    }
+}
+
+impl<S: FeatureStore> FeatureStore for CrashingStore<S> {
+    async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
+        self.inner.load(customer_email).await
+    }
+
+    async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
+        let armed = lock(&self.armed).take();
+        if let Some((WritePoint::Before, crash)) = &armed {
+            crash.fire();
+            return pending().await;
+        }
+        let outcome = self.inner.save(write).await;
+        if let Some((_, crash)) = armed {
+            crash.fire();
+            return pending().await;
+        }
+        outcome
+    }
+}
+
+/// Where the message store of an orchestrator invocation fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageFault {
+    /// The claim lands, then the invocation dies, before the model is called.
+    CrashAfterClaim,
+    /// The model answered; the message's final write fails (throttled past the SDK's
+    /// retries) and the record is left unfinished: the orchestrator keeps the draft in the
+    /// claim and releases it, and the retry records the draft without asking the model.
+    /// This is what "a crash after the Bedrock call" means here; a process killed during
+    /// that write itself keeps no draft, and its retry asks the model again.
+    FailFinalWrite,
+    /// The final write lands, then the invocation dies before it answers.
+    CrashAfterFinalWrite,
+}
+
+/// A message store with one armed fault at a time; it logs what it injected on which change.
+#[derive(Debug)]
+pub struct FaultyMessages<M> {
+    inner: M,
+    armed: Mutex<Option<(MessageFault, Arc<Crash>)>>,
+    injected: Mutex<Vec<(MessageFault, MessageKey)>>,
+}
+
+impl<M> FaultyMessages<M> {
+    pub fn new(inner: M) -> Self {
+        FaultyMessages {
+            inner,
+            armed: Mutex::new(None),
+            injected: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &M {
+        &self.inner
+    }
+
+    /// The fault hits the next call it applies to, in the invocation `crash` kills.
+    pub fn arm(&self, fault: MessageFault, crash: Arc<Crash>) {
+        *lock(&self.armed) = Some((fault, crash));
+    }
+
+    pub fn disarm(&self) {
+        *lock(&self.armed) = None;
+    }
+
+    /// Every fault injected so far, with the change it hit.
+    pub fn injected(&self) -> Vec<(MessageFault, MessageKey)> {
+        lock(&self.injected).clone()
+    }
+
+    /// Takes the armed fault when it is `fault`.
+    fn take(&self, fault: MessageFault, key: &MessageKey) -> Option<Arc<Crash>> {
+        let mut armed = lock(&self.armed);
+        match armed.as_ref() {
+            Some((armed_fault, _)) if *armed_fault == fault => {
+                lock(&self.injected).push((fault, key.clone()));
+                armed.take().map(|(_, crash)| crash)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The error a throttled write surfaces with once the SDK's retries are spent.
+fn throttled(operation: &'static str) -> AdapterError {
+    AdapterError::Transient {
+        operation,
+        source: "ProvisionedThroughputExceededException (injected by the fault suite)".into(),
+    }
+}
+
+impl<M: MessageStore> MessageStore for FaultyMessages<M> {
+    async fn claim(
+        &self,
+        key: &MessageKey,
+        holder: &Holder,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Claim, AdapterError> {
+        let claim = self.inner.claim(key, holder, now, lease).await?;
+        if matches!(claim, Claim::Acquired { .. }) {
+            if let Some(crash) = self.take(MessageFault::CrashAfterClaim, key) {
+                crash.fire();
+                return pending().await;
+            }
+        }
+        Ok(claim)
+    }
+
+    async fn keep_draft(
+        &self,
+        holder: &Holder,
+        draft: &referral_domain::ports::ReferralMessage,
+    ) -> Result<bool, AdapterError> {
+        self.inner.keep_draft(holder, draft).await
+    }
+
+    async fn record(
+        &self,
+        decision: Decision,
+        holder: &Holder,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, AdapterError> {
+        let key = decision.key();
+        if self.take(MessageFault::FailFinalWrite, &key).is_some() {
+            return Err(throttled("PutItem"));
+        }
+        let recorded = self.inner.record(decision, holder, now).await?;
+        if let Some(crash) = self.take(MessageFault::CrashAfterFinalWrite, &key) {
+            crash.fire();
+            return pending().await;
+        }
+        Ok(recorded)
+    }
+
+    async fn release(
+        &self,
+        key: &MessageKey,
+        holder: &Holder,
+        now: DateTime<Utc>,
+    ) -> Result<(), AdapterError> {
+        self.inner.release(key, holder, now).await
+    }
+
+    async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
+        self.inner.decisions(customer_email).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fired_crash_drops_the_invocation_and_an_unfired_one_lets_it_finish() {
+        let crash = Crash::new();
+        assert_eq!(crash.run(async { 7 }).await, Some(7));
+        let killer = Arc::clone(&crash);
+        let crashed = crash
+            .run(async move {
+                killer.fire();
+                pending::<u32>().await
+            })
+            .await;
+        assert_eq!(crashed, None);
+        assert!(crash.has_fired());
+    }
+}

@@ -1,0 +1,258 @@
+//! Lambda's SQS event-source mapping, played by the test: a poller receives up to ten
+//! messages (they stay hidden for the queue's visibility timeout), invokes the enricher's
+//! handler with the event Lambda would send, and deletes the messages the response does not
+//! report failed. A crashed invocation deletes nothing: its messages come back after the
+//! visibility timeout with their receive count raised, and past the queue's
+//! `maxReceiveCount` the queue redrives them to its dead-letter queue. Several pollers may
+//! race on one queue, each with its own handler (its own execution environment and cache).
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use fastrand::Rng;
+use referral_aws::sqs::SqsQueue;
+use referral_cli::remote::sqs_event;
+use referral_domain::ports::{FeatureStore, WorkQueue};
+use referral_enricher::{EnricherHandler, HandlerCounters};
+use referral_local::embedded::EmbeddedQueue;
+
+use super::crash::{Crash, CrashingStore, WritePoint};
+
+/// Messages a queue holds, visible or in flight.
+pub trait QueueDepth {
+    fn depth(&self) -> impl Future<Output = u64> + Send;
+}
+
+impl QueueDepth for SqsQueue {
+    async fn depth(&self) -> u64 {
+        let (visible, in_flight) = crate::emulator::queue_depth(self.client(), self.url()).await;
+        visible + in_flight
+    }
+}
+
+impl QueueDepth for EmbeddedQueue {
+    async fn depth(&self) -> u64 {
+        EmbeddedQueue::depth(self) as u64
+    }
+}
+
+/// When the mapping deletes what it received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// After the function answered, every message not reported failed: Lambda's way.
+    AfterResponse,
+    /// On receipt, before the function runs: a deliberately broken mapping, for showing that
+    /// the invariants catch lost events.
+    OnReceipt,
+}
+
+/// Where an enricher invocation dies, if it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnricherCrash {
+    /// At its first DynamoDB write, before it is sent: nothing of the batch is written.
+    BeforeFirstWrite,
+    /// Right after its first DynamoDB write lands; writes still in flight are cut off.
+    AfterFirstWrite,
+    /// After every write, before Lambda deletes the messages (the function timed out
+    /// answering, or its response was lost).
+    BeforeAcknowledgement,
+}
+
+/// Which invocations crash: a seeded share of them, taking the crash points in turn.
+#[derive(Debug)]
+pub struct CrashPlan {
+    rng: Mutex<Rng>,
+    rate: f64,
+    points: &'static [EnricherCrash],
+    planned: AtomicU64,
+}
+
+impl CrashPlan {
+    /// `rate` of the invocations crash, between the DynamoDB write and the SQS
+    /// acknowledgement: after the first write lands, or after all of them.
+    pub fn new(seed: u64, rate: f64) -> Self {
+        Self::at(
+            seed,
+            rate,
+            &[
+                EnricherCrash::AfterFirstWrite,
+                EnricherCrash::BeforeAcknowledgement,
+            ],
+        )
+    }
+
+    /// `rate` of the invocations crash, at `points` in turn.
+    pub fn at(seed: u64, rate: f64, points: &'static [EnricherCrash]) -> Self {
+        CrashPlan {
+            rng: Mutex::new(Rng::with_seed(seed)),
+            rate,
+            points,
+            planned: AtomicU64::new(0),
+        }
+    }
+
+    pub fn none() -> Self {
+        Self::new(0, 0.0)
+    }
+
+    fn next(&self) -> Option<EnricherCrash> {
+        let hit = self
+            .rng
+            .lock()
+            .map(|mut rng| rng.f64() < self.rate)
+            .unwrap_or(false);
+        if !hit || self.points.is_empty() {
+            return None;
+        }
+        let turn = self.planned.fetch_add(1, Ordering::SeqCst) as usize;
+        Some(self.points[turn % self.points.len()])
+    }
+}
+
+/// What the pollers did, summed.
+#[derive(Debug, Default)]
+pub struct SqsTally {
+    pub invocations: AtomicU64,
+    pub messages_delivered: AtomicU64,
+    pub redeliveries: AtomicU64,
+    /// Invocations killed at a write (before or after it landed).
+    pub crashed_at_write: AtomicU64,
+    /// Invocations killed after every write, before the acknowledgement.
+    pub crashed_before_ack: AtomicU64,
+    pub reported_failed: AtomicU64,
+    pub counters: Mutex<HandlerCounters>,
+}
+
+impl SqsTally {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::SeqCst)
+    }
+
+    pub fn crashes(&self) -> u64 {
+        Self::get(&self.crashed_at_write) + Self::get(&self.crashed_before_ack)
+    }
+}
+
+/// The mapping of one queue.
+#[derive(Debug)]
+pub struct SqsMapping<'a, Q> {
+    pub queue: &'a Q,
+    pub queue_arn: &'a str,
+    pub ack: AckMode,
+    /// Wait between empty receives while messages are still in flight.
+    pub idle_pause: Duration,
+}
+
+impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
+    /// One poller: invokes `handler` until the queue holds nothing, visible or in flight.
+    pub async fn poll_until_drained<S: FeatureStore, D: WorkQueue>(
+        &self,
+        handler: &EnricherHandler<CrashingStore<S>, D>,
+        plan: &CrashPlan,
+        tally: &SqsTally,
+    ) {
+        loop {
+            if self.invoke_once(handler, plan, tally).await == 0 {
+                if self.queue.depth().await == 0 {
+                    return;
+                }
+                tokio::time::sleep(self.idle_pause).await;
+            }
+        }
+    }
+
+    /// Receives one batch and invokes the handler with it; the number of messages received.
+    pub async fn invoke_once<S: FeatureStore, D: WorkQueue>(
+        &self,
+        handler: &EnricherHandler<CrashingStore<S>, D>,
+        plan: &CrashPlan,
+        tally: &SqsTally,
+    ) -> usize {
+        let batch = match self.queue.receive(10).await {
+            Ok(batch) => batch,
+            Err(error) => panic!("the poller could not receive: {error}"),
+        };
+        if batch.is_empty() {
+            return 0;
+        }
+        tally.invocations.fetch_add(1, Ordering::SeqCst);
+        tally
+            .messages_delivered
+            .fetch_add(batch.len() as u64, Ordering::SeqCst);
+        let again = batch.iter().filter(|m| m.receive_count > 1).count() as u64;
+        tally.redeliveries.fetch_add(again, Ordering::SeqCst);
+        let receipts = |ids: &dyn Fn(&str) -> bool| -> Vec<String> {
+            batch
+                .iter()
+                .filter(|message| ids(&message.message_id))
+                .map(|message| message.receipt.clone())
+                .collect()
+        };
+        if self.ack == AckMode::OnReceipt {
+            self.delete(&receipts(&|_| true)).await;
+        }
+
+        let crash = Crash::new();
+        let planned = plan.next();
+        match planned {
+            Some(EnricherCrash::BeforeFirstWrite) => handler
+                .enricher()
+                .store()
+                .arm(WritePoint::Before, crash.clone()),
+            Some(EnricherCrash::AfterFirstWrite) => handler
+                .enricher()
+                .store()
+                .arm(WritePoint::After, crash.clone()),
+            _ => {}
+        }
+        let event = sqs_event(&batch, self.queue_arn);
+        let outcome = crash.run(handler.handle(&event, Utc::now())).await;
+        handler.enricher().store().disarm();
+        let outcome = match (outcome, planned) {
+            (None, _) => {
+                tally.crashed_at_write.fetch_add(1, Ordering::SeqCst);
+                return batch.len();
+            }
+            (Some(_), Some(EnricherCrash::BeforeAcknowledgement)) => {
+                tally.crashed_before_ack.fetch_add(1, Ordering::SeqCst);
+                return batch.len();
+            }
+            // Armed but no write happened (every message a duplicate or refused): the
+            // invocation lived.
+            (Some(outcome), _) => outcome,
+        };
+        if let Ok(mut counters) = tally.counters.lock() {
+            counters.enrich.add(&outcome.counters.enrich);
+            counters.dead_lettered += outcome.counters.dead_lettered;
+            counters.dead_letter_failures += outcome.counters.dead_letter_failures;
+            counters.batch_item_failures += outcome.counters.batch_item_failures;
+        }
+        let failed: Vec<&str> = outcome
+            .response
+            .batch_item_failures
+            .iter()
+            .map(|failure| failure.item_identifier.as_str())
+            .collect();
+        tally
+            .reported_failed
+            .fetch_add(failed.len() as u64, Ordering::SeqCst);
+        if self.ack == AckMode::AfterResponse {
+            self.delete(&receipts(&|id| !failed.contains(&id))).await;
+        }
+        batch.len()
+    }
+
+    async fn delete(&self, receipts: &[String]) {
+        if receipts.is_empty() {
+            return;
+        }
+        // A refused delete (the receipt's lease ran out and another poller holds the
+        // message) leaves the message to be received again: harmless, as in Lambda.
+        if let Err(error) = self.queue.delete(receipts).await {
+            eprintln!("poller: delete refused ({error}); the messages come back");
+        }
+    }
+}
