@@ -197,7 +197,7 @@ async fn in_batches<E, B, F>(
     call: impl Fn(Vec<E>) -> F,
 ) -> Result<Vec<BatchResultErrorEntry>, AdapterError>
 where
-    B: std::fmt::Display,
+    B: Into<referral_domain::ports::BoxError>,
     F: Future<Output = Result<Vec<BatchResultErrorEntry>, AdapterError>>,
 {
     let mut failed = Vec::new();
