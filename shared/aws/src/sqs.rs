@@ -1,6 +1,7 @@
 //! SQS adapter of the work-queue port, and the raw calls the operators' DLQ tools need.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
@@ -13,6 +14,8 @@ use crate::error::{adapter_error, corrupt};
 use referral_domain::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
 
 pub use referral_domain::ports::{BATCH_LIMIT as SQS_BATCH_LIMIT, MAX_MESSAGE_BYTES};
+/// SQS's longest visibility timeout: 12 hours.
+const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// The most message attributes SQS accepts on one message.
 pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 
@@ -112,7 +115,10 @@ impl SqsQueue {
     /// Returns how many SQS refused (e.g. a receipt whose lease ran out: that message is
     /// visible anyway); an error only when a whole call failed.
     pub async fn release_batch(&self, receipts: &[String]) -> Result<usize, AdapterError> {
-        Ok(self.release_entries(receipts).await?.len())
+        Ok(self
+            .change_visibility(receipts, Duration::ZERO)
+            .await?
+            .len())
     }
 
     /// DeleteMessageBatch over every chunk; the refused entries.
@@ -145,10 +151,14 @@ impl SqsQueue {
     }
 
     /// ChangeMessageVisibilityBatch to 0 over every chunk; the refused entries.
-    async fn release_entries(
+    /// Sets the visibility of held messages to `after` from now (SQS's range: whole
+    /// seconds up to 12 hours), ten at a time; the entries SQS refused.
+    async fn change_visibility(
         &self,
         receipts: &[String],
+        after: Duration,
     ) -> Result<Vec<BatchResultErrorEntry>, AdapterError> {
+        let seconds = i32::try_from(after.as_secs().min(MAX_VISIBILITY_SECONDS)).unwrap_or(0);
         const OPERATION: &str = "ChangeMessageVisibilityBatch";
         in_batches(
             OPERATION,
@@ -157,7 +167,7 @@ impl SqsQueue {
                 ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(id)
                     .receipt_handle(receipt)
-                    .visibility_timeout(0)
+                    .visibility_timeout(seconds)
                     .build()
             },
             |entries| async move {
@@ -361,8 +371,8 @@ impl WorkQueue for SqsQueue {
         Ok(())
     }
 
-    async fn retry_later(&self, receipts: &[String]) -> Result<(), AdapterError> {
-        let failed = self.release_entries(receipts).await?;
+    async fn retry_later(&self, receipts: &[String], after: Duration) -> Result<(), AdapterError> {
+        let failed = self.change_visibility(receipts, after).await?;
         match refused(
             "ChangeMessageVisibilityBatch",
             &failed,

@@ -205,7 +205,7 @@ where
         }
         queue.delete(&done).await?;
         if !again.is_empty() {
-            queue.retry_later(&again).await?;
+            queue.retry_later(&again, Duration::ZERO).await?;
         }
         drain(stream, config, 1, &mut report.stream).await?;
     }
