@@ -61,6 +61,20 @@ impl SqsQueue {
         wait_seconds: i32,
         visibility_timeout: Option<i32>,
     ) -> Result<Vec<Message>, AdapterError> {
+        // A long poll answers after up to `wait_seconds`: its bounds get that on top of the
+        // client's.
+        let wait = Duration::from_secs(u64::try_from(wait_seconds.max(0)).unwrap_or(0));
+        let configured = self.client.config().timeout_config();
+        let attempt = configured
+            .and_then(|timeouts| timeouts.operation_attempt_timeout())
+            .unwrap_or(crate::config::ATTEMPT_TIMEOUT);
+        let operation = configured
+            .and_then(|timeouts| timeouts.operation_timeout())
+            .unwrap_or(crate::config::OPERATION_TIMEOUT);
+        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(attempt + wait)
+            .operation_timeout(operation + wait)
+            .build();
         let output = self
             .client
             .receive_message()
@@ -70,6 +84,8 @@ impl SqsQueue {
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
             .send()
             .await
             .map_err(|error| adapter_error("ReceiveMessage", error))?;
