@@ -18,6 +18,7 @@ use referral_aws::dynamo::{DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
 use referral_aws::stream_record::change_record;
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::fallback::FallbackGenerator;
+use referral_domain::orchestrator::policy::{self, MessagePolicy};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
 use referral_domain::ports::{MessageGenerator, MessageStore};
 use referral_domain::redact::mask_emails;
@@ -30,6 +31,7 @@ const ENV_CLAIM_LEASE_SECONDS: &str = "CLAIM_LEASE_SECONDS";
 pub fn env_vars() -> Vec<&'static str> {
     let mut vars = vec![ENV_MESSAGES_TABLE, ENV_CLAIM_LEASE_SECONDS];
     vars.extend_from_slice(bedrock::ENV_VARS);
+    vars.extend_from_slice(policy::ENV_VARS);
     vars
 }
 
@@ -70,6 +72,8 @@ pub struct Config {
     /// How long a claim protects a generation in progress (default 300 s; keep it above the
     /// function's timeout so a live invocation never loses its claim).
     pub claim_lease: Duration,
+    /// Cooldown, satisfaction floors and the daily model budget (default: all off).
+    pub policy: MessagePolicy,
 }
 
 impl Config {
@@ -88,12 +92,14 @@ impl Config {
                 "a whole number of seconds, at least 1",
                 |seconds| *seconds >= 1,
             )?),
+            policy: MessagePolicy::from_vars(vars)?,
         })
     }
 
     pub fn orchestrator_config(&self) -> OrchestratorConfig {
         OrchestratorConfig {
             claim_lease: self.claim_lease,
+            policy: self.policy,
         }
     }
 
@@ -169,6 +175,9 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
             already_created = counters.already_created,
             skipped = counters.skipped,
             claimed_elsewhere = counters.claimed_elsewhere,
+            suppressed = counters.suppressed,
+            budget_exhausted = counters.budget_exhausted,
+            deferred = counters.deferred,
             failed = counters.failed,
             undecodable = counters.undecodable,
             "stream batch processed"
