@@ -116,7 +116,10 @@ async fn a_live_claim_blocks_and_an_expired_one_is_taken_over() {
     let orchestrator = Orchestrator::new(
         &generator,
         &messages,
-        OrchestratorConfig { claim_lease: lease },
+        OrchestratorConfig {
+            claim_lease: lease,
+            ..OrchestratorConfig::default()
+        },
     );
     let key = MessageKey {
         customer_email: "ann@example.com".into(),

@@ -18,6 +18,7 @@ use referral_aws::dynamo::{DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
 use referral_aws::stream_record::change_record;
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::fallback::FallbackGenerator;
+use referral_domain::orchestrator::policy::{self, MessagePolicy};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
 use referral_domain::ports::{MessageGenerator, MessageStore};
 use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key, mask_emails};
@@ -34,6 +35,7 @@ pub fn env_vars() -> Vec<&'static str> {
         CUSTOMER_REF_KEY_VAR,
     ];
     vars.extend_from_slice(bedrock::ENV_VARS);
+    vars.extend_from_slice(policy::ENV_VARS);
     vars
 }
 
@@ -74,6 +76,8 @@ pub struct Config {
     /// How long a claim protects a generation in progress (default 300 s; keep it above the
     /// function's timeout so a live invocation never loses its claim).
     pub claim_lease: Duration,
+    /// Cooldown, satisfaction floors and the daily model budget (default: all off).
+    pub policy: MessagePolicy,
 }
 
 impl Config {
@@ -93,12 +97,14 @@ impl Config {
                 "a whole number of seconds, at least 1",
                 |seconds| *seconds >= 1,
             )?),
+            policy: MessagePolicy::from_vars(vars)?,
         })
     }
 
     pub fn orchestrator_config(&self) -> OrchestratorConfig {
         OrchestratorConfig {
             claim_lease: self.claim_lease,
+            policy: self.policy,
         }
     }
 
@@ -174,6 +180,9 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
             already_created = counters.already_created,
             skipped = counters.skipped,
             claimed_elsewhere = counters.claimed_elsewhere,
+            suppressed = counters.suppressed,
+            budget_exhausted = counters.budget_exhausted,
+            deferred = counters.deferred,
             failed = counters.failed,
             undecodable = counters.undecodable,
             "stream batch processed"

@@ -38,6 +38,7 @@ use crate::DEVELOPMENT_SECRET;
 use crate::dlq::pace::parse_rate;
 use crate::http;
 use crate::inputs;
+use crate::policy::{PolicyArgs, PreviewArgs};
 use crate::remote::{self, LambdaEnricher, ResourceArgs};
 
 const DEFAULT_PORT: u16 = 8080;
@@ -77,6 +78,8 @@ struct ServeArgs {
     /// Messages per enricher invocation.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10))]
     batch_size: u16,
+    #[command(flatten)]
+    policy: PolicyArgs,
     #[command(flatten)]
     resources: ResourceArgs,
 }
@@ -133,6 +136,9 @@ enum MessagesCommand {
         #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
         messages_table: String,
     },
+    /// Print the prompt a customer's current features would produce and the message
+    /// policy's decision on them; calls no model and writes nothing.
+    Preview(PreviewArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,10 +198,13 @@ pub async fn features(args: &FeaturesArgs, sdk: &SdkConfig) -> Result<ExitCode, 
 }
 
 pub async fn messages(args: &MessagesArgs, sdk: &SdkConfig) -> Result<ExitCode, LocalError> {
-    let MessagesCommand::List {
-        email,
-        messages_table,
-    } = &args.command;
+    let (email, messages_table) = match &args.command {
+        MessagesCommand::List {
+            email,
+            messages_table,
+        } => (email, messages_table),
+        MessagesCommand::Preview(preview) => return crate::policy::preview(preview, sdk).await,
+    };
     let store = referral_aws::dynamo::DynamoMessageStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
         messages_table,
@@ -256,7 +265,10 @@ async fn serve(args: &ServeArgs, endpoint: Option<&str>) -> Result<ExitCode, Loc
     let orchestrator = Orchestrator::new(
         TemplateGenerator,
         remote::message_store(&sdk, &resources),
-        OrchestratorConfig::default(),
+        OrchestratorConfig {
+            policy: args.policy.policy(),
+            ..OrchestratorConfig::default()
+        },
     );
     let stream = StreamMapping::new(feed, &orchestrator);
     eprintln!(

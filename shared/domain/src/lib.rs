@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod catalogue;
 pub mod digits;
+pub mod duration;
 pub mod enricher;
 pub mod env;
 pub mod event;

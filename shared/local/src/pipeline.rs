@@ -15,7 +15,9 @@ use referral_domain::enricher::{
     QueuedWebhook,
 };
 use referral_domain::features::CustomerFeatures;
-use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
+use referral_domain::orchestrator::{
+    MessagePolicy, Orchestrator, OrchestratorConfig, StreamCounters,
+};
 
 use crate::mapping::StreamMapping;
 use referral_domain::ports::{
@@ -83,6 +85,8 @@ pub struct RunConfig {
     /// moto); DynamoDB Streams publish with a delay and may answer empty pages first.
     pub settle_polls: u32,
     pub settle_pause: Duration,
+    /// The orchestrator's message policy (default: every change gets a message).
+    pub policy: MessagePolicy,
 }
 
 impl Default for RunConfig {
@@ -93,6 +97,7 @@ impl Default for RunConfig {
             stream_batch_size: 100,
             settle_polls: 1,
             settle_pause: Duration::ZERO,
+            policy: MessagePolicy::default(),
         }
     }
 }
@@ -331,8 +336,14 @@ pub async fn run_in_memory(
     let store = EmbeddedFeatureStore::new();
     let messages = EmbeddedMessageStore::new();
     let enricher = Enricher::new(&store, EnricherConfig::default());
-    let orchestrator =
-        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
+    let orchestrator = Orchestrator::new(
+        TemplateGenerator,
+        &messages,
+        OrchestratorConfig {
+            policy: config.policy,
+            ..OrchestratorConfig::default()
+        },
+    );
     let stream = StreamMapping::new(&store, &orchestrator);
     let report = run_pipeline(inputs, &queue, &enricher, &stream, config).await?;
     // The stores end with this run, so the read-back moves their items and messages out

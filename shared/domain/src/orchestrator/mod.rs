@@ -1,10 +1,14 @@
-//! The orchestrator core: change records in, at most one referral message per change out.
+//! The orchestrator core: change records in, exactly one outcome per change out: a referral
+//! message, or a suppression with its reason (the message policy, `policy.rs`).
 //!
-//! A change earns a message only when its write applied new service events. The message
-//! is claimed before the generator runs, so a redelivered record never calls the model
-//! twice, and completed afterwards.
+//! A change earns a decision only when its write applied new service events. The policy
+//! decides before the claim; a suppression is recorded under the key a message would have,
+//! so a redelivered record finds it and does nothing. A message is claimed before the
+//! generator runs, so a redelivered record never calls the model twice, and completed
+//! afterwards.
 
 mod batch;
+pub mod policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +19,14 @@ use crate::digits::padded_id;
 use crate::features::CustomerFeatures;
 use crate::ports::{
     AdapterError, ChangeKind, ChangeRecord, Claim, Decision, GenerationError, GenerationRequest,
-    Holder, MessageGenerator, MessageKey, MessageStore, Recorded, ReferralMessage,
+    Holder, MessageGenerator, MessageKey, MessageStore, Recorded, ReferralMessage, Suppression,
 };
 use crate::prompt::build_prompt;
 use crate::redact::short_hash;
+use crate::template::TemplateGenerator;
 
 pub use batch::{BatchOutcome, StreamCounters};
+pub use policy::{MessagePolicy, ModelCall, SuppressionReason, Verdict};
 
 /// Why a record produced no message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +43,11 @@ pub enum RecordOutcome {
     Created {
         message_id: String,
         generator: String,
+        /// The template wrote it because the day's model budget was spent.
+        over_budget: bool,
     },
+    /// The policy suppressed the change; the suppression is recorded.
+    Suppressed(SuppressionReason),
     /// The change's decision is recorded already: a redelivery.
     AlreadyCreated,
     /// A live claim is held by another invocation; retry the record later.
@@ -45,6 +55,9 @@ pub enum RecordOutcome {
         expires_at: DateTime<Utc>,
     },
     Skipped(SkipReason),
+    /// Not handled: an earlier record of the same customer must be retried first, and the
+    /// policy decides a customer's changes in order. Delivered again after it.
+    Deferred,
     /// Retry the record later: the store or the generator failed.
     Failed(RecordFailure),
 }
@@ -80,13 +93,17 @@ impl RecordOutcome {
     pub fn needs_retry(&self) -> bool {
         matches!(
             self,
-            RecordOutcome::ClaimedElsewhere { .. } | RecordOutcome::Failed(_)
+            RecordOutcome::ClaimedElsewhere { .. }
+                | RecordOutcome::Deferred
+                | RecordOutcome::Failed(_)
         )
     }
 
     pub fn label(&self) -> &'static str {
         match self {
             RecordOutcome::Created { .. } => "created",
+            RecordOutcome::Suppressed(_) => "suppressed",
+            RecordOutcome::Deferred => "deferred",
             RecordOutcome::AlreadyCreated => "already_created",
             RecordOutcome::ClaimedElsewhere { .. } => "claimed_elsewhere",
             RecordOutcome::Skipped(_) => "skipped",
@@ -106,12 +123,15 @@ pub struct OrchestratorConfig {
     /// How long a claim protects a generation in progress; after that a crashed holder's
     /// claim may be taken over. Keep it above the function's timeout.
     pub claim_lease: Duration,
+    /// Who gets a message, how often, at what model cost (default: everyone, always).
+    pub policy: MessagePolicy,
 }
 
 impl Default for OrchestratorConfig {
     fn default() -> Self {
         OrchestratorConfig {
             claim_lease: Duration::from_secs(300),
+            policy: MessagePolicy::default(),
         }
     }
 }
@@ -179,6 +199,13 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             message_id: message_id_for(features),
         };
         let holder = Holder::of_record(&record.sequence_number);
+        match self.config.policy.decide(features, &self.messages).await {
+            Ok(Verdict::Message) => {}
+            Ok(Verdict::Suppressed(reason)) => {
+                return self.suppress(features, key, &holder, reason, now).await;
+            }
+            Err(error) => return error.into(),
+        }
         let claimed = self
             .messages
             .claim(&key, &holder, now, self.config.claim_lease)
@@ -189,9 +216,9 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             Ok(Claim::Acquired { draft: Some(draft) }) => *draft,
             Ok(Claim::Acquired { draft: None }) => match self.generate(features, &key, now).await {
                 Ok(message) => message,
-                Err(error) => {
+                Err(failure) => {
                     self.release(&key, &holder, now).await;
-                    return RecordOutcome::Failed(RecordFailure::Generation(Arc::new(error)));
+                    return RecordOutcome::Failed(failure);
                 }
             },
             Ok(Claim::Decided) => return RecordOutcome::AlreadyCreated,
@@ -203,6 +230,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
         let created = RecordOutcome::Created {
             message_id: message.message_id.clone(),
             generator: message.generator.clone(),
+            over_budget: message.fallback_reason.as_deref() == Some(policy::BUDGET_REASON),
         };
         let draft = message.clone();
         match self
@@ -225,21 +253,62 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
         }
     }
 
-    /// The message the generator writes for `features`.
+    /// Records the policy's suppression of a change, as a message would be recorded.
+    async fn suppress(
+        &self,
+        features: &CustomerFeatures,
+        key: MessageKey,
+        holder: &Holder,
+        reason: SuppressionReason,
+        now: DateTime<Utc>,
+    ) -> RecordOutcome {
+        let suppression = Suppression {
+            customer_email: key.customer_email,
+            message_id: key.message_id,
+            features_version: features.version,
+            trigger_event_id: features.trigger_event_id.clone(),
+            reason: reason.as_str().to_owned(),
+            decided_at: now,
+        };
+        match self
+            .messages
+            .record(Decision::Suppressed(suppression), holder, now)
+            .await
+        {
+            Ok(Recorded::Recorded) => RecordOutcome::Suppressed(reason),
+            Ok(Recorded::AlreadyDecided) => RecordOutcome::AlreadyCreated,
+            Ok(Recorded::ClaimHeldElsewhere) => RecordOutcome::ClaimedElsewhere { expires_at: now },
+            Err(error) => error.into(),
+        }
+    }
+
+    /// The message for `features`: the generator's, or the template's once the day's model
+    /// budget is spent.
     async fn generate(
         &self,
         features: &CustomerFeatures,
         key: &MessageKey,
         now: DateTime<Utc>,
-    ) -> Result<ReferralMessage, GenerationError> {
+    ) -> Result<ReferralMessage, RecordFailure> {
         let prompt = build_prompt(Some(features));
-        let generated = self
-            .generator
-            .generate(GenerationRequest {
-                features: Some(features),
-                prompt: &prompt,
-            })
-            .await?;
+        let request = GenerationRequest {
+            features: Some(features),
+            prompt: &prompt,
+        };
+        let model = self
+            .config
+            .policy
+            .model_call(&self.messages, now)
+            .await
+            .map_err(|error| RecordFailure::Store(Arc::new(error)))?;
+        let (generated, fallback_reason) = match model {
+            ModelCall::Allowed => (self.generator.generate(request).await, None),
+            ModelCall::OverBudget => (
+                TemplateGenerator.generate(request).await,
+                Some(policy::BUDGET_REASON.to_owned()),
+            ),
+        };
+        let generated = generated.map_err(|error| RecordFailure::Generation(Arc::new(error)))?;
         Ok(ReferralMessage {
             customer_email: key.customer_email.clone(),
             message_id: key.message_id.clone(),
@@ -252,7 +321,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             generator: generated.generator.to_owned(),
             model_id: generated.model_id,
             usage: generated.usage,
-            fallback_reason: None,
+            fallback_reason,
             created_at: now,
         })
     }
