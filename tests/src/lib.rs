@@ -97,5 +97,6 @@ pub fn expected_features(
 pub fn comparable(mut item: CustomerFeatures) -> CustomerFeatures {
     item.version = 0;
     item.trigger_event_id = None;
+    item.trigger = None;
     item
 }

@@ -7,12 +7,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::features::CustomerFeatures;
 use referral_domain::ports::{
     AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, FeatureStore, FeatureWrite, Holder,
-    MessageKey, MessageStore, OutgoingMessage, QueueMessage, Recorded, ReferralMessage, WorkQueue,
-    WriteOutcome,
+    MessageKey, MessageSlot, MessageStore, OutgoingMessage, QueueMessage, Recorded,
+    ReferralMessage, SlotTaken, WorkQueue, WriteOutcome,
 };
 use referral_local::embedded::{
     EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
@@ -153,6 +153,117 @@ async fn the_message_store_suite_catches_a_store_that_ignores_holders() {
     .await;
 }
 
+/// A store whose message-policy state is broken in one way.
+#[derive(Debug, Clone, Copy)]
+enum PolicyFlaw {
+    /// Every change takes the slot: no cooldown.
+    NoCooldown,
+    /// Every call is counted and allowed: no limit.
+    NoLimit,
+}
+
+struct BrokenPolicyState(EmbeddedMessageStore, PolicyFlaw);
+
+impl MessageStore for BrokenPolicyState {
+    async fn claim(
+        &self,
+        key: &MessageKey,
+        holder: &Holder,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Claim, AdapterError> {
+        self.0.claim(key, holder, now, lease).await
+    }
+
+    async fn keep_draft(
+        &self,
+        holder: &Holder,
+        draft: &ReferralMessage,
+    ) -> Result<bool, AdapterError> {
+        self.0.keep_draft(holder, draft).await
+    }
+
+    async fn record(
+        &self,
+        decision: Decision,
+        holder: &Holder,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, AdapterError> {
+        self.0.record(decision, holder, now).await
+    }
+
+    async fn release(
+        &self,
+        key: &MessageKey,
+        holder: &Holder,
+        now: DateTime<Utc>,
+    ) -> Result<(), AdapterError> {
+        self.0.release(key, holder, now).await
+    }
+
+    async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
+        self.0.decisions(customer_email).await
+    }
+
+    async fn take_message_slot(
+        &self,
+        customer_email: &str,
+        wanted: MessageSlot,
+        cooldown: Duration,
+    ) -> Result<SlotTaken, AdapterError> {
+        let cooldown = match self.1 {
+            PolicyFlaw::NoCooldown => Duration::ZERO,
+            PolicyFlaw::NoLimit => cooldown,
+        };
+        self.0
+            .take_message_slot(customer_email, wanted, cooldown)
+            .await
+    }
+
+    async fn message_slot(
+        &self,
+        customer_email: &str,
+    ) -> Result<Option<MessageSlot>, AdapterError> {
+        self.0.message_slot(customer_email).await
+    }
+
+    async fn spend_model_call(&self, day: NaiveDate, limit: u64) -> Result<bool, AdapterError> {
+        let limit = match self.1 {
+            PolicyFlaw::NoLimit => u64::MAX,
+            PolicyFlaw::NoCooldown => limit,
+        };
+        self.0.spend_model_call(day, limit).await
+    }
+
+    async fn model_calls(&self, day: NaiveDate) -> Result<u64, AdapterError> {
+        self.0.model_calls(day).await
+    }
+}
+
+#[tokio::test]
+async fn the_message_store_suite_catches_a_slot_without_its_cooldown() {
+    must_fail(
+        async {
+            let store = BrokenPolicyState(EmbeddedMessageStore::new(), PolicyFlaw::NoCooldown);
+            message_store_contract(&store, "broken-").await;
+        },
+        "gives the message slot away within the cooldown",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_message_store_suite_catches_a_budget_without_its_limit() {
+    must_fail(
+        async {
+            let store = BrokenPolicyState(EmbeddedMessageStore::new(), PolicyFlaw::NoLimit);
+            message_store_contract(&store, "broken-").await;
+        },
+        "counts model calls past the day's limit",
+    )
+    .await;
+}
+
 /// A queue that forgets a message the moment it hands it out.
 struct DeletesOnReceive(EmbeddedQueue);
 
@@ -172,8 +283,8 @@ impl WorkQueue for DeletesOnReceive {
         self.0.delete(receipts).await
     }
 
-    async fn retry_later(&self, receipts: &[String]) -> Result<(), AdapterError> {
-        self.0.retry_later(receipts).await
+    async fn retry_later(&self, receipts: &[String], after: Duration) -> Result<(), AdapterError> {
+        self.0.retry_later(receipts, after).await
     }
 }
 

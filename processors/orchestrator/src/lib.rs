@@ -22,11 +22,12 @@ use referral_aws::dynamo::{DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
 use referral_aws::stream_record::change_record;
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::fallback::FallbackGenerator;
+use referral_domain::orchestrator::policy::{self, MessagePolicy};
 use referral_domain::orchestrator::{
     Deadline, Orchestrator, OrchestratorConfig, StreamCounters, ThrottlePolicy,
 };
 use referral_domain::ports::{MessageGenerator, MessageStore};
-use referral_domain::redact::mask_emails;
+use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key, mask_emails};
 use referral_domain::template::TemplateGenerator;
 
 const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
@@ -51,8 +52,10 @@ pub fn env_vars() -> Vec<&'static str> {
         ENV_MESSAGES_TABLE,
         ENV_CLAIM_LEASE_SECONDS,
         ENV_THROTTLE_RETRY_SECONDS,
+        CUSTOMER_REF_KEY_VAR,
     ];
     vars.extend_from_slice(bedrock::ENV_VARS);
+    vars.extend_from_slice(policy::ENV_VARS);
     vars
 }
 
@@ -98,6 +101,8 @@ pub struct Config {
     /// How long after its write a change whose model call is throttled is handed back to
     /// the stream to try again (default 0: the template writes its message at once).
     pub throttle_retry: Duration,
+    /// Cooldown, satisfaction floors and the daily model budget (default: all off).
+    pub policy: MessagePolicy,
 }
 
 impl Config {
@@ -107,6 +112,7 @@ impl Config {
 
     pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         let default_lease = OrchestratorConfig::default().claim_lease.as_secs();
+        check_customer_ref_key(vars)?;
         Ok(Config {
             messages_table: vars
                 .required(ENV_MESSAGES_TABLE, "the ReferralMessages table's name")?,
@@ -122,6 +128,7 @@ impl Config {
                 "a whole number of seconds, 0 (fall back to the template at once) to 86400",
                 |seconds| *seconds <= 86_400,
             )?),
+            policy: MessagePolicy::from_vars(vars)?,
         })
     }
 
@@ -133,6 +140,7 @@ impl Config {
             } else {
                 ThrottlePolicy::RetryFor(self.throttle_retry)
             },
+            policy: self.policy,
         }
     }
 
@@ -248,6 +256,9 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
             fallbacks = counters.fallbacks,
             throttled = counters.throttled,
             not_attempted = counters.not_attempted,
+            suppressed = counters.suppressed,
+            budget_exhausted = counters.budget_exhausted,
+            deferred = counters.deferred,
             failed = counters.failed,
             undecodable = counters.undecodable,
             "stream batch processed"

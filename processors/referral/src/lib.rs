@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod invoke;
 pub mod local;
 pub mod output;
+pub mod policy;
 pub mod remote;
 
 /// A webhook secret for local development only, so `local serve`, `local send` and

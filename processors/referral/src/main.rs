@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-use referral_cli::{dlq, events, inputs, invoke, local, output, remote};
+use referral_cli::{dlq, events, inputs, invoke, local, output, policy, remote};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::template::TemplateGenerator;
 use referral_local::mapping::StreamMapping;
@@ -43,7 +43,7 @@ enum Command {
     Local(local::LocalArgs),
     /// Read a customer's features from the table (AWS APIs).
     Features(local::FeaturesArgs),
-    /// Read a customer's referral messages from the table (AWS APIs).
+    /// Read a customer's referral messages, or preview the policy's decision (AWS APIs).
     Messages(local::MessagesArgs),
     /// Run a function's built binary on events, as Lambda would (like `sam local invoke`).
     Invoke(invoke::InvokeArgs),
@@ -63,6 +63,8 @@ struct RunArgs {
     /// Webhook files (.json, .jsonl, .ndjson) or directories of them.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    policy: policy::PolicyArgs,
     #[command(flatten)]
     resources: remote::ResourceArgs,
 }
@@ -140,6 +142,7 @@ fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError>
     let config = RunConfig {
         batch_size: usize::from(args.batch_size),
         max_receives: args.resources.max_receive_count,
+        policy: args.policy.policy(),
         ..RunConfig::default()
     };
     let (report, results, mode) = match endpoint_url {
@@ -198,7 +201,10 @@ async fn run_remote(
     let orchestrator = Orchestrator::new(
         TemplateGenerator,
         messages.clone(),
-        OrchestratorConfig::default(),
+        OrchestratorConfig {
+            policy: config.policy,
+            ..OrchestratorConfig::default()
+        },
     );
     let stream = StreamMapping::new(feed, &orchestrator);
     let config = RunConfig {

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use referral_domain::features::{CustomerFeatures, FeaturesView};
-use referral_domain::ports::ReferralMessage;
+use referral_domain::ports::{ReferralMessage, Suppression};
 use referral_domain::redact::mask_email;
 use referral_local::pipeline::{RejectedEvent, RunReport, RunResults};
 use serde::Serialize;
@@ -13,6 +13,8 @@ use serde::Serialize;
 pub struct JsonReport<'a> {
     pub features: Vec<FeaturesView<'a>>,
     pub messages: Vec<MessageView<'a>>,
+    /// Changes the message policy gave no message, with the reason.
+    pub suppressed: Vec<SuppressedView<'a>>,
     pub rejected: &'a [RejectedEvent],
     pub summary: Summary,
 }
@@ -27,6 +29,28 @@ pub struct MessageView<'a> {
     pub body: &'a str,
     pub prompt: &'a str,
     pub generator: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SuppressedView<'a> {
+    #[serde(rename = "customerEmail")]
+    pub customer_email: &'a str,
+    pub trigger_event_id: Option<&'a str>,
+    pub features_version: u64,
+    pub reason: &'a str,
+}
+
+impl<'a> From<&'a Suppression> for SuppressedView<'a> {
+    fn from(suppression: &'a Suppression) -> Self {
+        SuppressedView {
+            customer_email: &suppression.customer_email,
+            trigger_event_id: suppression.trigger_event_id.as_deref(),
+            features_version: suppression.features_version,
+            reason: &suppression.reason,
+        }
+    }
 }
 
 impl<'a> From<&'a ReferralMessage> for MessageView<'a> {
@@ -39,6 +63,7 @@ impl<'a> From<&'a ReferralMessage> for MessageView<'a> {
             body: &message.body,
             prompt: &message.prompt,
             generator: &message.generator,
+            fallback_reason: message.fallback_reason.as_deref(),
         }
     }
 }
@@ -57,6 +82,8 @@ pub struct Summary {
     /// Stream records that failed every delivery: changes without their message.
     pub stream_failures: u64,
     pub messages: u64,
+    /// Changes the message policy suppressed (each listed in `suppressed`).
+    pub suppressed: u64,
     pub batches: u64,
 }
 
@@ -74,6 +101,7 @@ impl Summary {
             unprocessed: report.unprocessed.len() as u64,
             stream_failures: report.stream.failed,
             messages: results.messages.len() as u64,
+            suppressed: results.suppressed.len() as u64,
             batches: report.batches,
         }
     }
@@ -87,6 +115,11 @@ pub fn json(report: &RunReport, results: &RunResults) -> Result<String, serde_js
             .map(CustomerFeatures::view)
             .collect(),
         messages: results.messages.iter().map(MessageView::from).collect(),
+        suppressed: results
+            .suppressed
+            .iter()
+            .map(SuppressedView::from)
+            .collect(),
         rejected: &report.rejected,
         summary: Summary::of(report, results),
     };
@@ -120,6 +153,20 @@ pub fn text(report: &RunReport, results: &RunResults, mode: &str) -> String {
             summary.stream_failures,
         ),
         ("messages", summary.messages),
+        ("suppressed (message policy)", summary.suppressed),
+        ("  cooldown", report.stream.suppressed_cooldown),
+        (
+            "  satisfaction below the floor",
+            report.stream.suppressed_satisfaction,
+        ),
+        (
+            "  trigger score at or below the floor",
+            report.stream.suppressed_trigger_score,
+        ),
+        (
+            "template (past the model budget)",
+            report.stream.budget_exhausted,
+        ),
     ];
     for (label, count) in rows {
         if count > 0 || !label.starts_with(' ') && !label.contains('(') {

@@ -134,6 +134,7 @@ fn fold_all(events: &[ServiceEvent], batches: &[Vec<usize>]) -> Vec<CustomerFeat
 fn comparable(mut features: CustomerFeatures) -> CustomerFeatures {
     features.version = 0;
     features.trigger_event_id = None;
+    features.trigger = None;
     features
 }
 

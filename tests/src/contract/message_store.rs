@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use referral_domain::ports::{
-    Claim, Decision, Holder, MessageKey, MessageStore, Recorded, ReferralMessage, Suppression,
+    Claim, Decision, Holder, MessageKey, MessageSlot, MessageStore, Recorded, ReferralMessage,
+    SlotTaken, Suppression,
 };
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -91,6 +92,8 @@ pub async fn message_store_contract<M: MessageStore>(store: &M, prefix: &str) {
     a_decision_over_nothing_and_over_a_live_claim(store, prefix).await;
     a_released_claim_is_free_at_once_but_only_its_holder_releases(store, prefix).await;
     decisions_come_oldest_first(store, prefix).await;
+    a_message_slot_yields_a_cooldown_later_and_to_its_own_retry(store, prefix).await;
+    a_day_budget_counts_calls_up_to_its_limit(store, prefix).await;
 }
 
 async fn a_live_claim_holds_off_others_but_not_its_holder<M: MessageStore>(
@@ -257,4 +260,88 @@ async fn decisions_come_oldest_first<M: MessageStore>(store: &M, prefix: &str) {
     }
     expected.reverse();
     assert_eq!(decisions(store, &key(prefix, "ordered", 1)).await, expected);
+}
+
+async fn a_message_slot_yields_a_cooldown_later_and_to_its_own_retry<M: MessageStore>(
+    store: &M,
+    prefix: &str,
+) {
+    let customer = format!("{prefix}slot@example.com");
+    let customer = customer.as_str();
+    let week = Duration::from_secs(7 * 86_400);
+    let slot = |version, at| MessageSlot { version, at };
+    let day = |n: i64| start() + chrono::Duration::days(n);
+    let take = |wanted: MessageSlot| async move {
+        store
+            .take_message_slot(customer, wanted, week)
+            .await
+            .unwrap_or_else(|error| panic!("take the slot: {error}"))
+    };
+    let read = || async move {
+        store
+            .message_slot(customer)
+            .await
+            .unwrap_or_else(|error| panic!("read the slot: {error}"))
+    };
+    assert_eq!(read().await, None);
+    assert_eq!(
+        take(slot(1, day(0))).await,
+        SlotTaken::Taken,
+        "no holder yet"
+    );
+    let first = slot(1, day(0));
+    assert_eq!(
+        take(slot(2, day(6))).await,
+        SlotTaken::Cooling { holder: first },
+        "within the cooldown"
+    );
+    assert_eq!(take(first).await, SlotTaken::Taken, "a retry of the holder");
+    assert_eq!(
+        take(slot(3, day(7))).await,
+        SlotTaken::Taken,
+        "a cooldown later"
+    );
+    let third = slot(3, day(7));
+    assert_eq!(read().await, Some(third));
+    assert_eq!(
+        take(slot(4, day(1))).await,
+        SlotTaken::Cooling { holder: third },
+        "an event older than the holder"
+    );
+    // Kept to the nanosecond: a cooldown short by one is a cooldown.
+    let almost = day(14) - chrono::Duration::nanoseconds(1);
+    assert!(matches!(
+        take(slot(5, almost)).await,
+        SlotTaken::Cooling { .. }
+    ));
+    assert_eq!(take(slot(5, day(14))).await, SlotTaken::Taken);
+    assert_eq!(
+        store.decisions(customer).await.expect("decisions"),
+        [],
+        "the slot is no decision"
+    );
+}
+
+async fn a_day_budget_counts_calls_up_to_its_limit<M: MessageStore>(store: &M, prefix: &str) {
+    // A day of its own per prefix: suites may share a table.
+    let offset: u32 = prefix.bytes().map(u32::from).sum();
+    let day = NaiveDate::from_ymd_opt(2001, 1, 1)
+        .and_then(|day| day.checked_add_days(chrono::Days::new(u64::from(offset))))
+        .expect("a day");
+    let next = day.succ_opt().expect("the next day");
+    let spend = |day, limit| async move {
+        store
+            .spend_model_call(day, limit)
+            .await
+            .unwrap_or_else(|error| panic!("spend: {error}"))
+    };
+    assert_eq!(store.model_calls(day).await.expect("calls"), 0);
+    assert!(spend(day, 2).await);
+    assert!(spend(day, 2).await);
+    assert!(!spend(day, 2).await, "the limit holds");
+    assert_eq!(store.model_calls(day).await.expect("calls"), 2);
+    assert!(spend(next, 2).await, "each day has its own budget");
+    assert!(spend(day, 3).await, "a raised limit counts on");
+    assert_eq!(store.model_calls(day).await.expect("calls"), 3);
+    assert_eq!(store.model_calls(next).await.expect("calls"), 1);
 }

@@ -7,6 +7,7 @@ use referral_domain::event::normalise_email;
 use referral_domain::redact::{customer_ref, mask_email, mask_emails};
 use serde_json::Value;
 
+use super::origin::QueueRole;
 use super::queue::DlqMessage;
 use super::stream::StreamFailure;
 
@@ -26,7 +27,8 @@ Keys:
             stream failure records
   type      event type: the `event_type` attribute, else the body's `event_type`
   customer  an e-mail address: matches the `customer_ref` attribute (the hash of the
-            address) or the body's customer.email, both after trimming and lower-casing
+            address, keyed with CUSTOMER_REF_KEY when the functions have one: export the
+            same value) or the body's customer.email, both after trimming and lower-casing
   event     event id: the `event_id` attribute, else the body's `event_id`
   field     the enricher's `error_field` attribute (e.g. customer.email)
   older-than / newer-than   age since the message was first sent (SQS SentTimestamp)
@@ -114,10 +116,11 @@ pub const REDRIVEN: &str = "redriven";
 pub const STREAM_FAILURE: &str = "stream_failure";
 
 impl Facts {
-    pub fn of(message: &DlqMessage) -> Self {
+    /// What a message of a queue in `role` shows a filter.
+    pub fn of(message: &DlqMessage, role: QueueRole) -> Self {
         let body: Option<Value> = serde_json::from_str(&message.body).ok();
         let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
-        let kind = if StreamFailure::recognise(&message.body).is_some() {
+        let kind = if StreamFailure::recognise(message, role).is_some() {
             STREAM_FAILURE.to_owned()
         } else {
             message
@@ -289,39 +292,7 @@ impl Term {
     }
 }
 
-/// `90s`, `10m`, `2h30m`, `7d`, `250ms`: numbers each followed by a unit.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let number: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return None,
-        };
-        total = total.checked_add(unit.checked_mul(u32::try_from(number).ok()?)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
+pub use referral_domain::duration::parse_duration;
 
 #[cfg(test)]
 mod tests {
@@ -390,16 +361,5 @@ mod tests {
         assert!(!error.to_string().contains("jane"), "{error}");
         let error = Filter::parse("jane@example.com").unwrap_err();
         assert!(!error.to_string().contains("jane@"), "{error}");
-    }
-
-    #[test]
-    fn durations_add_up() {
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2h30m"), Some(Duration::from_secs(9000)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("m"), None);
-        assert_eq!(parse_duration("1w"), None);
     }
 }

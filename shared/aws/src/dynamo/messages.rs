@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, Holder, MessageKey, MessageStore, Recorded, ReferralMessage,
-    Suppression,
+    AdapterError, Claim, Decision, Holder, MessageKey, MessageSlot, MessageStore, Recorded,
+    ReferralMessage, SlotTaken, Suppression,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,7 @@ use crate::error::{adapter_error, corrupt};
 
 type Item = HashMap<String, AttributeValue>;
 
-const STATUS: &str = "status";
+pub(super) const STATUS: &str = "status";
 const CLAIMED: &str = "in_progress";
 const HOLDER: &str = "holder";
 const DRAFT: &str = "draft";
@@ -53,12 +53,15 @@ enum Row {
     },
     Completed(ReferralMessage),
     Suppressed(Suppression),
+    /// The message policy's rows (`policy_state.rs`): no decision.
+    MessageSlot {},
+    ModelBudget {},
 }
 
 impl Row {
     fn decision(self) -> Option<Decision> {
         match self {
-            Row::InProgress { .. } => None,
+            Row::InProgress { .. } | Row::MessageSlot {} | Row::ModelBudget {} => None,
             Row::Completed(message) => Some(Decision::Message(message)),
             Row::Suppressed(suppression) => Some(Decision::Suppressed(suppression)),
         }
@@ -68,8 +71,8 @@ impl Row {
 /// The `ReferralMessages` table.
 #[derive(Debug, Clone)]
 pub struct DynamoMessageStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
 impl DynamoMessageStore {
@@ -322,5 +325,29 @@ impl MessageStore for DynamoMessageStore {
                 _ => return Ok(decisions),
             }
         }
+    }
+
+    async fn take_message_slot(
+        &self,
+        customer_email: &str,
+        wanted: MessageSlot,
+        cooldown: Duration,
+    ) -> Result<SlotTaken, AdapterError> {
+        self.take_slot(customer_email, wanted, cooldown).await
+    }
+
+    async fn message_slot(
+        &self,
+        customer_email: &str,
+    ) -> Result<Option<MessageSlot>, AdapterError> {
+        self.read_slot(customer_email).await
+    }
+
+    async fn spend_model_call(&self, day: NaiveDate, limit: u64) -> Result<bool, AdapterError> {
+        self.spend_call(day, limit).await
+    }
+
+    async fn model_calls(&self, day: NaiveDate) -> Result<u64, AdapterError> {
+        self.calls_on(day).await
     }
 }

@@ -12,8 +12,10 @@
 //! `AppliedMemory`: a few bytes an event, bounded by time, not by history.
 
 mod messages;
+mod policy_state;
 
 pub use messages::DynamoMessageStore;
+pub use policy_state::{BUDGET_PARTITION, SLOT_ID};
 
 use std::collections::HashMap;
 
@@ -36,9 +38,9 @@ pub const CLAIM_TTL_ATTRIBUTE: &str = "claim_expires_at";
 /// SDK operations of the feature store, for the IAM policy (one list, checked against the
 /// template by a test).
 pub const FEATURE_STORE_IAM_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem"];
-/// SDK operations of the message store's writes (claim, draft, record, release), all the
-/// orchestrator makes. `decisions` (Query) is for operators' tools, which no function role
-/// needs.
+/// SDK operations of the message store's writes (claim, draft, record, release, and the
+/// message policy's slot and budget), all the orchestrator makes. `decisions` (Query) and
+/// the policy's reads (GetItem) are for operators' tools, which no function role needs.
 pub const MESSAGE_WRITE_IAM_ACTIONS: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem"];
 
 type Item = HashMap<String, AttributeValue>;

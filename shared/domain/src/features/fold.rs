@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::memory::{IdHash, Recall, content_tag};
-use super::{CustomerFeatures, DedupeWindow, EventKey};
+use super::{CustomerFeatures, DedupeWindow, EventKey, Trigger};
 use crate::event::ServiceEvent;
 
 /// What the fold did with one event.
@@ -68,7 +68,7 @@ pub fn fold_events_with(
     let mut item = current;
     let mut dispositions = Vec::with_capacity(events.len());
     let mut applied_ids = Vec::new();
-    let mut trigger: Option<EventKey> = None;
+    let mut trigger: Option<(EventKey, Option<u32>)> = None;
 
     for (index, event) in events.iter().enumerate() {
         let id = IdHash::of(&event.event_id);
@@ -101,14 +101,19 @@ pub fn fold_events_with(
         applied.memory.remember(id, tag, remembered_at);
         applied_ids.push(Arc::clone(&event.event_id));
         dispositions.push(Disposition::Applied);
-        if trigger.as_ref().is_none_or(|latest| *latest < key) {
-            trigger = Some(key);
+        if trigger.as_ref().is_none_or(|(latest, _)| *latest < key) {
+            let score = event.service.as_ref().and_then(|s| s.satisfaction_micros);
+            trigger = Some((key, score));
         }
     }
 
     if let Some(item) = item.as_mut().filter(|_| !applied_ids.is_empty()) {
         item.version = base_version + 1;
-        item.trigger_event_id = trigger.map(|key| key.event_id.to_string());
+        item.trigger = trigger.as_ref().map(|(key, score)| Trigger {
+            occurred_at: key.occurred_at,
+            score_micros: *score,
+        });
+        item.trigger_event_id = trigger.map(|(key, _)| key.event_id.to_string());
         item.refresh_derived();
         let watermark = item.last_updated;
         item.memory.prune(watermark, window);

@@ -42,6 +42,15 @@ impl EventKey {
     }
 }
 
+/// Whether the mean of `count` scores summing to `sum_micros` (3.5 when there are none) is
+/// at least `threshold_micros`: integers, so 3.5 is exactly 3.5.
+fn average_at_least(sum_micros: u64, count: u64, threshold_micros: u64) -> bool {
+    match count {
+        0 => DEFAULT_SATISFACTION_MICROS >= threshold_micros,
+        n => u128::from(sum_micros) >= u128::from(threshold_micros) * u128::from(n),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LifetimeValue {
@@ -53,10 +62,8 @@ pub enum LifetimeValue {
 impl LifetimeValue {
     /// Bands from DESIGN.md, compared on integer millionths so 3.5 and 4.0 are exact.
     pub fn classify(service_count: u64, score_sum_micros: u64, score_count: u64) -> Self {
-        let average_at_least = |threshold: u64| match score_count {
-            0 => DEFAULT_SATISFACTION_MICROS >= threshold,
-            n => u128::from(score_sum_micros) >= u128::from(threshold) * u128::from(n),
-        };
+        let average_at_least =
+            |threshold: u64| average_at_least(score_sum_micros, score_count, threshold);
         if service_count >= HIGH_VALUE_MIN_SERVICES
             && average_at_least(HIGH_VALUE_MIN_SATISFACTION_MICROS)
         {
@@ -138,6 +145,17 @@ pub struct CustomerFeatures {
     pub field_sources: FieldSources,
     /// The latest event applied by the write that produced this version.
     pub trigger_event_id: Option<String>,
+    /// What the message policy judges that change by: when its trigger event occurred and
+    /// the score it carried. `None` on items written before it was kept.
+    pub trigger: Option<Trigger>,
+}
+
+/// The trigger event of a write, as the message policy needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger {
+    pub occurred_at: DateTime<Utc>,
+    /// Its satisfaction score, in millionths (`None`: the event carried none).
+    pub score_micros: Option<u32>,
 }
 
 impl CustomerFeatures {
@@ -159,7 +177,14 @@ impl CustomerFeatures {
             memory: AppliedMemory::default(),
             field_sources: FieldSources::default(),
             trigger_event_id: None,
+            trigger: None,
         }
+    }
+
+    /// Whether the average satisfaction (3.5 while there is no score) is at least
+    /// `threshold_micros`, compared exactly on the integer sum.
+    pub fn satisfaction_at_least(&self, threshold_micros: u64) -> bool {
+        average_at_least(self.score_sum_micros, self.score_count, threshold_micros)
     }
 
     /// True when at least one satisfaction score has been applied.

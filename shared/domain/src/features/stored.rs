@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::memory::{IdHash, content_tag};
 use super::{
     AppliedMemory, CustomerFeatures, EventKey, FieldSources, LifetimeValue, PropertyFeatures,
-    rfc3339,
+    Trigger, rfc3339,
 };
 
 type SourceOf = fn(&FieldSources) -> &Option<EventKey>;
@@ -96,6 +96,23 @@ struct StoredRef<'a> {
     sources: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trigger_event_id: Option<&'a str>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_optional_time"
+    )]
+    trigger_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger_score: Option<u32>,
+}
+
+fn serialize_optional_time<S: Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339::serialize(at, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 struct MemoryBytes<'a>(&'a AppliedMemory);
@@ -125,6 +142,8 @@ impl Serialize for CustomerFeatures {
             applied: MemoryBytes(&self.memory),
             sources: encode_sources(&self.field_sources),
             trigger_event_id: self.trigger_event_id.as_deref(),
+            trigger_at: self.trigger.map(|trigger| trigger.occurred_at),
+            trigger_score: self.trigger.and_then(|trigger| trigger.score_micros),
         }
         .serialize(serializer)
     }
@@ -189,6 +208,10 @@ struct Stored {
     sources: BTreeMap<String, String>,
     #[serde(default)]
     trigger_event_id: Option<String>,
+    #[serde(default)]
+    trigger_at: Option<String>,
+    #[serde(default)]
+    trigger_score: Option<u32>,
     // Written by the first release: migrated below.
     #[serde(default)]
     applied_events: BTreeMap<String, String>,
@@ -252,6 +275,13 @@ impl<'de> Deserialize<'de> for CustomerFeatures {
                 *slot = Some(parse_legacy_key(key).map_err(de::Error::custom)?);
             }
         }
+        let trigger = match &stored.trigger_at {
+            Some(at) => Some(Trigger {
+                occurred_at: rfc3339::parse(at).map_err(de::Error::custom)?,
+                score_micros: stored.trigger_score,
+            }),
+            None => None,
+        };
         Ok(CustomerFeatures {
             customer_email: stored.customer_email,
             satisfaction_avg: stored.satisfaction_avg,
@@ -269,6 +299,7 @@ impl<'de> Deserialize<'de> for CustomerFeatures {
             memory,
             field_sources,
             trigger_event_id: stored.trigger_event_id,
+            trigger,
         })
     }
 }

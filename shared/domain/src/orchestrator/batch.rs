@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{Orchestrator, RecordOutcome};
+use super::policy::BUDGET_REASON;
+use super::{Orchestrator, RecordOutcome, SuppressionReason};
 use crate::ports::{ChangeRecord, MessageGenerator, MessageStore};
 use crate::redact::customer_ref;
 use crate::template::TEMPLATE_GENERATOR;
@@ -30,6 +31,15 @@ pub struct StreamCounters {
     pub throttled: u64,
     /// Records not started because the invocation's deadline was near; delivered again.
     pub not_attempted: u64,
+    /// Changes the message policy suppressed, in all and by reason.
+    pub suppressed: u64,
+    pub suppressed_cooldown: u64,
+    pub suppressed_satisfaction: u64,
+    pub suppressed_trigger_score: u64,
+    /// Messages the template wrote because the day's model budget was spent (alarmed on).
+    pub budget_exhausted: u64,
+    /// Records left for a retry behind an earlier record of their customer.
+    pub deferred: u64,
     /// Records whose handling failed; delivered again.
     pub failed: u64,
     /// Records whose images could not be read (counted by whoever decodes them).
@@ -47,8 +57,19 @@ impl StreamCounters {
             } => {
                 self.created += 1;
                 self.created_by_template += u64::from(generator == TEMPLATE_GENERATOR);
-                self.fallbacks += u64::from(fallback_reason.is_some());
+                let over_budget = fallback_reason.as_deref() == Some(BUDGET_REASON);
+                self.budget_exhausted += u64::from(over_budget);
+                self.fallbacks += u64::from(fallback_reason.is_some() && !over_budget);
             }
+            RecordOutcome::Suppressed(reason) => {
+                self.suppressed += 1;
+                *match reason {
+                    SuppressionReason::Cooldown => &mut self.suppressed_cooldown,
+                    SuppressionReason::Satisfaction => &mut self.suppressed_satisfaction,
+                    SuppressionReason::TriggerScore => &mut self.suppressed_trigger_score,
+                } += 1;
+            }
+            RecordOutcome::Deferred => self.deferred += 1,
             RecordOutcome::AlreadyCreated => self.already_created += 1,
             RecordOutcome::Skipped(_) => self.skipped += 1,
             RecordOutcome::ClaimedElsewhere { .. } => self.claimed_elsewhere += 1,
@@ -68,6 +89,12 @@ impl StreamCounters {
         self.fallbacks += other.fallbacks;
         self.throttled += other.throttled;
         self.not_attempted += other.not_attempted;
+        self.suppressed += other.suppressed;
+        self.suppressed_cooldown += other.suppressed_cooldown;
+        self.suppressed_satisfaction += other.suppressed_satisfaction;
+        self.suppressed_trigger_score += other.suppressed_trigger_score;
+        self.budget_exhausted += other.budget_exhausted;
+        self.deferred += other.deferred;
         self.failed += other.failed;
         self.undecodable += other.undecodable;
     }
@@ -111,7 +138,9 @@ impl Deadline {
 
 impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
     /// Handles every record of a batch in order, each in its own span, with one log line
-    /// per outcome.
+    /// per outcome. Where the policy decides from a customer's earlier decisions (a
+    /// cooldown), a customer's records after one that must be retried are deferred with it,
+    /// so that its changes are decided in order whatever fails.
     pub async fn handle_batch(&self, records: &[ChangeRecord], now: DateTime<Utc>) -> BatchOutcome {
         self.handle_batch_until(records, now, None).await
     }
@@ -128,6 +157,8 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
         let mut outcomes = Vec::with_capacity(records.len());
         let mut counters = StreamCounters::default();
         let mut resume_from = None;
+        let in_order = self.config.policy.keeps_customer_state();
+        let mut waiting: Vec<&str> = Vec::new();
         for (index, record) in records.iter().enumerate() {
             if deadline.is_some_and(|deadline| deadline.is_near()) {
                 tracing::warn!(
@@ -143,12 +174,23 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
                 break;
             }
             let span = tracing::info_span!("record", sequence_number = %record.sequence_number);
-            let outcome =
-                tracing::Instrument::instrument(self.handle(record, now), span.clone()).await;
+            let outcome = if waiting.contains(&record.customer_email.as_str()) {
+                RecordOutcome::Deferred
+            } else {
+                // Boxed: a record's future (policy, claim, model, record, each an SDK call deep)
+                // nests under the Lambda runtime's, beyond the compiler's layout depth.
+                let handled = Box::pin(self.handle(record, now));
+                tracing::Instrument::instrument(handled, span.clone()).await
+            };
             span.in_scope(|| log_outcome(record, &outcome));
             counters.count(&outcome);
-            if outcome.needs_retry() && resume_from.is_none() {
-                resume_from = Some(record.sequence_number.clone());
+            if outcome.needs_retry() {
+                if resume_from.is_none() {
+                    resume_from = Some(record.sequence_number.clone());
+                }
+                if in_order {
+                    waiting.push(&record.customer_email);
+                }
             }
             outcomes.push(outcome);
         }
@@ -181,6 +223,12 @@ fn log_outcome(record: &ChangeRecord, outcome: &RecordOutcome) {
             customer,
             outcome = "throttled",
             "model throttling; record handed back to be delivered again"
+        ),
+        RecordOutcome::Suppressed(reason) => tracing::info!(
+            customer,
+            reason = reason.as_str(),
+            outcome = "suppressed",
+            "record processed"
         ),
         RecordOutcome::Failed(failure) => tracing::warn!(
             customer,

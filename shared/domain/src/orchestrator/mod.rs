@@ -1,12 +1,18 @@
-//! The orchestrator core: change records in, at most one referral message per change out.
+//! The orchestrator core: change records in, exactly one outcome per change out: a referral
+//! message, or a suppression with its reason (the message policy, `policy.rs`).
 //!
-//! A change earns a message only when its write applied new service events. The message
-//! is claimed before the generator runs, so a redelivered record never calls the model
-//! twice, and completed afterwards. After any failure the claim is released at once (and the
-//! message kept in it when the model had written one); a crash leaves it to the retry of the
-//! same record, which takes it back at once as the same holder.
+//! A change earns a decision only when its write applied new service events. The policy
+//! decides before the claim; a suppression is recorded under the key a message would have,
+//! so a redelivered record finds it and does nothing. A message is claimed before the
+//! generator runs, so a redelivered record never calls the model twice, and completed
+//! afterwards.
+//!
+//! After any failure the claim is released at once (and the message kept in it when the
+//! model had written one); a crash leaves it to the retry of the same record, which takes it
+//! back at once as the same holder.
 
 mod batch;
+pub mod policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +24,14 @@ use crate::features::CustomerFeatures;
 use crate::ports::{
     AdapterError, ChangeKind, ChangeRecord, Claim, Decision, GenerationError, GenerationRequest,
     Holder, MessageGenerator, MessageKey, MessageStore, OnThrottle, Recorded, ReferralMessage,
+    Suppression,
 };
 use crate::prompt::build_prompt;
 use crate::redact::short_hash;
+use crate::template::TemplateGenerator;
 
 pub use batch::{BatchOutcome, Deadline, StreamCounters};
+pub use policy::{MessagePolicy, ModelCall, SuppressionReason, Verdict};
 
 /// Why a record produced no message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +51,8 @@ pub enum RecordOutcome {
         /// Why the fallback wrote it, when it did (`throttled`, `access_denied`, ...).
         fallback_reason: Option<String>,
     },
+    /// The policy suppressed the change; the suppression is recorded.
+    Suppressed(SuppressionReason),
     /// The change's decision is recorded already: a redelivery.
     AlreadyCreated,
     /// A live claim is held by another invocation; retry the record later.
@@ -54,6 +65,9 @@ pub enum RecordOutcome {
     Throttled,
     /// Not started: the invocation's deadline was too near. Delivered again.
     NotAttempted,
+    /// Not handled: an earlier record of the same customer must be retried first, and the
+    /// policy decides a customer's changes in order. Delivered again after it.
+    Deferred,
     /// Retry the record later: the store or the generator failed.
     Failed(RecordFailure),
 }
@@ -92,6 +106,7 @@ impl RecordOutcome {
             RecordOutcome::ClaimedElsewhere { .. }
                 | RecordOutcome::Throttled
                 | RecordOutcome::NotAttempted
+                | RecordOutcome::Deferred
                 | RecordOutcome::Failed(_)
         )
     }
@@ -99,6 +114,8 @@ impl RecordOutcome {
     pub fn label(&self) -> &'static str {
         match self {
             RecordOutcome::Created { .. } => "created",
+            RecordOutcome::Suppressed(_) => "suppressed",
+            RecordOutcome::Deferred => "deferred",
             RecordOutcome::AlreadyCreated => "already_created",
             RecordOutcome::ClaimedElsewhere { .. } => "claimed_elsewhere",
             RecordOutcome::Skipped(_) => "skipped",
@@ -122,6 +139,8 @@ pub struct OrchestratorConfig {
     pub claim_lease: Duration,
     /// What a throttled model call makes of a record.
     pub throttle: ThrottlePolicy,
+    /// Who gets a message, how often, at what model cost (default: everyone, always).
+    pub policy: MessagePolicy,
 }
 
 impl Default for OrchestratorConfig {
@@ -129,6 +148,7 @@ impl Default for OrchestratorConfig {
         OrchestratorConfig {
             claim_lease: Duration::from_secs(300),
             throttle: ThrottlePolicy::FallBack,
+            policy: MessagePolicy::default(),
         }
     }
 }
@@ -227,6 +247,13 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             message_id: message_id_for(features),
         };
         let holder = Holder::of_record(&record.sequence_number);
+        match self.config.policy.decide(features, &self.messages).await {
+            Ok(Verdict::Message) => {}
+            Ok(Verdict::Suppressed(reason)) => {
+                return self.suppress(features, key, &holder, reason, now).await;
+            }
+            Err(error) => return error.into(),
+        }
         let claimed = self
             .messages
             .claim(&key, &holder, now, self.config.claim_lease)
@@ -239,15 +266,16 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
                 let on_throttle = self.config.throttle.on_throttle(record, now);
                 match self.generate(features, &key, on_throttle, now).await {
                     Ok(message) => message,
-                    Err(error) => {
+                    Err(failure) => {
                         self.release(&key, &holder, now).await;
-                        return match error {
-                            GenerationError::Throttled if on_throttle == OnThrottle::HandBack => {
+                        return match failure {
+                            RecordFailure::Generation(error)
+                                if matches!(*error, GenerationError::Throttled)
+                                    && on_throttle == OnThrottle::HandBack =>
+                            {
                                 RecordOutcome::Throttled
                             }
-                            error => RecordOutcome::Failed(RecordFailure::Generation(Arc::new(
-                                error,
-                            ))),
+                            failure => RecordOutcome::Failed(failure),
                         };
                     }
                 }
@@ -284,23 +312,64 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
         }
     }
 
-    /// The message the generator writes for `features`.
+    /// Records the policy's suppression of a change, as a message would be recorded.
+    async fn suppress(
+        &self,
+        features: &CustomerFeatures,
+        key: MessageKey,
+        holder: &Holder,
+        reason: SuppressionReason,
+        now: DateTime<Utc>,
+    ) -> RecordOutcome {
+        let suppression = Suppression {
+            customer_email: key.customer_email,
+            message_id: key.message_id,
+            features_version: features.version,
+            trigger_event_id: features.trigger_event_id.clone(),
+            reason: reason.as_str().to_owned(),
+            decided_at: now,
+        };
+        match self
+            .messages
+            .record(Decision::Suppressed(suppression), holder, now)
+            .await
+        {
+            Ok(Recorded::Recorded) => RecordOutcome::Suppressed(reason),
+            Ok(Recorded::AlreadyDecided) => RecordOutcome::AlreadyCreated,
+            Ok(Recorded::ClaimHeldElsewhere) => RecordOutcome::ClaimedElsewhere { expires_at: now },
+            Err(error) => error.into(),
+        }
+    }
+
+    /// The message for `features`: the generator's, or the template's once the day's model
+    /// budget is spent.
     async fn generate(
         &self,
         features: &CustomerFeatures,
         key: &MessageKey,
         on_throttle: OnThrottle,
         now: DateTime<Utc>,
-    ) -> Result<ReferralMessage, GenerationError> {
+    ) -> Result<ReferralMessage, RecordFailure> {
         let prompt = build_prompt(Some(features));
-        let generated = self
-            .generator
-            .generate(GenerationRequest {
-                features: Some(features),
-                prompt: &prompt,
-                on_throttle,
-            })
-            .await?;
+        let request = GenerationRequest {
+            features: Some(features),
+            prompt: &prompt,
+            on_throttle,
+        };
+        let model = self
+            .config
+            .policy
+            .model_call(&self.messages, now)
+            .await
+            .map_err(|error| RecordFailure::Store(Arc::new(error)))?;
+        let (generated, budget_reason) = match model {
+            ModelCall::Allowed => (self.generator.generate(request).await, None),
+            ModelCall::OverBudget => (
+                TemplateGenerator.generate(request).await,
+                Some(policy::BUDGET_REASON),
+            ),
+        };
+        let generated = generated.map_err(|error| RecordFailure::Generation(Arc::new(error)))?;
         Ok(ReferralMessage {
             customer_email: key.customer_email.clone(),
             message_id: key.message_id.clone(),
@@ -313,7 +382,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             generator: generated.generator.to_owned(),
             model_id: generated.model_id,
             usage: generated.usage,
-            fallback_reason: generated.fallback_reason.map(str::to_owned),
+            fallback_reason: budget_reason.or(generated.fallback_reason).map(str::to_owned),
             created_at: now,
         })
     }

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{AdapterError, TokenUsage};
@@ -111,6 +111,36 @@ impl Decision {
     }
 }
 
+/// The change that holds a customer's message slot: the last change the policy let through
+/// to a message, and when its trigger event occurred. The cooldown is measured from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageSlot {
+    pub version: u64,
+    pub at: DateTime<Utc>,
+}
+
+impl MessageSlot {
+    /// Whether this holder gives the slot up to `wanted`: it is the same change (a retry of
+    /// it takes the slot back), or `wanted` occurred at least `cooldown` after it. A change
+    /// that occurred before the holder (a late event) never takes it.
+    pub fn yields_to(&self, wanted: &MessageSlot, cooldown: Duration) -> bool {
+        self.version == wanted.version
+            || chrono::Duration::from_std(cooldown)
+                .ok()
+                .and_then(|cooldown| self.at.checked_add_signed(cooldown))
+                .is_some_and(|free_from| free_from <= wanted.at)
+    }
+}
+
+/// The answer to taking a customer's message slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotTaken {
+    /// The change holds the slot now (or held it already): it may have its message.
+    Taken,
+    /// Another change holds it, too recently: the asking change is in its cooldown.
+    Cooling { holder: MessageSlot },
+}
+
 /// The answer to a claim.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -178,11 +208,58 @@ pub trait MessageStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send;
 
-    /// A customer's decisions, oldest change first.
+    /// A customer's decisions, oldest change first (never the policy's state below).
     fn decisions(
         &self,
         customer_email: &str,
     ) -> impl Future<Output = Result<Vec<Decision>, AdapterError>> + Send;
+
+    // The message policy's state, in the same store: a customer's message slot (for the
+    // cooldown) and the model calls of a UTC day (for the budget). The orchestrator uses
+    // them only when a cooldown or a budget is configured; a store that keeps no such state
+    // (a test's wrapper) refuses, so a misconfiguration fails loudly, never silently.
+
+    /// Gives the customer's message slot to `wanted` where its holder yields to it
+    /// ([`MessageSlot::yields_to`]), or where there is none, atomically: of two changes
+    /// racing for it, one gets it.
+    fn take_message_slot(
+        &self,
+        customer_email: &str,
+        wanted: MessageSlot,
+        cooldown: Duration,
+    ) -> impl Future<Output = Result<SlotTaken, AdapterError>> + Send {
+        let _ = (customer_email, wanted, cooldown);
+        std::future::ready(Err(no_policy_state("take_message_slot")))
+    }
+
+    /// Who holds the customer's message slot, if anyone (a read, for previews).
+    fn message_slot(
+        &self,
+        customer_email: &str,
+    ) -> impl Future<Output = Result<Option<MessageSlot>, AdapterError>> + Send {
+        let _ = customer_email;
+        std::future::ready(Err(no_policy_state("message_slot")))
+    }
+
+    /// Counts one model call against `day`'s budget if fewer than `limit` were counted,
+    /// atomically across every caller; `false` when the budget is spent.
+    fn spend_model_call(
+        &self,
+        day: NaiveDate,
+        limit: u64,
+    ) -> impl Future<Output = Result<bool, AdapterError>> + Send {
+        let _ = (day, limit);
+        std::future::ready(Err(no_policy_state("spend_model_call")))
+    }
+
+    /// The model calls counted against `day` (a read, for previews and reports).
+    fn model_calls(
+        &self,
+        day: NaiveDate,
+    ) -> impl Future<Output = Result<u64, AdapterError>> + Send {
+        let _ = day;
+        std::future::ready(Err(no_policy_state("model_calls")))
+    }
 
     /// A customer's messages, oldest first.
     fn list(
@@ -197,5 +274,12 @@ pub trait MessageStore: Send + Sync {
                 .filter_map(Decision::into_message)
                 .collect())
         }
+    }
+}
+
+fn no_policy_state(operation: &'static str) -> AdapterError {
+    AdapterError::Permanent {
+        operation,
+        source: "this message store keeps no message-policy state".into(),
     }
 }

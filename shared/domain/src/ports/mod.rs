@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use thiserror::Error;
 
 pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
@@ -22,7 +22,8 @@ pub use generator::{
     Generated, GenerationError, GenerationRequest, MessageGenerator, OnThrottle, TokenUsage,
 };
 pub use message_store::{
-    Claim, Decision, Holder, MessageKey, MessageStore, Recorded, ReferralMessage, Suppression,
+    Claim, Decision, Holder, MessageKey, MessageSlot, MessageStore, Recorded, ReferralMessage,
+    SlotTaken, Suppression,
 };
 pub use work_queue::{
     BATCH_LIMIT, MAX_MESSAGE_BYTES, OutgoingMessage, QueueMessage, STRING_TYPE, WorkQueue,
@@ -106,6 +107,22 @@ macro_rules! forward_ports {
                 -> impl Future<Output = Result<Vec<Decision>, AdapterError>> + Send {
                 (**self).decisions(customer_email)
             }
+            fn take_message_slot(&self, customer_email: &str, wanted: MessageSlot, cooldown: Duration)
+                -> impl Future<Output = Result<SlotTaken, AdapterError>> + Send {
+                (**self).take_message_slot(customer_email, wanted, cooldown)
+            }
+            fn message_slot(&self, customer_email: &str)
+                -> impl Future<Output = Result<Option<MessageSlot>, AdapterError>> + Send {
+                (**self).message_slot(customer_email)
+            }
+            fn spend_model_call(&self, day: NaiveDate, limit: u64)
+                -> impl Future<Output = Result<bool, AdapterError>> + Send {
+                (**self).spend_model_call(day, limit)
+            }
+            fn model_calls(&self, day: NaiveDate)
+                -> impl Future<Output = Result<u64, AdapterError>> + Send {
+                (**self).model_calls(day)
+            }
         }
         impl<T: MessageGenerator + ?Sized> MessageGenerator for $wrapper {
             fn generate(&self, request: GenerationRequest<'_>)
@@ -126,9 +143,9 @@ macro_rules! forward_ports {
                 -> impl Future<Output = Result<(), AdapterError>> + Send {
                 (**self).delete(receipts)
             }
-            fn retry_later(&self, receipts: &[String])
+            fn retry_later(&self, receipts: &[String], after: Duration)
                 -> impl Future<Output = Result<(), AdapterError>> + Send {
-                (**self).retry_later(receipts)
+                (**self).retry_later(receipts, after)
             }
         }
         impl<T: ChangeFeed + ?Sized> ChangeFeed for $wrapper {

@@ -5,9 +5,10 @@ use std::future::{Future, ready};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, Holder, MessageKey, MessageStore, Recorded, ReferralMessage,
+    AdapterError, Claim, Decision, Holder, MessageKey, MessageSlot, MessageStore, Recorded,
+    ReferralMessage, SlotTaken,
 };
 
 use super::lock;
@@ -37,10 +38,13 @@ impl Row {
     }
 }
 
-/// Rows by customer, then message id.
+/// Rows by customer, then message id; and the message policy's state: each customer's
+/// message slot, and the model calls counted per day.
 #[derive(Debug, Default)]
 pub struct EmbeddedMessageStore {
     rows: Mutex<BTreeMap<String, BTreeMap<String, Row>>>,
+    slots: Mutex<BTreeMap<String, MessageSlot>>,
+    model_calls: Mutex<BTreeMap<NaiveDate, u64>>,
 }
 
 impl EmbeddedMessageStore {
@@ -211,5 +215,50 @@ impl MessageStore for EmbeddedMessageStore {
                     .collect()
             })
             .unwrap_or_default()))
+    }
+
+    fn take_message_slot(
+        &self,
+        customer_email: &str,
+        wanted: MessageSlot,
+        cooldown: Duration,
+    ) -> impl Future<Output = Result<SlotTaken, AdapterError>> + Send {
+        let mut slots = lock(&self.slots);
+        let taken = match slots.get(customer_email) {
+            Some(holder) if !holder.yields_to(&wanted, cooldown) => {
+                SlotTaken::Cooling { holder: *holder }
+            }
+            _ => {
+                slots.insert(customer_email.to_owned(), wanted);
+                SlotTaken::Taken
+            }
+        };
+        ready(Ok(taken))
+    }
+
+    fn message_slot(
+        &self,
+        customer_email: &str,
+    ) -> impl Future<Output = Result<Option<MessageSlot>, AdapterError>> + Send {
+        ready(Ok(lock(&self.slots).get(customer_email).copied()))
+    }
+
+    fn spend_model_call(
+        &self,
+        day: NaiveDate,
+        limit: u64,
+    ) -> impl Future<Output = Result<bool, AdapterError>> + Send {
+        let mut calls = lock(&self.model_calls);
+        let counted = calls.entry(day).or_insert(0);
+        let spent = *counted < limit;
+        *counted += u64::from(spent);
+        ready(Ok(spent))
+    }
+
+    fn model_calls(
+        &self,
+        day: NaiveDate,
+    ) -> impl Future<Output = Result<u64, AdapterError>> + Send {
+        ready(Ok(lock(&self.model_calls).get(&day).copied().unwrap_or(0)))
     }
 }
