@@ -127,6 +127,7 @@ async fn with_a_cooldown_a_customers_later_records_wait_for_one_that_must_be_ret
         OrchestratorConfig {
             claim_lease: lease,
             policy,
+            ..OrchestratorConfig::default()
         },
     );
     // Another invocation holds Ann's first change.

@@ -157,7 +157,8 @@ impl<P: MessageGenerator, F: MessageGenerator> MessageGenerator for FallbackGene
             }
             Err(error) => error,
         };
-        if matches!(error, GenerationError::Throttled) && request.on_throttle == OnThrottle::HandBack
+        if matches!(error, GenerationError::Throttled)
+            && request.on_throttle == OnThrottle::HandBack
         {
             self.counters
                 .handed_back_throttled

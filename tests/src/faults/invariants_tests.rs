@@ -74,9 +74,7 @@ async fn embedded_run(ack: AckMode, plan: CrashPlan) -> World {
         idle_pause: Duration::from_millis(5),
     };
     let tally = SqsTally::default();
-    mapping
-        .poll_until_drained(&handler, &plan, &tally)
-        .await;
+    mapping.poll_until_drained(&handler, &plan, &tally).await;
     assert!(tally.crashes() > 0, "the run injected no crash");
 
     let messages = EmbeddedMessageStore::new();
@@ -133,7 +131,10 @@ async fn a_mapping_that_acknowledges_before_the_function_runs_is_caught_losing_e
     let dies = CrashPlan::at(3, 0.5, &[EnricherCrash::BeforeFirstWrite]);
     let world = embedded_run(AckMode::OnReceipt, dies).await;
     let report = check(&world);
-    assert!(!report.holds(), "the broken mapping went unnoticed:\n{report}");
+    assert!(
+        !report.holds(),
+        "the broken mapping went unnoticed:\n{report}"
+    );
     let lost = report.violations("nothing lost");
     assert!(
         lost.iter()
@@ -166,7 +167,10 @@ async fn each_invariant_reports_the_world_that_breaks_it() {
         .to_vec();
     assert_eq!(
         violations,
-        [format!("{} v{}: no decision", dropped.customer, dropped.version)]
+        [format!(
+            "{} v{}: no decision",
+            dropped.customer, dropped.version
+        )]
     );
     let mut phantom = world.clone();
     phantom.decisions.push(DecisionRow {
@@ -180,11 +184,16 @@ async fn each_invariant_reports_the_world_that_breaks_it() {
     );
 
     let mut stuck = world.clone();
-    stuck.claims.push("ann@example.com/v000000000001".to_owned());
+    stuck
+        .claims
+        .push("ann@example.com/v000000000001".to_owned());
     assert_eq!(check(&stuck).violations("no stuck claim").len(), 1);
 
     let mut twice = world.clone();
-    let change = (world.decisions[0].customer.clone(), world.decisions[0].version);
+    let change = (
+        world.decisions[0].customer.clone(),
+        world.decisions[0].version,
+    );
     twice.bedrock = Some(BedrockLog {
         calls: [(change, vec!["timeout", "ok"])].into(),
         counters: FallbackCounters::default(),

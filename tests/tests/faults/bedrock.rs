@@ -130,25 +130,21 @@ const GOOD_ANSWER: &str = r#"{"recommended_service": "pest_control", "message": 
 /// The real Bedrock generator over a client the script answers, each call sent once (the
 /// SDK's retries are spent: a throttled answer here is a throttled answer after them).
 pub fn bedrock(script: Arc<Script>) -> BedrockGenerator {
-    let rule = mock!(Client::converse).then_compute_response(move |_input| {
-        match script.next() {
-            Behaviour::Answer => MockResponse::Output(answer(GOOD_ANSWER)),
-            Behaviour::Garbage => MockResponse::Output(answer("Sure! Here is a lovely message.")),
-            Behaviour::Throttle => MockResponse::Error(ConverseError::ThrottlingException(
-                ThrottlingException::builder().message("slow down").build(),
-            )),
-            Behaviour::Deny => MockResponse::Error(ConverseError::AccessDeniedException(
-                AccessDeniedException::builder()
-                    .message("no access to the model")
-                    .build(),
-            )),
-            Behaviour::ModelTimeout => {
-                MockResponse::Error(ConverseError::ModelTimeoutException(
-                    ModelTimeoutException::builder().message("too slow").build(),
-                ))
-            }
-            Behaviour::ServerError => MockResponse::Http(unavailable()),
-        }
+    let rule = mock!(Client::converse).then_compute_response(move |_input| match script.next() {
+        Behaviour::Answer => MockResponse::Output(answer(GOOD_ANSWER)),
+        Behaviour::Garbage => MockResponse::Output(answer("Sure! Here is a lovely message.")),
+        Behaviour::Throttle => MockResponse::Error(ConverseError::ThrottlingException(
+            ThrottlingException::builder().message("slow down").build(),
+        )),
+        Behaviour::Deny => MockResponse::Error(ConverseError::AccessDeniedException(
+            AccessDeniedException::builder()
+                .message("no access to the model")
+                .build(),
+        )),
+        Behaviour::ModelTimeout => MockResponse::Error(ConverseError::ModelTimeoutException(
+            ModelTimeoutException::builder().message("too slow").build(),
+        )),
+        Behaviour::ServerError => MockResponse::Http(unavailable()),
     });
     let client = mock_client!(
         aws_sdk_bedrockruntime,

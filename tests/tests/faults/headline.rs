@@ -189,10 +189,12 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
     let verdict = check(&world);
     let injected = function.injected();
     let by_fault: BTreeMap<String, usize> =
-        injected.iter().fold(BTreeMap::new(), |mut counts, (fault, _)| {
-            *counts.entry(format!("{fault:?}")).or_default() += 1;
-            counts
-        });
+        injected
+            .iter()
+            .fold(BTreeMap::new(), |mut counts, (fault, _)| {
+                *counts.entry(format!("{fault:?}")).or_default() += 1;
+                counts
+            });
     let get = SqsTally::get;
     println!(
         "fault suite, seeded scenario (seed {SEED}):\n\
@@ -247,7 +249,11 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
         assert!(behaviours.contains_key(&behaviour), "{behaviours:?}");
     }
     assert!(log.counters.handed_back_throttled > 0, "{:?}", log.counters);
-    assert!(log.counters.fallback_access_denied > 0, "{:?}", log.counters);
+    assert!(
+        log.counters.fallback_access_denied > 0,
+        "{:?}",
+        log.counters
+    );
     assert_eq!(
         injected.iter().map(|(fault, _)| *fault).collect::<Vec<_>>(),
         [
@@ -258,7 +264,11 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
     );
     // The change whose final write failed was answered by Bedrock once, and recorded.
     let (_, failed_write) = &injected[1];
-    let version = failed_write.message_id.trim_start_matches('v').parse().unwrap();
+    let version = failed_write
+        .message_id
+        .trim_start_matches('v')
+        .parse()
+        .unwrap();
     let calls = &log.calls[&(failed_write.customer_email.clone(), version)];
     assert_eq!(calls.iter().filter(|call| **call != "throttled").count(), 1);
     assert!(stream.given_up.is_empty(), "{:?}", stream.given_up.len());

@@ -382,7 +382,9 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             generator: generated.generator.to_owned(),
             model_id: generated.model_id,
             usage: generated.usage,
-            fallback_reason: budget_reason.or(generated.fallback_reason).map(str::to_owned),
+            fallback_reason: budget_reason
+                .or(generated.fallback_reason)
+                .map(str::to_owned),
             created_at: now,
         })
     }
