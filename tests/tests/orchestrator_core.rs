@@ -1,5 +1,6 @@
 //! The orchestrator core on embedded adapters: one message per applied change, none for
-//! redeliveries, skips, and claims that expire.
+//! redeliveries, skips, claims that expire, and no record started near the invocation's
+//! deadline.
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
@@ -8,10 +9,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
-use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason};
-use referral_domain::ports::{
-    ChangeFeed, ChangeKind, ChangeRecord, Claim, Holder, MessageKey, MessageStore,
+use referral_domain::orchestrator::{
+    Deadline, Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason,
 };
+use referral_domain::ports::{
+    ChangeFeed, ChangeKind, ChangeRecord, Claim, Generated, GenerationError, GenerationRequest,
+    Holder, MessageGenerator, MessageKey, MessageStore,
+};
+use referral_domain::template::TemplateGenerator;
 use referral_local::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore};
 use referral_tests::counting::CountingGenerator;
 use referral_tests::{base_time, event_body};
@@ -150,4 +155,115 @@ async fn a_live_claim_blocks_and_an_expired_one_is_taken_over() {
         "created"
     );
     assert_eq!(generator.calls.load(Ordering::SeqCst), 1);
+}
+
+/// The template, after a model call's worth of (paused, auto-advanced) time.
+struct SlowGenerator {
+    calls: std::sync::atomic::AtomicU64,
+    takes: Duration,
+}
+
+impl MessageGenerator for SlowGenerator {
+    async fn generate(&self, request: GenerationRequest<'_>) -> Result<Generated, GenerationError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.takes).await;
+        TemplateGenerator.generate(request).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn near_the_deadline_no_record_is_started_and_delivery_resumes_from_the_first_left() {
+    let customers = ["a", "b", "c", "d", "e"].map(|name| format!("{name}@example.com"));
+    let batch: Vec<(&str, &str, i64)> = customers
+        .iter()
+        .enumerate()
+        .map(|(i, email)| (["e1", "e2", "e3", "e4", "e5"][i], email.as_str(), 0))
+        .collect();
+    let records = records_for(&[&batch]).await;
+    assert_eq!(records.len(), 5);
+    let generator = SlowGenerator {
+        calls: Default::default(),
+        takes: Duration::from_secs(10),
+    };
+    let messages = EmbeddedMessageStore::new();
+    let orchestrator = Orchestrator::new(&generator, &messages, OrchestratorConfig::default());
+
+    // 35 s left, 10 s kept free: records start at 0, 10 and 20 s; at 30 s the fourth would
+    // end past the deadline.
+    let deadline = Deadline::after(Duration::from_secs(35), Duration::from_secs(10));
+    let batch = orchestrator
+        .handle_batch_until(&records, base_time(), Some(deadline))
+        .await;
+    let labels: Vec<&str> = batch.outcomes.iter().map(RecordOutcome::label).collect();
+    assert_eq!(
+        labels,
+        [
+            "created",
+            "created",
+            "created",
+            "not_attempted",
+            "not_attempted"
+        ]
+    );
+    assert_eq!(
+        batch.resume_from.as_ref(),
+        Some(&records[3].sequence_number)
+    );
+    assert_eq!(batch.counters.not_attempted, 2);
+    assert_eq!(generator.calls.load(Ordering::SeqCst), 3);
+    for email in &customers[3..] {
+        assert!(messages.list(email).await.expect("list").is_empty());
+    }
+
+    // The mapping delivers again from there: the rest get their message, nobody a second.
+    let retry = orchestrator.handle_batch(&records[3..], base_time()).await;
+    assert_eq!(retry.resume_from, None);
+    assert_eq!(generator.calls.load(Ordering::SeqCst), 5);
+    for email in &customers {
+        assert_eq!(
+            messages.list(email).await.expect("list").len(),
+            1,
+            "{email}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_before_the_deadline_is_still_the_record_to_resume_from() {
+    let records = records_for(&[&[
+        ("e1", "ann@example.com", 0),
+        ("e2", "bob@example.com", 0),
+        ("e3", "cid@example.com", 0),
+    ]])
+    .await;
+    let generator = SlowGenerator {
+        calls: Default::default(),
+        takes: Duration::from_secs(10),
+    };
+    let messages = EmbeddedMessageStore::new();
+    // Another invocation holds the first record's claim: that record must be retried.
+    let key = MessageKey {
+        customer_email: "ann@example.com".into(),
+        message_id: "v000000000001".into(),
+    };
+    messages
+        .claim(
+            &key,
+            &Holder::new("other"),
+            base_time(),
+            Duration::from_secs(300),
+        )
+        .await
+        .expect("claim");
+    let orchestrator = Orchestrator::new(&generator, &messages, OrchestratorConfig::default());
+    let deadline = Deadline::after(Duration::from_secs(15), Duration::from_secs(10));
+    let batch = orchestrator
+        .handle_batch_until(&records, base_time(), Some(deadline))
+        .await;
+    let labels: Vec<&str> = batch.outcomes.iter().map(RecordOutcome::label).collect();
+    assert_eq!(labels, ["claimed_elsewhere", "created", "not_attempted"]);
+    assert_eq!(
+        batch.resume_from.as_ref(),
+        Some(&records[0].sequence_number)
+    );
 }

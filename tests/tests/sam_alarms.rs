@@ -77,38 +77,57 @@ fn service_dimension(service: &str) -> Value {
     json!([{ "Name": "service", "Value": service }])
 }
 
-#[test]
-fn each_failure_metric_the_code_names_is_emitted_and_alarmed() {
-    let template = template();
-    let alarms = alarms(&template);
-    let mut checked = 0;
+/// The failure metrics the code names (`service/metric`) that no alarm of `template`
+/// watches; panics on one the function does not emit.
+fn unalarmed(template: &Value) -> Vec<String> {
+    let alarms = alarms(template);
+    let mut missing = Vec::new();
     for (service, emitted, alarmed) in services() {
         for metric in alarmed {
             assert!(
                 emitted.contains(*metric),
                 "{service} names {metric} for an alarm but emits no such metric: {emitted:?}"
             );
-            let watching: Vec<&str> = alarms
-                .iter()
-                .filter(|(_, alarm)| {
-                    watched(alarm).contains(&(
-                        NAMESPACE.to_owned(),
-                        (*metric).to_owned(),
-                        service_dimension(service),
-                    ))
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            assert!(
-                !watching.is_empty(),
-                "no alarm watches {NAMESPACE}/{metric} of service {service}"
-            );
-            checked += 1;
+            let watched_by_one = alarms.iter().any(|(_, alarm)| {
+                watched(alarm).contains(&(
+                    NAMESPACE.to_owned(),
+                    (*metric).to_owned(),
+                    service_dimension(service),
+                ))
+            });
+            if !watched_by_one {
+                missing.push(format!("{service}/{metric}"));
+            }
         }
     }
+    missing
+}
+
+#[test]
+fn each_failure_metric_the_code_names_is_emitted_and_alarmed() {
     // The list: the template-fallback rate, stale and refused events, failed
     // dead-letter sends.
-    assert_eq!(checked, 4);
+    let named: usize = services().iter().map(|(_, _, alarmed)| alarmed.len()).sum();
+    assert_eq!(named, 4);
+    assert_eq!(unalarmed(&template()), Vec::<String>::new());
+}
+
+#[test]
+fn the_check_fails_when_an_alarm_is_removed() {
+    for (id, metric) in [
+        ("TemplateFallbackRateAlarm", "orchestrator/fallbacks"),
+        ("StaleEventsAlarm", "enricher/stale"),
+        ("RejectedEventsAlarm", "enricher/rejected"),
+        (
+            "DeadLetterSendFailuresAlarm",
+            "enricher/dead_letter_failures",
+        ),
+    ] {
+        let mut template = template();
+        let removed = template["Resources"].as_object_mut().unwrap().remove(id);
+        assert!(removed.is_some(), "the template has no {id}");
+        assert_eq!(unalarmed(&template), [metric], "without {id}");
+    }
 }
 
 #[test]

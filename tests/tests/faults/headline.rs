@@ -9,12 +9,15 @@
 //! delete), and their messages come back after the visibility timeout. Then the stream goes
 //! to the orchestrator, ten records an invocation, retried from the failed record, bisected
 //! on a crash, given up after ten retries. Bedrock answers, with a garbage answer, a 503 or
-//! a model timeout now and then; throttles every call of five invocations (the retry policy
-//! hands those records back), then denies every call of the next thirty (templates, with
+//! a model timeout now and then; throttles every call of a few invocations (the retry policy
+//! hands those records back), then denies every call of the next few dozen (templates, with
 //! `fallback_reason: access_denied`); one invocation crashes after its claim, one after the
 //! Bedrock call (the final write fails), one after the final write. Every invariant holds.
 //!
-//! `REFERRAL_FAULTS_LONG=1` runs the long variant: 50,000 events of 2,500 customers.
+//! The default run is the same scenario at a fifth of the size (2,000 events of 100
+//! customers, the stretches and faults placed as early in proportion), so `tests/run.sh`
+//! stays within minutes against moto; `REFERRAL_FAULTS_LONG=1` runs the 10,000
+//! events of 500 customers.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -44,22 +47,32 @@ const MAX_RECEIVES: u32 = 5;
 /// Writes of this customer always fail: their events are redriven to the DLQ.
 const POISONED: &str = "poisoned";
 
-/// How big a run is.
+/// How big a run is, and at which orchestrator invocations Bedrock fails for a stretch
+/// and the message store faults are injected (about 1.2 invocations per 10 events).
 struct Scale {
     events: usize,
     customers: usize,
+    throttled: std::ops::RangeInclusive<u64>,
+    denied: std::ops::RangeInclusive<u64>,
+    faults_from: [u64; 3],
 }
 
 fn scale() -> Scale {
     if std::env::var_os("REFERRAL_FAULTS_LONG").is_some() {
         Scale {
-            events: 50_000,
-            customers: 2_500,
+            events: 10_000,
+            customers: 500,
+            throttled: 40..=44,
+            denied: 45..=74,
+            faults_from: [120, 160, 200],
         }
     } else {
         Scale {
-            events: 10_000,
-            customers: 500,
+            events: 2_000,
+            customers: 100,
+            throttled: 8..=10,
+            denied: 11..=20,
+            faults_from: [25, 35, 45],
         }
     }
 }
@@ -157,11 +170,14 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
         ThrottlePolicy::RetryFor(Duration::from_secs(600)),
     );
     let plan = Plan {
-        stretches: vec![(40..=44, Behaviour::Throttle), (45..=74, Behaviour::Deny)],
+        stretches: vec![
+            (scale.throttled.clone(), Behaviour::Throttle),
+            (scale.denied.clone(), Behaviour::Deny),
+        ],
         faults: vec![
-            (120, MessageFault::CrashAfterClaim),
-            (160, MessageFault::FailFinalWrite),
-            (200, MessageFault::CrashAfterFinalWrite),
+            (scale.faults_from[0], MessageFault::CrashAfterClaim),
+            (scale.faults_from[1], MessageFault::FailFinalWrite),
+            (scale.faults_from[2], MessageFault::CrashAfterFinalWrite),
         ],
         time_left: Some(Duration::from_secs(120)),
         ..Plan::default()
