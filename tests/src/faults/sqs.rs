@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -123,6 +123,8 @@ pub struct SqsTally {
     /// Invocations killed after every write, before the acknowledgement.
     pub crashed_before_ack: AtomicU64,
     pub reported_failed: AtomicU64,
+    /// Receives that failed (the emulator too slow to answer); polled again.
+    pub receive_failures: AtomicU64,
     pub counters: Mutex<HandlerCounters>,
 }
 
@@ -154,9 +156,22 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
         plan: &CrashPlan,
         tally: &SqsTally,
     ) {
+        self.poll_until_fed_and_drained(handler, plan, tally, &AtomicBool::new(true))
+            .await;
+    }
+
+    /// [`Self::poll_until_drained`] while the queue is still being filled: an empty queue
+    /// ends the poller only once `fed` is set.
+    pub async fn poll_until_fed_and_drained<S: FeatureStore, D: WorkQueue>(
+        &self,
+        handler: &EnricherHandler<CrashingStore<S>, D>,
+        plan: &CrashPlan,
+        tally: &SqsTally,
+        fed: &AtomicBool,
+    ) {
         loop {
             if self.invoke_once(handler, plan, tally).await == 0 {
-                if self.queue.depth().await == 0 {
+                if fed.load(Ordering::SeqCst) && self.queue.depth().await == 0 {
                     return;
                 }
                 tokio::time::sleep(self.idle_pause).await;
@@ -173,7 +188,12 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
     ) -> usize {
         let batch = match self.queue.receive(10).await {
             Ok(batch) => batch,
-            Err(error) => panic!("the poller could not receive: {error}"),
+            // Lambda's poller polls again; a busy emulator can be slow to answer.
+            Err(error) => {
+                eprintln!("poller: receive failed ({error}); polling again");
+                tally.receive_failures.fetch_add(1, Ordering::SeqCst);
+                return 0;
+            }
         };
         if batch.is_empty() {
             return 0;

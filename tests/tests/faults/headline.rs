@@ -2,7 +2,8 @@
 //!
 //! 10,000 distinct events of 500 customers plus 30% duplicates (3,000 byte-for-byte
 //! redeliveries), shuffled, a dozen invalid webhooks and three events of a customer whose
-//! writes always fail, go on the webhook queue (visibility 2 s, redrive after 5 receives).
+//! writes always fail, go on the webhook queue a window at a time (visibility 2 s, redrive
+//! after 5 receives).
 //! Four enrichers race on it, each with its own handler and cache; 5% of their invocations
 //! crash between the DynamoDB write and the SQS acknowledgement (half right after their
 //! first write lands, cutting off the writes in flight; half after every write, before the
@@ -20,6 +21,7 @@
 //! events of 500 customers.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
@@ -44,6 +46,8 @@ const ENRICHERS: usize = 4;
 const CRASH_RATE: f64 = 0.05;
 const VISIBILITY_SECONDS: u32 = 2;
 const MAX_RECEIVES: u32 = 5;
+/// Webhooks on the queue at most at once (sent as the enrichers drain it).
+const QUEUE_WINDOW: usize = 400;
 /// Writes of this customer always fail: their events are redriven to the DLQ.
 const POISONED: &str = "poisoned";
 
@@ -127,8 +131,6 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
     let scale = scale();
     let pipeline = Pipeline::new(VISIBILITY_SECONDS, MAX_RECEIVES).await;
     let bodies = webhooks(&scale);
-    pipeline.send(&bodies).await;
-    let sent_at = started.elapsed();
 
     // Four enrichers race on the queue.
     let enrichers: Vec<_> = (0..ENRICHERS)
@@ -154,12 +156,13 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
     };
     let crashes = CrashPlan::new(SEED, CRASH_RATE);
     let sqs = SqsTally::default();
-    join_all(
+    let fed = AtomicBool::new(false);
+    let pollers = join_all(
         enrichers
             .iter()
-            .map(|enricher| mapping.poll_until_drained(enricher, &crashes, &sqs)),
-    )
-    .await;
+            .map(|enricher| mapping.poll_until_fed_and_drained(enricher, &crashes, &sqs, &fed)),
+    );
+    futures_util::future::join(pipeline.feed(&bodies, QUEUE_WINDOW, &fed), pollers).await;
     let enriched_at = started.elapsed();
 
     // The orchestrator on the stream, Bedrock failing for a stretch.
@@ -219,14 +222,14 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
          writes always fail), shuffled\n  \
          enrichers: {ENRICHERS} racing; {} invocations, {} messages delivered ({} \
          redeliveries); {} crashed ({} at a write, {} before the acknowledgement); {} \
-         messages reported failed\n  \
+         messages reported failed; {} receives timed out\n  \
          orchestrator: {} invocations, {} crashed, {} partial failures, {} bisections; \
          Bedrock calls by behaviour {:?}; message-store faults {by_fault:?}\n\
          enricher counters: {:?}\n\
          orchestrator counters: {:?}\n\
          generator counters: {:?}\n\
          checked:\n{verdict}\
-         time: queue filled {:.1?}, enriched {:.1?}, orchestrated {:.1?}, checked {:.1?}",
+         time: enriched {:.1?}, orchestrated {:.1?}, checked {:.1?}",
         bodies.len(),
         scale.events,
         scale.events * 3 / 10,
@@ -237,6 +240,7 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
         get(&sqs.crashed_at_write),
         get(&sqs.crashed_before_ack),
         get(&sqs.reported_failed),
+        get(&sqs.receive_failures),
         stream.invocations,
         stream.crashes,
         stream.partial_failures,
@@ -245,7 +249,6 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
         sqs.counters.lock().unwrap().enrich,
         stream.counters,
         log.counters,
-        sent_at,
         enriched_at,
         orchestrated_at,
         started.elapsed(),

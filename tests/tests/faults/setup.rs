@@ -3,6 +3,7 @@
 //! orchestrator function as the stream mapping invokes it, with the faults of a plan.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, ThrottlePo
 use referral_domain::ports::{MessageKey, OutgoingMessage, WorkQueue};
 use referral_orchestrator::OrchestratorHandler;
 use referral_tests::counting::FailingFor;
-use referral_tests::emulator::{fresh_tables, queue_depth, sdk_config, unique};
+use referral_tests::emulator::{endpoint, fresh_tables, queue_depth, sdk_config, unique};
 use referral_tests::faults::crash::{Crash, FaultyMessages, MessageFault};
 use referral_tests::faults::invariants::{BedrockLog, Sent, World};
 use referral_tests::faults::stream::{Delivery, Invoked, StreamFunction};
@@ -40,7 +41,10 @@ impl Pipeline {
     /// Fresh resources; the webhook queue hides a received message for `visibility`
     /// seconds and redrives it after `max_receives` receives.
     pub async fn new(visibility: u32, max_receives: u32) -> Self {
-        let sdk = sdk_config().await;
+        // Probes the emulator; then the functions' own loading, with its lenient timeouts
+        // for an emulator on loopback.
+        sdk_config().await;
+        let sdk = referral_aws::config::load(Some(&endpoint())).await;
         let (tables, stream_arn) = fresh_tables(&sdk).await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let name = unique("faults");
@@ -96,6 +100,24 @@ impl Pipeline {
 
     pub fn dead_letters(&self) -> SqsQueue {
         self.queue(&self.queues.dlq_url)
+    }
+
+    /// Sends `bodies` a window at a time, each once the queue holds at most `window`
+    /// messages (moto's SQS scans its whole queue on every receive, so a queue of thousands
+    /// makes each receive take seconds), then sets `fed`.
+    pub async fn feed(&self, bodies: &[String], window: usize, fed: &AtomicBool) {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        for chunk in bodies.chunks(window / 2) {
+            loop {
+                let (visible, in_flight) = queue_depth(&sqs, &self.queues.url).await;
+                if (visible + in_flight) as usize <= window / 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            self.send(chunk).await;
+        }
+        fed.store(true, Ordering::SeqCst);
     }
 
     pub async fn send(&self, bodies: &[String]) {
