@@ -9,11 +9,12 @@
 //! - every event is applied, or in a dead-letter queue with a reason; none is lost;
 //! - no claim is left in the message table.
 //!
-//! `headline` is issue 12's seeded scenario; the other modules are one regression test per
-//! hole the issue found.
+//! `headline` is issue 12's seeded scenario; `holes` has one regression scenario per
+//! orchestrator hole the issue found (deadline, stuck record).
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 mod bedrock;
 mod headline;
+mod holes;
 mod setup;
