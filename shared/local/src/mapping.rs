@@ -6,7 +6,7 @@
 
 use std::future::{Future, ready};
 use std::ops::Range;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,6 +15,7 @@ use referral_domain::ports::{
     AdapterError, ChangeFeed, ChangeRecord, MessageGenerator, MessageStore,
 };
 
+use crate::embedded::{lock, not_handed_out};
 use crate::pipeline::StreamConsumer;
 
 /// How often a failing record is delivered again before it is passed over.
@@ -136,7 +137,7 @@ impl RecordsFeed {
     }
 
     fn state(&self) -> MutexGuard<'_, RecordsState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
@@ -166,13 +167,7 @@ impl ChangeFeed for RecordsFeed {
                 state.handed_out = range.start + offset..range.start + offset;
                 Ok(())
             }
-            None => Err(AdapterError::Permanent {
-                operation: "resume_from",
-                source: format!(
-                    "sequence number {sequence_number} was not handed out by the latest poll"
-                )
-                .into(),
-            }),
+            None => Err(not_handed_out(sequence_number)),
         })
     }
 }
