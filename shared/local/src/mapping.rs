@@ -16,7 +16,6 @@ use referral_domain::ports::{
 };
 
 use crate::embedded::{lock, not_handed_out};
-use crate::pipeline::StreamConsumer;
 
 /// How often a failing record is delivered again before it is passed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +33,18 @@ impl Default for RetryPolicy {
             backoff: Duration::from_millis(200),
         }
     }
+}
+
+/// Whatever turns the change feed into messages: the stream mapping over a feed
+/// ([`StreamMapping`]), embedded or read from DynamoDB Streams.
+pub trait StreamConsumer: Send + Sync {
+    /// Takes up to `max` records and has them handled, counting into `counters`; returns
+    /// how many records it took (0: the feed had nothing new).
+    fn consume(
+        &self,
+        max: usize,
+        counters: &mut StreamCounters,
+    ) -> impl Future<Output = Result<usize, AdapterError>> + Send;
 }
 
 /// A feed in front of the orchestrator, as Lambda's stream mapping puts them together.
