@@ -398,7 +398,11 @@ async fn a_refusal_keeps_the_service_message_and_an_unusable_answer_does_not_quo
 #[tokio::test]
 async fn an_answer_with_contact_details_another_price_or_invisible_text_falls_back() {
     let features = features_of(&[design_example()]);
-    let template = template_message(Some(&features));
+    // The template's message, saying why it was written.
+    let template = Generated {
+        fallback_reason: Some("unusable_answer"),
+        ..template_message(Some(&features))
+    };
     for message in [
         "Hi Jane! Book your free service at https://cheap-pest.example/now.",
         "Hi Jane! Email jane.deals@example.net for a free visit.",
