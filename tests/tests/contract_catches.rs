@@ -283,8 +283,8 @@ impl WorkQueue for DeletesOnReceive {
         self.0.delete(receipts).await
     }
 
-    async fn retry_later(&self, receipts: &[String]) -> Result<(), AdapterError> {
-        self.0.retry_later(receipts).await
+    async fn retry_later(&self, receipts: &[String], after: Duration) -> Result<(), AdapterError> {
+        self.0.retry_later(receipts, after).await
     }
 }
 

@@ -216,3 +216,23 @@ async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
         .expect("item");
     assert_eq!((item.version, item.satisfaction_avg), (1, 5.0));
 }
+
+/// An event dated in year 9999 would hold the customer's latest values and the dedupe
+/// window's watermark until then: the enricher refuses it against its clock, naming the
+/// field, and writes nothing.
+#[tokio::test]
+async fn an_event_from_year_9999_is_refused_and_writes_nothing() {
+    let store = CountingStore::new(EmbeddedFeatureStore::new());
+    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let mut far = event_body("e-far", "far@example.com", 0, Some(4.0));
+    far["occurred_at"] = json!("9999-01-01T00:00:00Z");
+    let report = enricher
+        .process(&raw_batch(&[message("m1", far)]), chrono::Utc::now())
+        .await;
+    let Outcome::Rejected(rejection) = &report.messages[0].outcome else {
+        panic!("not rejected: {:?}", report.messages[0].outcome)
+    };
+    assert_eq!(rejection.error.field(), "occurred_at");
+    assert_eq!(store.take(), (0, 0), "no read, no write");
+    assert!(store.load("far@example.com").await.unwrap().is_none());
+}

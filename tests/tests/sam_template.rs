@@ -328,6 +328,28 @@ fn functions_are_rust_binaries_on_provided_al2023_arm64() {
     }
 }
 
+/// A slow SQS must end in the SDK (operation timeout, shared by every client) and be
+/// answered 503 with `Retry-After`, not in a killed invocation: the ingest function's
+/// timeout leaves at least two seconds after the operation timeout, and stays below API
+/// Gateway's 30 s integration limit. (`processors/ingest/tests/slow_queue.rs` shows the
+/// 503.)
+#[test]
+fn the_ingest_timeout_outlasts_its_sqs_calls() {
+    let template = template();
+    let timeout = function_properties(&template, "IngestFunction")["Timeout"]
+        .as_u64()
+        .expect("IngestFunction's Timeout is a number");
+    let operation = referral_aws::config::OPERATION_TIMEOUT.as_secs();
+    assert!(
+        timeout >= operation + 2,
+        "ingest timeout {timeout} s leaves no room after the SDK's {operation} s"
+    );
+    assert!(
+        timeout < 30,
+        "ingest timeout {timeout} s reaches API Gateway's 30 s"
+    );
+}
+
 #[test]
 fn each_function_sets_exactly_the_environment_its_binary_reads() {
     let template = template();

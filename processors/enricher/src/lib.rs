@@ -24,7 +24,9 @@ use referral_domain::enricher::{
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::features::DedupeWindow;
 use referral_domain::ports::{FeatureStore, WorkQueue};
-use referral_domain::redact::{customer_ref, mask_emails};
+use referral_domain::redact::{
+    CUSTOMER_REF_KEY_VAR, check_customer_ref_key, customer_ref, mask_emails,
+};
 use serde::Serialize;
 
 /// The enricher's version, stamped on every dead letter.
@@ -38,6 +40,7 @@ pub const ENV_VARS: &[&str] = &[
     ENV_MAX_WRITE_ATTEMPTS,
     ENV_CACHE_MB,
     ENV_DEDUPE_WINDOW_DAYS,
+    CUSTOMER_REF_KEY_VAR,
 ];
 const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
 const ENV_DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
@@ -80,6 +83,7 @@ impl Config {
     pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         const AT_LEAST_ONE: &str = "a whole number of at least 1";
         let defaults = EnricherConfig::default();
+        check_customer_ref_key(vars)?;
         Ok(Config {
             features_table: vars
                 .required(ENV_FEATURES_TABLE, "the CustomerFeatures table's name")?,

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use thiserror::Error;
+use referral_domain::env::{EnvError, Vars};
+use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key};
 
 use crate::signature::WebhookSecret;
 
@@ -15,8 +16,14 @@ pub const QUEUE_URL_VAR: &str = "WEBHOOK_QUEUE_URL";
 pub const TOLERANCE_VAR: &str = "WEBHOOK_SIGNATURE_TOLERANCE_SECONDS";
 
 /// Every environment variable the ingest function reads itself (the SDK and the telemetry
-/// set-up read the standard `AWS_*` ones). `WEBHOOK_SIGNATURE_TOLERANCE_SECONDS` is optional.
-pub const ENV_VARS: &[&str] = &[SECRETS_VAR, QUEUE_URL_VAR, TOLERANCE_VAR];
+/// set-up read the standard `AWS_*` ones). The tolerance and the customer-ref key are
+/// optional.
+pub const ENV_VARS: &[&str] = &[
+    SECRETS_VAR,
+    QUEUE_URL_VAR,
+    TOLERANCE_VAR,
+    CUSTOMER_REF_KEY_VAR,
+];
 
 /// At most two secrets are live at once: the current one and the one being rotated out.
 pub const MAX_SECRETS: usize = 2;
@@ -54,53 +61,34 @@ impl fmt::Debug for Config {
     }
 }
 
-/// A variable is missing or unusable. Messages name the variable, never its value.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConfigError {
-    #[error("{var} is not set: {hint}")]
-    Missing {
-        var: &'static str,
-        hint: &'static str,
-    },
-    #[error("{var} is invalid: {problem}")]
-    Invalid { var: &'static str, problem: String },
-}
-
 impl Config {
     /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_vars(&Vars::process())
     }
 
-    /// Reads the configuration through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let non_empty = |var: &str| lookup(var).filter(|value| !value.trim().is_empty());
-
-        let secrets = non_empty(SECRETS_VAR).ok_or(ConfigError::Missing {
-            var: SECRETS_VAR,
-            hint: "set it to the webhook signing secret (two, comma-separated, while rotating)",
-        })?;
-        let secrets = parse_secrets(&secrets)?;
-
-        let queue_url = non_empty(QUEUE_URL_VAR)
-            .map(|url| url.trim().to_owned())
-            .ok_or(ConfigError::Missing {
-                var: QUEUE_URL_VAR,
-                hint: "set it to the URL of the webhook SQS queue",
-            })?;
+    /// Reads the configuration through `vars` (the environment, or a map in tests and
+    /// under `referral local serve`). Errors name the variable, never a secret.
+    pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
+        let secrets = parse_secrets(&vars.required(
+            SECRETS_VAR,
+            "the webhook signing secret (two, comma-separated, while rotating)",
+        )?)?;
+        let queue_url = vars.required(QUEUE_URL_VAR, "the URL of the webhook SQS queue")?;
         if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) {
-            return Err(ConfigError::Invalid {
-                var: QUEUE_URL_VAR,
-                problem: "must be a queue URL starting with https:// (or http:// for an emulator)"
-                    .to_owned(),
+            return Err(EnvError::Invalid {
+                name: QUEUE_URL_VAR,
+                expected: "a queue URL starting with https:// (or http:// for an emulator)",
+                value: queue_url,
             });
         }
-
-        let signature_tolerance = match non_empty(TOLERANCE_VAR) {
-            None => default_signature_tolerance(),
-            Some(text) => parse_tolerance(&text)?,
-        };
-
+        let signature_tolerance = Duration::from_secs(vars.parsed(
+            TOLERANCE_VAR,
+            default_signature_tolerance().as_secs(),
+            "a whole number of seconds from 1 to 3600 (default 300)",
+            |seconds| (1..=MAX_TOLERANCE_SECONDS).contains(seconds),
+        )?);
+        check_customer_ref_key(vars)?;
         Ok(Config {
             secrets,
             queue_url,
@@ -109,17 +97,16 @@ impl Config {
     }
 }
 
-fn parse_secrets(text: &str) -> Result<Vec<WebhookSecret>, ConfigError> {
-    let invalid = |problem: String| ConfigError::Invalid {
-        var: SECRETS_VAR,
-        problem,
+/// The secrets, or what is wrong with them, described without any of them.
+fn parse_secrets(text: &str) -> Result<Vec<WebhookSecret>, EnvError> {
+    let invalid = |described: String| EnvError::Invalid {
+        name: SECRETS_VAR,
+        expected: "1 or 2 comma-separated secrets of at least 16 bytes each",
+        value: described,
     };
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
     if parts.len() > MAX_SECRETS {
-        return Err(invalid(format!(
-            "holds {} secrets; at most {MAX_SECRETS} (the current one and the one being retired)",
-            parts.len()
-        )));
+        return Err(invalid(format!("<{} secrets>", parts.len())));
     }
     parts
         .iter()
@@ -127,33 +114,19 @@ fn parse_secrets(text: &str) -> Result<Vec<WebhookSecret>, ConfigError> {
         .map(|(index, part)| {
             if part.len() < MIN_SECRET_BYTES {
                 return Err(invalid(format!(
-                    "secret {} is {}; each secret needs at least {MIN_SECRET_BYTES} bytes",
+                    "<secret {} {}>",
                     index + 1,
                     if part.is_empty() {
                         "empty"
                     } else {
-                        "too short"
+                        "under 16 bytes"
                     }
                 )));
             }
             WebhookSecret::new(part.as_bytes())
-                .ok_or_else(|| invalid(format!("secret {} cannot key HMAC-SHA256", index + 1)))
+                .ok_or_else(|| invalid(format!("<secret {} cannot key HMAC-SHA256>", index + 1)))
         })
         .collect()
-}
-
-fn parse_tolerance(text: &str) -> Result<Duration, ConfigError> {
-    match text.trim().parse::<u64>() {
-        Ok(seconds) if (1..=MAX_TOLERANCE_SECONDS).contains(&seconds) => {
-            Ok(Duration::from_secs(seconds))
-        }
-        _ => Err(ConfigError::Invalid {
-            var: TOLERANCE_VAR,
-            problem: format!(
-                "must be a whole number of seconds from 1 to {MAX_TOLERANCE_SECONDS} (default 300)"
-            ),
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -164,18 +137,25 @@ mod tests {
 
     const SECRET: &str = "whsec_fixture_only_not_a_real_secret";
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn config(vars: &[(&str, &str)]) -> Result<Config, EnvError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+        Config::from_vars(&Vars::new(|name: &str| map.get(name).cloned()))
     }
 
     const QUEUE: (&str, &str) = (
         QUEUE_URL_VAR,
         "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks",
     );
+
+    fn invalid_var(error: &EnvError) -> Option<&'static str> {
+        match error {
+            EnvError::Invalid { name, .. } => Some(name),
+            EnvError::Missing { .. } => None,
+        }
+    }
 
     #[test]
     fn reads_secrets_queue_and_default_tolerance() {
@@ -205,8 +185,8 @@ mod tests {
         let err = config(&[QUEUE]).unwrap_err();
         assert!(matches!(
             err,
-            ConfigError::Missing {
-                var: SECRETS_VAR,
+            EnvError::Missing {
+                name: SECRETS_VAR,
                 ..
             }
         ));
@@ -215,8 +195,8 @@ mod tests {
         let err = config(&[(SECRETS_VAR, SECRET)]).unwrap_err();
         assert!(matches!(
             err,
-            ConfigError::Missing {
-                var: QUEUE_URL_VAR,
+            EnvError::Missing {
+                name: QUEUE_URL_VAR,
                 ..
             }
         ));
@@ -224,8 +204,8 @@ mod tests {
         let err = config(&[(SECRETS_VAR, "  "), QUEUE]).unwrap_err();
         assert!(matches!(
             err,
-            ConfigError::Missing {
-                var: SECRETS_VAR,
+            EnvError::Missing {
+                name: SECRETS_VAR,
                 ..
             }
         ));
@@ -235,13 +215,7 @@ mod tests {
     fn bad_values_are_refused_without_echoing_secrets() {
         let three = "whsec_aaaaaaaaaaaaaaaa,whsec_bbbbbbbbbbbbbbbb,whsec_cccccccccccccccc";
         let err = config(&[(SECRETS_VAR, three), QUEUE]).unwrap_err();
-        assert!(matches!(
-            err,
-            ConfigError::Invalid {
-                var: SECRETS_VAR,
-                ..
-            }
-        ));
+        assert_eq!(invalid_var(&err), Some(SECRETS_VAR));
         assert!(!err.to_string().contains("whsec_"));
 
         for bad in [
@@ -250,41 +224,30 @@ mod tests {
             "whsec_aaaaaaaaaaaaaaaa,tiny",
         ] {
             let err = config(&[(SECRETS_VAR, bad), QUEUE]).unwrap_err();
+            assert_eq!(invalid_var(&err), Some(SECRETS_VAR), "{bad}");
+            let shown = err.to_string();
             assert!(
-                matches!(
-                    err,
-                    ConfigError::Invalid {
-                        var: SECRETS_VAR,
-                        ..
-                    }
-                ),
-                "{bad}"
+                !shown.contains("tiny") && !shown.contains("short,") && !shown.contains("whsec_"),
+                "{shown}"
             );
-            assert!(!err.to_string().contains("tiny") && !err.to_string().contains("short,"));
         }
 
         let err = config(&[(SECRETS_VAR, SECRET), (QUEUE_URL_VAR, "webhooks")]).unwrap_err();
-        assert!(matches!(
-            err,
-            ConfigError::Invalid {
-                var: QUEUE_URL_VAR,
-                ..
-            }
-        ));
+        assert_eq!(invalid_var(&err), Some(QUEUE_URL_VAR));
 
         for bad in ["0", "-5", "ten", "3601"] {
             let err = config(&[(SECRETS_VAR, SECRET), QUEUE, (TOLERANCE_VAR, bad)]).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    ConfigError::Invalid {
-                        var: TOLERANCE_VAR,
-                        ..
-                    }
-                ),
-                "{bad}"
-            );
+            assert_eq!(invalid_var(&err), Some(TOLERANCE_VAR), "{bad}");
         }
+
+        let err = config(&[
+            (SECRETS_VAR, SECRET),
+            QUEUE,
+            (CUSTOMER_REF_KEY_VAR, "short-key"),
+        ])
+        .unwrap_err();
+        assert_eq!(invalid_var(&err), Some(CUSTOMER_REF_KEY_VAR));
+        assert!(!err.to_string().contains("short-key"));
     }
 
     #[test]
@@ -297,6 +260,14 @@ mod tests {
 
     #[test]
     fn env_vars_lists_every_variable_read() {
-        assert_eq!(ENV_VARS, &[SECRETS_VAR, QUEUE_URL_VAR, TOLERANCE_VAR]);
+        assert_eq!(
+            ENV_VARS,
+            &[
+                SECRETS_VAR,
+                QUEUE_URL_VAR,
+                TOLERANCE_VAR,
+                CUSTOMER_REF_KEY_VAR
+            ]
+        );
     }
 }

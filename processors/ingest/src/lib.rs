@@ -17,13 +17,15 @@ use aws_lambda_events::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use aws_lambda_events::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use referral_domain::event::{SERVICE_COMPLETED, Webhook, parse_webhook};
-use referral_domain::redact::customer_ref;
+use referral_domain::error_chain;
+use referral_domain::event::parse_webhook;
+use referral_domain::ports::{MAX_MESSAGE_BYTES, WorkQueue};
+use referral_domain::redact::mask_emails;
 use serde_json::{Value, json};
 
-pub use config::{Config, ConfigError, ENV_VARS};
+pub use config::{Config, ENV_VARS};
 pub use metrics::RequestCounters;
-pub use queue::{Enqueue, Failure, MAX_MESSAGE_BYTES, MemoryQueue, QueuedEvent, SqsEnqueue};
+pub use queue::{CUSTOMER_REF_ATTRIBUTE, EVENT_ID_ATTRIBUTE, EVENT_TYPE_ATTRIBUTE, queue_message};
 pub use signature::{SIGNATURE_HEADER, SignatureError, WebhookSecret, sign, verify};
 
 /// What the function's role must allow.
@@ -32,7 +34,8 @@ pub const IAM_ACTIONS: &[&str] = &["sqs:SendMessage"];
 /// Sent with a 503: how long a sender should wait before trying again.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
-/// Built once per process (cold start), used by every request.
+/// Built once per process (cold start), used by every request. `queue` is the webhook
+/// queue: `referral_aws::sqs::SqsQueue` in the Lambda and under `referral local serve`.
 #[derive(Debug)]
 pub struct Deps<Q> {
     pub config: Config,
@@ -40,7 +43,7 @@ pub struct Deps<Q> {
 }
 
 /// Handles one request. `now` is the clock the signature window is measured against.
-pub async fn handle<Q: Enqueue>(
+pub async fn handle<Q: WorkQueue>(
     deps: &Deps<Q>,
     request: ApiGatewayV2httpRequest,
     now: DateTime<Utc>,
@@ -51,7 +54,7 @@ pub async fn handle<Q: Enqueue>(
     outcome.into_response()
 }
 
-async fn process<Q: Enqueue>(
+async fn process<Q: WorkQueue>(
     deps: &Deps<Q>,
     request: ApiGatewayV2httpRequest,
     now: DateTime<Utc>,
@@ -107,16 +110,8 @@ async fn process<Q: Enqueue>(
     let Ok(text) = String::from_utf8(body) else {
         return invalid("not_utf8", None, "body", "`body` is not UTF-8 text");
     };
-    let (event_id, event_type, customer) = match parse_webhook(&text) {
-        Ok(Webhook::ServiceCompleted(event)) => (
-            event.event_id.to_string(),
-            SERVICE_COMPLETED.to_owned(),
-            Some(customer_ref(&event.customer.email)),
-        ),
-        Ok(Webhook::Other {
-            event_id,
-            event_type,
-        }) => (event_id, event_type, None),
+    let webhook = match parse_webhook(&text) {
+        Ok(webhook) => webhook,
         Err(rejection) => {
             let error = rejection.error;
             return invalid(
@@ -127,12 +122,16 @@ async fn process<Q: Enqueue>(
             );
         }
     };
-    for (field, value) in [
-        ("body", &text),
-        ("event_id", &event_id),
-        ("event_type", &event_type),
-    ] {
-        if !queue::sqs_can_carry(value) {
+    let event_id = webhook.event_id().to_owned();
+    let message = queue_message(text, &webhook);
+    let customer = message.attributes.get(CUSTOMER_REF_ATTRIBUTE).cloned();
+    let carried = [
+        ("body", Some(&message.body)),
+        ("event_id", message.attributes.get(EVENT_ID_ATTRIBUTE)),
+        ("event_type", message.attributes.get(EVENT_TYPE_ATTRIBUTE)),
+    ];
+    for (field, value) in carried {
+        if value.is_some_and(|value| !queue::sqs_can_carry(value)) {
             let message = format!("`{field}` contains characters a queue message cannot carry");
             return invalid(
                 "unsupported_characters",
@@ -143,20 +142,14 @@ async fn process<Q: Enqueue>(
             .with_customer(customer);
         }
     }
-
-    let queued = QueuedEvent {
-        body: text,
-        event_id: event_id.clone(),
-        event_type,
-        customer_ref: customer.clone(),
-    };
-    if queued.size() > MAX_MESSAGE_BYTES {
+    // The queue's size rule, body and attributes together, checked before any call.
+    if message.check_size("SendMessage").is_err() {
         return too_large()
             .with_event(Some(event_id))
             .with_customer(customer);
     }
 
-    let outcome = match deps.queue.enqueue(queued).await {
+    let outcome = match deps.queue.send(vec![message]).await {
         Ok(()) => Outcome::new(202, "accepted", json!({ "event_id": event_id })),
         Err(err) if err.is_transient() => Outcome::new(
             503,
@@ -164,9 +157,9 @@ async fn process<Q: Enqueue>(
             json!({ "error": "temporarily_unavailable", "retry_after_seconds": RETRY_AFTER_SECONDS }),
         )
         .with_header(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS))
-        .with_detail(err.to_string()),
+        .with_detail(mask_emails(&error_chain(&err))),
         Err(err) => Outcome::new(500, "enqueue_failed", json!({ "error": "internal_error" }))
-            .with_detail(err.to_string()),
+            .with_detail(mask_emails(&error_chain(&err))),
     };
     let mut outcome = outcome.with_event(Some(event_id)).with_customer(customer);
     outcome.secret_index = Some(verified.secret_index);

@@ -2,8 +2,9 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use referral_aws::sqs::SqsQueue;
 use referral_aws::telemetry;
-use referral_ingest::{Config, Deps, RequestCounters, SqsEnqueue, handle};
+use referral_ingest::{Config, Deps, RequestCounters, handle};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -12,8 +13,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
+    // The shared SDK configuration bounds every SQS call (shared/aws/src/config.rs) well
+    // inside the function's timeout: a slow queue is answered 503 with Retry-After.
     let sdk_config = referral_aws::config::load(None).await;
-    let queue = SqsEnqueue::new(&sdk_config, config.queue_url.clone());
+    let queue = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&sdk_config),
+        config.queue_url.clone(),
+    );
     let deps = &Deps { config, queue };
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {

@@ -2,13 +2,16 @@
 //! body, the secret or the customer's address. (Its own file: it installs a subscriber.)
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use common::{Failure, TestQueue};
 use referral_domain::redact::customer_ref;
-use referral_ingest::{Config, Deps, Failure, MemoryQueue, WebhookSecret, handle};
+use referral_ingest::{Config, Deps, WebhookSecret, handle};
 use serde_json::Value;
 
 const SECRET: &str = "whsec_fixture_only_not_a_real_secret";
@@ -35,7 +38,7 @@ fn request() -> ApiGatewayV2httpRequest {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn deps(queue: MemoryQueue) -> Deps<MemoryQueue> {
+fn deps(queue: TestQueue) -> Deps<TestQueue> {
     Deps {
         config: Config {
             secrets: vec![WebhookSecret::new(SECRET.as_bytes()).unwrap()],
@@ -47,11 +50,7 @@ fn deps(queue: MemoryQueue) -> Deps<MemoryQueue> {
 }
 
 /// Runs one request under a JSON subscriber like the Lambda's and returns its log lines.
-async fn logged(
-    deps: &Deps<MemoryQueue>,
-    request: ApiGatewayV2httpRequest,
-    now: i64,
-) -> Vec<Value> {
+async fn logged(deps: &Deps<TestQueue>, request: ApiGatewayV2httpRequest, now: i64) -> Vec<Value> {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -85,7 +84,7 @@ async fn logged(
 
 #[tokio::test]
 async fn accepted_request_logs_one_line_with_event_and_customer_ref() {
-    let deps = deps(MemoryQueue::new());
+    let deps = deps(TestQueue::new());
     let lines = logged(&deps, request(), SIGNED_AT + 1).await;
 
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -104,14 +103,14 @@ async fn accepted_request_logs_one_line_with_event_and_customer_ref() {
 
 #[tokio::test]
 async fn refusals_and_failures_log_their_reason() {
-    let deps_ok = deps(MemoryQueue::new());
+    let deps_ok = deps(TestQueue::new());
     let lines = logged(&deps_ok, request(), SIGNED_AT + 10_000).await;
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["status"], 401);
     assert_eq!(lines[0]["reason"], "stale");
     assert_eq!(lines[0]["level"], "WARN");
 
-    let failing = deps(MemoryQueue::failing(Failure::Transient));
+    let failing = deps(TestQueue::failing(Failure::Transient));
     let lines = logged(&failing, request(), SIGNED_AT).await;
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["status"], 503);
@@ -125,7 +124,7 @@ async fn refusals_and_failures_log_their_reason() {
     );
     assert_eq!(lines[0]["level"], "WARN");
 
-    let broken = deps(MemoryQueue::failing(Failure::Permanent));
+    let broken = deps(TestQueue::failing(Failure::Permanent));
     let lines = logged(&broken, request(), SIGNED_AT).await;
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["status"], 500);

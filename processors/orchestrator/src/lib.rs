@@ -21,7 +21,7 @@ use referral_domain::fallback::FallbackGenerator;
 use referral_domain::orchestrator::policy::{self, MessagePolicy};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
 use referral_domain::ports::{MessageGenerator, MessageStore};
-use referral_domain::redact::mask_emails;
+use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key, mask_emails};
 use referral_domain::template::TemplateGenerator;
 
 const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
@@ -29,7 +29,11 @@ const ENV_CLAIM_LEASE_SECONDS: &str = "CLAIM_LEASE_SECONDS";
 
 /// Environment variables the binary reads (the template sets exactly these).
 pub fn env_vars() -> Vec<&'static str> {
-    let mut vars = vec![ENV_MESSAGES_TABLE, ENV_CLAIM_LEASE_SECONDS];
+    let mut vars = vec![
+        ENV_MESSAGES_TABLE,
+        ENV_CLAIM_LEASE_SECONDS,
+        CUSTOMER_REF_KEY_VAR,
+    ];
     vars.extend_from_slice(bedrock::ENV_VARS);
     vars.extend_from_slice(policy::ENV_VARS);
     vars
@@ -83,6 +87,7 @@ impl Config {
 
     pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         let default_lease = OrchestratorConfig::default().claim_lease.as_secs();
+        check_customer_ref_key(vars)?;
         Ok(Config {
             messages_table: vars
                 .required(ENV_MESSAGES_TABLE, "the ReferralMessages table's name")?,

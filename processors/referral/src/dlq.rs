@@ -10,6 +10,7 @@
 
 mod filter;
 mod interrupt;
+mod origin;
 pub(crate) mod pace;
 mod queue;
 mod redact;
@@ -22,8 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aws_config::SdkConfig;
-use referral_domain::env::EnvError;
+use referral_domain::env::{EnvError, Vars};
 use referral_domain::ports::AdapterError;
+use referral_domain::redact::check_customer_ref_key;
 
 #[derive(Debug, clap::Args)]
 pub struct DlqArgs {
@@ -112,11 +114,15 @@ pub enum DlqError {
     },
     #[error("Bedrock is configured for stream re-runs but not usable: {0}")]
     Bedrock(#[from] EnvError),
+    #[error("{0}; `customer=` filters match refs only when CUSTOMER_REF_KEY is the functions' key")]
+    CustomerRefKey(#[source] EnvError),
     #[error("cannot encode the output as JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
 
 pub async fn run(args: &DlqArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
+    // `customer=` filters compute refs with this process's key, like the functions do.
+    check_customer_ref_key(&Vars::process()).map_err(DlqError::CustomerRefKey)?;
     match &args.command {
         DlqCommand::Stats(args) => show::stats(args, sdk).await,
         DlqCommand::Peek(args) => show::peek(args, sdk).await,

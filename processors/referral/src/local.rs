@@ -20,12 +20,14 @@ use clap::Subcommand;
 use referral_aws::dynamo::DynamoFeatureStore;
 use referral_aws::sqs::SqsQueue;
 use referral_domain::enricher::Outcome;
+use referral_domain::env::{EnvError, Vars};
 use referral_domain::orchestrator::StreamCounters;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::ports::{AdapterError, FeatureStore, MessageStore, WorkQueue};
+use referral_domain::redact::CUSTOMER_REF_KEY_VAR;
 use referral_domain::template::TemplateGenerator;
+use referral_ingest::Deps;
 use referral_ingest::config::{QUEUE_URL_VAR, SECRETS_VAR};
-use referral_ingest::{Deps, SqsEnqueue};
 use referral_local::mapping::StreamMapping;
 use referral_local::pipeline::{BatchHandler, StreamConsumer};
 use tokio::net::{TcpListener, TcpStream};
@@ -150,7 +152,7 @@ pub enum LocalError {
         source: std::io::Error,
     },
     #[error("ingest configuration: {0}")]
-    Ingest(#[from] referral_ingest::ConfigError),
+    Ingest(#[from] EnvError),
     #[error(transparent)]
     Input(#[from] inputs::InputError),
     #[error("cannot encode JSON: {0}")]
@@ -215,21 +217,24 @@ pub async fn messages(args: &MessagesArgs, sdk: &SdkConfig) -> Result<ExitCode, 
 // ---------------------------------------------------------------------------------------
 // serve
 
-type Ingest = Deps<SqsEnqueue>;
+type Ingest = Deps<SqsQueue>;
 
 async fn serve(args: &ServeArgs, endpoint: Option<&str>) -> Result<ExitCode, LocalError> {
     referral_aws::telemetry::init();
     let sdk = referral_aws::config::load(endpoint).await;
     let resources = remote::setup(&sdk, &args.resources).await?;
     let queue_url = resources.queues.url.clone();
-    let config = referral_ingest::Config::from_lookup(|name| match name {
+    // The customer-ref key is this process's, as `customer_ref` reads it everywhere.
+    let process = Vars::process();
+    let config = referral_ingest::Config::from_vars(&Vars::new(|name: &str| match name {
         SECRETS_VAR => Some(args.secrets.clone()),
         QUEUE_URL_VAR => Some(queue_url.clone()),
+        CUSTOMER_REF_KEY_VAR => process.get(name),
         _ => None,
-    })?;
+    }))?;
     let ingest = Arc::new(Deps {
         config,
-        queue: SqsEnqueue::new(&sdk, resources.queues.url.clone()),
+        queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queues.url.clone()),
     });
     if args.secrets == DEVELOPMENT_SECRET {
         tracing::warn!(

@@ -226,7 +226,7 @@ fn the_fixtures_fold_to_the_expected_features() {
     .iter()
     .map(|key| summary[key].as_u64().unwrap_or(u64::MAX))
     .collect();
-    assert_eq!(counts, [70, 11, 33, 5, 1, 31, 0], "summary {summary}");
+    assert_eq!(counts, [73, 11, 33, 5, 1, 34, 0], "summary {summary}");
 
     let features = by_email(&document);
     assert_eq!(features.len(), 11);

@@ -17,8 +17,8 @@ use aws_lambda_events::sqs::SqsEvent;
 use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::features::CustomerFeatures;
 use referral_domain::ports::FeatureStore;
-use referral_ingest::{Config, Deps, MemoryQueue, SignatureError, WebhookSecret, handle, verify};
-use referral_local::embedded::EmbeddedFeatureStore;
+use referral_ingest::{Config, Deps, SignatureError, WebhookSecret, handle, verify};
+use referral_local::embedded::{EmbeddedFeatureStore, EmbeddedQueue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -196,7 +196,7 @@ async fn sqs_records_carry_what_ingest_queues() {
                 .to_owned(),
             signature_tolerance: Duration::from_secs(300),
         },
-        queue: MemoryQueue::new(),
+        queue: EmbeddedQueue::new(),
     };
     for request in &requests {
         let request: ApiGatewayV2httpRequest = round_trip(request);
@@ -204,7 +204,7 @@ async fn sqs_records_carry_what_ingest_queues() {
         let now = chrono::DateTime::from_timestamp(sent, 0).unwrap();
         assert_eq!(handle(&deps, request, now).await.status_code, 202);
     }
-    let queued = deps.queue.sent();
+    let queued = deps.queue.peek_all();
     assert_eq!(queued.len(), records.len());
     for (message, record) in queued.iter().zip(&records) {
         assert_eq!(record.body.as_deref(), Some(message.body.as_str()));
@@ -213,7 +213,11 @@ async fn sqs_records_carry_what_ingest_queues() {
             .iter()
             .map(|(name, value)| (name.as_str(), value.string_value.as_deref().unwrap()))
             .collect();
-        let expected: BTreeMap<&str, &str> = message.attributes().into_iter().collect();
+        let expected: BTreeMap<&str, &str> = message
+            .attributes
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
         assert_eq!(attributes, expected);
         assert_eq!(
             record.event_source_arn.as_deref(),

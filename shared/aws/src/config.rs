@@ -19,6 +19,11 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// timeouts, so a stuck dependency becomes a reported failure, not a killed invocation.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// An emulator on a busy development machine can take seconds to answer what AWS answers in
+/// milliseconds: calls aimed at loopback get these bounds instead.
+const EMULATOR_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+const EMULATOR_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Region used against a local emulator when none is configured.
 const EMULATOR_REGION: &str = "us-east-1";
 
@@ -49,6 +54,13 @@ pub async fn load(endpoint_url: Option<&str>) -> SdkConfig {
         loader = loader.endpoint_url(url);
     }
     if endpoint.as_deref().is_some_and(is_loopback) {
+        loader = loader.timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(EMULATOR_ATTEMPT_TIMEOUT)
+                .operation_timeout(EMULATOR_OPERATION_TIMEOUT)
+                .build(),
+        );
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
             loader = loader.credentials_provider(Credentials::new(
                 "test",

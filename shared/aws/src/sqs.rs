@@ -1,6 +1,7 @@
 //! SQS adapter of the work-queue port, and the raw calls the operators' DLQ tools need.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
@@ -13,6 +14,8 @@ use crate::error::{adapter_error, corrupt};
 use referral_domain::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
 
 pub use referral_domain::ports::{BATCH_LIMIT as SQS_BATCH_LIMIT, MAX_MESSAGE_BYTES};
+/// SQS's longest visibility timeout: 12 hours.
+const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// The most message attributes SQS accepts on one message.
 pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 
@@ -58,6 +61,20 @@ impl SqsQueue {
         wait_seconds: i32,
         visibility_timeout: Option<i32>,
     ) -> Result<Vec<Message>, AdapterError> {
+        // A long poll answers after up to `wait_seconds`: its bounds get that on top of the
+        // client's.
+        let wait = Duration::from_secs(u64::try_from(wait_seconds.max(0)).unwrap_or(0));
+        let configured = self.client.config().timeout_config();
+        let attempt = configured
+            .and_then(|timeouts| timeouts.operation_attempt_timeout())
+            .unwrap_or(crate::config::ATTEMPT_TIMEOUT);
+        let operation = configured
+            .and_then(|timeouts| timeouts.operation_timeout())
+            .unwrap_or(crate::config::OPERATION_TIMEOUT);
+        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(attempt + wait)
+            .operation_timeout(operation + wait)
+            .build();
         let output = self
             .client
             .receive_message()
@@ -67,6 +84,8 @@ impl SqsQueue {
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
             .send()
             .await
             .map_err(|error| adapter_error("ReceiveMessage", error))?;
@@ -112,7 +131,10 @@ impl SqsQueue {
     /// Returns how many SQS refused (e.g. a receipt whose lease ran out: that message is
     /// visible anyway); an error only when a whole call failed.
     pub async fn release_batch(&self, receipts: &[String]) -> Result<usize, AdapterError> {
-        Ok(self.release_entries(receipts).await?.len())
+        Ok(self
+            .change_visibility(receipts, Duration::ZERO)
+            .await?
+            .len())
     }
 
     /// DeleteMessageBatch over every chunk; the refused entries.
@@ -145,10 +167,14 @@ impl SqsQueue {
     }
 
     /// ChangeMessageVisibilityBatch to 0 over every chunk; the refused entries.
-    async fn release_entries(
+    /// Sets the visibility of held messages to `after` from now (SQS's range: whole
+    /// seconds up to 12 hours), ten at a time; the entries SQS refused.
+    async fn change_visibility(
         &self,
         receipts: &[String],
+        after: Duration,
     ) -> Result<Vec<BatchResultErrorEntry>, AdapterError> {
+        let seconds = i32::try_from(after.as_secs().min(MAX_VISIBILITY_SECONDS)).unwrap_or(0);
         const OPERATION: &str = "ChangeMessageVisibilityBatch";
         in_batches(
             OPERATION,
@@ -157,7 +183,7 @@ impl SqsQueue {
                 ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(id)
                     .receipt_handle(receipt)
-                    .visibility_timeout(0)
+                    .visibility_timeout(seconds)
                     .build()
             },
             |entries| async move {
@@ -197,7 +223,7 @@ async fn in_batches<E, B, F>(
     call: impl Fn(Vec<E>) -> F,
 ) -> Result<Vec<BatchResultErrorEntry>, AdapterError>
 where
-    B: std::fmt::Display,
+    B: Into<referral_domain::ports::BoxError>,
     F: Future<Output = Result<Vec<BatchResultErrorEntry>, AdapterError>>,
 {
     let mut failed = Vec::new();
@@ -361,8 +387,8 @@ impl WorkQueue for SqsQueue {
         Ok(())
     }
 
-    async fn retry_later(&self, receipts: &[String]) -> Result<(), AdapterError> {
-        let failed = self.release_entries(receipts).await?;
+    async fn retry_later(&self, receipts: &[String], after: Duration) -> Result<(), AdapterError> {
+        let failed = self.change_visibility(receipts, after).await?;
         match refused(
             "ChangeMessageVisibilityBatch",
             &failed,

@@ -361,6 +361,37 @@ async fn a_refusal_keeps_the_service_message_and_an_unusable_answer_does_not_quo
     }
 }
 
+/// An answer that passes the catalogue, length and delimiter checks but carries a way to
+/// reach someone, a price other than the offer, or invisible text (what an injection that
+/// got past the data block would write) becomes the template's message instead.
+#[tokio::test]
+async fn an_answer_with_contact_details_another_price_or_invisible_text_falls_back() {
+    let features = features_of(&[design_example()]);
+    let template = template_message(Some(&features));
+    for message in [
+        "Hi Jane! Book your free service at https://cheap-pest.example/now.",
+        "Hi Jane! Email jane.deals@example.net for a free visit.",
+        "Hi Jane! Call 512-555-0142 and refer a neighbour.",
+        "Hi Jane! Refer a neighbour and get $100 off.",
+        "Hi Jane! Refer a neighbour and save 50% today.",
+        "Hi Jane! Refer a neighbour and get $25 off.\u{E0049}\u{E0067}\u{E006E}",
+        "Hi Jane!\u{202E} Refer a neighbour and get $25 off.",
+        "Hi Jane!\u{200B} Refer a neighbour and get $25 off.",
+    ] {
+        let text = json!({"recommended_service": "lawn_care", "message": message}).to_string();
+        let rule = mock!(Client::converse).then_output(move || answer(&text));
+        let generator = FallbackGenerator::over_template(generator(&[&rule]));
+        let generated = generate(&generator, Some(&features)).await.unwrap();
+        assert_eq!(generated, template, "{message:?}");
+        assert_eq!(
+            generator.counters(),
+            counted(|c| c.fallback_unusable = 1),
+            "{message:?}"
+        );
+        assert_eq!(rule.num_calls(), 1, "{message:?}");
+    }
+}
+
 /// A good answer as Bedrock sends it over the wire.
 fn wire_answer() -> HttpResponse {
     let body = json!({

@@ -6,7 +6,8 @@
 
 use serde::Deserialize;
 
-use crate::catalogue::CATALOGUE;
+use crate::catalogue::{CATALOGUE, REFERRAL_CREDIT_DOLLARS};
+use crate::message_screen::{Finding, screen};
 use crate::prompt::{DATA_CLOSE, DATA_OPEN};
 
 /// Longest message body accepted, in characters after trimming. The prompt asks for at
@@ -43,6 +44,30 @@ pub enum AnswerError {
     TooLong { chars: usize },
     #[error("the message echoes the customer-data delimiters")]
     EchoesDelimiters,
+    #[error("the message carries invisible characters (bidi, zero-width or tag characters)")]
+    InvisibleCharacters,
+    #[error("the message carries an e-mail address")]
+    HasEmail,
+    #[error("the message carries a web address")]
+    HasUrl,
+    #[error("the message carries a phone number")]
+    HasPhoneNumber,
+    #[error(
+        "the message names an amount other than the ${REFERRAL_CREDIT_DOLLARS} referral credit"
+    )]
+    OtherAmount,
+}
+
+impl From<Finding> for AnswerError {
+    fn from(finding: Finding) -> Self {
+        match finding {
+            Finding::Invisible => AnswerError::InvisibleCharacters,
+            Finding::Email => AnswerError::HasEmail,
+            Finding::Url => AnswerError::HasUrl,
+            Finding::PhoneNumber => AnswerError::HasPhoneNumber,
+            Finding::OtherAmount => AnswerError::OtherAmount,
+        }
+    }
 }
 
 /// The answer as the prompt asks for it.
@@ -91,6 +116,9 @@ pub fn parse_answer(text: &str) -> Result<Answer, AnswerError> {
     let lower = message.to_lowercase();
     if lower.contains(DATA_OPEN) || lower.contains(DATA_CLOSE) {
         return Err(AnswerError::EchoesDelimiters);
+    }
+    if let Some(finding) = screen(message) {
+        return Err(finding.into());
     }
     Ok(Answer {
         recommended_service,
@@ -164,5 +192,42 @@ mod tests {
             "a".repeat(MAX_MESSAGE_CHARS)
         );
         assert!(parse_answer(&at_limit).is_ok());
+    }
+
+    #[test]
+    fn contact_details_other_amounts_and_invisible_text_are_refused_without_quoting_them() {
+        let answer = |message: &str| {
+            serde_json::json!({"recommended_service": "lawn_care", "message": message}).to_string()
+        };
+        let cases = [
+            (
+                "Hi Jane! Book at https://jane-deals.example/x",
+                AnswerError::HasUrl,
+            ),
+            ("Hi Jane! See janedeals.com", AnswerError::HasUrl),
+            (
+                "Hi Jane! Mail jane.offers@example.com",
+                AnswerError::HasEmail,
+            ),
+            ("Hi Jane! Call 512-555-0142", AnswerError::HasPhoneNumber),
+            ("Hi Jane! Free service, $0 today", AnswerError::OtherAmount),
+            ("Hi Jane! Take 50% off", AnswerError::OtherAmount),
+            ("Hi Jane!\u{202E}", AnswerError::InvisibleCharacters),
+            (
+                "Hi Jane!\u{E0041}\u{E0042}",
+                AnswerError::InvisibleCharacters,
+            ),
+        ];
+        for (message, expected) in cases {
+            let refused = parse_answer(&answer(message));
+            assert_eq!(refused, Err(expected.clone()), "{message:?}");
+            let reason = expected.to_string();
+            assert!(
+                !reason.contains("Jane") && !reason.contains("512") && !reason.contains("jane"),
+                "{reason}"
+            );
+        }
+        let offer = answer("Hi Jane! Refer a friend and you both get $25 off.");
+        assert!(parse_answer(&offer).is_ok());
     }
 }

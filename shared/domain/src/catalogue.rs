@@ -51,6 +51,10 @@ pub const CATALOGUE: &[CatalogueService] = &[
     },
 ];
 
+/// The referral offer, in whole dollars: the prompt states it, the template writes it, and
+/// an answer naming any other amount is refused.
+pub const REFERRAL_CREDIT_DOLLARS: u64 = 25;
+
 const LARGE_LOT_SQUARE_FEET: u64 = 2000;
 const OLDER_HOME_BUILT_BEFORE: u16 = 1990;
 

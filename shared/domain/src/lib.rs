@@ -13,10 +13,12 @@ pub mod env;
 pub mod event;
 pub mod fallback;
 pub mod features;
+pub mod message_screen;
 pub mod orchestrator;
 pub mod ports;
 pub mod prompt;
 pub mod redact;
+pub mod shapes;
 pub mod template;
 
 /// An error and its sources, `: `-separated, on one line: what a log line shows of a

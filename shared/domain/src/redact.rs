@@ -1,8 +1,42 @@
 //! Keeping personal data out of logs: customers appear in logs only as a stable hash.
 
+use std::sync::LazyLock;
+
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::digits::push_hex;
+use crate::env::{EnvError, Vars};
+
+/// The secret that keys [`customer_ref`]. Every process that computes refs reads it (the
+/// three functions, and the `referral` tool to match `customer=` filters), and they must
+/// share it, or refs in logs and queue attributes stop matching. Unset, refs are plain
+/// hashes: anyone with a list of addresses can hash them and find who a ref is, which is
+/// acceptable in development (refs stay comparable across runs without a secret to share)
+/// and not in production, where the template sets it.
+pub const CUSTOMER_REF_KEY_VAR: &str = "CUSTOMER_REF_KEY";
+/// Shorter keys are refused: they could be guessed from refs and a list of addresses.
+pub const MIN_CUSTOMER_REF_KEY_BYTES: usize = 16;
+
+/// The process's key, read once, the first time a ref is computed.
+static PROCESS_KEY: LazyLock<Option<String>> =
+    LazyLock::new(|| Vars::process().get(CUSTOMER_REF_KEY_VAR));
+
+/// Refuses a key too short to be secret. Each binary calls it at start-up with the rest of
+/// its settings, so that a bad key stops it before the first ref is logged.
+pub fn check_customer_ref_key<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<(), EnvError> {
+    match vars.get(CUSTOMER_REF_KEY_VAR) {
+        Some(key) if key.len() < MIN_CUSTOMER_REF_KEY_BYTES => Err(EnvError::Invalid {
+            name: CUSTOMER_REF_KEY_VAR,
+            expected: "a secret of at least 16 bytes (or unset for plain hashes)",
+            value: format!("<{} bytes, not shown>", key.len()),
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// The first 64 bits of SHA-256, in hex: short enough for log lines and item bookkeeping,
 /// long enough that an accidental collision between two payloads is not a practical concern.
@@ -11,13 +45,46 @@ pub fn short_hash(bytes: &[u8]) -> String {
     hex(&digest[..8])
 }
 
-/// A stable, non-reversible reference to a customer for logs and metrics. The domain
-/// separator keeps it distinct from other hashes of the same address.
+/// A stable reference to a customer for logs, metrics and queue attributes: 12 hex digits,
+/// keyed with the process's `CUSTOMER_REF_KEY` when one is set (see
+/// [`CUSTOMER_REF_KEY_VAR`]). The one function every component calls.
 pub fn customer_ref(email: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"customer:");
-    hasher.update(email.as_bytes());
-    hex(&hasher.finalize()[..6])
+    customer_ref_with(PROCESS_KEY.as_deref().map(str::as_bytes), email)
+}
+
+/// [`customer_ref`] with an explicit key: HMAC-SHA256 of `customer:<email>` under `key`, or
+/// without one its plain SHA-256 (the domain separator keeps it distinct from other hashes
+/// of the same address); the first 48 bits either way.
+pub fn customer_ref_with(key: Option<&[u8]>, email: &str) -> String {
+    const SEPARATOR: &[u8] = b"customer:";
+    let digest = match key {
+        Some(key) => {
+            let mut mac = <Hmac<Sha256> as KeyInit>::new(&hmac_key_block(key).into());
+            mac.update(SEPARATOR);
+            mac.update(email.as_bytes());
+            mac.finalize().into_bytes()
+        }
+        None => {
+            let mut hasher = Sha256::new();
+            hasher.update(SEPARATOR);
+            hasher.update(email.as_bytes());
+            hasher.finalize()
+        }
+    };
+    hex(&digest[..6])
+}
+
+/// HMAC's key block for SHA-256 (RFC 2104): the key zero-padded to 64 bytes, or its digest
+/// when longer. Built here so that keying cannot fail (the slice constructor's error case
+/// never happens for HMAC, but would need handling).
+fn hmac_key_block(key: &[u8]) -> [u8; 64] {
+    let mut block = [0u8; 64];
+    if key.len() > block.len() {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    block
 }
 
 /// Masks an address for human-facing output: `jane.doe@example.com` → `j***@example.com`.
@@ -93,6 +160,48 @@ mod tests {
         assert_ne!(a, customer_ref("john@example.com"));
         assert_eq!(a.len(), 12);
         assert!(!a.contains("jane"));
+    }
+
+    #[test]
+    fn a_key_makes_refs_unguessable_from_the_address_alone() {
+        let email = "jane@example.com";
+        let plain = customer_ref_with(None, email);
+        // The unkeyed ref is what anyone with the address can compute.
+        let mut guess = Sha256::new();
+        guess.update(b"customer:");
+        guess.update(email.as_bytes());
+        assert_eq!(plain, hex(&guess.finalize()[..6]));
+
+        let key = b"ref-key-0123456789abcdef";
+        let keyed = customer_ref_with(Some(key), email);
+        assert_ne!(keyed, plain);
+        assert_eq!(keyed, customer_ref_with(Some(key), email), "stable");
+        assert_ne!(
+            keyed,
+            customer_ref_with(Some(b"another-key-0123456789"), email)
+        );
+        assert_eq!(keyed.len(), 12);
+        // RFC 2104 HMAC-SHA256, as any other implementation computes it:
+        // python3 -c 'import hmac,hashlib; print(hmac.new(b"ref-key-0123456789abcdef",
+        //   b"customer:jane@example.com", hashlib.sha256).hexdigest()[:12])'
+        assert_eq!(keyed, "856963b6a9da");
+        let long_key = [7u8; 100];
+        assert_eq!(customer_ref_with(Some(&long_key), email), "c90b5c76eaea");
+    }
+
+    #[test]
+    fn a_short_key_is_refused_without_showing_it() {
+        let vars = |value: &'static str| {
+            Vars::new(move |name: &str| (name == CUSTOMER_REF_KEY_VAR).then(|| value.to_owned()))
+        };
+        assert_eq!(check_customer_ref_key(&vars("")), Ok(()));
+        assert_eq!(check_customer_ref_key(&vars("0123456789abcdef")), Ok(()));
+        let refused = check_customer_ref_key(&vars("short-secret")).unwrap_err();
+        assert!(
+            refused.to_string().contains(CUSTOMER_REF_KEY_VAR),
+            "{refused}"
+        );
+        assert!(!refused.to_string().contains("short-secret"), "{refused}");
     }
 
     #[test]

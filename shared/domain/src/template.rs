@@ -3,7 +3,7 @@
 
 use std::future::{Future, ready};
 
-use crate::catalogue::recommend;
+use crate::catalogue::{REFERRAL_CREDIT_DOLLARS, recommend};
 use crate::digits::push_decimal;
 use crate::features::{CustomerFeatures, LifetimeValue};
 use crate::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator};
@@ -51,7 +51,9 @@ pub fn template_message(features: Option<&CustomerFeatures>) -> Generated {
     }
     body.push_str(" who could use ");
     body.push_str(recommended.pitch);
-    body.push_str("? Refer them and you will both get $25 off their first visit.");
+    body.push_str("? Refer them and you will both get $");
+    push_decimal(&mut body, REFERRAL_CREDIT_DOLLARS, 0);
+    body.push_str(" off their first visit.");
     Generated {
         recommended_service: recommended.id.to_owned(),
         body,

@@ -21,7 +21,7 @@ use referral_domain::orchestrator::{
 
 use crate::mapping::StreamMapping;
 use referral_domain::ports::{
-    AdapterError, Decision, FeatureStore, MessageStore, OutgoingMessage, QueueMessage,
+    AdapterError, BATCH_LIMIT, Decision, FeatureStore, MessageStore, OutgoingMessage, QueueMessage,
     ReferralMessage, Suppression, WorkQueue,
 };
 use referral_domain::template::TemplateGenerator;
@@ -146,23 +146,38 @@ where
     H: BatchHandler,
     S: StreamConsumer,
 {
-    let outgoing: Vec<OutgoingMessage> = inputs
-        .iter()
-        .map(|input| OutgoingMessage {
-            body: input.body.clone(),
-            attributes: BTreeMap::from([(SOURCE_ATTRIBUTE.to_owned(), input.source.clone())]),
-        })
-        .collect();
-    queue.send(outgoing).await?;
-
     let mut report = RunReport {
         events: inputs.len() as u64,
         ..RunReport::default()
     };
+    // Webhooks arrive over time, not all at once: the queue is topped up to a couple of
+    // batches ahead of the enricher. A queue of thousands makes every call of an emulator's
+    // SQS slow (each scans the whole queue), and holds no lesson the small one lacks.
+    let window = config.batch_size.max(1).saturating_mul(2).max(BATCH_LIMIT);
+    let mut unsent = inputs.iter();
+    let mut outstanding = 0usize;
     loop {
+        let top_up: Vec<OutgoingMessage> = unsent
+            .by_ref()
+            .take(window.saturating_sub(outstanding))
+            .map(|input| OutgoingMessage {
+                body: input.body.clone(),
+                attributes: BTreeMap::from([(SOURCE_ATTRIBUTE.to_owned(), input.source.clone())]),
+            })
+            .collect();
+        outstanding += top_up.len();
+        if !top_up.is_empty() {
+            queue.send(top_up).await?;
+        }
         let received = receive_batch(queue, config.batch_size.max(1)).await?;
         if received.is_empty() {
-            break;
+            if unsent.len() == 0 {
+                break;
+            }
+            // Nothing visible is left of what was sent (a queue's own redrive may have moved
+            // some away): the whole window is free again, so the loop always progresses.
+            outstanding = 0;
+            continue;
         }
         report.batches += 1;
         let outcome = enricher.handle_batch(&received).await;
@@ -208,9 +223,10 @@ where
             }
             done.push(message.receipt);
         }
+        outstanding -= done.len();
         queue.delete(&done).await?;
         if !again.is_empty() {
-            queue.retry_later(&again).await?;
+            queue.retry_later(&again, Duration::ZERO).await?;
         }
         drain(stream, config, 1, &mut report.stream).await?;
     }

@@ -63,6 +63,7 @@ async fn wait_out(setup: QueueSetup) {
 pub async fn work_queue_contract<Q: WorkQueue>(queue: &Q, dead_letters: &Q, setup: QueueSetup) {
     everything_sent_is_received_once_as_sent(queue).await;
     a_held_message_is_hidden_then_comes_back_counted(queue, setup).await;
+    a_retry_after_a_delay_waits_for_it(queue).await;
     a_message_received_too_often_moves_to_the_dead_letter_queue(queue, dead_letters, setup).await;
     an_oversized_message_is_refused_for_good(queue).await;
 }
@@ -109,7 +110,7 @@ async fn a_held_message_is_hidden_then_comes_back_counted<Q: WorkQueue>(
     // One back at once on request, with a fresh receipt and its count raised.
     let (retried, kept) = (&first[0], &first[1]);
     queue
-        .retry_later(std::slice::from_ref(&retried.receipt))
+        .retry_later(std::slice::from_ref(&retried.receipt), Duration::ZERO)
         .await
         .unwrap_or_else(|error| panic!("retry_later: {error}"));
     let again = receive_all(queue).await;
@@ -135,6 +136,31 @@ async fn a_held_message_is_hidden_then_comes_back_counted<Q: WorkQueue>(
     );
 }
 
+async fn a_retry_after_a_delay_waits_for_it<Q: WorkQueue>(queue: &Q) {
+    queue
+        .send(vec![outgoing("delayed", 0)])
+        .await
+        .unwrap_or_else(|error| panic!("send: {error}"));
+    let received = receive_all(queue).await;
+    assert_eq!(received.len(), 1);
+    queue
+        .retry_later(
+            std::slice::from_ref(&received[0].receipt),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("retry_later: {error}"));
+    assert!(
+        receive_all(queue).await.is_empty(),
+        "a delayed retry waits for its delay"
+    );
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let again = receive_all(queue).await;
+    assert_eq!(again.len(), 1, "and then comes back");
+    assert_eq!(again[0].receive_count, 2);
+    delete(queue, &again).await;
+}
+
 async fn a_message_received_too_often_moves_to_the_dead_letter_queue<Q: WorkQueue>(
     queue: &Q,
     dead_letters: &Q,
@@ -152,7 +178,7 @@ async fn a_message_received_too_often_moves_to_the_dead_letter_queue<Q: WorkQueu
         assert_eq!(received[0].receive_count, delivery);
         id = Some(received[0].message_id.clone());
         queue
-            .retry_later(std::slice::from_ref(&received[0].receipt))
+            .retry_later(std::slice::from_ref(&received[0].receipt), Duration::ZERO)
             .await
             .unwrap_or_else(|error| panic!("retry_later: {error}"));
     }

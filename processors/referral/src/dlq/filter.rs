@@ -7,6 +7,7 @@ use referral_domain::event::normalise_email;
 use referral_domain::redact::{customer_ref, mask_email, mask_emails};
 use serde_json::Value;
 
+use super::origin::QueueRole;
 use super::queue::DlqMessage;
 use super::stream::StreamFailure;
 
@@ -26,7 +27,8 @@ Keys:
             stream failure records
   type      event type: the `event_type` attribute, else the body's `event_type`
   customer  an e-mail address: matches the `customer_ref` attribute (the hash of the
-            address) or the body's customer.email, both after trimming and lower-casing
+            address, keyed with CUSTOMER_REF_KEY when the functions have one: export the
+            same value) or the body's customer.email, both after trimming and lower-casing
   event     event id: the `event_id` attribute, else the body's `event_id`
   field     the enricher's `error_field` attribute (e.g. customer.email)
   older-than / newer-than   age since the message was first sent (SQS SentTimestamp)
@@ -114,10 +116,11 @@ pub const REDRIVEN: &str = "redriven";
 pub const STREAM_FAILURE: &str = "stream_failure";
 
 impl Facts {
-    pub fn of(message: &DlqMessage) -> Self {
+    /// What a message of a queue in `role` shows a filter.
+    pub fn of(message: &DlqMessage, role: QueueRole) -> Self {
         let body: Option<Value> = serde_json::from_str(&message.body).ok();
         let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
-        let kind = if StreamFailure::recognise(&message.body).is_some() {
+        let kind = if StreamFailure::recognise(message, role).is_some() {
             STREAM_FAILURE.to_owned()
         } else {
             message

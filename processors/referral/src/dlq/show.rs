@@ -86,13 +86,14 @@ async fn look(queue: &Queue, max: u64, lease: u32) -> Result<Vec<DlqMessage>, Dl
 
 pub async fn stats(args: &StatsArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
     let queue = Queue::resolve(&aws_sdk_sqs::Client::new(sdk), &args.queue).await?;
+    let role = queue.role().await?;
     let depth = queue.depth().await?;
     let messages = look(&queue, args.scan, args.lease).await?;
     let now = Utc::now();
     let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
     for message in &messages {
-        let facts = Facts::of(message);
+        let facts = Facts::of(message, role);
         *by_kind.entry(facts.kind).or_default() += 1;
         *by_type
             .entry(facts.event_type.unwrap_or_else(|| "unknown".to_owned()))
@@ -161,6 +162,7 @@ pub async fn stats(args: &StatsArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqErr
 
 pub async fn peek(args: &PeekArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
     let queue = Queue::resolve(&aws_sdk_sqs::Client::new(sdk), &args.queue).await?;
+    let role = queue.role().await?;
     let messages = look(&queue, args.max, args.lease).await?;
     let now = Utc::now();
     let reveal = args.reveal;
@@ -175,7 +177,7 @@ pub async fn peek(args: &PeekArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError
                 "message_id": message.message_id,
                 "receive_count": message.receive_count,
                 "sent_at": message.sent_at.map(|sent| sent.to_rfc3339()),
-                "error_kind": Facts::of(message).kind,
+                "error_kind": Facts::of(message, role).kind,
                 "group_id": message.group_id.as_deref().map(|group| redact::show(group, reveal)),
                 "attributes": attributes,
                 "body": redact::body_value(&message.body, reveal),
@@ -189,7 +191,7 @@ pub async fn peek(args: &PeekArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError
         let _ = writeln!(out, "{}: no visible messages", queue.name());
     }
     for (index, message) in messages.iter().enumerate() {
-        let facts = Facts::of(message);
+        let facts = Facts::of(message, role);
         let _ = writeln!(
             out,
             "── message {} of {} ─ {}",

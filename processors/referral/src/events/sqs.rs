@@ -4,9 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use referral_domain::event::{SERVICE_COMPLETED, Webhook};
-use referral_domain::redact::customer_ref;
-use referral_ingest::QueuedEvent;
+use referral_ingest::queue_message;
 use serde_json::{Map, Value, json};
 
 use super::md5;
@@ -44,30 +42,14 @@ pub fn batches(webhooks: &[SentWebhook], options: &SqsOptions) -> Vec<Value> {
 /// The attributes ingest sets on the message. A body ingest refuses (not JSON, an invalid
 /// field) never passes through it: such a message reached the queue another way (an older
 /// ingest, a hand-made import) and carries none.
-fn attributes(webhook: &SentWebhook) -> Vec<(&'static str, String)> {
-    let queued = match &webhook.parsed {
-        Ok(Webhook::ServiceCompleted(event)) => QueuedEvent {
-            body: String::new(),
-            event_id: event.event_id.to_string(),
-            event_type: SERVICE_COMPLETED.to_owned(),
-            customer_ref: Some(customer_ref(&event.customer.email)),
-        },
-        Ok(Webhook::Other {
-            event_id,
-            event_type,
-        }) => QueuedEvent {
-            body: String::new(),
-            event_id: event_id.clone(),
-            event_type: event_type.clone(),
-            customer_ref: None,
-        },
-        Err(_) => return Vec::new(),
-    };
-    queued
-        .attributes()
-        .into_iter()
-        .map(|(name, value)| (name, value.to_owned()))
-        .collect()
+fn attributes(webhook: &SentWebhook) -> Vec<(String, String)> {
+    match &webhook.parsed {
+        Ok(parsed) => queue_message(String::new(), parsed)
+            .attributes
+            .into_iter()
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn record(index: usize, webhook: &SentWebhook, options: &SqsOptions) -> Value {
@@ -80,7 +62,7 @@ fn record(index: usize, webhook: &SentWebhook, options: &SqsOptions) -> Value {
     let mut message_attributes = Map::new();
     for (name, value) in &attributes {
         message_attributes.insert(
-            (*name).to_owned(),
+            name.clone(),
             json!({
                 "stringValue": value,
                 "stringListValues": [],
@@ -112,7 +94,7 @@ fn record(index: usize, webhook: &SentWebhook, options: &SqsOptions) -> Value {
         if !attributes.is_empty() {
             let pairs: Vec<(&str, &str)> = attributes
                 .iter()
-                .map(|(name, value)| (*name, value.as_str()))
+                .map(|(name, value)| (name.as_str(), value.as_str()))
                 .collect();
             map.insert(
                 "md5OfMessageAttributes".to_owned(),

@@ -21,6 +21,7 @@ pub(crate) use referral_domain::enricher::{Enricher, EnricherConfig};
 pub(crate) use referral_domain::event::ServiceEvent;
 pub(crate) use referral_domain::features::DedupeWindow;
 pub(crate) use referral_domain::ports::{FeatureStore, MessageStore};
+pub(crate) use referral_domain::redact::customer_ref_with;
 pub(crate) use referral_enricher::EnricherHandler;
 pub(crate) use referral_tests::emulator::{
     endpoint, fresh_queues, fresh_tables, queue_depth as depth, sdk_config, unique,
@@ -91,6 +92,7 @@ pub(crate) fn referral(args: &[&str], env: &[(&str, &str)]) -> Ran {
         "AWS_SESSION_TOKEN",
         "AWS_PROFILE",
         "REFERRAL_DLQ_ABORT_AFTER",
+        "CUSTOMER_REF_KEY",
         "BEDROCK_MODEL_ID",
         "FEATURES_TABLE",
         "MESSAGES_TABLE",

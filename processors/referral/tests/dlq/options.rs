@@ -186,3 +186,64 @@ async fn a_replay_at_25_per_second_holds_that_rate() {
 
 // ---------------------------------------------------------------------------------------
 // 6. Peek
+
+/// With a customer-ref key, the refs on dead letters are keyed; `customer=` computes the
+/// ref with the operator's `CUSTOMER_REF_KEY`, so it matches with the functions' key only
+/// (the bodies here carry no address to fall back on).
+#[tokio::test]
+async fn a_customer_filter_matches_refs_keyed_with_the_functions_key() {
+    const KEY: &str = "dlq-test-customer-ref-key-0123";
+    let _shared = EMULATOR.read().await;
+    let config = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queues = fresh_queues(&config, 3).await;
+    let keyed = |email: &str| customer_ref_with(Some(KEY.as_bytes()), email);
+    let letters: Vec<Letter> = ["ann@example.com", "bob@example.com"]
+        .iter()
+        .map(|email| {
+            Letter::new(
+                "{not json",
+                &[
+                    ("error_kind", "malformed_json"),
+                    ("customer_ref", &keyed(email)),
+                ],
+            )
+        })
+        .collect();
+    put(&sqs, &queues.dlq_url, &letters).await;
+    let dlq_name = name_of(&queues.dlq_url);
+    let replay = |env: &[(&str, &str)]| {
+        referral(
+            &[
+                "dlq",
+                "replay",
+                dlq_name,
+                "--filter",
+                "customer=Ann@Example.com",
+                "--dry-run",
+                "--json",
+            ],
+            env,
+        )
+        .succeeded()
+        .json()
+    };
+
+    let unkeyed = replay(&[]);
+    assert_eq!(number(&unkeyed, "would_move"), 0, "{unkeyed}");
+    settle(&sqs, &queues.dlq_url, 2).await;
+    let with_key = replay(&[("CUSTOMER_REF_KEY", KEY)]);
+    assert_eq!(number(&with_key, "would_move"), 1, "{with_key}");
+    assert_eq!(number(&with_key, "skipped"), 1, "{with_key}");
+    settle(&sqs, &queues.dlq_url, 2).await;
+
+    let short = referral(
+        &["dlq", "stats", dlq_name],
+        &[("CUSTOMER_REF_KEY", "short")],
+    );
+    assert_eq!(short.code, Some(2), "{short:#?}");
+    assert!(
+        short.stderr.contains("CUSTOMER_REF_KEY") && !short.stderr.contains("short\""),
+        "{short:#?}"
+    );
+}

@@ -231,3 +231,65 @@ async fn stream_failures_rerun_the_orchestrator_from_the_stream_or_else_from_the
     assert_eq!(number(&refused.json(), "failed"), 1);
     settle(&sqs, &failures_url, 1).await;
 }
+
+/// A webhook whose body carries a top-level `DDBStreamBatchInfo` (pointing into this very
+/// stream) is still a webhook: in the webhook DLQ it is replayed to its source queue and
+/// applied, never reconciled and deleted. Whether it carries ingest's attributes or none at
+/// all (an import by hand), the queue it sits in says where it came from.
+#[tokio::test]
+async fn a_webhook_carrying_ddb_stream_batch_info_is_replayed_not_reconciled() {
+    let _shared = EMULATOR.read().await;
+    let config = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let (tables, stream_arn) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 3).await;
+    let mut bodies = valid_events("disguised", 2);
+    for body in &mut bodies {
+        body["DDBStreamBatchInfo"] = json!({
+            "shardId": "shardId-00000001-aaaa", "startSequenceNumber": "100",
+            "endSequenceNumber": "200", "streamArn": stream_arn
+        });
+    }
+    let with_attributes = Letter::new(
+        bodies[0].to_string(),
+        &[
+            ("event_id", &event_id(&bodies[0])),
+            ("event_type", "service.completed"),
+        ],
+    );
+    let bare = Letter::new(bodies[1].to_string(), &[]);
+    put(&sqs, &queues.dlq_url, &[with_attributes, bare]).await;
+
+    let stats = dlq(&["stats", name_of(&queues.dlq_url), "--json"])
+        .succeeded()
+        .json();
+    assert_eq!(stats["by_kind"], json!({"redriven": 2}), "{stats}");
+
+    let summary = dlq(&[
+        "replay",
+        name_of(&queues.dlq_url),
+        "--features-table",
+        &tables.features,
+        "--messages-table",
+        &tables.messages,
+        "--json",
+    ])
+    .succeeded()
+    .json();
+    assert_eq!(
+        (
+            number(&summary, "moved"),
+            number(&summary, "stream_reruns"),
+            number(&summary, "failed")
+        ),
+        (2, 0, 0),
+        "{summary}"
+    );
+    assert_eq!(depth(&sqs, &queues.dlq_url).await, (0, 0));
+    let deliveries = enrich(&config, &tables.features, &queues).await;
+    assert_eq!(
+        by_outcome(&deliveries)["applied"],
+        sorted(bodies.iter().map(event_id)),
+        "{deliveries:#?}"
+    );
+}

@@ -29,6 +29,27 @@ pub const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_TEXT_LEN: usize = 256;
 pub const MAX_PEST_ISSUES: usize = 32;
 
+// Bounds on the values that stick. The fold keeps the largest `services_count` for good and
+// the earliest `occurred_at` as `first_seen` for good, and a property value stands until a
+// later event replaces it: one absurd value would pin a customer's count or property facts
+// for ever, so such values are refused, naming the field, like any other invalid input.
+
+/// `services_count` is the history from before the pipeline, and the largest one stands.
+/// No household has 100,000 services; a larger number is a unit or typing error.
+pub const MAX_SERVICES_COUNT: u64 = 100_000;
+/// A dwelling's size: the smallest tiny houses have about 100 square feet, the largest
+/// residences well under 100,000.
+pub const MIN_SQUARE_FEET: u64 = 100;
+pub const MAX_SQUARE_FEET: u64 = 100_000;
+/// The oldest houses still standing in the US are from the 1600s. A house may be finished
+/// the year after a service (pre-construction treatment), never later.
+pub const OLDEST_YEAR_BUILT: u16 = 1600;
+/// 2000-01-01T00:00:00Z: events dated earlier are refused. The source system has no
+/// history that old, and a zeroed clock (1970) or a mistyped year (0026) would otherwise
+/// become the customer's `first_seen` for good. (Dates too far in the future are the
+/// enricher's to refuse: that needs a clock, and validation has none.)
+pub const EARLIEST_OCCURRED_AT_UNIX: i64 = 946_684_800;
+
 /// Scores are kept in millionths so that sums are exact integers and the mean does not
 /// depend on the order in which scores were added.
 pub const SCORE_SCALE: u64 = 1_000_000;

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -136,9 +136,14 @@ fn parse_after_id(wire: &WireEvent<'_>, event_id: &str) -> Result<Webhook, Event
         .map(|service| parse_service(&service))
         .transpose()?;
     let property = object::<WireProperty<'_>>(wire.property_info, "property_info")?
-        .map(|property| parse_property(&property))
+        .map(|property| parse_property(&property, occurred_at.year()))
         .transpose()?;
-    let services_count = count(wire.services_count, "services_count")?;
+    let services_count = bounded(
+        count(wire.services_count, "services_count")?,
+        "services_count",
+        0..=MAX_SERVICES_COUNT,
+        "must be at most 100000",
+    )?;
 
     let mut event = ServiceEvent {
         event_id: Arc::from(event_id),
@@ -176,12 +181,19 @@ fn validate_event_id(id: Cow<'_, str>) -> Result<Cow<'_, str>, EventError> {
 }
 
 fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, EventError> {
-    DateTime::parse_from_rfc3339(text)
+    let at = DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&Utc))
         .map_err(|_| EventError::Invalid {
             field: "occurred_at",
             problem: "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-20T15:04:05Z",
-        })
+        })?;
+    if at.timestamp() < EARLIEST_OCCURRED_AT_UNIX {
+        return Err(EventError::Invalid {
+            field: "occurred_at",
+            problem: "is before 2000-01-01",
+        });
+    }
+    Ok(at)
 }
 
 fn parse_customer(fragment: Fragment<'_>) -> Result<Customer, EventError> {
@@ -288,25 +300,48 @@ fn parse_service(service: &WireService<'_>) -> Result<Service, EventError> {
     })
 }
 
-fn parse_property(property: &WireProperty<'_>) -> Result<PropertyInfo, EventError> {
+/// `year` is the year the event occurred: a house is not built later than the year after.
+fn parse_property(property: &WireProperty<'_>, year: i32) -> Result<PropertyInfo, EventError> {
     const YEAR: &str = "property_info.year_built";
-    let year_built = count(property.year_built, YEAR)?
-        .map(|year| {
-            u16::try_from(year)
-                .ok()
-                .filter(|y| (1000..=2100).contains(y))
-                .ok_or(EventError::Invalid {
-                    field: YEAR,
-                    problem: "must be a year between 1000 and 2100",
-                })
+    let latest_year = u64::try_from(year.saturating_add(1)).unwrap_or(0);
+    let year_built = bounded(
+        count(property.year_built, YEAR)?,
+        YEAR,
+        u64::from(OLDEST_YEAR_BUILT)..=latest_year,
+        "must be a year from 1600 to the year after the event",
+    )?
+    .map(|year| {
+        u16::try_from(year).map_err(|_| EventError::Invalid {
+            field: YEAR,
+            problem: "must be a year from 1600 to the year after the event",
         })
-        .transpose()?;
+    })
+    .transpose()?;
+    const SQUARE_FEET: &str = "property_info.square_feet";
     Ok(PropertyInfo {
         property_type: text(property.property_type, "property_info.type")?,
-        square_feet: count(property.square_feet, "property_info.square_feet")?,
+        square_feet: bounded(
+            count(property.square_feet, SQUARE_FEET)?,
+            SQUARE_FEET,
+            MIN_SQUARE_FEET..=MAX_SQUARE_FEET,
+            "must be from 100 to 100000",
+        )?,
         year_built,
         pest_issues: pest_issues(property.pest_issues)?,
     })
+}
+
+/// `value` when absent or within `range`; else the field's error.
+fn bounded(
+    value: Option<u64>,
+    field: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+    problem: &'static str,
+) -> Result<Option<u64>, EventError> {
+    match value {
+        Some(value) if !range.contains(&value) => Err(EventError::Invalid { field, problem }),
+        value => Ok(value),
+    }
 }
 
 fn pest_issues(fragment: Fragment<'_>) -> Result<Option<Vec<String>>, EventError> {

@@ -217,3 +217,70 @@ fn boundaries_of_the_score_are_inclusive() {
         assert!(parse_webhook_value(&event).is_ok(), "{score}");
     }
 }
+
+/// Values that would stick for good (the largest count, the earliest date, the latest
+/// property facts) are bounded, each refusal naming its field.
+#[test]
+fn values_that_would_stick_for_ever_are_bounded() {
+    let cases: [(&str, Value, &str); 10] = [
+        ("/services_count", json!(100_001), "services_count"),
+        (
+            "/services_count",
+            json!(1_000_000_000_000_000u64),
+            "services_count",
+        ),
+        ("/services_count", json!(1e15), "services_count"),
+        (
+            "/property_info/square_feet",
+            json!(1_000_000_000_000u64),
+            "property_info.square_feet",
+        ),
+        (
+            "/property_info/square_feet",
+            json!(99),
+            "property_info.square_feet",
+        ),
+        (
+            "/property_info/year_built",
+            json!(1599),
+            "property_info.year_built",
+        ),
+        // The event is of 2026: a house finished in 2027 is plausible, 2028 is not.
+        (
+            "/property_info/year_built",
+            json!(2028),
+            "property_info.year_built",
+        ),
+        (
+            "/property_info/year_built",
+            json!(70_000),
+            "property_info.year_built",
+        ),
+        ("/occurred_at", json!("1999-12-31T23:59:59Z"), "occurred_at"),
+        ("/occurred_at", json!("0026-11-20T15:04:05Z"), "occurred_at"),
+    ];
+    for (pointer, bad, field) in cases {
+        let mut event = valid();
+        *event
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{pointer}")) = bad.clone();
+        assert_eq!(reject(event).field(), field, "{pointer} = {bad}");
+    }
+    let limits: [(&str, Value); 7] = [
+        ("/services_count", json!(100_000)),
+        ("/property_info/square_feet", json!(100)),
+        ("/property_info/square_feet", json!(100_000)),
+        ("/property_info/year_built", json!(1600)),
+        ("/property_info/year_built", json!(2027)),
+        ("/occurred_at", json!("2000-01-01T00:00:00Z")),
+        // Far future dates pass validation: the enricher refuses them against its clock.
+        ("/occurred_at", json!("9999-12-31T00:00:00Z")),
+    ];
+    for (pointer, good) in limits {
+        let mut event = valid();
+        *event
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{pointer}")) = good.clone();
+        assert!(parse_webhook_value(&event).is_ok(), "{pointer} = {good}");
+    }
+}

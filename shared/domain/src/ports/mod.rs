@@ -141,9 +141,9 @@ macro_rules! forward_ports {
                 -> impl Future<Output = Result<(), AdapterError>> + Send {
                 (**self).delete(receipts)
             }
-            fn retry_later(&self, receipts: &[String])
+            fn retry_later(&self, receipts: &[String], after: Duration)
                 -> impl Future<Output = Result<(), AdapterError>> + Send {
-                (**self).retry_later(receipts)
+                (**self).retry_later(receipts, after)
             }
         }
         impl<T: ChangeFeed + ?Sized> ChangeFeed for $wrapper {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use super::AdapterError;
 
@@ -62,7 +63,8 @@ pub struct QueueMessage {
 /// of messages sent in one call (the adapter cuts the batches), each under
 /// [`MAX_MESSAGE_BYTES`] or the whole call is refused for good before anything is sent; at
 /// most [`BATCH_LIMIT`] per receive; a received message hidden for the visibility timeout
-/// and back with its receive count raised unless deleted; back at once on `retry_later`;
+/// and back with its receive count raised unless deleted; back after the delay `retry_later`
+/// gives (at once for zero);
 /// moved to the dead-letter queue once received the maximum number of times.
 pub trait WorkQueue: Send + Sync {
     fn send(
@@ -79,9 +81,10 @@ pub trait WorkQueue: Send + Sync {
     /// Acknowledges handled messages.
     fn delete(&self, receipts: &[String]) -> impl Future<Output = Result<(), AdapterError>> + Send;
 
-    /// Makes messages visible again at once, for another attempt.
+    /// Makes held messages visible again after `after` (zero: at once), for another attempt.
     fn retry_later(
         &self,
         receipts: &[String],
+        after: Duration,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send;
 }

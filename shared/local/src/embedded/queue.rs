@@ -186,8 +186,9 @@ impl WorkQueue for EmbeddedQueue {
     fn retry_later(
         &self,
         receipts: &[String],
+        after: Duration,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send {
-        let now = Instant::now();
+        let now = Instant::now() + after;
         let mut state = lock(&self.state);
         for stored in state.messages.values_mut() {
             if receipts.contains(&stored.message.receipt) {

@@ -82,7 +82,7 @@ impl Replay<'_> {
 
     /// Replays one message. `true` when it was deleted from the DLQ.
     async fn handle(&mut self, message: &DlqMessage) -> Result<bool, DlqError> {
-        let facts = Facts::of(message);
+        let facts = Facts::of(message, self.role);
         let label = describe(message, &facts);
         if let Some(filter) = &self.filter {
             if !filter.matches(&facts, Utc::now()) {
@@ -91,7 +91,7 @@ impl Replay<'_> {
                 return Ok(false);
             }
         }
-        if let Some(failure) = StreamFailure::recognise(&message.body) {
+        if let Some(failure) = StreamFailure::recognise(message, self.role) {
             return self.rerun(message, &failure, &label).await;
         }
         let stale = facts.kind == STALE_KIND;

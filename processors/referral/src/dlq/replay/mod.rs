@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::DlqError;
 use super::filter::{Facts, Filter};
 use super::interrupt::{INTERRUPTED_EXIT, Interrupt};
+use super::origin::QueueRole;
 use super::pace::{Pacer, parse_rate};
 use super::queue::{BATCH_LIMIT, DlqMessage, Outgoing, Queue, Scan};
 use super::stream::{Rerun, Rerunner, StreamFailure};
@@ -140,6 +141,8 @@ struct Replay<'a> {
     args: &'a ReplayArgs,
     sdk: &'a SdkConfig,
     dlq: &'a Queue,
+    /// Whether the DLQ can hold stream-failure records at all.
+    role: QueueRole,
     target: Option<Queue>,
     /// Why there is no target, reported when a message needs one.
     no_target: Option<DlqError>,
@@ -202,12 +205,14 @@ pub async fn run(args: &ReplayArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqErro
     let client = aws_sdk_sqs::Client::new(sdk);
     let dlq = Queue::resolve(&client, &args.queue).await?;
     let (target, no_target) = resolve_target(&client, &dlq, args.to.as_deref()).await?;
+    let role = dlq.role().await?;
     let depth = dlq.depth().await?;
     let length = args.max.map_or(depth.visible, |max| max.min(depth.visible));
     let mut replay = Replay {
         args,
         sdk,
         dlq: &dlq,
+        role,
         summary: Summary {
             dlq: dlq.name().to_owned(),
             target: target.as_ref().map(|target| target.name().to_owned()),

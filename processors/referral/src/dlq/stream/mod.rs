@@ -47,6 +47,8 @@ use serde::Deserialize;
 use crate::aws_local::stream_reader::event_record;
 
 use super::DlqError;
+use super::origin::{QueueRole, from_a_stream_mapping};
+use super::queue::DlqMessage;
 
 /// Records read per GetRecords call (the API's maximum).
 const RECORDS_PER_CALL: i32 = 1000;
@@ -77,8 +79,17 @@ pub struct StreamFailure {
 }
 
 impl StreamFailure {
+    /// The failure record a message is, if it came from a stream mapping (by its queue and
+    /// attributes, see `dlq::origin`) and its body is one.
+    pub fn recognise(message: &DlqMessage, role: QueueRole) -> Option<Self> {
+        if !from_a_stream_mapping(message, role) {
+            return None;
+        }
+        Self::parse(&message.body)
+    }
+
     /// The failure record in a message body, if that is what the body is.
-    pub fn recognise(body: &str) -> Option<Self> {
+    fn parse(body: &str) -> Option<Self> {
         // Cheap test first: most dead letters are webhooks.
         if !body.contains("DDBStreamBatchInfo") {
             return None;
