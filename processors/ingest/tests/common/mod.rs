@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use referral_domain::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
 use referral_local::embedded::EmbeddedQueue;
@@ -64,7 +65,7 @@ impl WorkQueue for TestQueue {
         self.queue.delete(receipts).await
     }
 
-    async fn retry_later(&self, receipts: &[String]) -> Result<(), AdapterError> {
-        self.queue.retry_later(receipts).await
+    async fn retry_later(&self, receipts: &[String], after: Duration) -> Result<(), AdapterError> {
+        self.queue.retry_later(receipts, after).await
     }
 }
