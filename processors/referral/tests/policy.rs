@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use referral_tests::corpus::{Corpus, CorpusSpec};
 use referral_tests::emulator::{endpoint, unique};
 use serde_json::{Value, json};
@@ -79,13 +79,18 @@ fn changes(entries: &Value) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The golden file is `referral run --json events/webhooks`'s `messages` as the binary of
+/// 2fa956e (main before the policy was merged, with the input hardening) printed them.
 #[test]
 fn the_defaults_give_the_messages_of_before_the_policy_golden() {
     let run = referral_json(&["run", "--json", "events/webhooks"], None);
     let golden_path = workspace().join("processors/referral/tests/golden/webhooks-messages.json");
     let golden: Value =
         serde_json::from_str(&std::fs::read_to_string(&golden_path).unwrap()).unwrap();
-    assert_eq!(run["messages"], golden, "messages differ from {golden_path:?}");
+    assert_eq!(
+        run["messages"], golden,
+        "messages differ from {golden_path:?}"
+    );
     assert_eq!(run["suppressed"], json!([]));
     assert_eq!(run["summary"]["suppressed"], 0);
     assert_eq!(run["summary"]["messages"], 27);
@@ -94,11 +99,13 @@ fn the_defaults_give_the_messages_of_before_the_policy_golden() {
 #[test]
 fn a_7d_cooldown_spaces_a_busy_customers_messages_by_event_time_embedded_and_on_moto() {
     // One customer, 5,000 services over three years, up to two days late, with redeliveries.
+    // The three years end before today: the enricher refuses events from its future.
     let corpus = Corpus::generate(CorpusSpec {
         seed: 14,
         distinct_events: 5_000,
         duplicates: 500,
         customers: 1,
+        start: Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap(),
         span: Duration::days(3 * 365),
         ..CorpusSpec::default()
     })
@@ -120,6 +127,8 @@ fn a_7d_cooldown_spaces_a_busy_customers_messages_by_event_time_embedded_and_on_
     let remote = referral_json(&remote_args, Some(&endpoint()));
     std::fs::remove_file(&file).ok();
 
+    assert_eq!(embedded["summary"]["applied"], 5_000);
+    assert_eq!(embedded["summary"]["rejected"], 0);
     let messages = embedded["messages"].as_array().unwrap();
     assert!(
         (100..=157).contains(&messages.len()),
@@ -209,7 +218,10 @@ fn a_satisfaction_floor_holds_back_the_unhappy_until_their_average_recovers() {
     let suppressed = changes(&run["suppressed"]);
     assert_eq!(messages.len() + suppressed.len(), at_least.len());
     for change in &messages {
-        assert!(at_least[change], "a message at an average below 3.5: {change:?}");
+        assert!(
+            at_least[change],
+            "a message at an average below 3.5: {change:?}"
+        );
     }
     for (change, entry) in suppressed.iter().zip(run["suppressed"].as_array().unwrap()) {
         assert_eq!(entry["reason"], "satisfaction");
