@@ -143,6 +143,12 @@ impl Corpus {
             max_lateness: Duration::days(7),
             much_later_share: 0.2,
             much_later_max: Duration::days(14),
+            // Five years that end where the default corpus starts: all in the past, as a
+            // real clock sees them (the enricher refuses events dated ahead of it).
+            start: Utc
+                .with_ymd_and_hms(2020, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
             ..CorpusSpec::default()
         })
         .expect("the heavy-customer spec is valid")

@@ -13,11 +13,14 @@ mod interrupt;
 mod origin;
 pub(crate) mod pace;
 mod queue;
-mod redact;
+pub(crate) mod redact;
 mod replay;
 mod show;
 mod stream;
 mod transfer;
+
+pub use queue::Queue;
+pub(crate) use show::look;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -13,6 +13,7 @@ pub mod local;
 pub mod output;
 pub mod policy;
 pub mod remote;
+pub mod serve;
 
 /// A webhook secret for local development only, so `local serve`, `local send` and
 /// `invoke` agree out of the box.

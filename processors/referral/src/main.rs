@@ -39,7 +39,7 @@ enum Command {
     Run(RunArgs),
     /// Inspect, export, import and replay dead-letter queues (AWS APIs).
     Dlq(dlq::DlqArgs),
-    /// The asynchronous pipeline on this machine against an AWS-API endpoint.
+    /// The asynchronous pipeline on this machine: in memory, or through AWS APIs.
     Local(local::LocalArgs),
     /// Read a customer's features from the table (AWS APIs).
     Features(local::FeaturesArgs),
@@ -95,16 +95,22 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => run(args, endpoint),
         Command::Dlq(args) => with_runtime(|| async {
-            let sdk = referral_aws::config::load(endpoint).await;
+            let sdk = local::aws_access(endpoint)
+                .await
+                .map_err(local::LocalError::from)?;
             Ok(dlq::run(args, &sdk).await?)
         }),
         Command::Local(args) => with_runtime(|| async { Ok(local::run(args, endpoint).await?) }),
         Command::Features(args) => with_runtime(|| async {
-            let sdk = referral_aws::config::load(endpoint).await;
+            let sdk = local::aws_access(endpoint)
+                .await
+                .map_err(local::LocalError::from)?;
             Ok(local::features(args, &sdk).await?)
         }),
         Command::Messages(args) => with_runtime(|| async {
-            let sdk = referral_aws::config::load(endpoint).await;
+            let sdk = local::aws_access(endpoint)
+                .await
+                .map_err(local::LocalError::from)?;
             Ok(local::messages(args, &sdk).await?)
         }),
         Command::Invoke(args) => with_runtime(|| async { Ok(invoke::run(args, endpoint).await?) }),

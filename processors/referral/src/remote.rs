@@ -14,7 +14,7 @@ use crate::aws_local::provision::{
     QueuePair, QueueSpec, TableNames, ensure_queue_pair, ensure_tables,
 };
 use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig};
-use referral_domain::ports::{AdapterError, QueueMessage};
+use referral_domain::ports::{AdapterError, FeatureStore, QueueMessage, WorkQueue};
 use referral_local::pipeline::BatchHandler;
 
 /// Names of the resources a local run uses, and their settings.
@@ -70,10 +70,11 @@ pub async fn setup(sdk: &SdkConfig, args: &ResourceArgs) -> Result<Resources, Ad
     })
 }
 
-/// The enricher Lambda as its SQS event-source mapping invokes it.
+/// The enricher Lambda as its SQS event-source mapping invokes it: its handler, on
+/// DynamoDB and SQS or on any other adapters.
 #[derive(Debug)]
-pub struct LambdaEnricher {
-    handler: EnricherHandler<DynamoFeatureStore, SqsQueue>,
+pub struct LambdaEnricher<S = DynamoFeatureStore, D = SqsQueue> {
+    handler: EnricherHandler<S, D>,
     queue_arn: String,
 }
 
@@ -95,8 +96,15 @@ impl LambdaEnricher {
             queue_arn: resources.queues.arn.clone(),
         }
     }
+}
 
-    pub fn store(&self) -> &DynamoFeatureStore {
+impl<S: FeatureStore, D: WorkQueue> LambdaEnricher<S, D> {
+    /// `handler` fed by the queue of `queue_arn`.
+    pub fn with_handler(handler: EnricherHandler<S, D>, queue_arn: String) -> Self {
+        LambdaEnricher { handler, queue_arn }
+    }
+
+    pub fn store(&self) -> &S {
         self.handler.enricher().store()
     }
 
@@ -134,7 +142,7 @@ impl LambdaEnricher {
     }
 }
 
-impl BatchHandler for LambdaEnricher {
+impl<S: FeatureStore, D: WorkQueue> BatchHandler for LambdaEnricher<S, D> {
     async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
         // A refused message the handler could not dead-letter is reported failed: SQS keeps
         // it, and so does the run.

@@ -5,8 +5,11 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "common/serve.rs"]
+mod serve;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
@@ -15,36 +18,11 @@ use referral_domain::features::DedupeWindow;
 use referral_domain::ports::{FeatureStore, MessageStore};
 use referral_tests::emulator::{endpoint, queue_depth, sdk_config, unique};
 use referral_tests::{comparable, event_body, expected_features, service_event};
+use serde_json::json;
+use serve::{SECRET, Server, referral};
 
-const SECRET: &str = "whsec_end_to_end_test_secret";
 /// The customer of the one unsigned post: refused, so never in the table.
 const UNSIGNED_CUSTOMER: &str = "unsigned@example.com";
-
-fn referral() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_referral"));
-    command
-        .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn send(file: &Path, url: &str, secret: &str, extra: &[&str]) -> Output {
     referral()
@@ -54,24 +32,6 @@ fn send(file: &Path, url: &str, secret: &str, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("run referral local send")
-}
-
-/// Posts `body` with no signature header; returns the status line.
-fn post_unsigned(port: u16, body: &str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        stream,
-        "POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send the request");
-    let mut status = String::new();
-    BufReader::new(stream)
-        .read_line(&mut status)
-        .expect("read the status line");
-    status
 }
 
 fn write_jsonl(dir: &Path, name: &str, bodies: &[serde_json::Value]) -> PathBuf {
@@ -91,37 +51,19 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
         unique("queue"),
         unique("dlq"),
     ];
-    let port = free_port();
-    let child = referral()
-        .args([
-            "local",
-            "serve",
-            "--endpoint-url",
-            &url,
-            "--port",
-            &port.to_string(),
-        ])
-        .args(["--features-table", &names[0], "--messages-table", &names[1]])
-        .args(["--queue", &names[2], "--dlq", &names[3]])
-        .env("WEBHOOK_SECRETS", SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start referral local serve");
-    let mut server = Server { child };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "local serve did not start listening"
-        );
-        assert!(
-            server.child.try_wait().expect("poll").is_none(),
-            "local serve exited early"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let webhook_url = format!("http://127.0.0.1:{port}/webhooks");
+    let mut server = Server::start(&[
+        "--endpoint-url",
+        &url,
+        "--features-table",
+        &names[0],
+        "--messages-table",
+        &names[1],
+        "--queue",
+        &names[2],
+        "--dlq",
+        &names[3],
+    ]);
+    let webhook_url = server.webhook_url();
 
     // 240 distinct events over 30 customers, and 60 re-sends of earlier ones (20%).
     let mut bodies: Vec<serde_json::Value> = (0..240)
@@ -159,8 +101,8 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
 
     // Refusals: no signature, a wrong secret, and a signed but invalid event.
     let unsigned_body = event_body("e2e-unsigned", UNSIGNED_CUSTOMER, 1, Some(5.0));
-    let status = post_unsigned(port, &unsigned_body.to_string());
-    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    let (status, answer) = server.post_unsigned(&unsigned_body.to_string());
+    assert_eq!(status, 401, "{answer}");
     let wrong_secret = send(
         &file,
         &webhook_url,
@@ -231,26 +173,21 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
         );
     }
 
-    // Ctrl-C: a clean stop, and nothing left in the queue or in flight.
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("kill")
-            .success()
+    // The listener answers from the same tables and queues.
+    let some_customer = expected.keys().next().expect("a customer");
+    let (status, features) = server.get(&format!("/features/{some_customer}"));
+    assert_eq!(status, 200, "{features}");
+    assert_eq!(features["customerEmail"], json!(some_customer));
+    let (status, listed) = server.get(&format!("/messages/{some_customer}"));
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(usize::try_from(features["version"].as_u64().expect("version")).expect("small"))
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().expect("poll") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "local serve did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    assert_eq!(server.get("/dead-letters"), (200, json!([])));
+
+    // Ctrl-C: a clean stop, and nothing left in the queue or in flight.
+    let status = server.interrupt();
     assert!(status.success(), "local serve exited with {status}");
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue_url = referral_cli::aws_local::provision::queue_url(&sqs, &names[2])

@@ -108,3 +108,40 @@ mod tests {
         assert!(!is_loopback("http://169.254.169.254"));
     }
 }
+
+/// What a command that calls AWS is missing, said in one line with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(
+        "no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY), or pass --endpoint-url to use a local emulator"
+    )]
+    NoCredentials(#[source] Option<aws_credential_types::provider::error::CredentialsError>),
+    #[error(
+        "no AWS region configured: set AWS_REGION (or a region in your profile), or pass \
+         --endpoint-url to use a local emulator"
+    )]
+    NoRegion,
+}
+
+/// How long the credential chain may take to answer (it may ask the instance metadata
+/// service, which is slow to say no off EC2).
+const CREDENTIALS_LOOKUP: Duration = Duration::from_secs(10);
+
+/// Fails fast, in one line, when `sdk` has no credentials or no region, instead of letting
+/// every call fail with the SDK's own account of it.
+pub async fn check_access(sdk: &SdkConfig) -> Result<(), AccessError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let provider = sdk
+        .credentials_provider()
+        .ok_or(AccessError::NoCredentials(None))?;
+    match tokio::time::timeout(CREDENTIALS_LOOKUP, provider.provide_credentials()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(AccessError::NoCredentials(Some(error))),
+        Err(_) => return Err(AccessError::NoCredentials(None)),
+    }
+    if sdk.region().is_none() {
+        return Err(AccessError::NoRegion);
+    }
+    Ok(())
+}

@@ -166,7 +166,6 @@ impl SqsQueue {
         .await
     }
 
-    /// ChangeMessageVisibilityBatch to 0 over every chunk; the refused entries.
     /// Sets the visibility of held messages to `after` from now (SQS's range: whole
     /// seconds up to 12 hours), ten at a time; the entries SQS refused.
     async fn change_visibility(

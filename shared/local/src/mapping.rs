@@ -6,7 +6,7 @@
 
 use std::future::{Future, ready};
 use std::ops::Range;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,7 +15,7 @@ use referral_domain::ports::{
     AdapterError, ChangeFeed, ChangeRecord, MessageGenerator, MessageStore,
 };
 
-use crate::pipeline::StreamConsumer;
+use crate::embedded::{lock, not_handed_out};
 
 /// How often a failing record is delivered again before it is passed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,18 @@ impl Default for RetryPolicy {
             backoff: Duration::from_millis(200),
         }
     }
+}
+
+/// Whatever turns the change feed into messages: the stream mapping over a feed
+/// ([`StreamMapping`]), embedded or read from DynamoDB Streams.
+pub trait StreamConsumer: Send + Sync {
+    /// Takes up to `max` records and has them handled, counting into `counters`; returns
+    /// how many records it took (0: the feed had nothing new).
+    fn consume(
+        &self,
+        max: usize,
+        counters: &mut StreamCounters,
+    ) -> impl Future<Output = Result<usize, AdapterError>> + Send;
 }
 
 /// A feed in front of the orchestrator, as Lambda's stream mapping puts them together.
@@ -136,7 +148,7 @@ impl RecordsFeed {
     }
 
     fn state(&self) -> MutexGuard<'_, RecordsState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
@@ -166,13 +178,7 @@ impl ChangeFeed for RecordsFeed {
                 state.handed_out = range.start + offset..range.start + offset;
                 Ok(())
             }
-            None => Err(AdapterError::Permanent {
-                operation: "resume_from",
-                source: format!(
-                    "sequence number {sequence_number} was not handed out by the latest poll"
-                )
-                .into(),
-            }),
+            None => Err(not_handed_out(sequence_number)),
         })
     }
 }

@@ -19,6 +19,7 @@ use referral_domain::orchestrator::{
     MessagePolicy, Orchestrator, OrchestratorConfig, StreamCounters,
 };
 
+pub use crate::mapping::StreamConsumer;
 use crate::mapping::StreamMapping;
 use referral_domain::ports::{
     AdapterError, BATCH_LIMIT, Decision, FeatureStore, MessageStore, OutgoingMessage, QueueMessage,
@@ -47,18 +48,6 @@ impl<S: FeatureStore> BatchHandler for Enricher<S> {
             .collect();
         self.process(&webhooks, Utc::now()).await
     }
-}
-
-/// Whatever turns the change feed into messages: the stream mapping over a feed
-/// ([`crate::mapping::StreamMapping`]), embedded or read from DynamoDB Streams.
-pub trait StreamConsumer: Send + Sync {
-    /// Takes up to `max` records and has them handled, counting into `counters`; returns
-    /// how many records it took (0: the feed had nothing new).
-    fn consume(
-        &self,
-        max: usize,
-        counters: &mut StreamCounters,
-    ) -> impl Future<Output = Result<usize, AdapterError>> + Send;
 }
 
 /// Message attribute carrying where an event came from (`file:line`), for reports.

@@ -74,6 +74,11 @@ pub enum BenchError {
     Invocation { request_id: String, outcome: String },
     #[error("a stream record is not sizeable: {0}")]
     Size(#[from] crate::capacity::SizeError),
+    #[error(
+        "the enricher dead-lettered {count} deliveries of a corpus that holds only valid events: \
+         the figures would not be the corpus's (see target/bench-enricher.log)"
+    )]
+    DeadLettered { count: u64 },
 }
 
 /// Runs the benchmark against the emulator at `REFERRAL_TEST_ENDPOINT`.
@@ -98,6 +103,13 @@ pub async fn run(spec: &BenchSpec) -> Result<BenchReport, BenchError> {
     });
     let stats: Vec<RunStats> = futures_util::future::try_join_all(runs).await?;
     recorder.stop().await?;
+    let (dead_lettered, _) =
+        crate::emulator::queue_depth(&aws_sdk_sqs::Client::new(&config), &queues.dlq_url).await;
+    if dead_lettered > 0 {
+        return Err(BenchError::DeadLettered {
+            count: dead_lettered,
+        });
+    }
     let recording = recorder.download().await?;
     let applied = spec.corpus.stats().distinct as u64;
     let capacity = account_recording(&recording, applied)?;

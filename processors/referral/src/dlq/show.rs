@@ -52,7 +52,7 @@ pub struct PeekArgs {
 
 /// Receives up to `max` messages, each once, and makes them visible again, whatever
 /// happened in between.
-async fn look(queue: &Queue, max: u64, lease: u32) -> Result<Vec<DlqMessage>, DlqError> {
+pub(crate) async fn look(queue: &Queue, max: u64, lease: u32) -> Result<Vec<DlqMessage>, DlqError> {
     if let Some(limit) = queue.max_receive_count().await? {
         // Looking is receiving: on a queue with a redrive policy it brings its messages
         // closer to the dead-letter queue.

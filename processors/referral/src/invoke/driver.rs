@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
-use super::ids;
-use super::runner::{
+use super::function::{
     FunctionSpec, InitFailure, Invocation, InvocationOutcome, InvokeError, Payload, RunStats,
 };
+use super::ids;
 use super::runtime_api::{ApiRequest, FunctionError, NextInvocation, RuntimeApi};
 use super::usage::{self, Usage};
 

@@ -8,6 +8,7 @@
 mod driver;
 pub mod environment;
 mod events;
+mod function;
 mod ids;
 pub mod runner;
 pub mod runtime_api;

@@ -10,7 +10,7 @@ use referral_domain::ports::{
     AdapterError, ChangeFeed, ChangeKind, ChangeRecord, FeatureStore, FeatureWrite, WriteOutcome,
 };
 
-use super::lock;
+use super::{lock, not_handed_out};
 
 #[derive(Debug, Default)]
 struct TableState {
@@ -132,13 +132,7 @@ impl ChangeFeed for EmbeddedFeatureStore {
                 state.handed_out = 0;
                 Ok(())
             }
-            None => Err(AdapterError::Permanent {
-                operation: "resume_from",
-                source: format!(
-                    "sequence number {sequence_number} was not handed out by the latest poll"
-                )
-                .into(),
-            }),
+            None => Err(not_handed_out(sequence_number)),
         })
     }
 }

@@ -1,0 +1,113 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use referral_domain::env::Vars;
+use referral_domain::ports::{OutgoingMessage, WorkQueue};
+use referral_ingest::config::{QUEUE_URL_VAR, SECRETS_VAR};
+use referral_local::embedded::{
+    EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
+};
+use serde_json::{Value, json};
+
+use super::*;
+
+type EmbeddedRoutes =
+    Routes<Arc<EmbeddedQueue>, EmbeddedFeatureStore, EmbeddedMessageStore, Arc<EmbeddedQueue>>;
+
+/// Routes over empty embedded stores, and the queue whose redrive fills the dead letters.
+fn routes() -> (EmbeddedRoutes, EmbeddedQueue) {
+    let dead_letters = Arc::new(EmbeddedQueue::new());
+    let redriving = EmbeddedQueue::with_rules(QueueRules {
+        visibility_timeout: Duration::ZERO,
+        max_receive_count: Some(1),
+        dead_letters: Some(Arc::clone(&dead_letters)),
+    });
+    let config = referral_ingest::Config::from_vars(&Vars::new(|name: &str| match name {
+        SECRETS_VAR => Some("whsec_routes_test".to_owned()),
+        QUEUE_URL_VAR => Some("http://localhost/embedded/webhooks".to_owned()),
+        _ => None,
+    }))
+    .unwrap();
+    let routes = Routes {
+        ingest: Deps {
+            config,
+            queue: Arc::new(EmbeddedQueue::new()),
+        },
+        lookups: Lookups {
+            features: EmbeddedFeatureStore::new(),
+            messages: EmbeddedMessageStore::new(),
+            dead_letters,
+        },
+    };
+    (routes, redriving)
+}
+
+async fn get(routes: &EmbeddedRoutes, path: &str) -> (i64, Value) {
+    let answer = routes
+        .answer(http::Message {
+            start: ("GET".to_owned(), path.to_owned()),
+            ..http::Message::default()
+        })
+        .await;
+    (answer.status, serde_json::from_slice(&answer.body).unwrap())
+}
+
+#[tokio::test]
+async fn dead_letters_list_what_the_queue_redrove_masked() {
+    let (routes, queue) = routes();
+    assert_eq!(get(&routes, "/dead-letters").await, (200, json!([])));
+
+    let body = json!({"event_id": "evt-poison", "customer": {"email": "ann@example.com"}});
+    queue
+        .send(vec![OutgoingMessage {
+            body: body.to_string(),
+            attributes: BTreeMap::from([("source".to_owned(), "poison.json".to_owned())]),
+        }])
+        .await
+        .unwrap();
+    // Received once and never deleted: the next receive moves it, as SQS's redrive does.
+    assert_eq!(queue.receive(10).await.unwrap().len(), 1);
+    assert!(queue.receive(10).await.unwrap().is_empty());
+
+    let (status, letters) = get(&routes, "/dead-letters").await;
+    assert_eq!(status, 200);
+    let letters = letters.as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["receive_count"], json!(1));
+    assert_eq!(letters[0]["attributes"]["source"], json!("poison.json"));
+    assert_eq!(letters[0]["body"]["event_id"], json!("evt-poison"));
+    assert!(
+        !letters[0].to_string().contains("ann@example.com"),
+        "{}",
+        letters[0]
+    );
+}
+
+#[tokio::test]
+async fn lookups_name_the_customer_by_address_encoded_or_not() {
+    let (routes, _) = routes();
+    let (status, answer) = get(&routes, "/features/Ann%40Example.com").await;
+    assert_eq!(
+        (status, answer),
+        (404, json!({"error": "no features for that customer"}))
+    );
+    assert_eq!(
+        get(&routes, "/messages/ann@example.com?x=1").await,
+        (200, json!([]))
+    );
+    assert_eq!(get(&routes, "/features/no-at-sign").await.0, 400);
+    assert_eq!(get(&routes, "/features/%ff@b.com").await.0, 400);
+    assert_eq!(get(&routes, "/features").await.0, 404);
+    assert_eq!(get(&routes, "/elsewhere").await.0, 404);
+}
+
+#[test]
+fn percent_decoding_keeps_what_is_not_an_escape() {
+    assert_eq!(percent_decode("a%40b.com").as_deref(), Some("a@b.com"));
+    assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
+    assert_eq!(percent_decode("%zz").as_deref(), Some("%zz"));
+    assert_eq!(percent_decode("%ff"), None);
+}
