@@ -502,3 +502,60 @@ fn queues_tables_and_mappings_agree_with_the_code() {
         "/referral-system/customer-features-table-name"
     );
 }
+
+#[test]
+fn the_message_policy_comes_from_parameters_whose_defaults_keep_todays_behaviour() {
+    use referral_domain::env::Vars;
+    use referral_domain::orchestrator::policy::{self, MessagePolicy};
+
+    let template = template();
+    let orchestrator = function_properties(&template, "OrchestratorFunction");
+    let mut defaults = Vec::new();
+    let mut parameters = BTreeSet::new();
+    for &name in policy::ENV_VARS {
+        let parameter = ref_of(&orchestrator["Environment"]["Variables"][name])
+            .unwrap_or_else(|| panic!("{name} is !Ref <parameter>"));
+        assert!(parameters.insert(parameter), "{parameter} set twice");
+        let declared = &template["Parameters"][parameter];
+        // A String, so that empty (the rule off) is a value a deployer can pass back.
+        assert_eq!(declared["Type"], "String", "{parameter}");
+        let default = declared["Default"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{parameter} has a default"));
+        defaults.push((name, default.to_owned()));
+    }
+    // The defaults as the function reads them: every rule off, as before the policy.
+    let vars = Vars::new(|name: &str| {
+        defaults
+            .iter()
+            .find(|(set, _)| *set == name)
+            .map(|(_, value)| value.clone())
+    });
+    assert_eq!(
+        MessagePolicy::from_vars(&vars),
+        Ok(MessagePolicy::default())
+    );
+}
+
+#[test]
+fn the_budget_alarm_watches_the_metric_the_orchestrator_emits() {
+    use referral_domain::orchestrator::StreamCounters;
+
+    let template = template();
+    let alarm = &resource(&template, "BedrockBudgetExhaustedAlarm")["Properties"];
+    // The orchestrator's EMF line: its counters, in this namespace, by service.
+    assert_eq!(alarm["Namespace"], referral_aws::telemetry::NAMESPACE);
+    assert_eq!(
+        alarm["Dimensions"],
+        json!([{ "Name": "service", "Value": "orchestrator" }])
+    );
+    let counters = serde_json::to_value(StreamCounters::default()).unwrap();
+    let metric = alarm["MetricName"].as_str().unwrap();
+    assert_eq!(metric, "budget_exhausted");
+    assert!(counters[metric].is_number(), "{metric} is not a counter");
+    // Any exhausted call in the period raises it, to the alarm topic.
+    assert_eq!(alarm["Statistic"], "Sum");
+    assert_eq!(alarm["Threshold"], 0);
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(alarm["AlarmActions"], json!([{ "Ref": "AlarmTopic" }]));
+}

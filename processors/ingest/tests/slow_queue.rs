@@ -34,7 +34,13 @@ async fn a_queue_that_never_answers_is_a_503_with_retry_after_before_the_operati
             held.push(stream);
         }
     });
-    let sdk = referral_aws::config::load(Some(&endpoint)).await;
+    // A loopback endpoint gets an emulator's lenient bounds; this one plays AWS, so the
+    // deployed bounds are put back.
+    let sdk = referral_aws::config::load(Some(&endpoint))
+        .await
+        .into_builder()
+        .timeout_config(referral_aws::config::deployed_timeouts())
+        .build();
     let queue_url = format!("{endpoint}/123456789012/webhooks");
     let deps = Deps {
         config: Config {

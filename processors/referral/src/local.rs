@@ -21,7 +21,7 @@ use crate::DEVELOPMENT_SECRET;
 use crate::dlq::pace::parse_rate;
 use crate::http;
 use crate::inputs;
-use crate::policy::PreviewArgs;
+use crate::policy::{PreviewArgs, PreviewError};
 use crate::remote::{self, ResourceArgs};
 use crate::serve::{self, ServeArgs, ServeError};
 
@@ -114,6 +114,8 @@ pub enum LocalError {
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error(transparent)]
+    Preview(#[from] PreviewError),
+    #[error(transparent)]
     Input(#[from] inputs::InputError),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -177,7 +179,7 @@ pub async fn messages(args: &MessagesArgs, sdk: &SdkConfig) -> Result<ExitCode, 
             email,
             messages_table,
         } => (email, messages_table),
-        MessagesCommand::Preview(preview) => return crate::policy::preview(preview, sdk).await,
+        MessagesCommand::Preview(preview) => return Ok(crate::policy::preview(preview, sdk).await?),
     };
     let store = referral_aws::dynamo::DynamoMessageStore::new(
         aws_sdk_dynamodb::Client::new(sdk),

@@ -12,12 +12,10 @@ use referral_domain::orchestrator::policy::{parse_cooldown, parse_score};
 use referral_domain::orchestrator::{
     MessagePolicy, ModelCall, Verdict, message_id_for, policy::BUDGET_REASON,
 };
-use referral_domain::ports::{Decision, FeatureStore, MessageSlot, MessageStore};
+use referral_domain::ports::{AdapterError, Decision, FeatureStore, MessageSlot, MessageStore};
 use referral_domain::prompt::build_prompt;
 use referral_domain::redact::mask_email;
 use serde::Serialize;
-
-use crate::local::LocalError;
 
 /// Who is asked for a referral, how often, and at what model cost. Unset: every change gets
 /// a message from the generator.
@@ -94,9 +92,17 @@ struct SlotView {
     at: chrono::DateTime<Utc>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error(transparent)]
+    Store(#[from] AdapterError),
+    #[error("cannot encode the preview as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// Prints the prompt the customer's current features would produce and the policy's
 /// decision on them, from reads only: the model is not called and nothing is written.
-pub async fn preview(args: &PreviewArgs, sdk: &SdkConfig) -> Result<ExitCode, LocalError> {
+pub async fn preview(args: &PreviewArgs, sdk: &SdkConfig) -> Result<ExitCode, PreviewError> {
     let email = args.email.trim().to_lowercase();
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let features = DynamoFeatureStore::new(dynamodb.clone(), &args.features_table);

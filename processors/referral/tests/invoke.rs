@@ -185,6 +185,43 @@ fn a_missing_variable_is_an_init_error_with_exit_status_2() {
 }
 
 #[test]
+fn a_bad_message_policy_setting_stops_the_orchestrator_at_start_up_naming_it() {
+    let orchestrator = lambda_binary("orchestrator");
+    let event = fixture("dynamodb-stream-insert-modify.json").to_string();
+    for (variable, value, remedy) in [
+        ("MESSAGE_COOLDOWN", "7", "e.g. 7d"),
+        ("MESSAGE_MIN_SATISFACTION_AVG", "6", "from 0 to 5"),
+        ("MESSAGE_MIN_TRIGGER_SCORE", "low", "from 0 to 5"),
+        ("BEDROCK_DAILY_CALL_BUDGET", "-1", "whole number"),
+    ] {
+        let setting = format!("{variable}={value}");
+        let output = invoke(
+            "orchestrator",
+            &[
+                "--event",
+                "-",
+                "--endpoint-url",
+                DEAD_ENDPOINT,
+                "--env",
+                &setting,
+                "--binary",
+                orchestrator.to_str().unwrap(),
+            ],
+            event.as_bytes(),
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+        assert!(output.stdout.is_empty(), "{}", show(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let named = format!("environment variable {variable} must be");
+        assert!(
+            stderr.contains(&named) && stderr.contains(remedy),
+            "{}",
+            show(&output)
+        );
+    }
+}
+
+#[test]
 fn a_variable_invoke_cannot_fill_is_named_before_anything_runs() {
     let ingest = lambda_binary("ingest");
     let event = unsigned_request().to_string();

@@ -325,3 +325,90 @@ async fn orchestrator_writes_one_message_per_change_with_the_template_when_bedro
     assert_eq!(counted["created"], 3.0);
     assert_eq!(counted["created_by_template"], 3.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrator_applies_the_message_policy_its_environment_sets_and_counts_it() {
+    use referral_domain::ports::Decision;
+
+    let config = sdk_config().await;
+    let (tables, _stream) = fresh_tables(&config).await;
+    // Jane's first service, Noah's (unscored), Tom's (scored 0), then Jane's late arrival,
+    // which occurred two months before her first: four writes, four records.
+    let records = generated(&[
+        "stream",
+        &format!("{VALID}/01-jane-doe-first-service.json"),
+        &format!("{VALID}/10-noah-kim-minimal.json"),
+        &format!("{VALID}/03-tom-becker-zero-score.json"),
+        &format!("{VALID}/12-jane-doe-late-arrival.json"),
+        "--batch-size",
+        "1",
+    ]);
+    let bedrock = format!("AWS_ENDPOINT_URL_BEDROCK_RUNTIME={DEAD_BEDROCK}");
+    let args = [
+        "--messages-table",
+        &tables.messages,
+        "--env",
+        &bedrock,
+        "--env",
+        "MESSAGE_COOLDOWN=7d",
+        "--env",
+        "MESSAGE_MIN_TRIGGER_SCORE=1",
+        "--env",
+        "BEDROCK_DAILY_CALL_BUDGET=0",
+    ];
+    let (answers, log) = invoke("orchestrator", "OrchestratorFunction", &records, &args);
+    assert_eq!(
+        answers,
+        [serde_json::json!({ "batchItemFailures": [] })],
+        "{log}"
+    );
+
+    // One outcome per change: a message the template wrote for want of budget (no model
+    // call: Bedrock's address answers nothing, and no other reason shows), or a suppression.
+    let store = DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), tables.messages);
+    let mut outcomes = Vec::new();
+    for email in [
+        "jane.doe@example.com",
+        "noah.kim@example.com",
+        "tom.becker@example.org",
+    ] {
+        for decision in store.decisions(email).await.unwrap() {
+            outcomes.push(match decision {
+                Decision::Message(message) => {
+                    assert_eq!(message.generator, TEMPLATE_GENERATOR, "{email}");
+                    (email, message.features_version, message.fallback_reason)
+                }
+                Decision::Suppressed(suppression) => (
+                    email,
+                    suppression.features_version,
+                    Some(format!("suppressed: {}", suppression.reason)),
+                ),
+            });
+        }
+    }
+    let reason = |text: &str| Some(text.to_owned());
+    assert_eq!(
+        outcomes,
+        [
+            ("jane.doe@example.com", 1, reason("budget")),
+            ("jane.doe@example.com", 2, reason("suppressed: cooldown")),
+            ("noah.kim@example.com", 1, reason("budget")),
+            (
+                "tom.becker@example.org",
+                1,
+                reason("suppressed: trigger_score")
+            ),
+        ],
+        "{log}"
+    );
+
+    let counted = metrics(&log, "orchestrator");
+    assert_eq!(counted["created"], 2.0);
+    assert_eq!(counted["budget_exhausted"], 2.0);
+    assert_eq!(counted["suppressed"], 2.0);
+    assert_eq!(counted["suppressed_cooldown"], 1.0);
+    assert_eq!(counted["suppressed_trigger_score"], 1.0);
+    assert_eq!(counted["suppressed_satisfaction"], 0.0);
+    // The generator's own counts: Bedrock was never tried.
+    assert_eq!(counted["primary_ok"] + counted["fallback_unavailable"], 0.0);
+}

@@ -27,6 +27,15 @@ const EMULATOR_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 /// Region used against a local emulator when none is configured.
 const EMULATOR_REGION: &str = "us-east-1";
 
+/// The bounds of every call against AWS itself.
+pub fn deployed_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
 /// Loads the SDK configuration the standard way (environment, profile, `AWS_ENDPOINT_URL`),
 /// with `endpoint_url` overriding the endpoint of every client when given. Calls are bounded
 /// by [`ATTEMPT_TIMEOUT`] and [`OPERATION_TIMEOUT`] (a client that needs longer, like
@@ -35,17 +44,12 @@ const EMULATOR_REGION: &str = "us-east-1";
 ///
 /// Aimed at a loopback endpoint (a local emulator) with no credentials in the environment,
 /// it uses static test credentials: the default chain would otherwise ask the instance
-/// metadata service, which is not on loopback.
+/// metadata service, which is not on loopback. Its calls get lenient bounds
+/// ([`EMULATOR_OPERATION_TIMEOUT`]): an emulator on a busy machine can take seconds.
 pub async fn load(endpoint_url: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        )
+        .timeout_config(deployed_timeouts())
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     let endpoint = endpoint_url
         .map(str::to_owned)

@@ -336,6 +336,10 @@ async fn a_day_budget_counts_calls_up_to_its_limit<M: MessageStore>(store: &M, p
             .unwrap_or_else(|error| panic!("spend: {error}"))
     };
     assert_eq!(store.model_calls(day).await.expect("calls"), 0);
+    assert!(
+        !spend(day, 0).await,
+        "a zero budget allows not even the first call"
+    );
     assert!(spend(day, 2).await);
     assert!(spend(day, 2).await);
     assert!(!spend(day, 2).await, "the limit holds");

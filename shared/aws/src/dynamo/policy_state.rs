@@ -151,6 +151,11 @@ impl DynamoMessageStore {
         day: NaiveDate,
         limit: u64,
     ) -> Result<bool, AdapterError> {
+        // The condition below can only compare a count that exists: without this, a zero
+        // budget would let the day's first call through.
+        if limit == 0 {
+            return Ok(false);
+        }
         let kept_until = day
             .succ_opt()
             .and_then(|next| next.and_hms_opt(0, 0, 0))
