@@ -559,3 +559,19 @@ fn the_budget_alarm_watches_the_metric_the_orchestrator_emits() {
     assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
     assert_eq!(alarm["AlarmActions"], json!([{ "Ref": "AlarmTopic" }]));
 }
+
+#[test]
+fn the_throttle_retry_window_has_the_same_bound_in_the_template_and_the_function() {
+    let template = template();
+    let orchestrator = function_properties(&template, "OrchestratorFunction");
+    let parameter =
+        ref_of(&orchestrator["Environment"]["Variables"]["BEDROCK_THROTTLE_RETRY_SECONDS"])
+            .expect("BEDROCK_THROTTLE_RETRY_SECONDS is !Ref <parameter>");
+    let declared = &template["Parameters"][parameter];
+    assert_eq!(declared["MinValue"].as_u64(), Some(0), "{parameter}");
+    assert_eq!(
+        declared["MaxValue"].as_u64(),
+        Some(referral_orchestrator::MAX_THROTTLE_RETRY_SECONDS),
+        "{parameter}: a value the template accepts must start the function"
+    );
+}

@@ -90,6 +90,9 @@ impl OrchestratorHandler<ProductionGenerator, DynamoMessageStore> {
     }
 }
 
+/// The template's `BedrockThrottleRetrySeconds` allows the same at most.
+pub const MAX_THROTTLE_RETRY_SECONDS: u64 = 3_600;
+
 /// Settings of the function, from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -125,8 +128,9 @@ impl Config {
             throttle_retry: Duration::from_secs(vars.parsed(
                 ENV_THROTTLE_RETRY_SECONDS,
                 0,
-                "a whole number of seconds, 0 (fall back to the template at once) to 86400",
-                |seconds| *seconds <= 86_400,
+                "a whole number of seconds, 0 (fall back to the template at once) to 3600",
+                // Each hand-back holds up the shard behind it: an hour is already long.
+                |seconds| *seconds <= MAX_THROTTLE_RETRY_SECONDS,
             )?),
             policy: MessagePolicy::from_vars(vars)?,
         })
