@@ -12,7 +12,7 @@ use referral_enricher::{Config, EnricherHandler, METRICS_SERVICE};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let config = Config::from_env()?;
+    let config = Config::from_env().inspect_err(telemetry::refused_setting)?;
     let handler = &EnricherHandler::from_sdk(&config::load(None).await, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let outcome = handler.handle(&event.payload, chrono::Utc::now()).await;

@@ -12,7 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let config = Config::from_env()?;
+    let config = Config::from_env().inspect_err(telemetry::refused_setting)?;
     // The shared SDK configuration bounds every SQS call (shared/aws/src/config.rs) well
     // inside the function's timeout: a slow queue is answered 503 with Retry-After.
     let sdk_config = referral_aws::config::load(None).await;

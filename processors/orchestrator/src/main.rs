@@ -8,15 +8,14 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use referral_aws::bedrock::BedrockConfig;
 use referral_aws::{config, telemetry};
-use referral_domain::env::EnvError;
 use referral_orchestrator::{Config, METRICS_SERVICE, OrchestratorHandler, time_left};
 
 // One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let config = Config::from_env().inspect_err(refused)?;
-    let bedrock = BedrockConfig::from_env().inspect_err(refused)?;
+    let config = Config::from_env().inspect_err(telemetry::refused_setting)?;
+    let bedrock = BedrockConfig::from_env().inspect_err(telemetry::refused_setting)?;
     let sdk = config::load(None).await;
     let handler = &OrchestratorHandler::from_sdk(&sdk, &config, bedrock);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
@@ -29,10 +28,4 @@ async fn main() -> Result<(), Error> {
         Ok::<DynamoDbEventResponse, Error>(outcome.response)
     }))
     .await
-}
-
-/// A setting the function cannot start with, logged as the operator must read it: the
-/// runtime's own report of the error shows only its debug form.
-fn refused(error: &EnvError) {
-    tracing::error!(error = %error, "function not started: fix this setting");
 }
