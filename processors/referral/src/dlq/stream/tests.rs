@@ -1,3 +1,6 @@
+use std::cmp::Ordering;
+
+use super::batch::compare_sequence_numbers;
 use super::*;
 
 const FAILURE: &str = r#"{
