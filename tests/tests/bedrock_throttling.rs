@@ -7,20 +7,21 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "common/bedrock.rs"]
+mod bedrock;
+
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::Client as BedrockClient;
-use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::types::error::ThrottlingException;
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message, StopReason};
-use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_mocks::{Rule, mock};
+use bedrock::{lambda_orchestrator, mocked_bedrock};
 use chrono::{DateTime, Utc};
-use referral_aws::bedrock::{BedrockConfig, BedrockGenerator};
 use referral_aws::dynamo::DynamoMessageStore;
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::env::Vars;
-use referral_domain::fallback::FallbackGenerator;
 use referral_domain::orchestrator::{Orchestrator, RecordOutcome};
 use referral_domain::ports::{ChangeFeed, ChangeRecord, Claim, Holder, MessageKey, MessageStore};
 use referral_local::embedded::EmbeddedFeatureStore;
@@ -87,29 +88,11 @@ async fn orchestrator(
             seconds.to_owned(),
         ));
     }
-    let config = Config::from_vars(&Vars::new(move |name: &str| {
-        env.iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    }))
-    .expect("the function's configuration");
-    let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, &[rule], |c| {
-        c.retry_config(RetryConfig::disabled())
-    });
-    let bedrock = BedrockGenerator::new(
-        client,
-        BedrockConfig {
-            model_id: "anthropic.claude-3-haiku-20240307-v1:0".to_owned(),
-            max_tokens: 400,
-            temperature: 0.4,
-            timeout: Duration::from_secs(5),
-        },
-    );
-    Orchestrator::new(
-        FallbackGenerator::over_template(bedrock),
-        config.message_store(&sdk),
-        config.orchestrator_config(),
-    )
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    lambda_orchestrator(&sdk, &env, mocked_bedrock(&[rule]))
 }
 
 /// Ann's first change, as the stream delivers it, written at `written_at`.

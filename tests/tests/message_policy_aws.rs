@@ -5,28 +5,27 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "common/bedrock.rs"]
+mod bedrock;
+
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use aws_sdk_bedrockruntime::Client as BedrockClient;
-use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message, StopReason};
-use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_mocks::{Rule, mock};
+use bedrock::{lambda_orchestrator, mocked_bedrock};
 use futures_util::future::join_all;
-use referral_aws::bedrock::{BedrockConfig, BedrockGenerator};
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::enricher::{Enricher, EnricherConfig};
-use referral_domain::env::Vars;
-use referral_domain::fallback::FallbackGenerator;
 use referral_domain::orchestrator::policy::BUDGET_REASON;
 use referral_domain::orchestrator::{Orchestrator, StreamCounters};
 use referral_domain::ports::{ChangeFeed, ChangeRecord, Decision, MessageStore};
 use referral_local::embedded::EmbeddedFeatureStore;
 use referral_local::mapping::StreamMapping;
 use referral_local::pipeline::StreamConsumer;
-use referral_orchestrator::{Config, ProductionGenerator};
+use referral_orchestrator::ProductionGenerator;
 use referral_tests::emulator::{fresh_tables, sdk_config};
 use referral_tests::{base_time, event_body, raw_batch};
 
@@ -62,33 +61,7 @@ fn orchestrator(
     rule: &Rule,
     env: &[(&str, &str)],
 ) -> Orchestrator<ProductionGenerator, DynamoMessageStore> {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect();
-    let config = Config::from_vars(&Vars::new(move |name: &str| {
-        env.iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    }))
-    .expect("the function's configuration");
-    let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, &[rule], |c| {
-        c.retry_config(RetryConfig::disabled())
-    });
-    let bedrock = BedrockGenerator::new(
-        client,
-        BedrockConfig {
-            model_id: "anthropic.claude-3-haiku-20240307-v1:0".to_owned(),
-            max_tokens: 400,
-            temperature: 0.4,
-            timeout: Duration::from_secs(5),
-        },
-    );
-    Orchestrator::new(
-        FallbackGenerator::over_template(bedrock),
-        config.message_store(sdk),
-        config.orchestrator_config(),
-    )
+    lambda_orchestrator(sdk, env, mocked_bedrock(&[rule]))
 }
 
 #[tokio::test]
