@@ -13,11 +13,10 @@ mod bedrock;
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::Client as BedrockClient;
-use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
+use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::types::error::ThrottlingException;
-use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message, StopReason};
 use aws_smithy_mocks::{Rule, mock};
-use bedrock::{lambda_orchestrator, mocked_bedrock};
+use bedrock::{lambda_orchestrator, mocked_bedrock, usable_answer};
 use chrono::{DateTime, Utc};
 use referral_aws::dynamo::DynamoMessageStore;
 use referral_domain::enricher::{Enricher, EnricherConfig};
@@ -35,32 +34,13 @@ fn throttled() -> ConverseError {
     ConverseError::ThrottlingException(ThrottlingException::builder().message("slow down").build())
 }
 
-fn answered() -> ConverseOutput {
-    let answer = serde_json::json!({
-        "recommended_service": "home_protection_plan",
-        "message": "Thank you for trusting us. Know a neighbour who would love our home \
-                    protection plan? Refer them and you both get $25 off.",
-    });
-    ConverseOutput::builder()
-        .output(aws_sdk_bedrockruntime::types::ConverseOutput::Message(
-            Message::builder()
-                .role(ConversationRole::Assistant)
-                .content(ContentBlock::Text(answer.to_string()))
-                .build()
-                .unwrap(),
-        ))
-        .stop_reason(StopReason::EndTurn)
-        .build()
-        .unwrap()
-}
-
 /// Throttles the first `throttles` calls (at least one), then answers.
 fn rule(throttles: usize) -> Rule {
     mock!(BedrockClient::converse)
         .sequence()
         .error(throttled)
         .times(throttles)
-        .output(answered)
+        .output(usable_answer)
         .repeatedly()
         .build()
 }

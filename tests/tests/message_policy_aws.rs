@@ -11,10 +11,8 @@ mod bedrock;
 use std::collections::BTreeSet;
 
 use aws_sdk_bedrockruntime::Client as BedrockClient;
-use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
-use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message, StopReason};
 use aws_smithy_mocks::{Rule, mock};
-use bedrock::{lambda_orchestrator, mocked_bedrock};
+use bedrock::{lambda_orchestrator, mocked_bedrock, usable_answer};
 use futures_util::future::join_all;
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
@@ -33,24 +31,7 @@ use referral_tests::{base_time, event_body, raw_batch};
 fn bedrock_rule() -> Rule {
     mock!(BedrockClient::converse)
         .sequence()
-        .output(|| {
-            let answer = serde_json::json!({
-                "recommended_service": "home_protection_plan",
-                "message": "Thank you for trusting us. Know a neighbour who would love our home \
-                            protection plan? Refer them and you both get $25 off.",
-            });
-            ConverseOutput::builder()
-                .output(aws_sdk_bedrockruntime::types::ConverseOutput::Message(
-                    Message::builder()
-                        .role(ConversationRole::Assistant)
-                        .content(ContentBlock::Text(answer.to_string()))
-                        .build()
-                        .unwrap(),
-                ))
-                .stop_reason(StopReason::EndTurn)
-                .build()
-                .unwrap()
-        })
+        .output(usable_answer)
         .repeatedly()
         .build()
 }

@@ -33,6 +33,23 @@ impl Vars<fn(&str) -> Option<String>> {
     }
 }
 
+impl Vars<fn(&str) -> Option<String>> {
+    /// Fixed `(name, value)` settings instead of the process's environment, as tests and
+    /// tools give a function its configuration.
+    pub fn fixed(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String> + use<>> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        Vars(move |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        })
+    }
+}
+
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
     pub fn new(lookup: F) -> Self {
         Vars(lookup)
@@ -77,16 +94,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
-        Vars::new(move |name: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        })
+        Vars::fixed(pairs)
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
+use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message, StopReason};
 use aws_smithy_mocks::{Rule, RuleMode, mock_client};
 use referral_aws::bedrock::{BedrockConfig, BedrockGenerator};
 use referral_aws::dynamo::DynamoMessageStore;
@@ -41,19 +43,31 @@ pub fn lambda_orchestrator(
     env: &[(&str, &str)],
     bedrock: BedrockGenerator,
 ) -> Orchestrator<ProductionGenerator, DynamoMessageStore> {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect();
-    let config = Config::from_vars(&Vars::new(move |name: &str| {
-        env.iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    }))
-    .unwrap_or_else(|error| panic!("the function's configuration: {error}"));
+    let config = Config::from_vars(&Vars::fixed(env))
+        .unwrap_or_else(|error| panic!("the function's configuration: {error}"));
     Orchestrator::new(
         FallbackGenerator::over_template(bedrock),
         config.message_store(sdk),
         config.orchestrator_config(),
     )
+}
+
+/// A Converse answer the adapter accepts: a catalogue service and a message with the offer.
+pub fn usable_answer() -> ConverseOutput {
+    let answer = serde_json::json!({
+        "recommended_service": "home_protection_plan",
+        "message": "Thank you for trusting us. Know a neighbour who would love our home \
+                    protection plan? Refer them and you both get $25 off.",
+    });
+    ConverseOutput::builder()
+        .output(aws_sdk_bedrockruntime::types::ConverseOutput::Message(
+            Message::builder()
+                .role(ConversationRole::Assistant)
+                .content(ContentBlock::Text(answer.to_string()))
+                .build()
+                .unwrap_or_else(|error| panic!("a Converse message: {error}")),
+        ))
+        .stop_reason(StopReason::EndTurn)
+        .build()
+        .unwrap_or_else(|error| panic!("a Converse output: {error}"))
 }

@@ -160,16 +160,7 @@ fn the_budget_preview_turns_to_the_template_at_the_limit() {
 }
 
 fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect();
-    Vars::new(move |name: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    })
+    Vars::fixed(pairs)
 }
 
 #[test]
