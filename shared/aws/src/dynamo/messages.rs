@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::ports::{
@@ -114,6 +115,17 @@ fn epoch(at: DateTime<Utc>) -> AttributeValue {
     AttributeValue::N(at.timestamp().to_string())
 }
 
+/// `update` only while the claim is `holder`'s own and still in progress: once taken over
+/// or decided, the row is not the holder's to touch.
+fn while_held_by(update: UpdateItemFluentBuilder, holder: &Holder) -> UpdateItemFluentBuilder {
+    update
+        .condition_expression("#status = :claimed AND #holder = :me")
+        .expression_attribute_names("#status", STATUS)
+        .expression_attribute_names("#holder", HOLDER)
+        .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.into()))
+        .expression_attribute_values(":me", AttributeValue::S(holder.as_str().into()))
+}
+
 fn expiry(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     now.checked_add_signed(lease)
@@ -193,21 +205,15 @@ impl MessageStore for DynamoMessageStore {
     ) -> Result<bool, AdapterError> {
         let value = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(draft)
             .map_err(|error| corrupt("UpdateItem", error))?;
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(&draft.key())))
             .update_expression("SET #draft = :draft")
-            .condition_expression("#status = :claimed AND #holder = :me")
             .expression_attribute_names("#draft", DRAFT)
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#holder", HOLDER)
-            .expression_attribute_values(":draft", value)
-            .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.into()))
-            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().into()))
-            .send()
-            .await;
+            .expression_attribute_values(":draft", value);
+        let result = while_held_by(update, holder).send().await;
         match result {
             Ok(_) => Ok(true),
             Err(error)
@@ -269,25 +275,19 @@ impl MessageStore for DynamoMessageStore {
         holder: &Holder,
         now: DateTime<Utc>,
     ) -> Result<(), AdapterError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key)))
             .update_expression("SET expires_at = :now_text, #expiry = :now")
-            .condition_expression("#status = :claimed AND #holder = :me")
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#holder", HOLDER)
             .expression_attribute_names("#expiry", CLAIM_TTL_ATTRIBUTE)
-            .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.into()))
-            .expression_attribute_values(":me", AttributeValue::S(holder.as_str().into()))
             .expression_attribute_values(
                 ":now_text",
                 AttributeValue::S(referral_domain::features::rfc3339::format(&now)),
             )
-            .expression_attribute_values(":now", epoch(now))
-            .send()
-            .await;
+            .expression_attribute_values(":now", epoch(now));
+        let result = while_held_by(update, holder).send().await;
         match result {
             // Not the holder's any more (taken over, or decided): nothing to give up.
             Err(error)
