@@ -9,8 +9,7 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use referral_cli::invoke::{FunctionSpec, InvocationOutcome, Payload, run_function};
@@ -22,7 +21,7 @@ const SECRET: &str = "whsec_invoke_test_secret_0123";
 
 #[path = "common/lambda_binaries.rs"]
 mod lambda_binaries;
-use lambda_binaries::{lambda_binary, workspace};
+use lambda_binaries::{lambda_binary, run_referral, workspace};
 
 fn fixture(name: &str) -> Value {
     let path = workspace().join("events/lambda").join(name);
@@ -42,24 +41,7 @@ fn unsigned_request() -> Value {
 /// `referral invoke FUNCTION ARGS` in the workspace, `stdin` fed to it. Variables the
 /// command reads are cleared, so only the arguments count.
 fn invoke(function: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_referral"))
-        .current_dir(workspace())
-        .args(["invoke", function])
-        .args(args)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("WEBHOOK_SECRETS")
-        .env_remove("WEBHOOK_QUEUE")
-        .env_remove("WEBHOOK_DLQ")
-        .env_remove("FEATURES_TABLE")
-        .env_remove("MESSAGES_TABLE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the referral binary");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    run_referral(&[&["invoke", function][..], args].concat(), stdin)
 }
 
 fn stdout_lines(output: &Output) -> Vec<Value> {

@@ -15,12 +15,10 @@ mod emf;
 #[path = "common/lambda_binaries.rs"]
 mod lambda_binaries;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use lambda_binaries::{lambda_binary, workspace};
+use lambda_binaries::{lambda_binary, run_referral, workspace};
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_domain::ports::{FeatureStore, MessageStore};
 use referral_domain::template::TEMPLATE_GENERATOR;
@@ -48,26 +46,9 @@ fn binary(function: &str, logical_id: &str) -> PathBuf {
     }
 }
 
-/// Runs `referral ARGS` in the workspace with `stdin`; the variables it reads are cleared so
-/// that only the arguments count. Returns stdout and stderr.
+/// `referral ARGS` with `stdin`: whether it succeeded, its stdout and its stderr.
 fn referral(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_referral"))
-        .current_dir(workspace())
-        .args(args)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("WEBHOOK_SECRETS")
-        .env_remove("WEBHOOK_QUEUE")
-        .env_remove("WEBHOOK_DLQ")
-        .env_remove("FEATURES_TABLE")
-        .env_remove("MESSAGES_TABLE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the referral binary");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_referral(args, stdin);
     (
         output.status.success(),
         String::from_utf8(output.stdout).unwrap(),

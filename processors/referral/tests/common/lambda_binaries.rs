@@ -3,7 +3,9 @@
 //! package's binaries): `tests/run.sh` builds them first, and they are found next to this
 //! package's own binary, in the same target directory and profile wherever that is.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::SystemTime;
 
 pub fn workspace() -> PathBuf {
@@ -53,4 +55,33 @@ fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
         newest = newest.max(found);
     }
     newest
+}
+
+/// Runs `referral ARGS` in the workspace with `stdin`; the variables it reads are cleared, so
+/// that only the arguments count.
+pub fn run_referral(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_referral"))
+        .current_dir(workspace())
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("WEBHOOK_SECRETS")
+        .env_remove("WEBHOOK_QUEUE")
+        .env_remove("WEBHOOK_DLQ")
+        .env_remove("FEATURES_TABLE")
+        .env_remove("MESSAGES_TABLE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the referral binary");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin)
+        .expect("feed stdin");
+    child
+        .wait_with_output()
+        .expect("wait for the referral binary")
 }
