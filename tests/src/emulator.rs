@@ -79,6 +79,7 @@ pub fn unique(prefix: &str) -> String {
 pub async fn fresh_tables(config: &SdkConfig) -> (TableNames, String) {
     let names = TableNames {
         features: unique("CustomerFeatures"),
+        archive: unique("CustomerFeaturesArchive"),
         messages: unique("ReferralMessages"),
     };
     let stream = ensure_tables(&aws_sdk_dynamodb::Client::new(config), &names)

@@ -23,7 +23,7 @@ use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::env::Vars;
 use referral_domain::orchestrator::{Orchestrator, RecordOutcome};
 use referral_domain::ports::{ChangeFeed, ChangeRecord, Claim, Holder, MessageKey, MessageStore};
-use referral_local::embedded::EmbeddedFeatureStore;
+use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore};
 use referral_orchestrator::{Config, ProductionGenerator};
 use referral_tests::emulator::{fresh_tables, sdk_config};
 use referral_tests::{base_time, event_body, raw_batch};
@@ -79,7 +79,7 @@ async fn orchestrator(
 async fn change(written_at: Option<DateTime<Utc>>) -> ChangeRecord {
     let store = EmbeddedFeatureStore::new();
     let body = event_body("e1", EMAIL, 0, Some(4.5)).to_string();
-    Enricher::new(&store, EnricherConfig::default())
+    Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default())
         .process(&raw_batch(&[("m1".to_owned(), body)]), base_time())
         .await;
     let [record] = <[_; 1]>::try_from(store.poll(10).await.unwrap()).unwrap();

@@ -1,6 +1,6 @@
 //! The enricher Lambda handler and the DynamoDB feature store against moto's server,
-//! through the real SDK clients: races, redelivery, request counts, poison messages and the
-//! bounded dedupe memory. (The store's contract: `aws_contract.rs`.)
+//! through the real SDK clients: races (on late events too), redelivery, request counts,
+//! poison messages, and histories far longer than an item keeps. (The store's contract: `aws_contract.rs`.)
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use referral_aws::dynamo::DynamoFeatureStore;
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore};
 use referral_aws::sqs::SqsQueue;
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::event::ServiceEvent;
-use referral_domain::features::DedupeWindow;
+use referral_domain::features::MemoryLimits;
 use referral_domain::ports::FeatureStore;
 use referral_enricher::EnricherHandler;
 use referral_tests::emulator::{RequestCounter, fresh_queues, fresh_tables, sdk_config};
@@ -41,6 +41,23 @@ fn sqs_event(bodies: &[(String, String)]) -> SqsEvent {
     event
 }
 
+fn archive_of(config: &aws_config::SdkConfig, table: &str) -> DynamoEventArchive {
+    DynamoEventArchive::new(aws_sdk_dynamodb::Client::new(config), table)
+}
+
+/// Limits so small that a few events take every path: pending entries, archive reads and
+/// writes, bucket splits.
+fn tiny_memory() -> MemoryLimits {
+    MemoryLimits {
+        span: chrono::Duration::days(2),
+        keep_at_least: 2,
+        keep_at_most: 6,
+        archive_at: 2,
+        pending_most: 4,
+        bucket_target: 2,
+    }
+}
+
 fn batch_of(bodies: &[Value]) -> Vec<(String, String)> {
     bodies
         .iter()
@@ -50,7 +67,7 @@ fn batch_of(bodies: &[Value]) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn four_racing_enrichers_apply_every_distinct_event_once() {
+async fn four_racing_enrichers_apply_every_distinct_event_once_late_ones_too() {
     let config = sdk_config().await;
     let (tables, _) = fresh_tables(&config).await;
     let customers = ["ann", "bob", "cyd", "dee", "eve"];
@@ -60,7 +77,8 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
             event_body(
                 &format!("race-{i}"),
                 &email,
-                (i * 37 % 200) as i64,
+                // Spread over 200 days: most arrive long after later ones.
+                (i * 37 % 200) as i64 * 1440,
                 Some((i % 6) as f64 * 0.8),
             )
         })
@@ -76,6 +94,8 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
     let config_fast = EnricherConfig {
         backoff_base: std::time::Duration::from_millis(2),
         max_write_attempts: 20,
+        memory: tiny_memory(),
+        max_events_per_write: 4,
         ..EnricherConfig::default()
     };
     let tasks: Vec<_> = (0..4)
@@ -84,42 +104,48 @@ async fn four_racing_enrichers_apply_every_distinct_event_once() {
                 aws_sdk_dynamodb::Client::new(&config),
                 tables.features.clone(),
             );
-            let enricher = Enricher::new(store, config_fast);
+            let enricher = Enricher::new(store, archive_of(&config, &tables.archive), config_fast);
             // Every task sees all 200 deliveries, in its own order, 10 to a batch.
             let mut mine = bodies.clone();
             fastrand::Rng::with_seed(task).shuffle(&mut mine);
             // Joined, not spawned: the four interleave at every request, which is the race.
             async move {
-                let mut conflicts = 0;
+                let (mut conflicts, mut late) = (0, 0);
                 for chunk in batch_of(&mine).chunks(10) {
                     let report = enricher.process(&raw_batch(chunk), Utc::now()).await;
                     assert_eq!(report.counters.failed, 0, "{:?}", report.messages);
                     conflicts += report.counters.conflicts;
+                    late += report.counters.archive_reads;
                 }
-                conflicts
+                (conflicts, late)
             }
         })
         .collect();
-    let conflicts: u64 = futures_util::future::join_all(tasks)
+    let (conflicts, archive_reads) = futures_util::future::join_all(tasks)
         .await
         .into_iter()
-        .sum();
+        .fold((0, 0), |(c, r), (conflicts, reads)| {
+            (c + conflicts, r + reads)
+        });
+    assert!(archive_reads > 0, "no event took the late path");
     assert!(
         conflicts > 0,
         "the race never produced a conflict: the test proves nothing"
     );
     println!(
         "race: 4 enrichers over the same 200 deliveries (140 distinct events, 5 customers): \
-         {conflicts} write conflicts, all resolved"
+         {conflicts} write conflicts, all resolved; {archive_reads} archive reads"
     );
 
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
-    for (email, expected) in expected_features(&events, DedupeWindow::default()) {
+    let archive = archive_of(&config, &tables.archive);
+    for (email, expected) in expected_features(&events, MemoryLimits::default()) {
         let stored = store
             .load(&email)
             .await
             .expect("load")
             .expect("item exists");
+        assert_applied_once(&stored, &archive, &events).await;
         assert_eq!(comparable(stored), comparable(expected), "customer {email}");
     }
 }
@@ -132,7 +158,11 @@ async fn request_counts_are_one_write_per_customer_and_no_read() {
     let counter = RequestCounter::default();
     let store = DynamoFeatureStore::new(counter.dynamodb_client(&config), tables.features);
     let handler = EnricherHandler::new(
-        Enricher::new(store, EnricherConfig::default()),
+        Enricher::new(
+            store,
+            archive_of(&config, &tables.archive),
+            EnricherConfig::default(),
+        ),
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url),
     );
 
@@ -192,7 +222,11 @@ async fn a_redelivered_batch_changes_nothing_and_writes_nothing() {
     let counter = RequestCounter::default();
     let store = DynamoFeatureStore::new(counter.dynamodb_client(&config), tables.features);
     let handler = EnricherHandler::new(
-        Enricher::new(store, EnricherConfig::default()),
+        Enricher::new(
+            store,
+            archive_of(&config, &tables.archive),
+            EnricherConfig::default(),
+        ),
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url),
     );
     let bodies: Vec<Value> = (0..10)
@@ -247,7 +281,11 @@ async fn poison_messages_go_to_the_dlq_with_their_reason_and_do_not_fail_the_bat
     let sqs = aws_sdk_sqs::Client::new(&config);
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
     let handler = EnricherHandler::new(
-        Enricher::new(store, EnricherConfig::default()),
+        Enricher::new(
+            store,
+            archive_of(&config, &tables.archive),
+            EnricherConfig::default(),
+        ),
         SqsQueue::new(sqs.clone(), queues.dlq_url.clone()),
     );
     let mut bad_score = event_body("p-bad", "pam@example.com", 3, Some(4.0));
@@ -321,7 +359,11 @@ async fn a_failed_dead_letter_send_falls_back_to_a_batch_item_failure() {
         referral_tests::emulator::endpoint()
     );
     let handler = EnricherHandler::new(
-        Enricher::new(store, EnricherConfig::default()),
+        Enricher::new(
+            store,
+            archive_of(&config, &tables.archive),
+            EnricherConfig::default(),
+        ),
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), missing_dlq),
     );
     let batch = vec![
@@ -343,32 +385,56 @@ async fn a_failed_dead_letter_send_falls_back_to_a_batch_item_failure() {
     assert_eq!(outcome.counters.enrich.applied, 1);
 }
 
+/// Every event of `stored`'s customer is in the item, or in the bucket its layout names.
+async fn assert_applied_once(
+    stored: &referral_domain::features::CustomerFeatures,
+    archive: &DynamoEventArchive,
+    events: &[ServiceEvent],
+) {
+    use referral_domain::features::IdHash;
+    use referral_domain::ports::EventArchive;
+    let email = &stored.customer_email;
+    let buckets: BTreeMap<u32, _> = archive.buckets(email).await.unwrap().into_iter().collect();
+    for event in events.iter().filter(|event| &event.customer.email == email) {
+        let id = IdHash::of(&event.event_id);
+        let archived = buckets
+            .get(&stored.memory.layout().bucket_of(id))
+            .is_some_and(|bucket: &Vec<referral_domain::features::ArchivedEvent>| {
+                bucket.iter().any(|entry| entry.id == id)
+            });
+        assert!(
+            stored.memory.remembers(&event.event_id) || archived,
+            "{} of {email} is neither in the item nor in its bucket",
+            event.event_id
+        );
+    }
+}
+
 #[tokio::test]
-async fn more_events_than_the_dedupe_window_never_double_count() {
+async fn a_history_far_longer_than_an_item_keeps_never_double_counts() {
     let config = sdk_config().await;
     let (tables, _) = fresh_tables(&config).await;
-    // The events are a minute apart: a twenty-minute window remembers twenty of them.
-    let limits = DedupeWindow {
-        span: chrono::Duration::minutes(20),
-        keep_at_least: 5,
-        keep_at_most: 100,
-    };
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
+    let archive = archive_of(&config, &tables.archive);
     let enricher = Enricher::new(
         &store,
+        &archive,
         EnricherConfig {
-            dedupe: limits,
+            memory: tiny_memory(),
             ..EnricherConfig::default()
         },
     );
+    // A day apart: the item keeps six of them; the rest are archived.
     let bodies: Vec<Value> = (0..75)
-        .map(|i| event_body(&format!("b-{i:03}"), "big@example.com", i, Some(4.0)))
+        .map(|i| event_body(&format!("b-{i:03}"), "big@example.com", i * 1440, Some(4.0)))
         .collect();
     let batches = batch_of(&bodies);
-    // Everything twice, the second time in reverse: old ids were forgotten long before.
+    // Everything twice, the second time in reverse: most redeliveries are found in the archive.
+    let mut archive_reads = 0;
     for chunk in batches.chunks(10).chain(batches.rchunks(10)) {
         let report = enricher.process(&raw_batch(chunk), Utc::now()).await;
         assert_eq!(report.counters.failed, 0);
+        archive_reads += report.counters.archive_reads;
     }
     let item = store
         .load("big@example.com")
@@ -380,10 +446,15 @@ async fn more_events_than_the_dedupe_window_never_double_count() {
         "an event was counted twice or lost"
     );
     assert_eq!(item.service_count, 75);
-    assert_eq!(item.memory.len(), 20, "the memory must stay bounded");
-    assert!(item.memory.floor().is_some());
+    assert!(item.memory.len() <= 6, "the memory must stay bounded");
+    assert!(
+        item.memory.archived() > 0 && archive_reads > 0,
+        "{}",
+        item.memory
+    );
     let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
-    let expected = expected_features(&events, limits)
+    assert_applied_once(&item, &archive, &events).await;
+    let expected = expected_features(&events, MemoryLimits::default())
         .remove("big@example.com")
         .expect("folded");
     assert_eq!(comparable(item), comparable(expected));

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
@@ -59,7 +59,8 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
     let config = sdk_config().await;
     let (tables, stream_arn) = fresh_tables(&config).await;
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let archive = DynamoEventArchive::new(aws_sdk_dynamodb::Client::new(&config), tables.archive);
+    let enricher = Enricher::new(&store, archive, EnricherConfig::default());
     let customers = ["ava", "ben", "cal"];
     let bodies: Vec<(String, String)> = (0..24)
         .map(|i| {

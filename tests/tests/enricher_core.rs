@@ -6,9 +6,9 @@
 use std::sync::Mutex;
 
 use referral_domain::enricher::{Enricher, EnricherConfig, Outcome};
-use referral_domain::features::{DedupeWindow, fold_events};
+use referral_domain::features::{MemoryLimits, fold_events};
 use referral_domain::ports::{FeatureStore, FeatureWrite};
-use referral_local::embedded::EmbeddedFeatureStore;
+use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore};
 use referral_tests::counting::{CountingStore, FailingFor, RacingStore};
 use referral_tests::{event_body, raw_batch, service_event};
 use serde_json::json;
@@ -25,7 +25,7 @@ fn labels(outcomes: &[referral_domain::enricher::MessageReport]) -> Vec<&'static
 #[tokio::test]
 async fn a_bad_message_never_fails_its_neighbours() {
     let store = EmbeddedFeatureStore::new();
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     let mut wrong_score = event_body("e-bad-score", "ann@example.com", 2, Some(4.0));
     wrong_score["service"]["satisfaction_score"] = json!("4");
     let batch = vec![
@@ -67,7 +67,7 @@ async fn a_bad_message_never_fails_its_neighbours() {
 #[tokio::test]
 async fn one_write_per_customer_no_read_and_nothing_on_redelivery() {
     let store = CountingStore::new(EmbeddedFeatureStore::new());
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     let one_customer: Vec<(String, String)> = (0..10)
         .map(|i| {
             message(
@@ -111,7 +111,7 @@ async fn one_write_per_customer_no_read_and_nothing_on_redelivery() {
 
     // A second process, with nothing cached, meets an existing item: its blind first write
     // is refused with the current item, which it folds again. Still no read.
-    let cold = Enricher::new(&store, EnricherConfig::default());
+    let cold = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     let more: Vec<(String, String)> = (10..12)
         .map(|i| {
             message(
@@ -133,7 +133,7 @@ async fn one_write_per_customer_no_read_and_nothing_on_redelivery() {
 async fn a_lost_race_is_refolded_and_retried() {
     let email = "race@example.com";
     let rival_event = service_event(&event_body("rival", email, 5, Some(1.0)));
-    let rival_fold = fold_events(None, &[&rival_event], DedupeWindow::default());
+    let rival_fold = fold_events(None, &[&rival_event], MemoryLimits::default());
     let applied_ids = rival_fold.applied_ids.clone();
     let rival = FeatureWrite {
         expected_version: None,
@@ -144,7 +144,7 @@ async fn a_lost_race_is_refolded_and_retried() {
         inner: EmbeddedFeatureStore::new(),
         rival: Mutex::new(Some(rival)),
     };
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     let report = enricher
         .process(
             &raw_batch(&[message("m1", event_body("mine", email, 9, Some(5.0)))]),
@@ -166,7 +166,7 @@ async fn a_store_failure_fails_only_that_customers_messages() {
         inner: EmbeddedFeatureStore::new(),
         poisoned: "throttled",
     };
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     let report = enricher
         .process(
             &raw_batch(&[
@@ -182,9 +182,9 @@ async fn a_store_failure_fails_only_that_customers_messages() {
 }
 
 #[tokio::test]
-async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
+async fn a_duplicate_with_other_content_is_refused_and_the_original_stays() {
     let store = EmbeddedFeatureStore::new();
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     enricher
         .process(
             &raw_batch(&[message(
@@ -208,6 +208,12 @@ async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
         ["conflicting_duplicate", "duplicate"]
     );
     assert_eq!(report.counters.conflicting_duplicate, 1);
+    let refusal = report.messages[0].outcome.refusal().expect("dead-lettered");
+    assert_eq!(
+        (refusal.kind, refusal.field),
+        ("conflicting_duplicate", "event_id")
+    );
+    assert!(report.messages[1].outcome.refusal().is_none());
     let item = store
         .load("dup@example.com")
         .await
@@ -217,13 +223,13 @@ async fn a_duplicate_with_other_content_is_counted_as_conflicting() {
     assert_eq!((item.version, item.satisfaction_avg), (1, 5.0));
 }
 
-/// An event dated in year 9999 would hold the customer's latest values and the dedupe
-/// window's watermark until then: the enricher refuses it against its clock, naming the
+/// An event dated in year 9999 would hold the customer's latest values and the memory's
+/// watermark until then: the enricher refuses it against its clock, naming the
 /// field, and writes nothing.
 #[tokio::test]
 async fn an_event_from_year_9999_is_refused_and_writes_nothing() {
     let store = CountingStore::new(EmbeddedFeatureStore::new());
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     let mut far = event_body("e-far", "far@example.com", 0, Some(4.0));
     far["occurred_at"] = json!("9999-01-01T00:00:00Z");
     let report = enricher

@@ -11,7 +11,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
-use referral_local::embedded::EmbeddedFeatureStore;
+use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -35,13 +35,12 @@ async fn the_sqs_batch_holds_two_good_events_a_redelivery_and_one_poison_message
         .records
         .iter()
         .map(|record| QueuedWebhook {
-            apply_stale: false,
             message_id: record.message_id.as_deref().expect("messageId"),
             body: record.body.as_deref().expect("body"),
         })
         .collect();
     let store = EmbeddedFeatureStore::new();
-    let report = Enricher::new(&store, EnricherConfig::default())
+    let report = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default())
         .process(&batch, chrono::Utc::now())
         .await;
     let labels: Vec<&str> = report.messages.iter().map(|m| m.outcome.label()).collect();

@@ -1,7 +1,6 @@
 //! Lean feature items: what an item weighs however long a customer's history, what becomes
 //! of an item the first release wrote, and one customer with 20,000 services through the
-//! real enricher against moto, late and redelivered, with nothing counted twice and nothing
-//! dropped without a dead letter.
+//! real enricher against moto, late and redelivered, each counted once whatever its age.
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
@@ -10,17 +9,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use referral_aws::dynamo::DynamoFeatureStore;
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore};
 use referral_aws::sqs::{SqsQueue, attributes_of};
-use referral_domain::enricher::{Enricher, EnricherConfig};
+use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::event::ServiceEvent;
-use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
+use referral_domain::features::{CustomerFeatures, MemoryLimits};
 use referral_domain::ports::FeatureStore;
 use referral_enricher::EnricherHandler;
+use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore};
 use referral_tests::corpus::{Corpus, CorpusSpec, Delivery};
 use referral_tests::counting::SizeWatchingStore;
 use referral_tests::emulator::{fresh_queues, fresh_tables, queue_depth, sdk_config};
-use referral_tests::item_bytes::stored_bytes;
 use referral_tests::{comparable, expected_features, service_event};
 use serde_json::{Value, json};
 
@@ -31,8 +30,8 @@ fn start() -> DateTime<Utc> {
 }
 
 /// A customer's event with every optional field filled, as a busy real customer's are.
-fn full_event(id: &str, at: DateTime<Utc>, score: f64) -> ServiceEvent {
-    service_event(&json!({
+fn full_event_json(id: &str, at: DateTime<Utc>, score: f64) -> Value {
+    json!({
         "event_id": id,
         "event_type": "service.completed",
         "occurred_at": at.to_rfc3339(),
@@ -47,38 +46,50 @@ fn full_event(id: &str, at: DateTime<Utc>, score: f64) -> ServiceEvent {
         "property_info": {"type": "single_family", "square_feet": 2650, "year_built": 1978,
                           "pest_issues": ["ants", "termites"]},
         "services_count": 3
-    }))
+    })
 }
 
-/// Folds `count` events `every` apart, one write each, and returns the largest item written.
-fn largest_item_over(count: i64, every: Duration) -> (u64, CustomerFeatures) {
-    let mut item: Option<CustomerFeatures> = None;
-    let mut largest = 0;
+/// Writes `count` events `every` apart through the enricher, one batch each, and returns
+/// the largest item written and the last.
+async fn largest_item_over(count: i64, every: Duration) -> (u64, CustomerFeatures) {
+    let store = SizeWatchingStore::new(EmbeddedFeatureStore::new());
+    let archive = EmbeddedArchive::new();
+    let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
     for i in 0..count {
-        let event = full_event(&format!("evt_{i:08}"), start() + every * i as i32, 4.5);
-        let next = fold_events(item, &[&event], DedupeWindow::default())
-            .into_next()
-            .expect("a new event is applied");
-        largest = largest.max(stored_bytes(&next).expect("sized"));
-        item = Some(next);
+        let last = start() + every * i as i32;
+        let body = serde_json::to_string(&full_event_json(&format!("evt_{i:08}"), last, 4.5))
+            .expect("serialisable");
+        let batch = [QueuedWebhook {
+            message_id: "m",
+            body: &body,
+        }];
+        let report = enricher.process(&batch, last).await;
+        assert_eq!(report.counters.applied, 1, "event {i} was not applied");
     }
-    (largest, item.expect("events applied"))
+    let item = store
+        .load("margaret.oyelaran-whitfield@example-homes.com")
+        .await
+        .unwrap()
+        .expect("events applied");
+    (store.largest(), item)
 }
 
-#[test]
-fn a_weekly_customer_stays_within_one_write_unit_over_twenty_years() {
-    let (largest, item) = largest_item_over(20 * 52, Duration::weeks(1));
+#[tokio::test]
+async fn a_weekly_customer_stays_within_one_write_unit_over_twenty_years() {
+    let (largest, item) = largest_item_over(20 * 52, Duration::weeks(1)).await;
     assert_eq!(item.events_applied, 1040);
     assert!(largest <= 1024, "largest item {largest} bytes");
 }
 
-#[test]
-fn ten_services_a_day_stay_within_four_kilobytes() {
-    let (largest, item) = largest_item_over(2 * 365 * 10, Duration::minutes(144));
+#[tokio::test]
+async fn ten_services_a_day_stay_within_four_kilobytes() {
+    let (largest, item) = largest_item_over(2 * 365 * 10, Duration::minutes(144)).await;
     assert_eq!(item.events_applied, 7300);
     assert!(largest <= 4096, "largest item {largest} bytes");
-    // And they are remembered for the whole window: 28 days of ten a day.
-    assert!(item.memory.len() >= 280, "{}", item.memory);
+    // The item keeps as many as its bound allows; the archive holds the rest.
+    let limits = MemoryLimits::default();
+    assert_eq!(item.memory.len(), limits.keep_at_most, "{}", item.memory);
+    assert!(item.memory.archived() > 7000, "{}", item.memory);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -136,6 +147,7 @@ async fn an_item_the_first_release_wrote_is_read_and_rewritten_compactly() {
     let handler = EnricherHandler::new(
         Enricher::new(
             DynamoFeatureStore::new(dynamodb.clone(), tables.features.clone()),
+            DynamoEventArchive::new(dynamodb.clone(), tables.archive.clone()),
             EnricherConfig::default(),
         ),
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url.clone()),
@@ -146,7 +158,8 @@ async fn an_item_the_first_release_wrote_is_read_and_rewritten_compactly() {
     let deliveries = [
         // Remembered by the old item: a duplicate.
         ("m1", legacy_event(7)),
-        // Forgotten by the old item (below its floor): stale, dead-lettered.
+        // Maybe forgotten by the old item (below its floor, which seals the upgraded item):
+        // unprovable, dead-lettered.
         ("m2", legacy_event(1)),
         ("m3", new_event),
     ]
@@ -158,7 +171,7 @@ async fn an_item_the_first_release_wrote_is_read_and_rewritten_compactly() {
         .iter()
         .map(|message| message.outcome.label())
         .collect();
-    assert_eq!(labels, ["duplicate", "stale", "applied"]);
+    assert_eq!(labels, ["duplicate", "unprovable", "applied"]);
     assert!(outcome.response.batch_item_failures.is_empty());
     assert_eq!(outcome.counters.dead_lettered, 1);
 
@@ -198,14 +211,15 @@ async fn an_item_the_first_release_wrote_is_read_and_rewritten_compactly() {
 /// What became of every delivery, and what is in the dead-letter queue.
 struct HeavyRun {
     outcomes: BTreeMap<&'static str, BTreeSet<String>>,
+    archive_reads: u64,
     item: CustomerFeatures,
     largest_item: u64,
     dead_letters: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Feeds the heavy customer's deliveries, in batches of ten by simulated arrival time, to
-/// the enricher Lambda's handler with `window`, each batch at its own "now".
-async fn heavy_run(corpus: &Corpus, window: DedupeWindow) -> HeavyRun {
+/// the enricher Lambda's handler with `memory`, each batch at its own "now".
+async fn heavy_run(corpus: &Corpus, memory: MemoryLimits) -> HeavyRun {
     let config = sdk_config().await;
     let (tables, _) = fresh_tables(&config).await;
     let queues = fresh_queues(&config, 3).await;
@@ -214,17 +228,23 @@ async fn heavy_run(corpus: &Corpus, window: DedupeWindow) -> HeavyRun {
         aws_sdk_dynamodb::Client::new(&config),
         tables.features.clone(),
     ));
+    let archive = DynamoEventArchive::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        tables.archive.clone(),
+    );
     let handler = EnricherHandler::new(
         Enricher::new(
             &store,
+            archive,
             EnricherConfig {
-                dedupe: window,
+                memory,
                 ..EnricherConfig::default()
             },
         ),
         SqsQueue::new(sqs.clone(), queues.dlq_url.clone()),
     );
     let mut outcomes: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+    let mut archive_reads = 0;
     for (number, batch) in corpus.batches().enumerate() {
         let deliveries: Vec<(String, String)> = batch
             .iter()
@@ -238,6 +258,7 @@ async fn heavy_run(corpus: &Corpus, window: DedupeWindow) -> HeavyRun {
             "batch {number}: {:?}",
             outcome.report.failed().collect::<Vec<_>>()
         );
+        archive_reads += outcome.counters.enrich.archive_reads;
         for message in &outcome.report.messages {
             outcomes
                 .entry(message.outcome.label())
@@ -279,6 +300,7 @@ async fn heavy_run(corpus: &Corpus, window: DedupeWindow) -> HeavyRun {
         .unwrap();
     HeavyRun {
         outcomes,
+        archive_reads,
         item,
         largest_item: store.largest(),
         dead_letters,
@@ -297,23 +319,21 @@ fn distinct_events(corpus: &Corpus) -> BTreeMap<String, ServiceEvent> {
         .collect()
 }
 
-#[tokio::test]
-async fn twenty_thousand_services_late_and_redelivered_are_each_counted_once() {
-    let corpus = Corpus::heavy_customer();
-    let run = heavy_run(&corpus, DedupeWindow::default()).await;
-    let distinct = distinct_events(&corpus);
-    // Seven days late plus fourteen days of redelivery is inside the 28-day window: every
-    // event is applied once, every redelivery caught, and nothing needs a person.
+/// Every distinct event applied once, every redelivery caught, nothing dead-lettered, and
+/// the item the fold of exactly those events.
+fn assert_exact(corpus: &Corpus, run: HeavyRun) {
+    let distinct = distinct_events(corpus);
     assert_eq!(run.outcomes["applied"].len(), distinct.len());
-    assert!(
-        !run.outcomes.contains_key("stale"),
-        "{:?}",
-        run.outcomes.get("stale")
+    assert_eq!(
+        run.outcomes.keys().copied().collect::<Vec<_>>(),
+        ["applied", "duplicate"],
+        "every delivery is applied or a duplicate"
     );
-    assert!(run.dead_letters.is_empty());
+    assert!(run.dead_letters.is_empty(), "{:?}", run.dead_letters.keys());
     let events: Vec<ServiceEvent> = distinct.into_values().collect();
-    let expected = expected_features(&events, DedupeWindow::default());
+    let expected = expected_features(&events, MemoryLimits::default());
     let expected = expected.values().next().unwrap().clone();
+    assert_eq!(run.item.events_applied, events.len() as u64);
     assert_eq!(comparable(run.item), comparable(expected));
     assert!(
         run.largest_item <= 4096,
@@ -323,9 +343,16 @@ async fn twenty_thousand_services_late_and_redelivered_are_each_counted_once() {
 }
 
 #[tokio::test]
-async fn with_a_window_too_short_every_refused_event_is_in_the_dead_letter_queue() {
+async fn twenty_thousand_services_late_and_redelivered_are_each_counted_once() {
+    let corpus = Corpus::heavy_customer();
+    assert_exact(&corpus, heavy_run(&corpus, MemoryLimits::default()).await);
+}
+
+#[tokio::test]
+async fn with_a_short_memory_old_redeliveries_are_found_in_the_archive() {
     // A year of the heavy customer's pattern (late arrivals, redeliveries up to 14 days
-    // later) against a 12-day window: the latest redeliveries fall outside it.
+    // later) with a 12-day, 64-event memory: the latest redeliveries fall outside it, and
+    // the archive tells them apart from new events.
     let corpus = Corpus::generate(CorpusSpec {
         distinct_events: 4_000,
         duplicates: 1_200,
@@ -333,46 +360,12 @@ async fn with_a_window_too_short_every_refused_event_is_in_the_dead_letter_queue
         ..Corpus::heavy_customer().spec
     })
     .expect("a valid spec");
-    let window = DedupeWindow {
+    let memory = MemoryLimits {
         span: Duration::days(12),
-        ..DedupeWindow::default()
+        keep_at_most: 64,
+        ..MemoryLimits::default()
     };
-    let run = heavy_run(&corpus, window).await;
-    let stale = run.outcomes.get("stale").cloned().unwrap_or_default();
-    assert!(
-        !stale.is_empty(),
-        "the short window should have refused some events"
-    );
-    // Each refused event is dead-lettered with its reason.
-    assert_eq!(
-        run.dead_letters.keys().cloned().collect::<BTreeSet<_>>(),
-        stale
-    );
-    for attributes in run.dead_letters.values() {
-        assert_eq!(attributes["error_kind"], "stale");
-        assert_eq!(attributes["error_field"], "occurred_at");
-    }
-    // Nothing is lost and nothing counted twice: every distinct event was applied once or
-    // waits in the dead-letter queue, and the item is the fold of exactly what was applied.
-    let distinct = distinct_events(&corpus);
-    let applied = &run.outcomes["applied"];
-    for event_id in distinct.keys() {
-        assert!(
-            applied.contains(event_id) || stale.contains(event_id),
-            "{event_id} was acknowledged without being applied or dead-lettered"
-        );
-    }
-    assert_eq!(run.item.events_applied, applied.len() as u64);
-    let applied_events: Vec<ServiceEvent> = distinct
-        .into_iter()
-        .filter(|(id, _)| applied.contains(id))
-        .map(|(_, event)| event)
-        .collect();
-    let mut reference = expected_features(&applied_events, window);
-    let mut expected = reference.pop_first().unwrap().1;
-    let mut item = run.item;
-    // What the memory holds depends on the order events came in; the features do not.
-    expected.memory = item.memory.clone();
-    item.version = expected.version;
-    assert_eq!(comparable(item), comparable(expected));
+    let run = heavy_run(&corpus, memory).await;
+    assert!(run.archive_reads > 0, "no redelivery reached the archive");
+    assert_exact(&corpus, run);
 }

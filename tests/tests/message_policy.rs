@@ -15,7 +15,7 @@ use referral_domain::orchestrator::{
 use referral_domain::ports::{
     ChangeFeed, ChangeRecord, Claim, Decision, Holder, MessageKey, MessageStore,
 };
-use referral_local::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore};
+use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore};
 use referral_tests::counting::CountingGenerator;
 use referral_tests::{base_time, event_body, raw_batch};
 
@@ -24,7 +24,7 @@ const DAY: i64 = 24 * 60;
 /// The change records of `events` (id, e-mail, minute, score), one enricher batch each.
 async fn records(events: &[(&str, &str, i64, Option<f64>)]) -> Vec<ChangeRecord> {
     let store = EmbeddedFeatureStore::new();
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     for (id, email, minute, score) in events {
         let body = event_body(id, email, *minute, *score).to_string();
         let batch = [((*id).to_owned(), body)];

@@ -14,13 +14,13 @@ use aws_sdk_bedrockruntime::Client as BedrockClient;
 use aws_smithy_mocks::{Rule, mock};
 use bedrock::{lambda_orchestrator, mocked_bedrock, usable_answer};
 use futures_util::future::join_all;
-use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::orchestrator::policy::BUDGET_REASON;
 use referral_domain::orchestrator::{Orchestrator, StreamCounters};
 use referral_domain::ports::{ChangeFeed, ChangeRecord, Decision, MessageStore};
-use referral_local::embedded::EmbeddedFeatureStore;
+use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore};
 use referral_local::mapping::StreamMapping;
 use referral_local::pipeline::StreamConsumer;
 use referral_orchestrator::ProductionGenerator;
@@ -51,7 +51,7 @@ async fn a_budget_of_10_over_50_changes_makes_10_model_calls_and_40_budget_messa
     let (tables, _) = fresh_tables(&sdk).await;
     // 50 changes: 50 customers' first services, as the stream would deliver them.
     let store = EmbeddedFeatureStore::new();
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     let bodies: Vec<(String, String)> = (0..50)
         .map(|i| {
             let email = format!("c{i:02}@example.com");
@@ -178,7 +178,8 @@ async fn delivering_every_stream_record_again_changes_no_outcome_and_calls_no_mo
     let sdk = sdk_config().await;
     let (tables, stream_arn) = fresh_tables(&sdk).await;
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&sdk), tables.features);
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let archive = DynamoEventArchive::new(aws_sdk_dynamodb::Client::new(&sdk), tables.archive);
+    let enricher = Enricher::new(&store, archive, EnricherConfig::default());
     // Three customers, a service every two days for two months: now and then a bad visit,
     // and Cyd unhappy at first, then won back.
     let happy = [5.0, 5.0, 4.0, 1.0, 5.0, 5.0, 4.5, 0.5];

@@ -17,13 +17,13 @@ use referral_domain::ports::{
     Holder, MessageGenerator, MessageKey, MessageStore,
 };
 use referral_domain::template::TemplateGenerator;
-use referral_local::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore};
+use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore};
 use referral_tests::counting::CountingGenerator;
 use referral_tests::{base_time, event_body};
 
 async fn records_for(batches: &[&[(&str, &str, i64)]]) -> Vec<ChangeRecord> {
     let store = EmbeddedFeatureStore::new();
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     for batch in batches {
         let bodies: Vec<String> = batch
             .iter()
@@ -33,7 +33,6 @@ async fn records_for(batches: &[&[(&str, &str, i64)]]) -> Vec<ChangeRecord> {
             .iter()
             .zip(&bodies)
             .map(|((id, _, _), body)| QueuedWebhook {
-                apply_stale: false,
                 message_id: id,
                 body,
             })

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, TimeZone, Utc};
 use referral_aws::sqs::MAX_MESSAGE_ATTRIBUTES;
-use referral_domain::enricher::{APPLY_STALE_ATTRIBUTE, Refusal};
+use referral_domain::enricher::Refusal;
 use referral_domain::features::rfc3339;
 use referral_domain::ports::OutgoingMessage;
 
@@ -57,8 +57,7 @@ pub fn dead_letter_message(
     let mut attributes: BTreeMap<String, String> = record
         .message_attributes
         .iter()
-        // A replay's permission to apply a stale event is spent once it is refused again.
-        .filter(|(name, _)| !reason.contains_key(name.as_str()) && *name != APPLY_STALE_ATTRIBUTE)
+        .filter(|(name, _)| !reason.contains_key(name.as_str()))
         .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
         .take(room)
         .collect();

@@ -3,8 +3,7 @@
 //! Valid events are folded into `CustomerFeatures` by the enricher core. Transient
 //! failures (throttling past the SDK's retries, conflicts past the retry bound) go back to
 //! SQS through `batchItemFailures`. Messages refused for good (malformed JSON, invalid
-//! events, and stale events the item's memory cannot prove new) are sent straight to the
-//! dead-letter queue with attributes saying why and acknowledged, so a poison message costs
+//! events, an id reused with other content) are sent straight to the dead-letter queue with attributes saying why and acknowledged, so a poison message costs
 //! no retries; if that send fails, the message is reported as failed instead: a message is
 //! never dropped.
 
@@ -15,15 +14,17 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use referral_aws::dynamo::{DynamoFeatureStore, FEATURE_STORE_IAM_ACTIONS};
+use referral_aws::dynamo::{
+    ARCHIVE_IAM_ACTIONS, DynamoEventArchive, DynamoFeatureStore, FEATURE_STORE_IAM_ACTIONS,
+};
 use referral_aws::sqs::SqsQueue;
 use referral_domain::enricher::{
-    APPLY_STALE_ATTRIBUTE, BatchReport, EnrichCounters, Enricher, EnricherConfig, Failure,
-    MessageReport, Outcome, QueuedWebhook, Refusal,
+    BatchReport, EnrichCounters, Enricher, EnricherConfig, Failure, MessageReport, Outcome,
+    QueuedWebhook, Refusal,
 };
 use referral_domain::env::{EnvError, Vars};
-use referral_domain::features::DedupeWindow;
-use referral_domain::ports::{FeatureStore, WorkQueue};
+use referral_domain::features::MemoryLimits;
+use referral_domain::ports::{EventArchive, FeatureStore, WorkQueue};
 use referral_domain::redact::{
     CUSTOMER_REF_KEY_VAR, check_customer_ref_key, customer_ref, mask_emails,
 };
@@ -37,29 +38,39 @@ pub const METRICS_SERVICE: &str = "enricher";
 
 /// The metrics of [`HandlerCounters`] that mean a person must look; the template has an
 /// alarm on each (`tests/tests/sam_alarms.rs` checks it) and the README a runbook line.
-pub const ALARMED_METRICS: &[&str] = &["stale", "rejected", "dead_letter_failures"];
+pub const ALARMED_METRICS: &[&str] = &[
+    "conflicting_duplicate",
+    "unprovable",
+    "rejected",
+    "dead_letter_failures",
+];
 
 /// Environment variables the binary reads (the template sets exactly these).
 pub const ENV_VARS: &[&str] = &[
     ENV_FEATURES_TABLE,
+    ENV_ARCHIVE_TABLE,
     ENV_DEAD_LETTER_QUEUE_URL,
     ENV_CONCURRENCY,
     ENV_MAX_WRITE_ATTEMPTS,
     ENV_CACHE_MB,
-    ENV_DEDUPE_WINDOW_DAYS,
+    ENV_MEMORY_DAYS,
     CUSTOMER_REF_KEY_VAR,
 ];
 const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
+const ENV_ARCHIVE_TABLE: &str = "ARCHIVE_TABLE";
 const ENV_DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
 const ENV_CONCURRENCY: &str = "ENRICHER_CONCURRENCY";
 const ENV_MAX_WRITE_ATTEMPTS: &str = "ENRICHER_MAX_WRITE_ATTEMPTS";
 const ENV_CACHE_MB: &str = "ENRICHER_CACHE_MB";
-const ENV_DEDUPE_WINDOW_DAYS: &str = "ENRICHER_DEDUPE_WINDOW_DAYS";
+const ENV_MEMORY_DAYS: &str = "ENRICHER_MEMORY_DAYS";
 
 /// IAM actions of the SDK calls this function's code makes (the event-source mapping's own
 /// polling permissions are the template's business).
 pub fn iam_actions() -> Vec<&'static str> {
     let mut actions: Vec<&'static str> = FEATURE_STORE_IAM_ACTIONS.to_vec();
+    actions.extend(ARCHIVE_IAM_ACTIONS);
+    actions.sort_unstable();
+    actions.dedup();
     actions.push("sqs:SendMessage");
     actions
 }
@@ -69,6 +80,8 @@ pub fn iam_actions() -> Vec<&'static str> {
 pub struct Config {
     /// The `CustomerFeatures` table.
     pub features_table: String,
+    /// The event archive table (`CustomerFeaturesArchive`).
+    pub archive_table: String,
     /// Where permanently invalid messages go, with their reason.
     pub dead_letter_queue_url: String,
     /// Customers written at the same time (default 8).
@@ -77,9 +90,10 @@ pub struct Config {
     pub max_write_attempts: u32,
     /// Mebibytes of feature items kept to write without reading first (default 32).
     pub cache_mb: usize,
-    /// Days of a customer's events (before their latest) whose ids are always remembered,
-    /// so that any redelivery within them is caught (default 28; see `DedupeWindow`).
-    pub dedupe_window_days: i64,
+    /// Days of a customer's events (before their latest) kept in the item itself, so that a
+    /// redelivery within them costs no read; older ones are found in the archive (default
+    /// 28; see `MemoryLimits`). A cost setting: any age is exact.
+    pub memory_days: i64,
 }
 
 impl Config {
@@ -94,6 +108,10 @@ impl Config {
         Ok(Config {
             features_table: vars
                 .required(ENV_FEATURES_TABLE, "the CustomerFeatures table's name")?,
+            archive_table: vars.required(
+                ENV_ARCHIVE_TABLE,
+                "the CustomerFeaturesArchive table's name",
+            )?,
             dead_letter_queue_url: vars.required(
                 ENV_DEAD_LETTER_QUEUE_URL,
                 "the URL of the webhook dead-letter queue",
@@ -113,9 +131,9 @@ impl Config {
                 "a whole number of mebibytes, 1 to 4096",
                 |n| (1..=4096).contains(n),
             )?,
-            dedupe_window_days: vars.parsed(
-                ENV_DEDUPE_WINDOW_DAYS,
-                DedupeWindow::DEFAULT_SPAN_DAYS,
+            memory_days: vars.parsed(
+                ENV_MEMORY_DAYS,
+                MemoryLimits::DEFAULT_SPAN_DAYS,
                 "a whole number of days, 1 to 3650",
                 |n| (1..=3650).contains(n),
             )?,
@@ -127,9 +145,9 @@ impl Config {
             concurrency: self.concurrency,
             max_write_attempts: self.max_write_attempts,
             cache_bytes: self.cache_mb << 20,
-            dedupe: DedupeWindow {
-                span: chrono::Duration::days(self.dedupe_window_days),
-                ..DedupeWindow::default()
+            memory: MemoryLimits {
+                span: chrono::Duration::days(self.memory_days),
+                ..MemoryLimits::default()
             },
             ..EnricherConfig::default()
         }
@@ -149,7 +167,8 @@ pub struct BatchOutcome {
 pub struct HandlerCounters {
     #[serde(flatten)]
     pub enrich: EnrichCounters,
-    /// Refused messages (rejected or stale) sent to the dead-letter queue.
+    /// Refused messages (rejected, conflicting duplicates, unprovable) sent to the
+    /// dead-letter queue.
     pub dead_lettered: u64,
     /// Refused messages whose dead-letter send failed: left to SQS's redrive instead.
     pub dead_letter_failures: u64,
@@ -159,35 +178,37 @@ pub struct HandlerCounters {
 
 /// The handler with its dependencies, built once per execution environment.
 #[derive(Debug)]
-pub struct EnricherHandler<S, D> {
-    enricher: Enricher<S>,
+pub struct EnricherHandler<S, A, D> {
+    enricher: Enricher<S, A>,
     dead_letters: D,
 }
 
-impl EnricherHandler<DynamoFeatureStore, SqsQueue> {
-    /// The production wiring: DynamoDB feature store, SQS dead-letter queue.
+impl EnricherHandler<DynamoFeatureStore, DynamoEventArchive, SqsQueue> {
+    /// The production wiring: DynamoDB feature store and archive, SQS dead-letter queue.
     pub fn from_sdk(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
-        let store = DynamoFeatureStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            config.features_table.clone(),
-        );
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let store = DynamoFeatureStore::new(dynamodb.clone(), config.features_table.clone());
+        let archive = DynamoEventArchive::new(dynamodb, config.archive_table.clone());
         let dead_letters = SqsQueue::new(
             aws_sdk_sqs::Client::new(sdk),
             config.dead_letter_queue_url.clone(),
         );
-        EnricherHandler::new(Enricher::new(store, config.enricher_config()), dead_letters)
+        EnricherHandler::new(
+            Enricher::new(store, archive, config.enricher_config()),
+            dead_letters,
+        )
     }
 }
 
-impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
-    pub fn new(enricher: Enricher<S>, dead_letters: D) -> Self {
+impl<S: FeatureStore, A: EventArchive, D: WorkQueue> EnricherHandler<S, A, D> {
+    pub fn new(enricher: Enricher<S, A>, dead_letters: D) -> Self {
         EnricherHandler {
             enricher,
             dead_letters,
         }
     }
 
-    pub fn enricher(&self) -> &Enricher<S> {
+    pub fn enricher(&self) -> &Enricher<S, A> {
         &self.enricher
     }
 
@@ -236,8 +257,8 @@ impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
             applied = counters.enrich.applied,
             duplicate = counters.enrich.duplicate,
             conflicting_duplicate = counters.enrich.conflicting_duplicate,
-            stale = counters.enrich.stale,
-            applied_stale = counters.enrich.applied_stale,
+            applied_late = counters.enrich.applied_late,
+            unprovable = counters.enrich.unprovable,
             ignored = counters.enrich.ignored,
             rejected = counters.enrich.rejected,
             failed = counters.enrich.failed,
@@ -245,6 +266,9 @@ impl<S: FeatureStore, D: WorkQueue> EnricherHandler<S, D> {
             cache_misses = counters.enrich.cache_misses,
             dynamodb_reads = counters.enrich.store_reads,
             dynamodb_writes = counters.enrich.store_writes,
+            archive_reads = counters.enrich.archive_reads,
+            archive_writes = counters.enrich.archive_writes,
+            archive_splits = counters.enrich.archive_splits,
             dead_lettered = counters.dead_lettered,
             dead_letter_failures = counters.dead_letter_failures,
             batch_item_failures = counters.batch_item_failures,
@@ -286,11 +310,6 @@ fn queued_webhook(record: &SqsMessage) -> QueuedWebhook<'_> {
     QueuedWebhook {
         message_id: record.message_id.as_deref().unwrap_or_default(),
         body: record.body.as_deref().unwrap_or_default(),
-        apply_stale: record
-            .message_attributes
-            .get(APPLY_STALE_ATTRIBUTE)
-            .and_then(|value| value.string_value.as_deref())
-            == Some("true"),
     }
 }
 

@@ -75,7 +75,10 @@ pub struct Summary {
     pub applied: u64,
     pub duplicates: u64,
     pub conflicting_duplicates: u64,
-    pub stale: u64,
+    /// Applied although older than what their customer's item keeps (found absent from the
+    /// archive).
+    pub applied_late: u64,
+    pub unprovable: u64,
     pub ignored: u64,
     pub rejected: u64,
     pub unprocessed: u64,
@@ -95,7 +98,8 @@ impl Summary {
             applied: report.enrich.applied,
             duplicates: report.enrich.duplicate,
             conflicting_duplicates: report.enrich.conflicting_duplicate,
-            stale: report.enrich.stale,
+            applied_late: report.enrich.applied_late,
+            unprovable: report.enrich.unprovable,
             ignored: report.enrich.ignored,
             rejected: report.enrich.rejected,
             unprocessed: report.unprocessed.len() as u64,
@@ -139,12 +143,16 @@ pub fn text(report: &RunReport, results: &RunResults, mode: &str) -> String {
     let rows = [
         ("customers", summary.customers),
         ("applied", summary.applied),
+        ("  late (older than the item keeps)", summary.applied_late),
         ("duplicates", summary.duplicates),
         (
             "  conflicting (same id, other content)",
             summary.conflicting_duplicates,
         ),
-        ("stale (older than the remembered ids)", summary.stale),
+        (
+            "unprovable (before a sealed item's floor)",
+            summary.unprovable,
+        ),
         ("ignored (other event types)", summary.ignored),
         ("rejected", summary.rejected),
         ("unprocessed (failed every delivery)", summary.unprocessed),

@@ -6,7 +6,7 @@
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use chrono::Utc;
-use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_aws::sqs::SqsQueue;
 use referral_enricher::EnricherHandler;
 
@@ -14,7 +14,7 @@ use crate::aws_local::provision::{
     QueuePair, QueueSpec, TableNames, ensure_queue_pair, ensure_tables,
 };
 use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig};
-use referral_domain::ports::{AdapterError, FeatureStore, QueueMessage, WorkQueue};
+use referral_domain::ports::{AdapterError, EventArchive, FeatureStore, QueueMessage, WorkQueue};
 use referral_local::pipeline::BatchHandler;
 
 /// Names of the resources a local run uses, and their settings.
@@ -23,6 +23,9 @@ pub struct ResourceArgs {
     /// The features table.
     #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
     pub features_table: String,
+    /// The features table's event archive.
+    #[arg(long, env = "ARCHIVE_TABLE", default_value = "CustomerFeaturesArchive")]
+    pub archive_table: String,
     /// The messages table.
     #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
     pub messages_table: String,
@@ -49,6 +52,7 @@ pub struct Resources {
 pub async fn setup(sdk: &SdkConfig, args: &ResourceArgs) -> Result<Resources, AdapterError> {
     let tables = TableNames {
         features: args.features_table.clone(),
+        archive: args.archive_table.clone(),
         messages: args.messages_table.clone(),
     };
     let stream_arn = ensure_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
@@ -73,24 +77,23 @@ pub async fn setup(sdk: &SdkConfig, args: &ResourceArgs) -> Result<Resources, Ad
 /// The enricher Lambda as its SQS event-source mapping invokes it: its handler, on
 /// DynamoDB and SQS or on any other adapters.
 #[derive(Debug)]
-pub struct LambdaEnricher<S = DynamoFeatureStore, D = SqsQueue> {
-    handler: EnricherHandler<S, D>,
+pub struct LambdaEnricher<S = DynamoFeatureStore, A = DynamoEventArchive, D = SqsQueue> {
+    handler: EnricherHandler<S, A, D>,
     queue_arn: String,
 }
 
 impl LambdaEnricher {
     pub fn new(sdk: &SdkConfig, resources: &Resources) -> Self {
-        let store = DynamoFeatureStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            resources.tables.features.clone(),
-        );
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let store = DynamoFeatureStore::new(dynamodb.clone(), resources.tables.features.clone());
+        let archive = DynamoEventArchive::new(dynamodb, resources.tables.archive.clone());
         let dead_letters = SqsQueue::new(
             aws_sdk_sqs::Client::new(sdk),
             resources.queues.dlq_url.clone(),
         );
         LambdaEnricher {
             handler: EnricherHandler::new(
-                Enricher::new(store, EnricherConfig::default()),
+                Enricher::new(store, archive, EnricherConfig::default()),
                 dead_letters,
             ),
             queue_arn: resources.queues.arn.clone(),
@@ -98,9 +101,9 @@ impl LambdaEnricher {
     }
 }
 
-impl<S: FeatureStore, D: WorkQueue> LambdaEnricher<S, D> {
+impl<S: FeatureStore, A: EventArchive, D: WorkQueue> LambdaEnricher<S, A, D> {
     /// `handler` fed by the queue of `queue_arn`.
-    pub fn with_handler(handler: EnricherHandler<S, D>, queue_arn: String) -> Self {
+    pub fn with_handler(handler: EnricherHandler<S, A, D>, queue_arn: String) -> Self {
         LambdaEnricher { handler, queue_arn }
     }
 
@@ -143,7 +146,7 @@ pub fn sqs_event(batch: &[QueueMessage], queue_arn: &str) -> SqsEvent {
     event
 }
 
-impl<S: FeatureStore, D: WorkQueue> BatchHandler for LambdaEnricher<S, D> {
+impl<S: FeatureStore, A: EventArchive, D: WorkQueue> BatchHandler for LambdaEnricher<S, A, D> {
     async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
         // A refused message the handler could not dead-letter is reported failed: SQS keeps
         // it, and so does the run.

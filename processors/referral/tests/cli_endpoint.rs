@@ -43,11 +43,14 @@ fn the_endpoint_run_equals_the_embedded_run() {
         unique("messages"),
         unique("queue"),
         unique("dlq"),
+        unique("archive"),
     ];
     // The flag after the subcommand's own arguments: it is global.
     let remote = run_json(&[
         "--features-table",
         &names[0],
+        "--archive-table",
+        &names[4],
         "--messages-table",
         &names[1],
         "--queue",

@@ -18,7 +18,7 @@ use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::features::CustomerFeatures;
 use referral_domain::ports::FeatureStore;
 use referral_ingest::{Config, Deps, SignatureError, WebhookSecret, handle, verify};
-use referral_local::embedded::{EmbeddedFeatureStore, EmbeddedQueue};
+use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore, EmbeddedQueue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -244,7 +244,7 @@ async fn stream_records_are_the_enrichers_writes() {
     );
 
     let store = EmbeddedFeatureStore::new();
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let enricher = Enricher::new(&store, EmbeddedArchive::new(), EnricherConfig::default());
     let mut writes = 0;
     for batch in &batches {
         let batch: SqsEvent = round_trip(batch);
@@ -254,7 +254,6 @@ async fn stream_records_are_the_enrichers_writes() {
             .map(|record| QueuedWebhook {
                 message_id: record.message_id.as_deref().unwrap(),
                 body: record.body.as_deref().unwrap(),
-                apply_stale: false,
             })
             .collect();
         writes += enricher

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_domain::event::ServiceEvent;
-use referral_domain::features::DedupeWindow;
+use referral_domain::features::MemoryLimits;
 use referral_domain::ports::{FeatureStore, MessageStore};
 use referral_tests::emulator::{endpoint, queue_depth, sdk_config, unique};
 use referral_tests::{comparable, event_body, expected_features, service_event};
@@ -50,12 +50,15 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
         unique("messages"),
         unique("queue"),
         unique("dlq"),
+        unique("archive"),
     ];
     let mut server = Server::start(&[
         "--endpoint-url",
         &url,
         "--features-table",
         &names[0],
+        "--archive-table",
+        &names[4],
         "--messages-table",
         &names[1],
         "--queue",
@@ -123,7 +126,7 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
     // Within a bounded time every customer's item is the fold of its distinct events, with
     // one message per write.
     let events: Vec<ServiceEvent> = bodies.iter().map(service_event).collect();
-    let expected = expected_features(&events, DedupeWindow::default());
+    let expected = expected_features(&events, MemoryLimits::default());
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), names[0].clone());
     let messages =
         DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), names[1].clone());

@@ -43,6 +43,7 @@ fn referral_json(args: &[&str], endpoint: Option<&str>) -> Value {
 fn fresh_names() -> Vec<String> {
     let names = [
         ("--features-table", "features"),
+        ("--archive-table", "archive"),
         ("--messages-table", "messages"),
         ("--queue", "queue"),
         ("--dlq", "dlq"),

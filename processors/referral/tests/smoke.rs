@@ -206,6 +206,8 @@ async fn enricher_writes_features_and_dead_letters_the_poison_message() {
     let args = [
         "--features-table",
         &tables.features,
+        "--archive-table",
+        &tables.archive,
         "--dlq",
         queue_name(&queues.dlq_url),
     ];

@@ -105,7 +105,7 @@ pub fn recommend(features: Option<&CustomerFeatures>) -> CatalogueService {
 mod tests {
     use super::*;
     use crate::event::{Webhook, parse_webhook_value};
-    use crate::features::{DedupeWindow, fold_events};
+    use crate::features::{MemoryLimits, fold_events};
     use serde_json::{Value, json};
 
     fn features(property: Value, score: f64, services: u64) -> CustomerFeatures {
@@ -120,7 +120,7 @@ mod tests {
         let Ok(Webhook::ServiceCompleted(event)) = parse_webhook_value(&body) else {
             panic!("test event refused");
         };
-        let fold = fold_events(None, &[&event], DedupeWindow::default());
+        let fold = fold_events(None, &[&event], MemoryLimits::default());
         fold.into_next()
             .unwrap_or_else(|| panic!("nothing applied"))
     }

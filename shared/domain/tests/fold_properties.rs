@@ -7,9 +7,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use referral_domain::event::{ServiceEvent, Webhook, parse_webhook_value};
-use referral_domain::features::{
-    CustomerFeatures, DedupeWindow, LifetimeValue, fold_events, fold_events_with,
-};
+use referral_domain::features::{CustomerFeatures, LifetimeValue, MemoryLimits, fold_events};
 use serde_json::{Value, json};
 
 const CITIES: &[(&str, &str)] = &[("Austin", "TX"), ("Tampa", "FL"), ("Denver", "CO")];
@@ -120,7 +118,7 @@ fn fold_all(events: &[ServiceEvent], batches: &[Vec<usize>]) -> Vec<CustomerFeat
             let fold = fold_events(
                 items.remove(email),
                 &customer_events,
-                DedupeWindow::default(),
+                MemoryLimits::default(),
             );
             if let Some(item) = fold.item {
                 items.insert(email.to_owned(), item);
@@ -181,7 +179,7 @@ fn customer_with_scores(scores: &[f64], extra_unscored: usize) -> CustomerFeatur
         })
         .collect();
     let refs: Vec<&ServiceEvent> = events.iter().collect();
-    fold_events(None, &refs, DedupeWindow::default())
+    fold_events(None, &refs, MemoryLimits::default())
         .into_next()
         .expect("events were applied")
 }
@@ -245,9 +243,9 @@ fn the_services_count_hint_stands_only_when_larger() {
     body["event_id"] = json!("e2");
     body["services_count"] = json!(0);
     let unhinted = parse(&body);
-    let fold = fold_events(None, &[&hinted, &unhinted], DedupeWindow::default());
+    let fold = fold_events(None, &[&hinted, &unhinted], MemoryLimits::default());
     assert_eq!(fold.item.as_ref().map(|f| f.service_count), Some(8));
-    let fold = fold_events(None, &[&unhinted], DedupeWindow::default());
+    let fold = fold_events(None, &[&unhinted], MemoryLimits::default());
     assert_eq!(fold.item.as_ref().map(|f| f.service_count), Some(1));
 }
 
@@ -275,61 +273,58 @@ fn count(fold: &referral_domain::features::Fold, wanted: fn(&Disposition) -> boo
 use referral_domain::features::Disposition;
 
 #[test]
-fn a_bounded_memory_never_counts_an_event_twice() {
-    let window = DedupeWindow {
+fn what_leaves_the_recent_entries_is_still_remembered() {
+    let limits = MemoryLimits {
         span: chrono::Duration::days(5),
         keep_at_least: 2,
         keep_at_most: 100,
+        ..MemoryLimits::default()
     };
     let events = daily_events("bounded@example.com", 20);
     let mut item: Option<CustomerFeatures> = None;
     for chunk in events.chunks(3) {
         let refs: Vec<&ServiceEvent> = chunk.iter().collect();
-        item = fold_events(item, &refs, window).item;
+        item = fold_events(item, &refs, limits).item;
     }
     let item = item.expect("events applied");
     assert_eq!(item.events_applied, 20);
     // Days 15 to 19 are within five days of the latest (day 19); day 14 is on the line.
     assert_eq!(item.memory.len(), 5);
+    assert_eq!(item.memory.pending().len(), 15);
 
-    // Every event again, in reverse: the five remembered are duplicates, the others are
-    // at or below the floor and stale. Nothing is applied twice.
+    // Every event again, in reverse: all duplicates, the old ones found among the pending.
     let all: Vec<&ServiceEvent> = events.iter().rev().collect();
-    let fold = fold_events(Some(item.clone()), &all, window);
+    let fold = fold_events(Some(item.clone()), &all, limits);
     assert!(!fold.changed(), "a redelivered event was applied again");
-    let duplicates = count(&fold, |d| matches!(d, Disposition::Duplicate { .. }));
-    let stale = count(&fold, |d| *d == Disposition::Stale);
-    assert_eq!((duplicates, stale), (5, 15));
-
-    // A genuinely new event, later or a little late, is still applied.
-    let late = parse(&json!({
-        "event_id": "evt_late", "event_type": "service.completed",
-        "occurred_at": "2026-01-18T12:00:00Z", "customer": {"email": "bounded@example.com"}
-    }));
-    let fold = fold_events(Some(item.clone()), &[&late], window);
-    assert_eq!(fold.into_next().map(|f| f.events_applied), Some(21));
-
-    // An operator applies one stale event on purpose: once, and a second replay of it is
-    // caught as a duplicate.
-    let replayed = &events[3];
-    let fold = fold_events_with(Some(item), &[replayed], window, |_| true);
-    assert_eq!(fold.dispositions, vec![Disposition::Applied]);
-    let item = fold.into_next().expect("applied on purpose");
-    assert_eq!(item.events_applied, 21);
-    let again = fold_events_with(Some(item), &[replayed], window, |_| true);
-    assert!(!again.changed(), "a replayed stale event was applied twice");
     assert_eq!(
-        count(&again, |d| matches!(d, Disposition::Duplicate { .. })),
-        1
+        count(&fold, |d| matches!(d, Disposition::Duplicate { .. })),
+        20
     );
+
+    // New events, later or a little late or far below the floor, are applied, once.
+    for (id, at) in [
+        ("evt_late", "2026-01-18T12:00:00Z"),
+        ("evt_ancient", "2025-03-01T00:00:00Z"),
+    ] {
+        let event = parse(&json!({
+            "event_id": id, "event_type": "service.completed",
+            "occurred_at": at, "customer": {"email": "bounded@example.com"}
+        }));
+        let fold = fold_events(Some(item.clone()), &[&event], limits);
+        let next = fold.into_next().expect("a new event was refused");
+        assert_eq!(next.events_applied, 21);
+        let again = fold_events(Some(next), &[&event], limits);
+        assert!(!again.changed(), "{id} was applied twice");
+    }
 }
 
 #[test]
 fn a_customer_with_a_short_history_never_meets_the_floor() {
-    let window = DedupeWindow {
+    let window = MemoryLimits {
         span: chrono::Duration::days(1),
         keep_at_least: 16,
         keep_at_most: 100,
+        ..MemoryLimits::default()
     };
     // Sixteen services, years apart in effect: all remembered.
     let events = daily_events("short@example.com", 16);

@@ -9,10 +9,9 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::embedded::{EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
+use crate::embedded::{EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue};
 use referral_domain::enricher::{
-    APPLY_STALE_ATTRIBUTE, BatchReport, EnrichCounters, Enricher, EnricherConfig, Outcome,
-    QueuedWebhook,
+    BatchReport, EnrichCounters, Enricher, EnricherConfig, Outcome, QueuedWebhook,
 };
 use referral_domain::features::CustomerFeatures;
 use referral_domain::orchestrator::{
@@ -22,8 +21,8 @@ use referral_domain::orchestrator::{
 pub use crate::mapping::StreamConsumer;
 use crate::mapping::StreamMapping;
 use referral_domain::ports::{
-    AdapterError, BATCH_LIMIT, Decision, FeatureStore, MessageStore, OutgoingMessage, QueueMessage,
-    ReferralMessage, Suppression, WorkQueue,
+    AdapterError, BATCH_LIMIT, Decision, EventArchive, FeatureStore, MessageStore, OutgoingMessage,
+    QueueMessage, ReferralMessage, Suppression, WorkQueue,
 };
 use referral_domain::template::TemplateGenerator;
 
@@ -33,17 +32,13 @@ pub trait BatchHandler: Send + Sync {
     fn handle_batch(&self, batch: &[QueueMessage]) -> impl Future<Output = BatchReport> + Send;
 }
 
-impl<S: FeatureStore> BatchHandler for Enricher<S> {
+impl<S: FeatureStore, A: EventArchive> BatchHandler for Enricher<S, A> {
     async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
         let webhooks: Vec<QueuedWebhook> = batch
             .iter()
             .map(|message| QueuedWebhook {
                 message_id: &message.message_id,
                 body: &message.body,
-                apply_stale: message
-                    .attributes
-                    .get(APPLY_STALE_ATTRIBUTE)
-                    .is_some_and(|value| value == "true"),
             })
             .collect();
         self.process(&webhooks, Utc::now()).await
@@ -96,7 +91,7 @@ impl Default for RunConfig {
 pub struct RejectedEvent {
     pub source: String,
     pub event_id: Option<String>,
-    /// `stale`, or what is wrong with the event (`missing_field`, `invalid_value`, ...).
+    /// What is wrong with the event (`missing_field`, `invalid_value`, `conflicting_duplicate`, ...).
     pub kind: &'static str,
     pub field: &'static str,
     pub error: String,
@@ -324,7 +319,8 @@ pub async fn run_in_memory(
     let queue = EmbeddedQueue::new();
     let store = EmbeddedFeatureStore::new();
     let messages = EmbeddedMessageStore::new();
-    let enricher = Enricher::new(&store, EnricherConfig::default());
+    let archive = EmbeddedArchive::new();
+    let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
     let orchestrator = Orchestrator::new(
         TemplateGenerator,
         &messages,

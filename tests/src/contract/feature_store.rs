@@ -2,7 +2,7 @@
 //! customer, only where there is no item), a refused write says whether a concurrent writer
 //! applied the very same events, and an item reads back exactly as written.
 
-use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
+use referral_domain::features::{CustomerFeatures, MemoryLimits, fold_events};
 use referral_domain::ports::{FeatureStore, FeatureWrite, WriteOutcome};
 
 use crate::{event_body, service_event};
@@ -25,7 +25,7 @@ pub(super) fn fold_new(
         })
         .collect();
     let refs: Vec<_> = events.iter().collect();
-    let fold = fold_events(current.cloned(), &refs, DedupeWindow::default());
+    let fold = fold_events(current.cloned(), &refs, MemoryLimits::default());
     let applied_ids = fold.applied_ids.clone();
     FeatureWrite {
         expected_version: current.map(|c| c.version),

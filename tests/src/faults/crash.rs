@@ -1,6 +1,7 @@
 //! Crashes at the adapter boundary: an invocation killed at a precise point, the way a
-//! timeout or an out-of-memory kill ends a Lambda invocation. The wrappers do the real call
-//! first (the write lands) and then fire the invocation's [`Crash`]; the runner drops the
+//! timeout or an out-of-memory kill ends a Lambda invocation. The wrappers count every write
+//! (feature items and archive buckets) and, at the armed one, do the real call first (the
+//! write lands) or not, and then fire the invocation's [`Crash`]; the runner drops the
 //! handler's future there, so nothing after that point happens: no further writes, no
 //! response, no acknowledgement.
 
@@ -10,10 +11,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use referral_domain::features::CustomerFeatures;
+use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, FeatureStore, FeatureWrite, Holder, MessageKey, MessageStore,
-    Recorded, WriteOutcome,
+    AdapterError, Claim, Decision, EventArchive, FeatureStore, FeatureWrite, Holder, MessageKey,
+    MessageStore, Recorded, WriteOutcome,
 };
 use tokio::sync::Notify;
 
@@ -54,42 +55,117 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Where a [`CrashingStore`] kills its invocation.
+/// Where an invocation dies relative to the write that trips it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WritePoint {
-    /// At the first write, before it is sent.
+    /// Before the write is sent.
     Before,
-    /// Right after the first write landed; writes still in flight are cut off.
+    /// Right after the write landed; writes still in flight are cut off.
     After,
 }
 
-/// A feature store whose armed invocation dies at its first write.
+#[derive(Debug)]
+struct Armed {
+    point: WritePoint,
+    /// The write that trips it, counted from 0 over every write of the invocation: feature
+    /// items and archive buckets alike.
+    nth: usize,
+    crash: Arc<Crash>,
+}
+
+/// The kill switch of one enricher execution environment's writes, shared by its feature
+/// store and its archive, so that an invocation can be killed between any two of them.
+#[derive(Debug, Default)]
+pub struct Tripwire {
+    armed: Mutex<Option<Armed>>,
+    /// Writes seen since the tripwire was armed.
+    writes: Mutex<usize>,
+}
+
+impl Tripwire {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// `crash` fires at the `nth` write from now (before or after it lands), and that write
+    /// never returns.
+    pub fn arm(&self, point: WritePoint, nth: usize, crash: Arc<Crash>) {
+        *lock(&self.writes) = 0;
+        *lock(&self.armed) = Some(Armed { point, nth, crash });
+    }
+
+    pub fn disarm(&self) {
+        *lock(&self.armed) = None;
+    }
+
+    /// Writes made since the last `arm`.
+    pub fn writes(&self) -> usize {
+        *lock(&self.writes)
+    }
+
+    /// Runs one write through the tripwire.
+    async fn write<T>(&self, write: impl Future<Output = T>) -> T {
+        let tripped = {
+            let mut writes = lock(&self.writes);
+            let nth = *writes;
+            *writes += 1;
+            let mut armed = lock(&self.armed);
+            match armed.as_ref() {
+                Some(wire) if wire.nth == nth => armed.take(),
+                _ => None,
+            }
+        };
+        match tripped {
+            Some(Armed {
+                point: WritePoint::Before,
+                crash,
+                ..
+            }) => {
+                crash.fire();
+                pending().await
+            }
+            Some(Armed { crash, .. }) => {
+                let _landed = write.await;
+                crash.fire();
+                pending().await
+            }
+            None => write.await,
+        }
+    }
+}
+
+/// A feature store whose writes go through a [`Tripwire`].
 #[derive(Debug)]
 pub struct CrashingStore<S> {
     inner: S,
-    armed: Mutex<Option<(WritePoint, Arc<Crash>)>>,
+    tripwire: Arc<Tripwire>,
 }
 
 impl<S> CrashingStore<S> {
     pub fn new(inner: S) -> Self {
-        CrashingStore {
-            inner,
-            armed: Mutex::new(None),
-        }
+        Self::with_tripwire(inner, Tripwire::new())
+    }
+
+    pub fn with_tripwire(inner: S, tripwire: Arc<Tripwire>) -> Self {
+        CrashingStore { inner, tripwire }
     }
 
     pub fn inner(&self) -> &S {
         &self.inner
     }
 
-    /// At the next save `crash` fires (before or after the write) and the save never
+    pub fn tripwire(&self) -> &Arc<Tripwire> {
+        &self.tripwire
+    }
+
+    /// At the next write `crash` fires (before or after it lands) and the write never
     /// returns.
     pub fn arm(&self, point: WritePoint, crash: Arc<Crash>) {
-        *lock(&self.armed) = Some((point, crash));
+        self.tripwire.arm(point, 0, crash);
     }
 
     pub fn disarm(&self) {
-        *lock(&self.armed) = None;
+        self.tripwire.disarm();
     }
 }
 
@@ -99,17 +175,63 @@ impl<S: FeatureStore> FeatureStore for CrashingStore<S> {
     }
 
     async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
-        let armed = lock(&self.armed).take();
-        if let Some((WritePoint::Before, crash)) = &armed {
-            crash.fire();
-            return pending().await;
-        }
-        let outcome = self.inner.save(write).await;
-        if let Some((_, crash)) = armed {
-            crash.fire();
-            return pending().await;
-        }
-        outcome
+        self.tripwire.write(self.inner.save(write)).await
+    }
+}
+
+/// An event archive whose writes go through the same [`Tripwire`] as its store's.
+#[derive(Debug)]
+pub struct CrashingArchive<A> {
+    inner: A,
+    tripwire: Arc<Tripwire>,
+}
+
+impl<A> CrashingArchive<A> {
+    pub fn new(inner: A, tripwire: Arc<Tripwire>) -> Self {
+        CrashingArchive { inner, tripwire }
+    }
+
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+impl<A: EventArchive> EventArchive for CrashingArchive<A> {
+    async fn bucket(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+    ) -> Result<Vec<ArchivedEvent>, AdapterError> {
+        self.inner.bucket(customer_email, bucket).await
+    }
+
+    async fn add(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+        events: &[ArchivedEvent],
+    ) -> Result<(), AdapterError> {
+        self.tripwire
+            .write(self.inner.add(customer_email, bucket, events))
+            .await
+    }
+
+    async fn remove(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+        events: &[ArchivedEvent],
+    ) -> Result<(), AdapterError> {
+        self.tripwire
+            .write(self.inner.remove(customer_email, bucket, events))
+            .await
+    }
+
+    async fn buckets(
+        &self,
+        customer_email: &str,
+    ) -> Result<Vec<(u32, Vec<ArchivedEvent>)>, AdapterError> {
+        self.inner.buckets(customer_email).await
     }
 }
 

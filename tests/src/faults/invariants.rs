@@ -4,8 +4,9 @@
 //! 1. **features**: every customer's item equals the reference fold of the distinct valid
 //!    events applied to it (`expected_features`, compared by `comparable`), and no item
 //!    exists without events;
-//! 2. **nothing lost**: every event sent is applied (its customer's item remembers it) or in
-//!    the webhook dead-letter queue with a reason (`error_kind`, or a redrive after
+//! 2. **nothing lost**: every event sent is applied (its customer's item remembers it, or
+//!    the archive bucket the item's layout names holds it) or in the webhook dead-letter
+//!    queue with a reason (`error_kind`, or a redrive after
 //!    `maxReceiveCount` receives); the webhook queue is empty;
 //! 3. **one decision per change**: every change (customer, version 1..=current) has exactly
 //!    one decision (message or suppression) under its key `v<version>`, unless the stream
@@ -23,7 +24,7 @@ use std::fmt;
 
 use referral_domain::event::ServiceEvent;
 use referral_domain::fallback::FallbackCounters;
-use referral_domain::features::{CustomerFeatures, DedupeWindow};
+use referral_domain::features::{ArchivedEvent, CustomerFeatures, IdHash, MemoryLimits};
 
 use crate::{comparable, expected_features};
 
@@ -68,8 +69,10 @@ pub struct BedrockLog {
 #[derive(Debug, Clone, Default)]
 pub struct World {
     pub sent: Vec<Sent>,
-    pub dedupe: DedupeWindow,
+    pub memory_limits: MemoryLimits,
     pub features: BTreeMap<String, CustomerFeatures>,
+    /// The event archive, by customer and bucket.
+    pub archive: BTreeMap<String, BTreeMap<u32, Vec<ArchivedEvent>>>,
     pub decisions: Vec<DecisionRow>,
     /// Keys of message-table rows that are still claims.
     pub claims: Vec<String>,
@@ -175,11 +178,21 @@ fn distinct_events(world: &World) -> BTreeMap<&str, &ServiceEvent> {
     events
 }
 
+/// Whether an event's customer knows it applied: in the item, or in the very bucket its
+/// layout sends the id to (an entry in another bucket would not be found by a reader).
 fn remembered(world: &World, event: &ServiceEvent) -> bool {
+    let Some(item) = world.features.get(&event.customer.email) else {
+        return false;
+    };
+    if item.memory.remembers(&event.event_id) {
+        return true;
+    }
+    let id = IdHash::of(&event.event_id);
     world
-        .features
+        .archive
         .get(&event.customer.email)
-        .is_some_and(|item| item.memory.remembers(&event.event_id))
+        .and_then(|buckets| buckets.get(&item.memory.layout().bucket_of(id)))
+        .is_some_and(|bucket| bucket.iter().any(|archived| archived.id == id))
 }
 
 fn features(world: &World, dead: &BTreeMap<&str, &DeadLetter>) -> Check {
@@ -188,7 +201,7 @@ fn features(world: &World, dead: &BTreeMap<&str, &DeadLetter>) -> Check {
         .filter(|event| !dead.contains_key(&event.event_id[..]) || remembered(world, event))
         .cloned()
         .collect();
-    let expected = expected_features(&applied, world.dedupe);
+    let expected = expected_features(&applied, world.memory_limits);
     let customers: BTreeSet<&String> = expected.keys().chain(world.features.keys()).collect();
     let mut violations = Vec::new();
     for customer in &customers {

@@ -12,7 +12,7 @@ use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCoun
 use referral_domain::ports::{OutgoingMessage, WorkQueue};
 use referral_enricher::EnricherHandler;
 use referral_local::embedded::{
-    EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
+    EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use referral_local::mapping::StreamMapping;
 use referral_local::pipeline::StreamConsumer;
@@ -20,9 +20,9 @@ use referral_local::pipeline::StreamConsumer;
 use super::*;
 use crate::counting::CountingGenerator;
 use crate::event_body;
-use crate::faults::crash::CrashingStore;
+use crate::faults::crash::{CrashingArchive, CrashingStore, Tripwire};
 use crate::faults::sqs::{AckMode, CrashPlan, EnricherCrash, SqsMapping, SqsTally};
-use crate::faults::world::{dead_letter_of, decision_row, sent};
+use crate::faults::world::{dead_letter_of, decision_row, read_archive, sent};
 
 /// 36 events of three customers, a third of them sent twice, and two invalid bodies.
 fn bodies() -> Vec<String> {
@@ -63,8 +63,14 @@ async fn embedded_run(ack: AckMode, plan: CrashPlan) -> World {
         .await
         .unwrap();
     let features = EmbeddedFeatureStore::new();
+    let archive = EmbeddedArchive::new();
+    let tripwire = Tripwire::new();
     let handler = EnricherHandler::new(
-        Enricher::new(CrashingStore::new(&features), EnricherConfig::default()),
+        Enricher::new(
+            CrashingStore::with_tripwire(&features, Arc::clone(&tripwire)),
+            CrashingArchive::new(&archive, tripwire),
+            EnricherConfig::default(),
+        ),
         &*dead_letters,
     );
     let mapping = SqsMapping {
@@ -84,14 +90,16 @@ async fn embedded_run(ack: AckMode, plan: CrashPlan) -> World {
     let mut counters = StreamCounters::default();
     while stream.consume(100, &mut counters).await.unwrap() > 0 {}
 
+    let features: BTreeMap<String, CustomerFeatures> = features
+        .snapshot()
+        .into_iter()
+        .map(|item| (item.customer_email.clone(), (*item).clone()))
+        .collect();
     World {
         sent: bodies.into_iter().map(sent).collect(),
-        dedupe: EnricherConfig::default().dedupe,
-        features: features
-            .snapshot()
-            .into_iter()
-            .map(|item| (item.customer_email.clone(), (*item).clone()))
-            .collect(),
+        memory_limits: EnricherConfig::default().memory,
+        archive: read_archive(&archive, features.keys()).await,
+        features,
         decisions: messages.snapshot().iter().map(decision_row).collect(),
         claims: Vec::new(),
         dead_letters: dead_letters.peek_all().iter().map(dead_letter_of).collect(),

@@ -15,11 +15,11 @@ use chrono::Utc;
 use fastrand::Rng;
 use referral_aws::sqs::SqsQueue;
 use referral_cli::remote::sqs_event;
-use referral_domain::ports::{FeatureStore, WorkQueue};
+use referral_domain::ports::{EventArchive, FeatureStore, WorkQueue};
 use referral_enricher::{EnricherHandler, HandlerCounters};
 use referral_local::embedded::EmbeddedQueue;
 
-use super::crash::{Crash, CrashingStore, WritePoint};
+use super::crash::{Crash, CrashingArchive, CrashingStore, WritePoint};
 
 /// Messages a queue holds, visible or in flight.
 pub trait QueueDepth {
@@ -59,7 +59,13 @@ pub enum EnricherCrash {
     /// After every write, before Lambda deletes the messages (the function timed out
     /// answering, or its response was lost).
     BeforeAcknowledgement,
+    /// At the invocation's `nth` write (from 0, feature items and archive buckets alike),
+    /// before or after it lands: with every `nth`, a kill between any two writes.
+    AtWrite { nth: usize, point: WritePoint },
 }
+
+/// The enricher handler the mappings drive: its store and archive writes can be crashed.
+pub type CrashableHandler<S, A, D> = EnricherHandler<CrashingStore<S>, CrashingArchive<A>, D>;
 
 /// Which invocations crash: a seeded share of them, taking the crash points in turn.
 #[derive(Debug)]
@@ -150,9 +156,9 @@ pub struct SqsMapping<'a, Q> {
 
 impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
     /// One poller: invokes `handler` until the queue holds nothing, visible or in flight.
-    pub async fn poll_until_drained<S: FeatureStore, D: WorkQueue>(
+    pub async fn poll_until_drained<S: FeatureStore, A: EventArchive, D: WorkQueue>(
         &self,
-        handler: &EnricherHandler<CrashingStore<S>, D>,
+        handler: &CrashableHandler<S, A, D>,
         plan: &CrashPlan,
         tally: &SqsTally,
     ) {
@@ -162,9 +168,9 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
 
     /// [`Self::poll_until_drained`] while the queue is still being filled: an empty queue
     /// ends the poller only once `fed` is set.
-    pub async fn poll_until_fed_and_drained<S: FeatureStore, D: WorkQueue>(
+    pub async fn poll_until_fed_and_drained<S: FeatureStore, A: EventArchive, D: WorkQueue>(
         &self,
-        handler: &EnricherHandler<CrashingStore<S>, D>,
+        handler: &CrashableHandler<S, A, D>,
         plan: &CrashPlan,
         tally: &SqsTally,
         fed: &AtomicBool,
@@ -180,9 +186,9 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
     }
 
     /// Receives one batch and invokes the handler with it; the number of messages received.
-    pub async fn invoke_once<S: FeatureStore, D: WorkQueue>(
+    pub async fn invoke_once<S: FeatureStore, A: EventArchive, D: WorkQueue>(
         &self,
-        handler: &EnricherHandler<CrashingStore<S>, D>,
+        handler: &CrashableHandler<S, A, D>,
         plan: &CrashPlan,
         tally: &SqsTally,
     ) -> usize {
@@ -217,20 +223,20 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
 
         let crash = Crash::new();
         let planned = plan.next();
+        let tripwire = handler.enricher().store().tripwire();
         match planned {
-            Some(EnricherCrash::BeforeFirstWrite) => handler
-                .enricher()
-                .store()
-                .arm(WritePoint::Before, crash.clone()),
-            Some(EnricherCrash::AfterFirstWrite) => handler
-                .enricher()
-                .store()
-                .arm(WritePoint::After, crash.clone()),
+            Some(EnricherCrash::BeforeFirstWrite) => {
+                tripwire.arm(WritePoint::Before, 0, crash.clone());
+            }
+            Some(EnricherCrash::AfterFirstWrite) => {
+                tripwire.arm(WritePoint::After, 0, crash.clone());
+            }
+            Some(EnricherCrash::AtWrite { nth, point }) => tripwire.arm(point, nth, crash.clone()),
             _ => {}
         }
         let event = sqs_event(&batch, self.queue_arn);
         let outcome = crash.run(handler.handle(&event, Utc::now())).await;
-        handler.enricher().store().disarm();
+        tripwire.disarm();
         let outcome = match (outcome, planned) {
             (None, _) => {
                 tally.crashed_at_write.fetch_add(1, Ordering::SeqCst);

@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use referral_aws::dynamo::DynamoFeatureStore;
 use referral_aws::sqs::{SqsQueue, attributes_of, receive_count_of};
 use referral_domain::event::{Webhook, parse_webhook};
-use referral_domain::features::CustomerFeatures;
-use referral_domain::ports::{Decision, QueueMessage};
+use referral_domain::features::{ArchivedEvent, CustomerFeatures};
+use referral_domain::ports::{Decision, EventArchive, QueueMessage};
 use referral_enricher::dead_letter::{ERROR_KIND, EVENT_ID};
 
 use super::invariants::{DeadLetter, DecisionRow, Sent};
@@ -87,6 +87,24 @@ pub async fn read_features(store: &DynamoFeatureStore) -> BTreeMap<String, Custo
             None => return items,
         }
     }
+}
+
+/// The archive buckets of `customers`.
+pub async fn read_archive<'a, A: EventArchive>(
+    archive: &A,
+    customers: impl IntoIterator<Item = &'a String>,
+) -> BTreeMap<String, BTreeMap<u32, Vec<ArchivedEvent>>> {
+    let mut all = BTreeMap::new();
+    for customer in customers {
+        let buckets = archive
+            .buckets(customer)
+            .await
+            .unwrap_or_else(|error| panic!("reading the archive of a customer: {error}"));
+        if !buckets.is_empty() {
+            all.insert(customer.clone(), buckets.into_iter().collect());
+        }
+    }
+    all
 }
 
 /// The message table's rows: decisions, and the keys of rows that are still claims. Read

@@ -27,12 +27,11 @@ use std::time::{Duration, Instant};
 use chrono::TimeZone;
 use fastrand::Rng;
 use futures_util::future::join_all;
-use referral_domain::enricher::{Enricher, EnricherConfig};
+use referral_domain::enricher::EnricherConfig;
 use referral_domain::orchestrator::ThrottlePolicy;
-use referral_enricher::EnricherHandler;
 use referral_tests::corpus::{Corpus, CorpusSpec};
 use referral_tests::counting::FailingFor;
-use referral_tests::faults::crash::{CrashingStore, MessageFault};
+use referral_tests::faults::crash::MessageFault;
 use referral_tests::faults::invariants::check;
 use referral_tests::faults::sqs::{AckMode, CrashPlan, SqsMapping, SqsTally};
 use referral_tests::faults::stream::{StreamMappingSim, StreamSettings};
@@ -135,15 +134,12 @@ async fn seeded_run_with_crashes_throttling_and_an_outage_keeps_every_invariant(
     // Four enrichers race on the queue.
     let enrichers: Vec<_> = (0..ENRICHERS)
         .map(|_| {
-            EnricherHandler::new(
-                Enricher::new(
-                    CrashingStore::new(FailingFor {
-                        inner: pipeline.features(),
-                        poisoned: POISONED,
-                    }),
-                    EnricherConfig::default(),
-                ),
-                pipeline.dead_letters(),
+            pipeline.enricher(
+                FailingFor {
+                    inner: pipeline.features(),
+                    poisoned: POISONED,
+                },
+                EnricherConfig::default(),
             )
         })
         .collect();

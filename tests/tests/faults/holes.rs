@@ -9,11 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use referral_domain::enricher::{Enricher, EnricherConfig};
+use referral_domain::enricher::EnricherConfig;
 use referral_domain::orchestrator::ThrottlePolicy;
 use referral_domain::ports::{FeatureStore, MessageStore};
-use referral_enricher::EnricherHandler;
-use referral_tests::faults::crash::CrashingStore;
 use referral_tests::faults::invariants::check;
 use referral_tests::faults::sqs::{AckMode, CrashPlan, SqsMapping, SqsTally};
 use referral_tests::faults::stream::{StreamMappingSim, StreamReport, StreamSettings};
@@ -51,13 +49,7 @@ async fn scenario(
 ) -> StreamReport {
     let started = Instant::now();
     pipeline.send(bodies).await;
-    let enricher = EnricherHandler::new(
-        Enricher::new(
-            CrashingStore::new(pipeline.features()),
-            EnricherConfig::default(),
-        ),
-        pipeline.dead_letters(),
-    );
+    let enricher = pipeline.enricher(pipeline.features(), EnricherConfig::default());
     let source = pipeline.source();
     SqsMapping {
         queue: &source,

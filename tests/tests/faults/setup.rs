@@ -9,21 +9,27 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use chrono::Utc;
-use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::provision::{QueuePair, QueueSpec, TableNames, ensure_queue_pair};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-use referral_domain::enricher::EnricherConfig;
+use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::fallback::FallbackCounters;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, ThrottlePolicy};
-use referral_domain::ports::{MessageKey, OutgoingMessage, WorkQueue};
+use referral_domain::ports::{FeatureStore, MessageKey, OutgoingMessage, WorkQueue};
+use referral_enricher::EnricherHandler;
 use referral_orchestrator::OrchestratorHandler;
 use referral_tests::counting::FailingFor;
 use referral_tests::emulator::{endpoint, fresh_tables, queue_depth, sdk_config, unique};
-use referral_tests::faults::crash::{Crash, FaultyMessages, MessageFault};
+use referral_tests::faults::crash::{
+    Crash, CrashingArchive, CrashingStore, FaultyMessages, MessageFault, Tripwire,
+};
 use referral_tests::faults::invariants::{BedrockLog, Sent, World};
+use referral_tests::faults::sqs::CrashableHandler;
 use referral_tests::faults::stream::{Delivery, Invoked, StreamFunction};
-use referral_tests::faults::world::{read_dead_letters, read_features, read_messages};
+use referral_tests::faults::world::{
+    read_archive, read_dead_letters, read_features, read_messages,
+};
 
 use crate::bedrock::{Behaviour, Generator, Script};
 
@@ -80,6 +86,31 @@ impl Pipeline {
         DynamoFeatureStore::new(
             aws_sdk_dynamodb::Client::new(&self.sdk),
             self.tables.features.clone(),
+        )
+    }
+
+    pub fn archive(&self) -> DynamoEventArchive {
+        DynamoEventArchive::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            self.tables.archive.clone(),
+        )
+    }
+
+    /// One enricher execution environment over this pipeline's tables and dead-letter
+    /// queue, `store` in front of its feature table; its writes can be crashed.
+    pub fn enricher<S: FeatureStore>(
+        &self,
+        store: S,
+        config: EnricherConfig,
+    ) -> CrashableHandler<S, DynamoEventArchive, SqsQueue> {
+        let tripwire = Tripwire::new();
+        EnricherHandler::new(
+            Enricher::new(
+                CrashingStore::with_tripwire(store, Arc::clone(&tripwire)),
+                CrashingArchive::new(self.archive(), tripwire),
+                config,
+            ),
+            self.dead_letters(),
         )
     }
 
@@ -164,10 +195,12 @@ impl Pipeline {
         let (decisions, claims) = read_messages(&dynamodb, &self.tables.messages).await;
         let (visible, in_flight) =
             queue_depth(&aws_sdk_sqs::Client::new(&self.sdk), &self.queues.url).await;
+        let features = read_features(&self.features()).await;
         World {
             sent,
-            dedupe: EnricherConfig::default().dedupe,
-            features: read_features(&self.features()).await,
+            memory_limits: EnricherConfig::default().memory,
+            archive: read_archive(&self.archive(), features.keys()).await,
+            features,
             decisions,
             claims,
             dead_letters: read_dead_letters(&self.dead_letters()).await,

@@ -1,6 +1,6 @@
 //! Creating what a local run needs, the way the SAM template creates it in an account: the
-//! queue with its dead-letter queue (redrive policy) and both tables (`CustomerFeatures` with
-//! its stream, `ReferralMessages` with TTL on abandoned claims). For `referral local setup`,
+//! queue with its dead-letter queue (redrive policy) and the three tables (`CustomerFeatures`
+//! with its stream, its event archive, `ReferralMessages` with TTL on abandoned claims). For `referral local setup`,
 //! `run --endpoint-url` and the tests; nothing deployed links this.
 
 use aws_sdk_dynamodb::types::{
@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
     StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use referral_aws::dynamo::{CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, MESSAGE_KEY};
+use referral_aws::dynamo::{BUCKET_KEY, CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, MESSAGE_KEY};
 use referral_aws::error::{adapter_error, corrupt};
 use referral_domain::ports::AdapterError;
 
@@ -16,23 +16,26 @@ use referral_domain::ports::AdapterError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     pub features: String,
+    pub archive: String,
     pub messages: String,
 }
 
-/// Creates the two tables if they do not exist: `CustomerFeatures` with its stream on
-/// (NEW_IMAGE), `ReferralMessages` with TTL on abandoned claims. On-demand billing.
+/// Creates the tables if they do not exist: `CustomerFeatures` with its stream on
+/// (NEW_IMAGE), its event archive (`customerEmail` + numeric `bucket`), `ReferralMessages`
+/// with TTL on abandoned claims. On-demand billing.
 /// Returns the features table's stream ARN.
 pub async fn ensure_tables(
     client: &aws_sdk_dynamodb::Client,
     names: &TableNames,
 ) -> Result<String, AdapterError> {
-    let string_key = |name: &str| {
+    let typed_key = |name: &str, kind: ScalarAttributeType| {
         AttributeDefinition::builder()
             .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
+            .attribute_type(kind)
             .build()
             .map_err(|error| corrupt("CreateTable", error))
     };
+    let string_key = |name: &str| typed_key(name, ScalarAttributeType::S);
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
@@ -55,6 +58,19 @@ pub async fn ensure_tables(
                 .key_schema(key(CUSTOMER_KEY, KeyType::Hash)?)
                 .billing_mode(BillingMode::PayPerRequest)
                 .stream_specification(stream),
+        )
+        .await?;
+    }
+    if describe(client, &names.archive).await?.is_none() {
+        create(
+            client
+                .create_table()
+                .table_name(&names.archive)
+                .attribute_definitions(string_key(CUSTOMER_KEY)?)
+                .attribute_definitions(typed_key(BUCKET_KEY, ScalarAttributeType::N)?)
+                .key_schema(key(CUSTOMER_KEY, KeyType::Hash)?)
+                .key_schema(key(BUCKET_KEY, KeyType::Range)?)
+                .billing_mode(BillingMode::PayPerRequest),
         )
         .await?;
     }

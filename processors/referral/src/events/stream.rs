@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use referral_aws::dynamo::CUSTOMER_KEY;
 use referral_domain::enricher::MAX_FUTURE_SKEW;
 use referral_domain::event::{ServiceEvent, Webhook};
-use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
+use referral_domain::features::{CustomerFeatures, MemoryLimits, fold_events};
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Value, json};
 
@@ -75,7 +75,7 @@ fn writes(webhooks: &[SentWebhook], options: &StreamOptions) -> Vec<Write> {
         }
         for (email, events) in groups {
             let created = !items.contains_key(email);
-            let fold = fold_events(items.remove(email), &events, DedupeWindow::default());
+            let fold = fold_events(items.remove(email), &events, MemoryLimits::default());
             let changed = fold.changed();
             // Unchanged (all duplicates): no write, so no record, and the item stays.
             if let Some(item) = fold.item {

@@ -17,6 +17,7 @@ use super::template::{Expression, FunctionTemplate};
 pub struct Local {
     pub endpoint_url: Option<String>,
     pub features_table: String,
+    pub archive_table: String,
     pub messages_table: String,
     /// Name or URL.
     pub queue: String,
@@ -39,6 +40,7 @@ pub struct Unfillable {
 /// an entry is reported, not filled with something plausible.
 enum LocalResource {
     FeaturesTable,
+    ArchiveTable,
     MessagesTable,
     Queue,
     DeadLetterQueue,
@@ -47,6 +49,7 @@ enum LocalResource {
 fn local_resource(logical_id: &str) -> Option<LocalResource> {
     match logical_id {
         "CustomerFeaturesTable" => Some(LocalResource::FeaturesTable),
+        "CustomerFeaturesArchiveTable" => Some(LocalResource::ArchiveTable),
         "ReferralMessagesTable" => Some(LocalResource::MessagesTable),
         "WebhookQueue" => Some(LocalResource::Queue),
         "WebhookDeadLetterQueue" => Some(LocalResource::DeadLetterQueue),
@@ -151,6 +154,7 @@ fn value(
     };
     match local_resource(target) {
         Some(LocalResource::FeaturesTable) => Ok(local.features_table.clone()),
+        Some(LocalResource::ArchiveTable) => Ok(local.archive_table.clone()),
         Some(LocalResource::MessagesTable) => Ok(local.messages_table.clone()),
         Some(LocalResource::Queue) => queue(&local.queue, "--queue"),
         Some(LocalResource::DeadLetterQueue) => queue(&local.dlq, "--dlq"),

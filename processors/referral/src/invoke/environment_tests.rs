@@ -30,6 +30,7 @@ fn local(endpoint: Option<&str>) -> Local {
     Local {
         endpoint_url: endpoint.map(str::to_owned),
         features_table: "Features".into(),
+        archive_table: "Archive".into(),
         messages_table: "Messages".into(),
         queue: "webhooks".into(),
         dlq: "webhooks-dlq".into(),

@@ -75,6 +75,9 @@ pub struct InvokeArgs {
     /// The features table (the template's CustomerFeaturesTable).
     #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
     pub features_table: String,
+    /// The features table's event archive (the template's CustomerFeaturesArchiveTable).
+    #[arg(long, env = "ARCHIVE_TABLE", default_value = "CustomerFeaturesArchive")]
+    pub archive_table: String,
     /// The messages table (the template's ReferralMessagesTable).
     #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
     pub messages_table: String,
@@ -162,6 +165,7 @@ pub async fn run(
     let local = Local {
         endpoint_url: endpoint_url.map(str::to_owned),
         features_table: args.features_table.clone(),
+        archive_table: args.archive_table.clone(),
         messages_table: args.messages_table.clone(),
         queue: args.queue.clone(),
         dlq: args.dlq.clone(),

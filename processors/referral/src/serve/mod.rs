@@ -23,7 +23,7 @@ use referral_enricher::EnricherHandler;
 use referral_ingest::Deps;
 use referral_ingest::config::{QUEUE_URL_VAR, SECRETS_VAR};
 use referral_local::embedded::{
-    EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
+    EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use referral_local::mapping::StreamMapping;
 use referral_local::pipeline::{BatchHandler, StreamConsumer};
@@ -119,6 +119,7 @@ pub async fn serve(
 /// Everything in this process's memory, gone when it stops.
 async fn serve_embedded(args: &ServeArgs, listener: TcpListener) -> Result<ExitCode, ServeError> {
     let features = Arc::new(EmbeddedFeatureStore::new());
+    let archive = Arc::new(EmbeddedArchive::new());
     let messages = Arc::new(EmbeddedMessageStore::new());
     let dead_letters = Arc::new(EmbeddedQueue::new());
     let queue = Arc::new(EmbeddedQueue::with_rules(QueueRules {
@@ -130,7 +131,7 @@ async fn serve_embedded(args: &ServeArgs, listener: TcpListener) -> Result<ExitC
     let queue_url = format!("http://localhost/embedded/{}", args.resources.queue);
     let enricher = LambdaEnricher::with_handler(
         EnricherHandler::new(
-            Enricher::new(Arc::clone(&features), EnricherConfig::default()),
+            Enricher::new(Arc::clone(&features), archive, EnricherConfig::default()),
             Arc::clone(&dead_letters),
         ),
         format!("arn:aws:sqs:local:000000000000:{}", args.resources.queue),

@@ -13,13 +13,13 @@ pub(crate) use aws_sdk_sqs::types::{
     QueueAttributeName, SendMessageBatchRequestEntry,
 };
 pub(crate) use chrono::Utc;
-pub(crate) use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+pub(crate) use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 pub(crate) use referral_aws::sqs::{SqsQueue, attributes_of};
-pub(crate) use referral_cli::aws_local::provision::{QueuePair, queue_arn, queue_url};
+pub(crate) use referral_cli::aws_local::provision::{QueuePair, TableNames, queue_arn, queue_url};
 pub(crate) use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 pub(crate) use referral_domain::enricher::{Enricher, EnricherConfig};
 pub(crate) use referral_domain::event::ServiceEvent;
-pub(crate) use referral_domain::features::DedupeWindow;
+pub(crate) use referral_domain::features::MemoryLimits;
 pub(crate) use referral_domain::ports::{FeatureStore, MessageStore};
 pub(crate) use referral_domain::redact::customer_ref_with;
 pub(crate) use referral_enricher::EnricherHandler;
@@ -296,26 +296,25 @@ pub(crate) struct Delivery {
 /// goes to the DLQ). Returns what happened to each message.
 pub(crate) async fn enrich(
     config: &SdkConfig,
-    features_table: &str,
+    tables: &TableNames,
     queues: &QueuePair,
 ) -> Vec<Delivery> {
-    enrich_with(config, features_table, queues, EnricherConfig::default()).await
+    enrich_with(config, tables, queues, EnricherConfig::default()).await
 }
 
 /// [`enrich`] with an enricher configured by `enricher`.
 pub(crate) async fn enrich_with(
     config: &SdkConfig,
-    features_table: &str,
+    tables: &TableNames,
     queues: &QueuePair,
     enricher: EnricherConfig,
 ) -> Vec<Delivery> {
     let sqs = aws_sdk_sqs::Client::new(config);
-    let store = DynamoFeatureStore::new(
-        aws_sdk_dynamodb::Client::new(config),
-        features_table.to_owned(),
-    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let store = DynamoFeatureStore::new(dynamodb.clone(), tables.features.clone());
+    let archive = DynamoEventArchive::new(dynamodb, tables.archive.clone());
     let handler = EnricherHandler::new(
-        Enricher::new(store, enricher),
+        Enricher::new(store, archive, enricher),
         SqsQueue::new(sqs.clone(), queues.dlq_url.clone()),
     );
     let mut deliveries = Vec::new();
@@ -397,7 +396,7 @@ pub(crate) async fn assert_features(config: &SdkConfig, features_table: &str, bo
         aws_sdk_dynamodb::Client::new(config),
         features_table.to_owned(),
     );
-    for (email, expected) in expected_features(&events, DedupeWindow::default()) {
+    for (email, expected) in expected_features(&events, MemoryLimits::default()) {
         let item = store
             .load(&email)
             .await

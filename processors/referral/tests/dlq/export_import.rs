@@ -13,7 +13,13 @@ async fn poison_events_exported_fixed_and_imported_are_applied_exactly_once() {
         unique("messages"),
         unique("queue"),
         unique("dlq"),
+        unique("archive"),
     ];
+    let tables = TableNames {
+        features: names[0].clone(),
+        archive: names[4].clone(),
+        messages: names[1].clone(),
+    };
     let dir = temp_dir();
 
     // Four good events and one of each kind of refusal.
@@ -52,6 +58,8 @@ async fn poison_events_exported_fixed_and_imported_are_applied_exactly_once() {
             "run",
             "--features-table",
             &names[0],
+            "--archive-table",
+            &names[4],
             "--messages-table",
             &names[1],
             "--queue",
@@ -152,7 +160,7 @@ async fn poison_events_exported_fixed_and_imported_are_applied_exactly_once() {
     );
     assert_eq!(depth(&sqs, &queues.url).await, (4, 0));
 
-    let deliveries = enrich(&config, &names[0], &queues).await;
+    let deliveries = enrich(&config, &tables, &queues).await;
     assert_eq!(
         by_outcome(&deliveries),
         BTreeMap::from([(
@@ -168,7 +176,7 @@ async fn poison_events_exported_fixed_and_imported_are_applied_exactly_once() {
 
     // Importing the same file again is harmless: every event is acknowledged as applied.
     dlq(&["import", file.to_str().unwrap(), "--to", &names[2]]).succeeded();
-    let again = enrich(&config, &names[0], &queues).await;
+    let again = enrich(&config, &tables, &queues).await;
     assert_eq!(
         by_outcome(&again),
         BTreeMap::from([(

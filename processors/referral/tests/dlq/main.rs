@@ -14,7 +14,7 @@ mod common;
 mod export_import;
 mod fifo;
 mod inspect;
+mod late;
 mod options;
 mod replay;
-mod stale;
 mod stream_failures;

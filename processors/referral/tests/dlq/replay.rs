@@ -12,7 +12,7 @@ async fn transient_failures_replay_to_their_source_queue_and_apply_once() {
     // The first event was applied before its delivery failed (a timeout after the write):
     // SQS redrove it anyway, like the five others that failed before the write.
     put(&sqs, &queues.url, &redriven(&bodies[..1])).await;
-    let first = enrich(&config, &tables.features, &queues).await;
+    let first = enrich(&config, &tables, &queues).await;
     assert_eq!(by_outcome(&first)["applied"], vec![event_id(&bodies[0])]);
     put(&sqs, &queues.dlq_url, &redriven(&bodies)).await;
 
@@ -26,7 +26,7 @@ async fn transient_failures_replay_to_their_source_queue_and_apply_once() {
     assert_eq!(depth(&sqs, &queues.dlq_url).await, (0, 0));
     assert_eq!(depth(&sqs, &queues.url).await, (6, 0));
 
-    let deliveries = enrich(&config, &tables.features, &queues).await;
+    let deliveries = enrich(&config, &tables, &queues).await;
     let outcomes = by_outcome(&deliveries);
     assert_eq!(
         outcomes["applied"],
@@ -88,7 +88,7 @@ async fn killed_replay_loses_nothing(k: u64) {
     // The k-th message was sent twice: once by each run.
     assert_eq!(depth(&sqs, &queues.url).await, (N as u64 + 1, 0));
 
-    let deliveries = enrich(&config, &tables.features, &queues).await;
+    let deliveries = enrich(&config, &tables, &queues).await;
     let delivered: BTreeSet<String> = deliveries
         .iter()
         .filter_map(|delivery| delivery.event_id.clone())

@@ -2,9 +2,11 @@ use crate::common::*;
 
 /// Folds `bodies` into the features table the way the enricher does, one write per batch
 /// and customer, and runs no orchestrator: every change is still without its message.
-async fn write_features(config: &SdkConfig, features_table: &str, bodies: &[Value]) {
-    let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(config), features_table);
-    let enricher = Enricher::new(store, EnricherConfig::default());
+async fn write_features(config: &SdkConfig, tables: &TableNames, bodies: &[Value]) {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let store = DynamoFeatureStore::new(dynamodb.clone(), tables.features.clone());
+    let archive = DynamoEventArchive::new(dynamodb, tables.archive.clone());
+    let enricher = Enricher::new(store, archive, EnricherConfig::default());
     for chunk in bodies.chunks(3) {
         let texts: Vec<(String, String)> = chunk
             .iter()
@@ -123,7 +125,7 @@ async fn stream_failures_rerun_the_orchestrator_from_the_stream_or_else_from_the
 
     // Six events of three customers, two writes each: six changes, none with its message.
     let first = valid_events("sf", 6);
-    write_features(&config, &tables.features, &first).await;
+    write_features(&config, &tables, &first).await;
     let (shard, positions) = stream_positions(&config, &stream_arn).await;
     assert!(positions.len() >= 6, "{positions:?}");
     put(
@@ -172,7 +174,7 @@ async fn stream_failures_rerun_the_orchestrator_from_the_stream_or_else_from_the
     // the first makes the replay check every customer's current features, the second is
     // covered by that check.
     let later = valid_events("sf-later", 3);
-    write_features(&config, &tables.features, &later).await;
+    write_features(&config, &tables, &later).await;
     let beyond = |offset: u64| {
         let last: u128 = positions[positions.len() - 1].parse().expect("a number");
         (last + 1_000_000 + u128::from(offset)).to_string()
@@ -286,7 +288,7 @@ async fn a_webhook_carrying_ddb_stream_batch_info_is_replayed_not_reconciled() {
         "{summary}"
     );
     assert_eq!(depth(&sqs, &queues.dlq_url).await, (0, 0));
-    let deliveries = enrich(&config, &tables.features, &queues).await;
+    let deliveries = enrich(&config, &tables, &queues).await;
     assert_eq!(
         by_outcome(&deliveries)["applied"],
         sorted(bodies.iter().map(event_id)),

@@ -66,6 +66,8 @@ async fn an_sqs_batch_reaches_the_features_table_through_the_enricher() {
         &url,
         "--features-table",
         &tables.features,
+        "--archive-table",
+        &tables.archive,
         "--dlq",
         queue_name(&queues.dlq_url),
         "--binary",

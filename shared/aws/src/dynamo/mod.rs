@@ -8,12 +8,14 @@
 //! from exactly that version and skipped every id it remembers, so a write that passes the
 //! guard applies only new events. A refused write returns the item as it is
 //! (`ReturnValuesOnConditionCheckFailure::ALL_OLD`): the writer folds again from it, with no
-//! read. What the item remembers of applied events, and for how long, is the domain's
-//! `AppliedMemory`: a few bytes an event, bounded by time, not by history.
+//! read. What the item remembers of applied events is the domain's `AppliedMemory`: a few
+//! bytes an event for recent ones; the rest goes to the event archive (`archive.rs`).
 
+mod archive;
 mod messages;
 mod policy_state;
 
+pub use archive::{ARCHIVE_IAM_ACTIONS, BUCKET_KEY, DynamoEventArchive};
 pub use messages::DynamoMessageStore;
 pub use policy_state::{BUDGET_PARTITION, SLOT_ID};
 

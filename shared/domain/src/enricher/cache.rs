@@ -114,7 +114,7 @@ impl ItemCache {
 mod tests {
     use super::*;
     use crate::event::{Webhook, parse_webhook_value};
-    use crate::features::{DedupeWindow, fold_events};
+    use crate::features::{MemoryLimits, fold_events};
 
     fn item(email: &str, version: u64) -> Arc<CustomerFeatures> {
         let body = serde_json::json!({
@@ -124,7 +124,7 @@ mod tests {
         let Ok(Webhook::ServiceCompleted(event)) = parse_webhook_value(&body) else {
             panic!("test event refused");
         };
-        let mut item = fold_events(None, &[&event], DedupeWindow::default())
+        let mut item = fold_events(None, &[&event], MemoryLimits::default())
             .into_next()
             .unwrap_or_else(|| panic!("nothing applied"));
         item.version = version;

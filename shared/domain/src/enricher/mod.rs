@@ -6,11 +6,15 @@
 //! process wrote, or this one never saw it), the refused write hands back the current item,
 //! which is folded again. An all-duplicate batch costs nothing. A bad message is refused
 //! alone and never fails its neighbours.
+//!
+//! An event older than what the item keeps costs one archive read, and what leaves the item
+//! goes to the archive before the write that lets it go (see `features::AppliedMemory` for
+//! the order that keeps this exact through any crash).
 
 mod cache;
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,30 +24,27 @@ use futures_util::stream;
 
 pub use cache::ItemCache;
 pub use report::{
-    BatchReport, EnrichCounters, Failure, MessageReport, Outcome, Refusal, STALE_KIND,
+    BatchReport, CONFLICTING_DUPLICATE_KIND, EnrichCounters, Failure, MessageReport, Outcome,
+    Refusal, UNPROVABLE_KIND,
 };
 
 use crate::event::{EventError, Rejection, ServiceEvent, Webhook, parse_webhook};
-use crate::features::{CustomerFeatures, DedupeWindow, Disposition, Fold, fold_events_with};
-use crate::ports::{FeatureStore, FeatureWrite, WriteOutcome};
+use crate::features::{
+    ArchiveAnswers, ArchiveView, ArchivedEvent, ArchivedKnowledge, CustomerFeatures, Disposition,
+    MemoryLimits, SplitPlan, archive_questions, fold_events_with, has_new,
+};
+use crate::ports::{AdapterError, EventArchive, FeatureStore, FeatureWrite, WriteOutcome};
 
 /// How far ahead of this process's clock an event may be dated. Further, it is refused:
-/// a date in the future would hold the customer's latest values and move the dedupe
-/// window's watermark until that date.
+/// a date in the future would hold the customer's latest values and move the memory's
+/// watermark until that date.
 pub const MAX_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::days(1);
-
-/// The queue message attribute that marks an operator's replay of a stale event (value
-/// `true`). Only the operator's tools set it; ingest never forwards a sender's attributes.
-pub const APPLY_STALE_ATTRIBUTE: &str = "apply_stale";
 
 /// A message as the enricher receives it, borrowed from the envelope it came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueuedWebhook<'a> {
     pub message_id: &'a str,
     pub body: &'a str,
-    /// An operator's replay of a stale event: apply it even though the item's memory
-    /// cannot prove it new (never when it proves it a duplicate).
-    pub apply_stale: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,11 @@ pub struct EnricherConfig {
     /// Upper bound of the first conflict backoff; doubles per attempt (full jitter).
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    pub dedupe: DedupeWindow,
+    /// What an item keeps of its applied events, and when the rest goes to the archive.
+    pub memory: MemoryLimits,
+    /// A customer's events folded into one write at most: a burst is written in chunks, so
+    /// that no write moves more into the item's pending list than it can hold.
+    pub max_events_per_write: usize,
     /// Bytes of items the process keeps to write without reading first.
     pub cache_bytes: usize,
 }
@@ -71,23 +76,26 @@ impl Default for EnricherConfig {
             max_write_attempts: 8,
             backoff_base: Duration::from_millis(5),
             backoff_cap: Duration::from_millis(200),
-            dedupe: DedupeWindow::default(),
+            memory: MemoryLimits::default(),
+            max_events_per_write: 32,
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
         }
     }
 }
 
 #[derive(Debug)]
-pub struct Enricher<S> {
+pub struct Enricher<S, A> {
     store: S,
+    archive: A,
     config: EnricherConfig,
     cache: Mutex<ItemCache>,
 }
 
-impl<S: FeatureStore> Enricher<S> {
-    pub fn new(store: S, config: EnricherConfig) -> Self {
+impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
+    pub fn new(store: S, archive: A, config: EnricherConfig) -> Self {
         Enricher {
             store,
+            archive,
             cache: Mutex::new(ItemCache::new(config.cache_bytes)),
             config,
         }
@@ -95,6 +103,10 @@ impl<S: FeatureStore> Enricher<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    pub fn archive(&self) -> &A {
+        &self.archive
     }
 
     /// Processes one batch; `now` bounds how far in the future an event may be dated.
@@ -136,9 +148,7 @@ impl<S: FeatureStore> Enricher<S> {
                     .iter()
                     .filter_map(|&i| events[i].as_deref())
                     .collect();
-                let apply_stale: Vec<bool> =
-                    indices.iter().map(|&i| batch[i].apply_stale).collect();
-                Box::pin(self.enrich_customer(email, customer_events, apply_stale, indices))
+                Box::pin(self.enrich_customer(email, customer_events, indices))
             })
             .collect();
         let results: Vec<CustomerResult> = stream::iter(work)
@@ -147,14 +157,9 @@ impl<S: FeatureStore> Enricher<S> {
             .await;
 
         for result in results {
-            counters.conflicts += result.conflicts;
-            counters.cache_misses += u64::from(result.cache_miss);
-            counters.store_reads += result.reads;
-            counters.store_writes += result.writes;
+            result.io.add_to(&mut counters);
+            counters.applied_late += result.applied_late;
             for (index, outcome) in result.outcomes {
-                if matches!(outcome, Outcome::Applied) && batch[index].apply_stale {
-                    counters.applied_stale += 1;
-                }
                 reports[index].outcome = outcome;
             }
         }
@@ -171,17 +176,20 @@ impl<S: FeatureStore> Enricher<S> {
         &self,
         email: &str,
         events: Vec<&ServiceEvent>,
-        apply_stale: Vec<bool>,
         indices: &[usize],
     ) -> CustomerResult {
         let mut result = CustomerResult::default();
-        let outcome = self
-            .apply_with_retries(email, &events, &apply_stale, &mut result)
-            .await;
-        let outcomes: Vec<Outcome> = match outcome {
-            Ok(dispositions) => dispositions.into_iter().map(Outcome::from).collect(),
-            Err(failure) => vec![Outcome::Failed(failure); events.len()],
-        };
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(events.len());
+        for chunk in events.chunks(self.config.max_events_per_write.max(1)) {
+            match self.write_chunk(email, chunk, &mut result).await {
+                Ok(dispositions) => outcomes.extend(dispositions.into_iter().map(Outcome::from)),
+                // What earlier chunks applied stays applied; the rest comes back from SQS.
+                Err(failure) => {
+                    outcomes.resize(events.len(), Outcome::Failed(failure));
+                    break;
+                }
+            }
+        }
         result.outcomes = indices.iter().copied().zip(outcomes).collect();
         result
     }
@@ -191,47 +199,68 @@ impl<S: FeatureStore> Enricher<S> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn apply_with_retries(
+    /// Folds one chunk of a customer's events into their item and writes it, with the
+    /// archive reads and writes the fold needs; retried on conflicts.
+    async fn write_chunk(
         &self,
         email: &str,
         events: &[&ServiceEvent],
-        apply_stale: &[bool],
         result: &mut CustomerResult,
     ) -> Result<Vec<Disposition>, Failure> {
+        let limits = self.config.memory;
         let cached = self.cache().get(email);
-        result.cache_miss = cached.is_none();
+        result.io.cache_misses |= cached.is_none();
         let mut current: Option<CustomerFeatures> = cached.map(Arc::unwrap_or_clone);
+        // Outlives a conflict: what was added to the archive stays there (see
+        // `ArchivedKnowledge`); answers and splits are redone against each new version.
+        let mut archived = ArchivedKnowledge::default();
         // Whether `current` came straight from the store: a refusal then means a concurrent
         // writer, worth backing off from; a refusal of what the cache held does not.
         let mut fresh = false;
         for attempt in 0..self.config.max_write_attempts {
+            let answers = self
+                .ask_archive(email, current.as_ref(), events, result)
+                .await?;
+            let mut split = None;
+            if has_new(current.as_ref(), events, &answers)
+                && let Some(item) = &current
+            {
+                self.archive_pending(email, item, events.len(), &mut archived, result)
+                    .await?;
+                split = self.prepare_split(email, item, &archived, result).await?;
+            }
             let expected_version = current.as_ref().map(|item| item.version);
-            let Fold {
-                item,
-                dispositions,
-                applied_ids,
-            } = fold_events_with(current.take(), events, self.config.dedupe, |i| {
-                apply_stale[i]
-            });
-            let Some(next) = item.filter(|_| !applied_ids.is_empty()) else {
+            let view = ArchiveView {
+                answers: Some(&answers),
+                archived: Some(&archived),
+                split: split.as_ref().map(|(plan, _)| *plan),
+            };
+            let fold = fold_events_with(current.take(), events, limits, view);
+            let applied_late = fold.applied_late as u64;
+            let dispositions = fold.dispositions;
+            let Some(next) = fold.item.filter(|_| !fold.applied_ids.is_empty()) else {
                 return Ok(dispositions);
             };
             let next = Arc::new(next);
             let write = FeatureWrite {
                 expected_version,
                 item: Arc::clone(&next),
-                applied_ids,
+                applied_ids: fold.applied_ids,
             };
-            result.writes += 1;
+            result.io.store_writes += 1;
             let seen = match self.store.save(write).await {
                 Ok(WriteOutcome::Applied) => {
                     self.cache().put(next);
+                    result.applied_late += applied_late;
+                    if let Some((plan, moved)) = split {
+                        self.clean_up_split(email, plan, &moved, result).await;
+                    }
                     return Ok(dispositions);
                 }
                 // Someone applied these very events: the next fold finds them all applied.
                 Ok(WriteOutcome::Duplicate { current: seen }) => Some(seen),
                 Ok(WriteOutcome::Conflict { current: seen }) => {
-                    result.conflicts += 1;
+                    result.io.conflicts += 1;
                     if fresh {
                         tokio::time::sleep(self.backoff(attempt)).await;
                     }
@@ -243,7 +272,7 @@ impl<S: FeatureStore> Enricher<S> {
                 Some(item) => Some(item),
                 // The store could not say what it holds: read it (off the hot path).
                 None => {
-                    result.reads += 1;
+                    result.io.store_reads += 1;
                     self.store
                         .load(email)
                         .await
@@ -261,6 +290,133 @@ impl<S: FeatureStore> Enricher<S> {
         })
     }
 
+    /// Reads the archive buckets of the events at or before the item's floor: one read per
+    /// bucket, whatever the number of events in it.
+    async fn ask_archive(
+        &self,
+        email: &str,
+        current: Option<&CustomerFeatures>,
+        events: &[&ServiceEvent],
+        result: &mut CustomerResult,
+    ) -> Result<ArchiveAnswers, Failure> {
+        let mut answers = ArchiveAnswers::default();
+        for (bucket, ids) in archive_questions(current, events, &answers) {
+            result.io.archive_reads += 1;
+            let held = self
+                .archive
+                .bucket(email, bucket)
+                .await
+                .map_err(archive_failure)?;
+            answers.record(&held, ids);
+        }
+        Ok(answers)
+    }
+
+    /// Adds the item's pending entries to the archive when they are due to leave it, and
+    /// records them as archived under the item's layout.
+    async fn archive_pending(
+        &self,
+        email: &str,
+        item: &CustomerFeatures,
+        incoming: usize,
+        archived: &mut ArchivedKnowledge,
+        result: &mut CustomerResult,
+    ) -> Result<(), Failure> {
+        let memory = &item.memory;
+        if !memory.archive_due(self.config.memory, incoming) {
+            return Ok(());
+        }
+        let layout = memory.layout();
+        if archived.layout != layout {
+            *archived = ArchivedKnowledge {
+                layout,
+                ..ArchivedKnowledge::default()
+            };
+        }
+        let mut by_bucket: BTreeMap<u32, Vec<ArchivedEvent>> = BTreeMap::new();
+        for event in memory.pending() {
+            if !archived.events.contains(event) {
+                by_bucket
+                    .entry(layout.bucket_of(event.id))
+                    .or_default()
+                    .push(*event);
+            }
+        }
+        for (bucket, events) in by_bucket {
+            result.io.archive_writes += 1;
+            self.archive
+                .add(email, bucket, &events)
+                .await
+                .map_err(archive_failure)?;
+            archived.events.extend(events);
+        }
+        Ok(())
+    }
+
+    /// Copies the ids the next split moves into their new bucket, when the archive is due to
+    /// grow. The split takes effect with the write that commits the advanced layout; until
+    /// then the source bucket still holds every id, so readers of either layout find them.
+    async fn prepare_split(
+        &self,
+        email: &str,
+        item: &CustomerFeatures,
+        archived: &ArchivedKnowledge,
+        result: &mut CustomerResult,
+    ) -> Result<Option<(SplitPlan, Vec<ArchivedEvent>)>, Failure> {
+        let memory = &item.memory;
+        let arriving = match archived.layout == memory.layout() {
+            true => memory
+                .pending()
+                .iter()
+                .filter(|event| archived.events.contains(event))
+                .count(),
+            false => 0,
+        };
+        let Some(plan) = memory.split_due(self.config.memory, arriving) else {
+            return Ok(None);
+        };
+        // Read after this writer's own additions, so the copies include them.
+        result.io.archive_reads += 1;
+        let held = self
+            .archive
+            .bucket(email, plan.source)
+            .await
+            .map_err(archive_failure)?;
+        let moved: Vec<ArchivedEvent> = held.into_iter().filter(|e| plan.moves(e.id)).collect();
+        if !moved.is_empty() {
+            result.io.archive_writes += 1;
+            self.archive
+                .add(email, plan.target, &moved)
+                .await
+                .map_err(archive_failure)?;
+        }
+        result.io.archive_splits += 1;
+        Ok(Some((plan, moved)))
+    }
+
+    /// Takes the moved copies out of a split's source bucket once the split is committed.
+    /// Only tidiness: copies left behind are never read (the layout sends those ids to the
+    /// new bucket), so a failure here costs bytes, not correctness.
+    async fn clean_up_split(
+        &self,
+        email: &str,
+        plan: SplitPlan,
+        moved: &[ArchivedEvent],
+        result: &mut CustomerResult,
+    ) {
+        if moved.is_empty() {
+            return;
+        }
+        result.io.archive_writes += 1;
+        if let Err(error) = self.archive.remove(email, plan.source, moved).await {
+            tracing::warn!(
+                bucket = plan.source,
+                error_kind = error.kind(),
+                "the archive kept a split's moved copies"
+            );
+        }
+    }
+
     /// Full jitter: uniformly random up to `base * 2^attempt`, capped, so racing writers
     /// spread out instead of colliding again in lockstep.
     fn backoff(&self, attempt: u32) -> Duration {
@@ -274,13 +430,40 @@ impl<S: FeatureStore> Enricher<S> {
     }
 }
 
+fn archive_failure(error: AdapterError) -> Failure {
+    Failure::Archive(Arc::new(error))
+}
+
+/// The I/O one customer's writes cost, added to the batch's counters.
+#[derive(Debug, Default)]
+struct CustomerIo {
+    conflicts: u64,
+    cache_misses: bool,
+    store_reads: u64,
+    store_writes: u64,
+    archive_reads: u64,
+    archive_writes: u64,
+    archive_splits: u64,
+}
+
+impl CustomerIo {
+    fn add_to(&self, counters: &mut EnrichCounters) {
+        counters.conflicts += self.conflicts;
+        counters.cache_misses += u64::from(self.cache_misses);
+        counters.store_reads += self.store_reads;
+        counters.store_writes += self.store_writes;
+        counters.archive_reads += self.archive_reads;
+        counters.archive_writes += self.archive_writes;
+        counters.archive_splits += self.archive_splits;
+    }
+}
+
 #[derive(Debug, Default)]
 struct CustomerResult {
     outcomes: Vec<(usize, Outcome)>,
-    conflicts: u64,
-    cache_miss: bool,
-    reads: u64,
-    writes: u64,
+    io: CustomerIo,
+    /// Events applied below the floor by the writes that committed.
+    applied_late: u64,
 }
 
 impl From<Disposition> for Outcome {
@@ -288,7 +471,8 @@ impl From<Disposition> for Outcome {
         match disposition {
             Disposition::Applied => Outcome::Applied,
             Disposition::Duplicate { conflicting } => Outcome::Duplicate { conflicting },
-            Disposition::Stale => Outcome::Stale,
+            Disposition::Unprovable => Outcome::Unprovable,
+            Disposition::Unresolved => Outcome::Failed(Failure::ArchiveUnread),
         }
     }
 }

@@ -10,13 +10,14 @@ use crate::ports::AdapterError;
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Applied,
+    /// Applied before. `conflicting`: the same id with other content, refused (the original
+    /// stays applied) and dead-lettered so the sender's bug is seen.
     Duplicate {
         conflicting: bool,
     },
-    /// Not remembered and older than what the item's memory vouches for: it may have been
-    /// applied before, so it is not applied. It must be dead-lettered, not dropped; an
-    /// operator's replay with `apply_stale` applies it.
-    Stale,
+    /// Dated at or before the seal of an item the previous release let forget, and found
+    /// nowhere: it may have been applied, so it is not. Dead-lettered, never dropped.
+    Unprovable,
     Ignored {
         event_type: String,
     },
@@ -36,8 +37,10 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// `error_kind` of an event the item's memory cannot prove new or duplicate.
-pub const STALE_KIND: &str = "stale";
+/// `error_kind` of an event a sealed item cannot prove new or duplicate.
+pub const UNPROVABLE_KIND: &str = "unprovable";
+/// `error_kind` of an event whose id was applied with other content.
+pub const CONFLICTING_DUPLICATE_KIND: &str = "conflicting_duplicate";
 
 impl Outcome {
     /// The reason to dead-letter the message, when it is refused for good.
@@ -48,12 +51,19 @@ impl Outcome {
                 field: rejection.error.field(),
                 message: rejection.error.to_string(),
             }),
-            Outcome::Stale => Some(Refusal {
-                kind: STALE_KIND,
+            Outcome::Unprovable => Some(Refusal {
+                kind: UNPROVABLE_KIND,
                 field: "occurred_at",
-                message: "`occurred_at` is older than the customer's dedupe window: the event \
-                          may have been applied already, so it was not; replay it with \
-                          `referral dlq replay --apply-stale` to apply it"
+                message: "`occurred_at` is at or before the seal of a customer item written by \
+                          the release that forgot old event ids: the event may have been \
+                          applied already, so it was not (README: Migration)"
+                    .to_owned(),
+            }),
+            Outcome::Duplicate { conflicting: true } => Some(Refusal {
+                kind: CONFLICTING_DUPLICATE_KIND,
+                field: "event_id",
+                message: "`event_id` was applied before with other content: the original \
+                          stays applied and this one is refused; the sender must not reuse ids"
                     .to_owned(),
             }),
             _ => None,
@@ -65,7 +75,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Duplicate { conflicting: false } => "duplicate",
             Outcome::Duplicate { conflicting: true } => "conflicting_duplicate",
-            Outcome::Stale => "stale",
+            Outcome::Unprovable => "unprovable",
             Outcome::Ignored { .. } => "ignored",
             Outcome::Rejected(_) => "rejected",
             Outcome::Failed(_) => "failed",
@@ -82,6 +92,11 @@ pub enum Failure {
     NotReached,
     #[error("the feature store failed")]
     Store(#[source] Arc<AdapterError>),
+    #[error("the event archive failed")]
+    Archive(#[source] Arc<AdapterError>),
+    /// An event's archive bucket was not read before the fold (a bug; retried).
+    #[error("an event below the floor was folded without its archive bucket")]
+    ArchiveUnread,
     #[error("gave up after {attempts} conflicting writes")]
     ConflictRetriesExhausted { attempts: u32 },
     /// A refused message that could not be moved to the dead-letter queue: it is left to
@@ -99,6 +114,12 @@ impl Failure {
                 AdapterError::Corrupt { .. } => "store_corrupt",
                 AdapterError::Permanent { .. } => "store_refused",
             },
+            Failure::Archive(error) => match error.as_ref() {
+                AdapterError::Transient { .. } => "archive_transient",
+                AdapterError::Corrupt { .. } => "archive_corrupt",
+                AdapterError::Permanent { .. } => "archive_refused",
+            },
+            Failure::ArchiveUnread => "archive_unread",
             Failure::ConflictRetriesExhausted { .. } => "conflict_retries_exhausted",
             Failure::DeadLetterUnavailable(_) => "dead_letter_unavailable",
         }
@@ -122,9 +143,9 @@ pub struct EnrichCounters {
     pub applied: u64,
     pub duplicate: u64,
     pub conflicting_duplicate: u64,
-    pub stale: u64,
-    /// Stale events applied anyway, on an operator's replay.
-    pub applied_stale: u64,
+    /// Applied below the item's floor (older than what it keeps): the late path.
+    pub applied_late: u64,
+    pub unprovable: u64,
     pub ignored: u64,
     pub rejected: u64,
     pub failed: u64,
@@ -134,6 +155,11 @@ pub struct EnrichCounters {
     pub cache_misses: u64,
     pub store_reads: u64,
     pub store_writes: u64,
+    /// Archive buckets read (events below the floor, splits).
+    pub archive_reads: u64,
+    /// Archive bucket updates (pending entries leaving items, split copies and clean-ups).
+    pub archive_writes: u64,
+    pub archive_splits: u64,
 }
 
 impl EnrichCounters {
@@ -143,8 +169,8 @@ impl EnrichCounters {
         self.applied += other.applied;
         self.duplicate += other.duplicate;
         self.conflicting_duplicate += other.conflicting_duplicate;
-        self.stale += other.stale;
-        self.applied_stale += other.applied_stale;
+        self.applied_late += other.applied_late;
+        self.unprovable += other.unprovable;
         self.ignored += other.ignored;
         self.rejected += other.rejected;
         self.failed += other.failed;
@@ -152,6 +178,9 @@ impl EnrichCounters {
         self.cache_misses += other.cache_misses;
         self.store_reads += other.store_reads;
         self.store_writes += other.store_writes;
+        self.archive_reads += other.archive_reads;
+        self.archive_writes += other.archive_writes;
+        self.archive_splits += other.archive_splits;
     }
 
     pub(super) fn count(&mut self, outcome: &Outcome) {
@@ -161,7 +190,7 @@ impl EnrichCounters {
                 self.duplicate += 1;
                 self.conflicting_duplicate += u64::from(*conflicting);
             }
-            Outcome::Stale => self.stale += 1,
+            Outcome::Unprovable => self.unprovable += 1,
             Outcome::Ignored { .. } => self.ignored += 1,
             Outcome::Rejected(_) => self.rejected += 1,
             Outcome::Failed(_) => self.failed += 1,

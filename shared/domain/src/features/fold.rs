@@ -1,9 +1,10 @@
 //! The fold of a customer's service events into their item.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::memory::{IdHash, Recall, content_tag};
-use super::{CustomerFeatures, DedupeWindow, EventKey, Trigger};
+use super::memory::{ArchiveAnswers, ArchivedKnowledge, ContentTag, IdHash, Recall, SplitPlan};
+use super::{CustomerFeatures, EventKey, MemoryLimits, Trigger};
 use crate::event::ServiceEvent;
 
 /// What the fold did with one event.
@@ -11,13 +12,16 @@ use crate::event::ServiceEvent;
 pub enum Disposition {
     Applied,
     /// Already applied. `conflicting` when its content differs from the applied original
-    /// (same id, other payload: a sender bug worth counting).
+    /// (same id, other payload: a sender bug, refused and counted).
     Duplicate {
         conflicting: bool,
     },
-    /// Not remembered, and older than what the memory can vouch for: it may have been
-    /// applied and forgotten, so it is not applied (see [`super::AppliedMemory`]).
-    Stale,
+    /// Dated at or before the seal of an item the previous release let forget: it may have
+    /// been applied, so it is not (see [`super::AppliedMemory`]).
+    Unprovable,
+    /// Its archive bucket was not read, so it can be neither applied nor refused: the
+    /// caller must read it and fold again.
+    Unresolved,
 }
 
 /// The result of folding events into an item.
@@ -30,6 +34,8 @@ pub struct Fold {
     pub dispositions: Vec<Disposition>,
     /// Ids applied by this fold, to guard the write against a concurrent writer.
     pub applied_ids: Vec<Arc<str>>,
+    /// How many of them were applied below the floor (found absent from the archive).
+    pub applied_late: usize,
 }
 
 impl Fold {
@@ -44,62 +50,117 @@ impl Fold {
     }
 }
 
-/// Folds one customer's events into its current item (`None` for a new customer). The item
-/// is taken by value: the enricher folds the item it holds and writes it, with no copy.
-/// All events must carry that customer's normalised e-mail.
+/// What a writer learnt of the archive for this fold: answers for events below the floor,
+/// pending entries it archived, and the split it prepared.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArchiveView<'a> {
+    pub answers: Option<&'a ArchiveAnswers>,
+    pub archived: Option<&'a ArchivedKnowledge>,
+    pub split: Option<SplitPlan>,
+}
+
+/// Folds one customer's events into its current item (`None` for a new customer), with no
+/// archive: for items that never archived anything (a reference fold, fixtures), where
+/// everything applied stays in the item.
 pub fn fold_events(
     current: Option<CustomerFeatures>,
     events: &[&ServiceEvent],
-    window: DedupeWindow,
+    limits: MemoryLimits,
 ) -> Fold {
-    fold_events_with(current, events, window, |_| false)
+    fold_events_with(current, events, limits, ArchiveView::default())
 }
 
-/// [`fold_events`], where `apply_unproven(i)` says whether the `i`-th event is applied even
-/// when the memory cannot prove it new: an operator's deliberate replay of a stale event.
-/// It is still refused when the memory remembers it.
+/// The archive buckets to read before folding `events` into `current`, each with the ids it
+/// must answer for.
+pub fn archive_questions(
+    current: Option<&CustomerFeatures>,
+    events: &[&ServiceEvent],
+    answers: &ArchiveAnswers,
+) -> BTreeMap<u32, Vec<IdHash>> {
+    let mut questions: BTreeMap<u32, Vec<IdHash>> = BTreeMap::new();
+    let Some(item) = current else {
+        return questions;
+    };
+    for event in events {
+        let id = IdHash::of(&event.event_id);
+        let tag = ContentTag::of(event.content_hash);
+        if let Recall::AskArchive { bucket } =
+            item.memory.recall(id, tag, event.occurred_at, answers)
+        {
+            questions.entry(bucket).or_default().push(id);
+        }
+    }
+    questions
+}
+
+/// Whether folding `events` into `current` would apply any of them (given `answers` for
+/// those below the floor), so that a writer does archive work only for a write it makes.
+pub fn has_new(
+    current: Option<&CustomerFeatures>,
+    events: &[&ServiceEvent],
+    answers: &ArchiveAnswers,
+) -> bool {
+    let Some(item) = current else {
+        return !events.is_empty();
+    };
+    events.iter().any(|event| {
+        let recall = item.memory.recall(
+            IdHash::of(&event.event_id),
+            ContentTag::of(event.content_hash),
+            event.occurred_at,
+            answers,
+        );
+        matches!(recall, Recall::New { .. })
+    })
+}
+
+/// [`fold_events`] with what the writer learnt of the archive (see [`ArchiveView`]). The
+/// item is taken by value: the enricher folds the item it holds and writes it, with no copy.
+/// All events must carry that customer's normalised e-mail.
 pub fn fold_events_with(
     current: Option<CustomerFeatures>,
     events: &[&ServiceEvent],
-    window: DedupeWindow,
-    apply_unproven: impl Fn(usize) -> bool,
+    limits: MemoryLimits,
+    archive: ArchiveView<'_>,
 ) -> Fold {
     let base_version = current.as_ref().map_or(0, |item| item.version);
+    let no_answers = ArchiveAnswers::default();
+    let answers = archive.answers.unwrap_or(&no_answers);
     let mut item = current;
     let mut dispositions = Vec::with_capacity(events.len());
     let mut applied_ids = Vec::new();
+    let mut applied_late = 0;
     let mut trigger: Option<(EventKey, Option<u32>)> = None;
 
-    for (index, event) in events.iter().enumerate() {
+    for event in events {
         let id = IdHash::of(&event.event_id);
-        let tag = content_tag(event.content_hash);
-        let recall = item.as_ref().map_or(Recall::New, |known| {
-            known.memory.recall(id, tag, event.occurred_at)
+        let tag = ContentTag::of(event.content_hash);
+        let recall = item.as_ref().map_or(Recall::New { late: false }, |known| {
+            known.memory.recall(id, tag, event.occurred_at, answers)
         });
-        match recall {
+        let late = match recall {
             Recall::Applied { same_content } => {
                 dispositions.push(Disposition::Duplicate {
                     conflicting: !same_content,
                 });
                 continue;
             }
-            Recall::Unproven if !apply_unproven(index) => {
-                dispositions.push(Disposition::Stale);
+            Recall::Unprovable => {
+                dispositions.push(Disposition::Unprovable);
                 continue;
             }
-            Recall::New | Recall::Unproven => {}
-        }
+            Recall::AskArchive { .. } => {
+                dispositions.push(Disposition::Unresolved);
+                continue;
+            }
+            Recall::New { late } => late,
+        };
         let key = EventKey::of(event);
         let applied = item.get_or_insert_with(|| CustomerFeatures::first(event));
         applied.absorb(event, &key);
-        // An event applied below the floor is remembered as of the watermark, so the memory
-        // keeps it a whole span and a second replay of it is still caught.
-        let remembered_at = match recall {
-            Recall::Unproven => applied.last_updated,
-            _ => event.occurred_at,
-        };
-        applied.memory.remember(id, tag, remembered_at);
+        applied.memory.remember(id, tag, event.occurred_at, late);
         applied_ids.push(Arc::clone(&event.event_id));
+        applied_late += usize::from(late);
         dispositions.push(Disposition::Applied);
         if trigger.as_ref().is_none_or(|(latest, _)| *latest < key) {
             let score = event.service.as_ref().and_then(|s| s.satisfaction_micros);
@@ -115,12 +176,14 @@ pub fn fold_events_with(
         });
         item.trigger_event_id = trigger.map(|(key, _)| key.event_id.to_string());
         item.refresh_derived();
+        item.memory.settle(archive.archived, archive.split);
         let watermark = item.last_updated;
-        item.memory.prune(watermark, window);
+        item.memory.prune(watermark, limits);
     }
     Fold {
         item,
         dispositions,
         applied_ids,
+        applied_late,
     }
 }

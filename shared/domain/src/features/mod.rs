@@ -16,8 +16,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{SCORE_SCALE, ServiceEvent};
 
-pub use fold::{Disposition, Fold, fold_events, fold_events_with};
-pub use memory::{AppliedMemory, DedupeWindow, IdHash, MemoryError, Recall, content_tag};
+pub use fold::{
+    ArchiveView, Disposition, Fold, archive_questions, fold_events, fold_events_with, has_new,
+};
+pub use memory::{
+    ARCHIVED_EVENT_BYTES, AppliedMemory, ArchiveAnswers, ArchiveLayout, ArchivedEvent,
+    ArchivedKnowledge, ContentTag, IdHash, MemoryError, MemoryLimits, Recall, SplitPlan,
+};
 
 /// Satisfaction assumed while a customer has no score (DESIGN.md).
 pub const DEFAULT_SATISFACTION_MICROS: u64 = 3_500_000;
@@ -281,6 +286,7 @@ impl CustomerFeatures {
             + texts.iter().flatten().map(|text| text.len()).sum::<usize>()
             + pests
             + self.memory.len() * 24
+            + size_of_val(self.memory.pending())
     }
 }
 

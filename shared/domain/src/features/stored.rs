@@ -3,7 +3,8 @@
 //!
 //! The features DESIGN.md documents keep their names and types. The bookkeeping is written
 //! compactly, because every byte is paid for in write units and stream bytes:
-//! - `applied`: the dedupe memory, binary (about ten bytes an event, see `memory.rs`);
+//! - `applied`: the dedupe memory, binary (about eleven bytes a recent event, nine a pending
+//!   one, and the archive's layout; see `memory/mod.rs`);
 //! - `sources`: for the "latest wins" fields, each distinct source event once
 //!   (`<unix seconds>[.<nanoseconds>]|<event id>`) with the letters of the fields it set.
 //!
@@ -20,7 +21,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-use super::memory::{IdHash, content_tag};
+use super::memory::{ContentTag, IdHash};
 use super::{
     AppliedMemory, CustomerFeatures, EventKey, FieldSources, LifetimeValue, PropertyFeatures,
     Trigger, rfc3339,
@@ -305,8 +306,8 @@ impl<'de> Deserialize<'de> for CustomerFeatures {
 }
 
 /// The first release's `applied_events` (`id` → `timestamp#content hash`) and `applied_floor`
-/// (`timestamp|id`) as the memory: every id it kept, its floor kept. The next write prunes
-/// it to the window.
+/// (`timestamp|id`) as the memory: every id it kept as recent, and its floor (below which it
+/// had let ids go) as the seal.
 fn legacy_memory(
     applied_events: &BTreeMap<String, String>,
     applied_floor: Option<&str>,
@@ -318,10 +319,10 @@ fn legacy_memory(
             .ok_or("an `applied_events` value is not `timestamp#hash`")?;
         let at = rfc3339::parse(at).map_err(|error| error.to_string())?;
         let hash = u64::from_str_radix(hash, 16).map_err(|error| error.to_string())?;
-        memory.remember(IdHash::of(id), content_tag(hash), at);
+        memory.remember(IdHash::of(id), ContentTag::of(hash), at, false);
     }
     if let Some(floor) = applied_floor {
-        memory.raise_floor(parse_legacy_key(floor)?.occurred_at);
+        memory.seal_at(parse_legacy_key(floor)?.occurred_at);
     }
     Ok(memory)
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::env::{EnvError, Vars};
 use crate::event::{ServiceEvent, Webhook, parse_webhook_value};
-use crate::features::{DedupeWindow, fold_events};
+use crate::features::{MemoryLimits, fold_events};
 
 fn day(n: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
@@ -38,7 +38,7 @@ fn changes(events: &[ServiceEvent]) -> Vec<CustomerFeatures> {
     let mut item = None;
     let mut items = Vec::new();
     for event in events {
-        let fold = fold_events(item.take(), &[event], DedupeWindow::default());
+        let fold = fold_events(item.take(), &[event], MemoryLimits::default());
         let next = fold.into_next().unwrap_or_else(|| panic!("applied"));
         items.push(next.clone());
         item = Some(next);

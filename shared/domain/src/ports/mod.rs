@@ -4,6 +4,7 @@
 //! in these signatures is an AWS type.
 
 mod change_feed;
+mod event_archive;
 mod feature_store;
 mod generator;
 mod message_store;
@@ -17,6 +18,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use thiserror::Error;
 
 pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
+pub use event_archive::EventArchive;
 pub use feature_store::{FeatureStore, FeatureWrite, WriteOutcome};
 pub use generator::{
     Generated, GenerationError, GenerationRequest, MessageGenerator, OnThrottle, TokenUsage,
@@ -29,7 +31,7 @@ pub use work_queue::{
     BATCH_LIMIT, MAX_MESSAGE_BYTES, OutgoingMessage, QueueMessage, STRING_TYPE, WorkQueue,
 };
 
-use crate::features::CustomerFeatures;
+use crate::features::{ArchivedEvent, CustomerFeatures};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -84,6 +86,24 @@ macro_rules! forward_ports {
             fn save(&self, write: FeatureWrite)
                 -> impl Future<Output = Result<WriteOutcome, AdapterError>> + Send {
                 (**self).save(write)
+            }
+        }
+        impl<T: EventArchive + ?Sized> EventArchive for $wrapper {
+            fn bucket(&self, customer_email: &str, bucket: u32)
+                -> impl Future<Output = Result<Vec<ArchivedEvent>, AdapterError>> + Send {
+                (**self).bucket(customer_email, bucket)
+            }
+            fn add(&self, customer_email: &str, bucket: u32, events: &[ArchivedEvent])
+                -> impl Future<Output = Result<(), AdapterError>> + Send {
+                (**self).add(customer_email, bucket, events)
+            }
+            fn remove(&self, customer_email: &str, bucket: u32, events: &[ArchivedEvent])
+                -> impl Future<Output = Result<(), AdapterError>> + Send {
+                (**self).remove(customer_email, bucket, events)
+            }
+            fn buckets(&self, customer_email: &str)
+                -> impl Future<Output = Result<Vec<(u32, Vec<ArchivedEvent>)>, AdapterError>> + Send {
+                (**self).buckets(customer_email)
             }
         }
         impl<T: MessageStore + ?Sized> MessageStore for $wrapper {

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use referral_domain::event::{ServiceEvent, Webhook, parse_webhook_value};
-use referral_domain::features::{CustomerFeatures, DedupeWindow, fold_events};
+use referral_domain::features::{CustomerFeatures, MemoryLimits, fold_events};
 use serde_json::{Value, json};
 
 /// The features of a new customer after `bodies` (valid `service.completed` webhooks).
@@ -16,7 +16,7 @@ pub fn features_of(bodies: &[Value]) -> CustomerFeatures {
         })
         .collect();
     let refs: Vec<&ServiceEvent> = events.iter().collect();
-    fold_events(None, &refs, DedupeWindow::default())
+    fold_events(None, &refs, MemoryLimits::default())
         .into_next()
         .expect("applied")
 }

@@ -1,9 +1,10 @@
 //! Embedded in-memory adapters: the same contracts as the AWS ones (conditional writes and
-//! a change feed with one record per write; claim-then-record decisions; a queue with SQS's
+//! a change feed with one record per write; an event archive of sets; claim-then-record decisions; a queue with SQS's
 //! visibility, receive counts and redrive), so the whole pipeline runs in one process with
 //! no account, network or credentials. The contract suites in `tests/` run against these
 //! and the AWS adapters alike.
 
+mod archive;
 mod feature_store;
 mod message_store;
 mod queue;
@@ -12,6 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use referral_domain::ports::AdapterError;
 
+pub use archive::EmbeddedArchive;
 pub use feature_store::EmbeddedFeatureStore;
 pub use message_store::EmbeddedMessageStore;
 pub use queue::{EmbeddedQueue, QueueRules};

@@ -94,16 +94,6 @@ impl Replay<'_> {
         if let Some(failure) = StreamFailure::recognise(message, self.role) {
             return self.rerun(message, &failure, &label).await;
         }
-        let stale = facts.kind == STALE_KIND;
-        if stale && !self.args.apply_stale {
-            self.summary.skipped += 1;
-            self.summary.skipped_stale += 1;
-            self.progress.line(
-                true,
-                &format!("skipped    {label}: stale; --apply-stale replays it to be applied"),
-            );
-            return Ok(false);
-        }
         let Some(target) = self.target.clone() else {
             return Err(self.no_target.take().unwrap_or(DlqError::NoSourceQueue {
                 dlq: self.dlq.name().to_owned(),
@@ -115,7 +105,7 @@ impl Replay<'_> {
                 .line(true, &format!("would move {label} → {}", target.name()));
             return Ok(false);
         }
-        let (outgoing, replay_count, dropped) = match self.outgoing(message, &target, stale) {
+        let (outgoing, replay_count, dropped) = match self.outgoing(message, &target) {
             Ok(built) => built,
             Err(reason) => {
                 self.summary.failed += 1;
@@ -201,13 +191,11 @@ impl Replay<'_> {
     }
 
     /// The message to send: body and attributes as they were, `replay_count` added or
-    /// incremented, `apply_stale` for a stale event replayed on purpose, FIFO group kept and
-    /// a fresh deduplication id.
+    /// incremented, FIFO group kept and a fresh deduplication id.
     fn outgoing(
         &self,
         message: &DlqMessage,
         target: &Queue,
-        apply_stale: bool,
     ) -> Result<(Outgoing, u32, Vec<String>), String> {
         let count = message
             .attribute(REPLAY_COUNT)
@@ -221,16 +209,6 @@ impl Replay<'_> {
             .build()
             .map_err(|error| format!("cannot build the {REPLAY_COUNT} attribute: {error}"))?;
         attributes.insert(REPLAY_COUNT.to_owned(), value);
-        if apply_stale {
-            let marker = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value("true")
-                .build()
-                .map_err(|error| {
-                    format!("cannot build the {APPLY_STALE_ATTRIBUTE} attribute: {error}")
-                })?;
-            attributes.insert(APPLY_STALE_ATTRIBUTE.to_owned(), marker);
-        }
         let dropped = make_room(&mut attributes);
         let mut outgoing = Outgoing {
             body: message.body.clone(),

@@ -18,7 +18,6 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use referral_aws::sqs::MAX_MESSAGE_ATTRIBUTES;
-use referral_domain::enricher::{APPLY_STALE_ATTRIBUTE, STALE_KIND};
 use referral_domain::redact::short_hash;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -55,7 +54,6 @@ const DROPPABLE: &[&str] = &[
 /// Attributes never dropped to make room.
 const KEPT: &[&str] = &[
     REPLAY_COUNT,
-    APPLY_STALE_ATTRIBUTE,
     "error_kind",
     "event_id",
     "event_type",
@@ -106,13 +104,6 @@ pub struct ReplayArgs {
     /// Send copies and leave the originals in the dead-letter queue.
     #[arg(long)]
     copy: bool,
-    /// Also replay events dead-lettered as `stale` (older than the customer's dedupe window,
-    /// so the enricher could not prove them new), marked so that the enricher applies them
-    /// unless it remembers them. Only for events you know were never applied: one that was
-    /// applied and forgotten would be counted twice. Without this flag stale dead letters
-    /// are skipped, since replaying them unmarked only brings them back.
-    #[arg(long)]
-    apply_stale: bool,
     /// Seconds a received message stays hidden while this run holds it. If the process dies,
     /// the messages it held come back after this; a rerun sooner does not see them yet.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=43_200))]

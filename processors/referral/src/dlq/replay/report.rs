@@ -21,8 +21,6 @@ pub(super) struct Summary {
     /// Messages created by the re-runs (the others existed already).
     pub(super) messages_created: u64,
     pub(super) skipped: u64,
-    /// Stale dead letters skipped for want of `--apply-stale` (also counted in `skipped`).
-    pub(super) skipped_stale: u64,
     /// Messages left in the DLQ because their replay failed.
     pub(super) failed: u64,
     pub(super) interrupted: bool,
@@ -136,14 +134,6 @@ impl Replay<'_> {
         println!("{timing}");
         if summary.interrupted {
             println!("interrupted: run the same command again to continue");
-        }
-        if summary.skipped_stale > 0 {
-            println!(
-                "{} stale event(s) skipped: the enricher could not prove them new. Replay them \
-                 with --apply-stale (e.g. --filter kind=stale --apply-stale) only if they were \
-                 never applied",
-                summary.skipped_stale
-            );
         }
         if summary.failed > 0 {
             println!(

@@ -1,0 +1,206 @@
+//! The event archive table (`CustomerFeaturesArchive`): one item per customer and bucket,
+//! keyed `customerEmail` + `bucket` (a number), holding the bucket's events as a binary set
+//! of 9-byte entries. Adding and removing are `ADD` and `DELETE` on that set: atomic unions
+//! and differences with no read and no condition, so any number of writers may add the same
+//! entries in any order.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use super::{CUSTOMER_KEY, Item};
+use crate::error::{adapter_error, corrupt};
+use referral_domain::features::ArchivedEvent;
+use referral_domain::ports::{AdapterError, EventArchive};
+
+/// Sort key of the archive table.
+pub const BUCKET_KEY: &str = "bucket";
+/// The binary set of a bucket's events.
+const EVENTS: &str = "events";
+
+/// SDK operations the enricher makes on the archive (its IAM policy; checked against the
+/// template). `buckets` (Query) is for operators' tools only.
+pub const ARCHIVE_IAM_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:UpdateItem"];
+
+#[derive(Debug, Clone)]
+pub struct DynamoEventArchive {
+    client: Client,
+    table: String,
+}
+
+impl DynamoEventArchive {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoEventArchive {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(customer_email: &str, bucket: u32) -> Item {
+        Item::from([
+            (
+                CUSTOMER_KEY.to_owned(),
+                AttributeValue::S(customer_email.to_owned()),
+            ),
+            (BUCKET_KEY.to_owned(), AttributeValue::N(bucket.to_string())),
+        ])
+    }
+
+    fn set_of(events: &[ArchivedEvent]) -> AttributeValue {
+        AttributeValue::Bs(
+            events
+                .iter()
+                .map(|event| Blob::new(event.to_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    fn events_of(operation: &'static str, item: &Item) -> Result<Vec<ArchivedEvent>, AdapterError> {
+        match item.get(EVENTS) {
+            None => Ok(Vec::new()),
+            Some(AttributeValue::Bs(blobs)) => blobs
+                .iter()
+                .map(|blob| {
+                    ArchivedEvent::from_bytes(blob.as_ref())
+                        .map_err(|error| corrupt(operation, error))
+                })
+                .collect(),
+            Some(_) => Err(corrupt(operation, "`events` is not a binary set")),
+        }
+    }
+
+    fn bucket_of(operation: &'static str, item: &Item) -> Result<u32, AdapterError> {
+        match item.get(BUCKET_KEY) {
+            Some(AttributeValue::N(number)) => number
+                .parse()
+                .map_err(|_| corrupt(operation, "`bucket` is not a bucket number")),
+            _ => Err(corrupt(operation, "an archive item has no `bucket` number")),
+        }
+    }
+}
+
+impl EventArchive for DynamoEventArchive {
+    async fn bucket(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+    ) -> Result<Vec<ArchivedEvent>, AdapterError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(customer_email, bucket)))
+            // An entry added just before must be seen, or an event could be applied twice.
+            .consistent_read(true)
+            .projection_expression("#events")
+            .expression_attribute_names("#events", EVENTS)
+            .send()
+            .await
+            .map_err(|error| adapter_error("GetItem", error))?;
+        match output.item {
+            Some(item) => Self::events_of("GetItem", &item),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn add(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+        events: &[ArchivedEvent],
+    ) -> Result<(), AdapterError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(customer_email, bucket)))
+            .update_expression("ADD #events :events")
+            .expression_attribute_names("#events", EVENTS)
+            .expression_attribute_values(":events", Self::set_of(events))
+            .send()
+            .await
+            .map_err(|error| adapter_error("UpdateItem", error))?;
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+        events: &[ArchivedEvent],
+    ) -> Result<(), AdapterError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(customer_email, bucket)))
+            .update_expression("DELETE #events :events")
+            // An UpdateItem makes the item it does not find: a removal must not.
+            .condition_expression("attribute_exists(#key)")
+            .expression_attribute_names("#events", EVENTS)
+            .expression_attribute_names("#key", CUSTOMER_KEY)
+            .expression_attribute_values(":events", Self::set_of(events))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(context))
+                if matches!(
+                    context.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(adapter_error("UpdateItem", error)),
+        }
+    }
+
+    async fn buckets(
+        &self,
+        customer_email: &str,
+    ) -> Result<Vec<(u32, Vec<ArchivedEvent>)>, AdapterError> {
+        let mut buckets = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#key = :customer")
+                .expression_attribute_names("#key", CUSTOMER_KEY)
+                .expression_attribute_values(
+                    ":customer",
+                    AttributeValue::S(customer_email.to_owned()),
+                )
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|error| adapter_error("Query", error))?;
+            for item in output.items.unwrap_or_default() {
+                let events = Self::events_of("Query", &item)?;
+                if !events.is_empty() {
+                    buckets.push((Self::bucket_of("Query", &item)?, events));
+                }
+            }
+            match output.last_evaluated_key.filter(|key| !key.is_empty()) {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        buckets.sort_by_key(|(bucket, _)| *bucket);
+        Ok(buckets)
+    }
+}
