@@ -47,6 +47,19 @@ pub struct CorpusSpec {
     pub much_later_max: Duration,
     /// Messages per enricher invocation, as the SQS event-source mapping cuts them (default 10).
     pub batch_size: usize,
+    /// The order the queue hands the deliveries over in (default: as they arrive).
+    pub order: DeliveryOrder,
+}
+
+/// How a corpus's deliveries are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeliveryOrder {
+    /// By `deliver_at`: live traffic, late and redelivered within the spec's bounds.
+    #[default]
+    Arrival,
+    /// In random order: a history (or a replayed backlog) fed all at once, where any event
+    /// may come years after a later one.
+    Shuffled,
 }
 
 impl Default for CorpusSpec {
@@ -65,8 +78,9 @@ impl Default for CorpusSpec {
             max_lateness: Duration::days(2),
             redelivery_delay: Duration::minutes(15),
             much_later_share: 0.1,
-            much_later_max: Duration::days(3),
+            much_later_max: Duration::days(14),
             batch_size: 10,
+            order: DeliveryOrder::Arrival,
         }
     }
 }
@@ -125,9 +139,22 @@ pub struct CorpusStats {
 
 impl Corpus {
     /// The shape of the capacity issue's reference figures: 1,950 deliveries (1,500
-    /// distinct valid events + 450 duplicates) from 250 customers, batches of 10.
+    /// distinct valid events + 450 duplicates) from 250 customers, batches of 10, as live
+    /// traffic: events up to 2 days late, a tenth of the duplicates up to 14 days later.
     pub fn issue_shape() -> Corpus {
         Corpus::generate(CorpusSpec::default()).expect("the issue-shape spec is valid")
+    }
+
+    /// The same shape as a year and a half of history delivered in random order: nearly
+    /// every event arrives after later ones of its customer, most of them months later.
+    pub fn shuffled_history() -> Corpus {
+        Corpus::generate(CorpusSpec {
+            seed: 3,
+            span: Duration::days(547),
+            order: DeliveryOrder::Shuffled,
+            ..CorpusSpec::default()
+        })
+        .expect("the shuffled-history spec is valid")
     }
 
     /// One customer with 20,000 services over five years, arriving up to 7 days late, plus
@@ -154,7 +181,7 @@ impl Corpus {
         .expect("the heavy-customer spec is valid")
     }
 
-    /// Generates the deliveries of `spec`, sorted by `deliver_at`.
+    /// Generates the deliveries of `spec`, sorted by `deliver_at` unless shuffled.
     pub fn generate(spec: CorpusSpec) -> Result<Corpus, CorpusError> {
         validate(&spec)?;
         let mut rng = Rng::with_seed(spec.seed);
@@ -206,6 +233,9 @@ impl Corpus {
         }
         // Stable: equal instants keep generation order, originals before their duplicates.
         deliveries.sort_by_key(|delivery| delivery.deliver_at);
+        if spec.order == DeliveryOrder::Shuffled {
+            rng.shuffle(&mut deliveries);
+        }
         Ok(Corpus { spec, deliveries })
     }
 

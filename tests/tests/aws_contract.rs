@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::provision::{QueueSpec, ensure_queue_pair};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_tests::contract::{
-    QueueSetup, change_feed_contract, feature_store_contract, message_store_contract,
-    work_queue_contract,
+    QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,
+    message_store_contract, work_queue_contract,
 };
 use referral_tests::emulator::{fresh_tables, sdk_config, unique};
 
@@ -21,6 +21,14 @@ async fn the_dynamodb_feature_store_honours_the_contract() {
     let (tables, _) = fresh_tables(&config).await;
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
     feature_store_contract(&store, "dynamodb-").await;
+}
+
+#[tokio::test]
+async fn the_dynamodb_archive_honours_the_contract() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let archive = DynamoEventArchive::new(aws_sdk_dynamodb::Client::new(&config), tables.archive);
+    event_archive_contract(&archive, "dynamodb-").await;
 }
 
 #[tokio::test]

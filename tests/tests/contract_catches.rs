@@ -8,18 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use referral_domain::features::CustomerFeatures;
+use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, FeatureStore, FeatureWrite, Holder,
-    MessageKey, MessageSlot, MessageStore, OutgoingMessage, QueueMessage, Recorded,
-    ReferralMessage, SlotTaken, WorkQueue, WriteOutcome,
+    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, EventArchive, FeatureStore,
+    FeatureWrite, Holder, MessageKey, MessageSlot, MessageStore, OutgoingMessage, QueueMessage,
+    Recorded, ReferralMessage, SlotTaken, WorkQueue, WriteOutcome,
 };
 use referral_local::embedded::{
-    EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
+    EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use referral_tests::contract::{
-    QueueSetup, change_feed_contract, feature_store_contract, message_store_contract,
-    work_queue_contract,
+    QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,
+    message_store_contract, work_queue_contract,
 };
 
 /// Runs `suite` and requires it to fail.
@@ -31,6 +31,58 @@ async fn must_fail(suite: impl Future<Output = ()> + Send + 'static, what: &str)
             .is_err_and(tokio::task::JoinError::is_panic),
         "the suite passed an adapter that {what}"
     );
+}
+
+/// An archive whose add overwrites the bucket (a PutItem where an ADD belongs): a retried
+/// archive step would drop what an earlier one archived.
+struct OverwritingArchive(EmbeddedArchive);
+
+impl EventArchive for OverwritingArchive {
+    async fn bucket(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+    ) -> Result<Vec<ArchivedEvent>, AdapterError> {
+        self.0.bucket(customer_email, bucket).await
+    }
+
+    async fn add(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+        events: &[ArchivedEvent],
+    ) -> Result<(), AdapterError> {
+        let held = self.0.bucket(customer_email, bucket).await?;
+        self.0.remove(customer_email, bucket, &held).await?;
+        self.0.add(customer_email, bucket, events).await
+    }
+
+    async fn remove(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+        events: &[ArchivedEvent],
+    ) -> Result<(), AdapterError> {
+        self.0.remove(customer_email, bucket, events).await
+    }
+
+    async fn buckets(
+        &self,
+        customer_email: &str,
+    ) -> Result<Vec<(u32, Vec<ArchivedEvent>)>, AdapterError> {
+        self.0.buckets(customer_email).await
+    }
+}
+
+#[tokio::test]
+async fn the_archive_suite_catches_an_add_that_overwrites() {
+    must_fail(
+        async {
+            event_archive_contract(&OverwritingArchive(EmbeddedArchive::new()), "broken-").await;
+        },
+        "overwrites a bucket on add",
+    )
+    .await;
 }
 
 /// A store whose writes always land: the last writer wins, whatever version it read.

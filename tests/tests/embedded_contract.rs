@@ -6,16 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use referral_local::embedded::{
-    EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
+    EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use referral_tests::contract::{
-    QueueSetup, change_feed_contract, feature_store_contract, message_store_contract,
-    work_queue_contract,
+    QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,
+    message_store_contract, work_queue_contract,
 };
 
 #[tokio::test]
 async fn the_embedded_feature_store_honours_the_contract() {
     feature_store_contract(&EmbeddedFeatureStore::new(), "embedded-").await;
+}
+
+#[tokio::test]
+async fn the_embedded_archive_honours_the_contract() {
+    event_archive_contract(&EmbeddedArchive::new(), "embedded-").await;
 }
 
 #[tokio::test]

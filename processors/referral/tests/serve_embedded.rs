@@ -80,8 +80,9 @@ fn a_webhook_reaches_features_and_messages_with_no_emulator() {
     );
     assert_eq!(server.get("/dead-letters"), (200, json!([])));
 
-    // Valid at the door, refused by the enricher: once the customer has a long history, an
-    // event older than everything its dedupe memory still covers is stale.
+    // Valid at the door: an event older than everything the item itself still remembers is
+    // applied all the same (its id is checked in the archive); one that reuses an applied id
+    // with other content is refused by the enricher and dead-lettered.
     for day in 2..=30_i64 {
         let body = webhook(
             &format!("serve-embedded-{day}"),
@@ -97,15 +98,24 @@ fn a_webhook_reaches_features_and_messages_with_no_emulator() {
     });
     let late = webhook("serve-embedded-late", customer, 0, 4.0);
     assert_eq!(server.post_signed(&late.to_string()).0, 202);
+    wait_for(&server, "/features/pat.lee@example.com", |_, features| {
+        features["service_count"] == json!(31)
+    });
+    let conflicting = webhook("serve-embedded-2", customer, DAY * 10, 1.0);
+    assert_eq!(server.post_signed(&conflicting.to_string()).0, 202);
     wait_for(&server, "/dead-letters", |_, letters| {
         letters.as_array().is_some_and(|list| list.len() == 1)
     });
     let (_, letters) = server.get("/dead-letters");
     let letter = &letters[0];
-    assert_eq!(letter["error_kind"], json!("stale"), "{letter}");
+    assert_eq!(
+        letter["error_kind"],
+        json!("conflicting_duplicate"),
+        "{letter}"
+    );
     assert_eq!(
         letter["body"]["event_id"],
-        json!("serve-embedded-late"),
+        json!("serve-embedded-2"),
         "{letter}"
     );
     let shown = letter.to_string();
@@ -116,8 +126,8 @@ fn a_webhook_reaches_features_and_messages_with_no_emulator() {
     let (_, features) = server.get("/features/pat.lee@example.com");
     assert_eq!(
         features["service_count"],
-        json!(30),
-        "the late event was applied"
+        json!(31),
+        "the conflicting duplicate was applied"
     );
 
     assert_eq!(server.get("/nothing-here").0, 404);

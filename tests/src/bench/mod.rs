@@ -45,7 +45,16 @@ pub struct BenchReport {
     pub write_units: f64,
     pub read_units: f64,
     pub usd_per_million_events: f64,
+    /// The feature table's share: the hot path (one conditional write per customer and
+    /// batch).
+    pub features_write_units: f64,
+    pub features_read_units: f64,
+    /// The archive's share: the late path (events older than an item keeps, and what
+    /// leaves items).
+    pub archive_write_units: f64,
+    pub archive_read_units: f64,
     pub largest_item_bytes: u64,
+    pub largest_archive_item_bytes: u64,
     pub stream_records: u64,
     pub stream_record_bytes_mean: f64,
     pub stream_record_bytes_max: u64,
@@ -131,6 +140,7 @@ fn function_spec(spec: &BenchSpec, tables: &TableNames, queues: &QueuePair) -> F
     function.env.extend(
         [
             ("FEATURES_TABLE", tables.features.clone()),
+            ("ARCHIVE_TABLE", tables.archive.clone()),
             ("DEAD_LETTER_QUEUE_URL", queues.dlq_url.clone()),
             ("AWS_ENDPOINT_URL", crate::emulator::endpoint()),
             // As deployed: JSON lines at INFO, one per message.
@@ -176,6 +186,14 @@ fn report(
     let cpu: Duration = stats.iter().map(|run| run.cpu_user + run.cpu_system).sum();
     let deliveries = spec.corpus.deliveries.len();
     let features = capacity.table(&tables.features);
+    let archive = capacity.table(&tables.archive);
+    let share = |table: Option<&crate::capacity::TableUsage>| {
+        table.map_or((0.0, 0.0), |t| {
+            (t.write_units as f64 / applied, t.read_units / applied)
+        })
+    };
+    let (features_write_units, features_read_units) = share(features);
+    let (archive_write_units, archive_read_units) = share(archive);
     Ok(BenchReport {
         deliveries,
         applied_events: capacity.applied_events,
@@ -190,7 +208,12 @@ fn report(
         write_units: capacity.write_units as f64 / applied,
         read_units: capacity.read_units / applied,
         usd_per_million_events: capacity.usd_per_million_events().unwrap_or_default(),
+        features_write_units,
+        features_read_units,
+        archive_write_units,
+        archive_read_units,
         largest_item_bytes: features.map_or(0, |table| table.largest_item_bytes),
+        largest_archive_item_bytes: archive.map_or(0, |table| table.largest_item_bytes),
         stream_records: stream.records,
         stream_record_bytes_mean: stream.mean_bytes,
         stream_record_bytes_max: stream.max_bytes,

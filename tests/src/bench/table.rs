@@ -28,13 +28,23 @@ pub fn render(report: &BenchReport) -> String {
     );
     let _ = writeln!(
         out,
+        "    hot path (features)      {:>8.2} write, {:.2} read",
+        report.features_write_units, report.features_read_units
+    );
+    let _ = writeln!(
+        out,
+        "    late path (archive)      {:>8.2} write, {:.2} read",
+        report.archive_write_units, report.archive_read_units
+    );
+    let _ = writeln!(
+        out,
         "  USD per million events     {:>8.3}",
         report.usd_per_million_events
     );
     let _ = writeln!(
         out,
-        "largest item                 {:>8} B",
-        report.largest_item_bytes
+        "largest item                 {:>8} B (archive bucket {} B)",
+        report.largest_item_bytes, report.largest_archive_item_bytes
     );
     let _ = writeln!(
         out,

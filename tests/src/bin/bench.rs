@@ -43,8 +43,10 @@ enum Command {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Preset {
-    /// 1,950 deliveries: 1,500 distinct events and 450 duplicates of 250 customers.
+    /// 1,950 deliveries: 1,500 distinct events and 450 duplicates of 250 customers, live.
     Issue,
+    /// The same shape as a year and a half of history, delivered in random order.
+    Shuffled,
     /// One customer with 20,000 services over five years, late and redelivered.
     Heavy,
 }
@@ -53,6 +55,7 @@ impl Preset {
     fn corpus(self) -> Corpus {
         match self {
             Preset::Issue => Corpus::issue_shape(),
+            Preset::Shuffled => Corpus::shuffled_history(),
             Preset::Heavy => Corpus::heavy_customer(),
         }
     }

@@ -261,7 +261,8 @@ impl CapacityLedger {
     }
 
     /// The new item is not in the request: like capacity.py, take the larger of the old
-    /// item and the key plus every value the expression sets.
+    /// item and the key plus every value the expression sets. An `ADD` to a set grows the
+    /// item by what it adds (an upper bound: values already in the set add nothing).
     fn update(
         &mut self,
         at: &At<'_>,
@@ -280,7 +281,14 @@ impl CapacityLedger {
             .sum::<Result<u64, _>>()
             .map_err(|e| at.size(table, e))?;
         let old = self.items.size(table, &key);
-        let size = old.max(key_size + values);
+        let adds = spec
+            .get("UpdateExpression")
+            .and_then(Value::as_str)
+            .is_some_and(|expression| expression.trim_start().starts_with("ADD"));
+        let size = match adds {
+            true if old > 0 => old + values,
+            _ => old.max(key_size + values),
+        };
         self.items.set(table, key, size);
         let usage = self.usage(table);
         usage.write_units += factor * write_units(old, size);

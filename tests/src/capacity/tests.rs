@@ -279,3 +279,31 @@ fn bad_requests_name_their_position_and_field() {
         }
     ));
 }
+
+#[test]
+fn an_add_to_a_set_grows_the_item_by_what_it_adds() {
+    let key = json!({"pk": {"S": "a"}, "b": {"N": "1"}});
+    let add = |bytes: usize| {
+        let blob = base64::engine::general_purpose::STANDARD.encode(vec![7u8; bytes]);
+        line(
+            "UpdateItem",
+            &json!({"TableName": "T", "Key": key, "UpdateExpression": "ADD #e :e",
+                    "ExpressionAttributeValues": {":e": {"BS": [blob]}}}),
+            true,
+        )
+    };
+    let create = line(
+        "CreateTable",
+        &json!({"TableName": "T", "KeySchema": [{"AttributeName": "pk"}, {"AttributeName": "b"}]}),
+        true,
+    );
+    // Three adds of 600 bytes: 1, 2 then 2 write units (the item passes 1 KB at the second).
+    let recording = [create, add(600), add(600), add(600)].join("\n");
+    let report = account_recording(&recording, 1).unwrap();
+    assert_eq!(report.write_units, 5);
+    assert!(
+        report.largest_item_bytes >= 1800,
+        "{}",
+        report.largest_item_bytes
+    );
+}

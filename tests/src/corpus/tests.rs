@@ -307,3 +307,26 @@ fn impossible_specs_are_refused() {
         CorpusError::OutOfRange("max_lateness")
     );
 }
+
+#[test]
+fn the_shuffled_history_holds_the_same_shape_in_random_order() {
+    let corpus = Corpus::shuffled_history();
+    let stats = corpus.stats();
+    assert_eq!(
+        (stats.deliveries, stats.distinct, stats.customers),
+        (1_950, 1_500, 250)
+    );
+    // Most first deliveries come after a later event of their customer.
+    assert!(stats.out_of_order > 600, "{}", stats.out_of_order);
+    let latest = corpus
+        .deliveries
+        .iter()
+        .map(|d| d.occurred_at)
+        .max()
+        .unwrap();
+    assert!(
+        latest < Utc::now(),
+        "the enricher refuses events ahead of its clock"
+    );
+    assert_bodies_match(&corpus);
+}

@@ -141,12 +141,7 @@ impl fmt::Display for Report {
 
 /// Checks every invariant on `world`.
 pub fn check(world: &World) -> Report {
-    let dead: BTreeMap<&str, &DeadLetter> = world
-        .dead_letters
-        .iter()
-        .filter_map(|letter| Some((letter.event_id.as_deref()?, letter)))
-        .collect();
-    let mut checks = vec![features(world, &dead), nothing_lost(world, &dead)];
+    let Report { mut checks } = check_enrichment(world);
     checks.push(one_decision_per_change(world));
     if let Some(log) = &world.bedrock {
         checks.push(bedrock_once(world, log));
@@ -165,6 +160,19 @@ pub fn check(world: &World) -> Report {
             .collect(),
     });
     Report { checks }
+}
+
+/// The enricher's invariants alone, for scenarios that run no orchestrator: features,
+/// memory and archive, nothing lost.
+pub fn check_enrichment(world: &World) -> Report {
+    let dead: BTreeMap<&str, &DeadLetter> = world
+        .dead_letters
+        .iter()
+        .filter_map(|letter| Some((letter.event_id.as_deref()?, letter)))
+        .collect();
+    Report {
+        checks: vec![features(world, &dead), nothing_lost(world, &dead)],
+    }
 }
 
 /// Distinct valid events by id (the first body sent under each id).

@@ -80,8 +80,7 @@ fn scale() -> Scale {
     }
 }
 
-/// The webhooks: the corpus (its events within the dedupe window, so none is stale here:
-/// `stale.rs` has those), invalid bodies, the poisoned customer's events; shuffled.
+/// The webhooks: the corpus, invalid bodies, the poisoned customer's events; shuffled.
 fn webhooks(scale: &Scale) -> Vec<String> {
     let corpus = Corpus::generate(CorpusSpec {
         seed: SEED,

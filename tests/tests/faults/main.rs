@@ -17,4 +17,5 @@
 mod bedrock;
 mod headline;
 mod holes;
+mod late;
 mod setup;
