@@ -97,7 +97,7 @@ async fn years_late_events_with_kills_between_any_two_writes_are_applied_exactly
         ..EnricherConfig::default()
     };
     let enrichers: Vec<_> = (0..ENRICHERS)
-        .map(|_| pipeline.enricher(pipeline.features(), config.clone()))
+        .map(|_| pipeline.enricher(pipeline.features(), config))
         .collect();
     let source = pipeline.source();
     let mapping = SqsMapping {
@@ -132,7 +132,7 @@ async fn years_late_events_with_kills_between_any_two_writes_are_applied_exactly
         .await;
     world.memory_limits = tiny_memory();
     let verdict = check_enrichment(&world);
-    let counters = sqs.counters.lock().unwrap().enrich.clone();
+    let counters = sqs.counters.lock().unwrap().enrich;
     let buckets: usize = world.archive.values().map(|b| b.len()).sum();
     println!(
         "late events: {} webhooks ({} sent twice), {ENRICHERS} enrichers, {} invocations, \
