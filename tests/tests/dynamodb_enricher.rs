@@ -4,7 +4,6 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-use chrono::Utc;
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
@@ -18,7 +17,7 @@ use referral_domain::ports::FeatureStore;
 use referral_enricher::EnricherHandler;
 use referral_tests::emulator::{RequestCounter, fresh_queues, fresh_tables, sdk_config};
 use referral_tests::{
-    base_time, comparable, event_body, expected_features, raw_batch, service_event,
+    base_time, comparable, enricher_clock, event_body, expected_features, raw_batch, service_event,
 };
 use serde_json::{Value, json};
 
@@ -112,8 +111,9 @@ async fn four_racing_enrichers_apply_every_distinct_event_once_late_ones_too() {
             async move {
                 let (mut conflicts, mut late) = (0, 0);
                 for chunk in batch_of(&mine).chunks(10) {
-                    let report = enricher.process(&raw_batch(chunk), Utc::now()).await;
+                    let report = enricher.process(&raw_batch(chunk), enricher_clock()).await;
                     assert_eq!(report.counters.failed, 0, "{:?}", report.messages);
+                    assert_eq!(report.counters.rejected, 0, "{:?}", report.messages);
                     conflicts += report.counters.conflicts;
                     late += report.counters.archive_reads;
                 }
@@ -402,10 +402,19 @@ async fn assert_applied_once(
             .is_some_and(|bucket: &Vec<referral_domain::features::ArchivedEvent>| {
                 bucket.iter().any(|entry| entry.id == id)
             });
+        let held_in: Vec<u32> = buckets
+            .iter()
+            .filter(|(_, entries)| entries.iter().any(|entry| entry.id == id))
+            .map(|(number, _)| *number)
+            .collect();
         assert!(
             stored.memory.remembers(&event.event_id) || archived,
-            "{} of {email} is neither in the item nor in its bucket",
-            event.event_id
+            "{} of {email} is neither in the item nor in its bucket {} (held in buckets \
+             {held_in:?}; layout {:?}; memory {})",
+            event.event_id,
+            stored.memory.layout().bucket_of(id),
+            stored.memory.layout(),
+            stored.memory
         );
     }
 }
@@ -432,8 +441,9 @@ async fn a_history_far_longer_than_an_item_keeps_never_double_counts() {
     // Everything twice, the second time in reverse: most redeliveries are found in the archive.
     let mut archive_reads = 0;
     for chunk in batches.chunks(10).chain(batches.rchunks(10)) {
-        let report = enricher.process(&raw_batch(chunk), Utc::now()).await;
+        let report = enricher.process(&raw_batch(chunk), enricher_clock()).await;
         assert_eq!(report.counters.failed, 0);
+        assert_eq!(report.counters.rejected, 0);
         archive_reads += report.counters.archive_reads;
     }
     let item = store

@@ -105,10 +105,10 @@ fn unalarmed(template: &Value) -> Vec<String> {
 
 #[test]
 fn each_failure_metric_the_code_names_is_emitted_and_alarmed() {
-    // The list: the template-fallback rate, stale and refused events, failed
-    // dead-letter sends.
+    // The template-fallback rate, conflicting duplicates, unprovable and refused events,
+    // failed dead-letter sends.
     let named: usize = services().iter().map(|(_, _, alarmed)| alarmed.len()).sum();
-    assert_eq!(named, 4);
+    assert_eq!(named, 5);
     assert_eq!(unalarmed(&template()), Vec::<String>::new());
 }
 
@@ -116,7 +116,11 @@ fn each_failure_metric_the_code_names_is_emitted_and_alarmed() {
 fn the_check_fails_when_an_alarm_is_removed() {
     for (id, metric) in [
         ("TemplateFallbackRateAlarm", "orchestrator/fallbacks"),
-        ("StaleEventsAlarm", "enricher/stale"),
+        (
+            "ConflictingDuplicatesAlarm",
+            "enricher/conflicting_duplicate",
+        ),
+        ("UnprovableEventsAlarm", "enricher/unprovable"),
         ("RejectedEventsAlarm", "enricher/rejected"),
         (
             "DeadLetterSendFailuresAlarm",

@@ -5,10 +5,12 @@
 use referral_domain::features::{ArchivedEvent, ContentTag, IdHash};
 use referral_domain::ports::EventArchive;
 
+/// `content` stands for a content hash; the tag keeps a hash's high bits, so small numbers
+/// are spread over them first or every entry would carry the same tag.
 fn entry(id: &str, content: u64) -> ArchivedEvent {
     ArchivedEvent {
         id: IdHash::of(id),
-        tag: ContentTag::of(content),
+        tag: ContentTag::of(content.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
     }
 }
 

@@ -103,8 +103,10 @@ impl Tripwire {
         *lock(&self.writes)
     }
 
-    /// Runs one write through the tripwire.
-    async fn write<T>(&self, write: impl Future<Output = T>) -> T {
+    /// Runs one write through the tripwire. The write is only started once the tripwire has
+    /// let it through: an embedded adapter does its work when called, not when awaited, so
+    /// calling it first would land a write meant to die before it.
+    async fn write<T, F: Future<Output = T>>(&self, write: impl FnOnce() -> F) -> T {
         let tripped = {
             let mut writes = lock(&self.writes);
             let nth = *writes;
@@ -125,11 +127,11 @@ impl Tripwire {
                 pending().await
             }
             Some(Armed { crash, .. }) => {
-                let _landed = write.await;
+                let _landed = write().await;
                 crash.fire();
                 pending().await
             }
-            None => write.await,
+            None => write().await,
         }
     }
 }
@@ -175,7 +177,7 @@ impl<S: FeatureStore> FeatureStore for CrashingStore<S> {
     }
 
     async fn save(&self, write: FeatureWrite) -> Result<WriteOutcome, AdapterError> {
-        self.tripwire.write(self.inner.save(write)).await
+        self.tripwire.write(|| self.inner.save(write)).await
     }
 }
 
@@ -212,7 +214,7 @@ impl<A: EventArchive> EventArchive for CrashingArchive<A> {
         events: &[ArchivedEvent],
     ) -> Result<(), AdapterError> {
         self.tripwire
-            .write(self.inner.add(customer_email, bucket, events))
+            .write(|| self.inner.add(customer_email, bucket, events))
             .await
     }
 
@@ -223,7 +225,7 @@ impl<A: EventArchive> EventArchive for CrashingArchive<A> {
         events: &[ArchivedEvent],
     ) -> Result<(), AdapterError> {
         self.tripwire
-            .write(self.inner.remove(customer_email, bucket, events))
+            .write(|| self.inner.remove(customer_email, bucket, events))
             .await
     }
 

@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::SystemTime;
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -25,13 +24,26 @@ pub fn lambda_binary(name: &str) -> PathBuf {
     let built = std::fs::metadata(&binary)
         .and_then(|metadata| metadata.modified())
         .unwrap_or_else(|_| panic!("{} is missing: {build}", binary.display()));
-    // The crates a Lambda function links: its own, the domain and the AWS adapters.
-    let sources = [
-        workspace().join(format!("processors/{name}/src")),
-        workspace().join("shared/domain/src"),
-        workspace().join("shared/aws/src"),
-    ];
-    if let Some((newest, path)) = sources.iter().filter_map(|dir| newest_file(dir)).max() {
+    // The sources cargo compiled into it, from its dep-info file: a test-only module
+    // changed since does not make the binary stale.
+    let dep_info = binary.with_extension("d");
+    let sources = std::fs::read_to_string(&dep_info)
+        .unwrap_or_else(|_| panic!("{} is missing: {build}", dep_info.display()));
+    let newest = sources
+        .lines()
+        .next()
+        .and_then(|line| line.split_once(": "))
+        .map(|(_, inputs)| inputs.replace("\\ ", "\u{0}"))
+        .into_iter()
+        .flat_map(|inputs| {
+            inputs
+                .split(' ')
+                .map(|path| PathBuf::from(path.replace('\u{0}', " ")))
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+        .max();
+    if let Some((newest, path)) = newest {
         assert!(
             built >= newest,
             "{} is older than {}: re{build}",
@@ -40,21 +52,6 @@ pub fn lambda_binary(name: &str) -> PathBuf {
         );
     }
     binary
-}
-
-fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let found = if path.is_dir() {
-            newest_file(&path)
-        } else {
-            let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
-            Some((modified, path))
-        };
-        newest = newest.max(found);
-    }
-    newest
 }
 
 /// Runs `referral ARGS` in the workspace with `stdin`; the variables it reads are cleared, so
