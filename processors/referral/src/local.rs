@@ -14,6 +14,7 @@ use chrono::Utc;
 use clap::Subcommand;
 use referral_aws::config::{AccessError, check_access};
 use referral_aws::dynamo::DynamoFeatureStore;
+use referral_domain::event::{EventError, normalise_email};
 use referral_domain::ports::{AdapterError, FeatureStore, MessageStore};
 use tokio::task::JoinSet;
 
@@ -119,6 +120,9 @@ pub enum LocalError {
     Input(#[from] inputs::InputError),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The customer's key is the canonical address; one that has none names no customer.
+    #[error("{0}")]
+    Email(#[from] EventError),
 }
 
 pub async fn run(args: &LocalArgs, endpoint: Option<&str>) -> Result<ExitCode, LocalError> {
@@ -160,7 +164,7 @@ pub async fn features(args: &FeaturesArgs, sdk: &SdkConfig) -> Result<ExitCode, 
         features_table,
     } = &args.command;
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(sdk), features_table);
-    let email = email.trim().to_lowercase();
+    let email = normalise_email(email)?;
     match store.load(&email).await? {
         Some(features) => {
             println!("{}", serde_json::to_string_pretty(&features.view())?);
@@ -185,7 +189,7 @@ pub async fn messages(args: &MessagesArgs, sdk: &SdkConfig) -> Result<ExitCode, 
         aws_sdk_dynamodb::Client::new(sdk),
         messages_table,
     );
-    let messages = store.list(&email.trim().to_lowercase()).await?;
+    let messages = store.list(&normalise_email(email)?).await?;
     println!("{}", serde_json::to_string_pretty(&messages)?);
     Ok(ExitCode::SUCCESS)
 }

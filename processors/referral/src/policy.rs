@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use chrono::Utc;
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_domain::event::{EventError, normalise_email};
 use referral_domain::orchestrator::policy::{parse_cooldown, parse_score};
 use referral_domain::orchestrator::{
     MessagePolicy, ModelCall, Verdict, message_id_for, policy::BUDGET_REASON,
@@ -98,12 +99,14 @@ pub enum PreviewError {
     Store(#[from] AdapterError),
     #[error("cannot encode the preview as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Email(#[from] EventError),
 }
 
 /// Prints the prompt the customer's current features would produce and the policy's
 /// decision on them, from reads only: the model is not called and nothing is written.
 pub async fn preview(args: &PreviewArgs, sdk: &SdkConfig) -> Result<ExitCode, PreviewError> {
-    let email = args.email.trim().to_lowercase();
+    let email = normalise_email(&args.email)?;
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let features = DynamoFeatureStore::new(dynamodb.clone(), &args.features_table);
     let messages = DynamoMessageStore::new(dynamodb, &args.messages_table);

@@ -132,7 +132,8 @@ impl Facts {
             body.as_ref()
                 .and_then(|body| body.pointer("/customer/email")),
         )
-        .map(|email| normalise_email(&email).unwrap_or_else(|_| email.trim().to_lowercase()));
+        // A refused address has no key; matched as sent, with ASCII case only folded.
+        .map(|email| normalise_email(&email).unwrap_or_else(|_| email.trim().to_ascii_lowercase()));
         Facts {
             kind,
             event_type: message

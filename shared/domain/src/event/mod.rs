@@ -5,6 +5,7 @@
 //! field (one pass, no allocation, unknown fields skipped), and each fragment is then read
 //! as the type its field requires, with an error naming the field when it is not.
 
+mod email;
 mod fields;
 mod hash;
 mod parse;
@@ -16,7 +17,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-pub use parse::{normalise_email, parse_webhook, parse_webhook_value};
+pub use email::normalise_email;
+pub use parse::{parse_webhook, parse_webhook_value};
 
 /// The only event type that changes features; others are acknowledged and ignored.
 pub const SERVICE_COMPLETED: &str = "service.completed";
@@ -49,6 +51,8 @@ pub const OLDEST_YEAR_BUILT: u16 = 1600;
 /// become the customer's `first_seen` for good. (Dates too far in the future are the
 /// enricher's to refuse: that needs a clock, and validation has none.)
 pub const EARLIEST_OCCURRED_AT_UNIX: i64 = 946_684_800;
+/// The last year RFC 3339, and so every stored timestamp, can write.
+pub const MAX_OCCURRED_AT_YEAR: i32 = 9999;
 
 /// Scores are kept in millionths so that sums are exact integers and the mean does not
 /// depend on the order in which scores were added.

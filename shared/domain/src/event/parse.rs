@@ -4,10 +4,11 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::email::is_invisible;
 use super::fields::*;
 use super::hash::content_hash;
 use super::*;
@@ -124,6 +125,7 @@ fn body_error(body: &str, err: &serde_json::Error) -> EventError {
 
 fn parse_after_id(wire: &WireEvent<'_>, event_id: &str) -> Result<Webhook, EventError> {
     let event_type = required_str(wire.event_type, "event_type")?;
+    refuse_near_miss_event_type(&event_type)?;
     if event_type != SERVICE_COMPLETED {
         return Ok(Webhook::Other {
             event_id: event_id.to_owned(),
@@ -158,6 +160,31 @@ fn parse_after_id(wire: &WireEvent<'_>, event_id: &str) -> Result<Webhook, Event
     Ok(Webhook::ServiceCompleted(Box::new(event)))
 }
 
+/// Other event types are acknowledged and ignored; a misspelt `service.completed` must not
+/// be, or the service it reports is lost without a trace.
+fn refuse_near_miss_event_type(event_type: &str) -> Result<(), EventError> {
+    if event_type.trim() != event_type || event_type.chars().any(is_invisible) {
+        return Err(EventError::Invalid {
+            field: "event_type",
+            problem: "must not have white space or invisible characters",
+        });
+    }
+    let spelt_loosely: String = event_type
+        .chars()
+        .map(|c| match c {
+            '_' | '-' | ' ' | ':' | '/' => '.',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    if event_type != SERVICE_COMPLETED && spelt_loosely == SERVICE_COMPLETED {
+        return Err(EventError::Invalid {
+            field: "event_type",
+            problem: "must be exactly `service.completed` (lower case, with a dot)",
+        });
+    }
+    Ok(())
+}
+
 fn validate_event_id(id: Cow<'_, str>) -> Result<Cow<'_, str>, EventError> {
     if id.trim().is_empty() {
         return Err(EventError::Invalid {
@@ -171,10 +198,18 @@ fn validate_event_id(id: Cow<'_, str>) -> Result<Cow<'_, str>, EventError> {
             problem: "is longer than 128 bytes",
         });
     }
-    if id.chars().any(char::is_control) {
+    // `evt-1 ` or `evt-1` with a zero-width space would be a second service of the same
+    // visit; the sender's retry must carry exactly the same id.
+    if id.trim() != id {
         return Err(EventError::Invalid {
             field: "event_id",
-            problem: "must not contain control characters",
+            problem: "must not start or end with white space",
+        });
+    }
+    if id.chars().any(is_invisible) {
+        return Err(EventError::Invalid {
+            field: "event_id",
+            problem: "must not contain control, invisible or bidi characters",
         });
     }
     Ok(id)
@@ -191,6 +226,21 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, EventError> {
         return Err(EventError::Invalid {
             field: "occurred_at",
             problem: "is before 2000-01-01",
+        });
+    }
+    // chrono reads `:60` as a leap second, a nanosecond count of a billion or more, which
+    // no stored form (ours, DynamoDB's, JSON's) can write back: the item would never decode.
+    if at.nanosecond() >= 1_000_000_000 {
+        return Err(EventError::Invalid {
+            field: "occurred_at",
+            problem: "must not have a 60th second (leap seconds are not kept)",
+        });
+    }
+    // `9999-12-31T23:59:59-01:00` is in year 10000 in UTC, which RFC 3339 cannot write.
+    if at.year() > MAX_OCCURRED_AT_YEAR {
+        return Err(EventError::Invalid {
+            field: "occurred_at",
+            problem: "must be before year 10000 in UTC",
         });
     }
     Ok(at)
@@ -216,49 +266,6 @@ fn parse_customer(fragment: Fragment<'_>) -> Result<Customer, EventError> {
         name,
         address,
     })
-}
-
-/// Trims and lower-cases, then checks the address is plausible: one `@`, a non-empty
-/// local part, a dotted domain, no white space.
-pub fn normalise_email(raw: &str) -> Result<String, EventError> {
-    const FIELD: &str = "customer.email";
-    let email = raw.trim().to_lowercase();
-    if email.is_empty() {
-        return Err(EventError::Invalid {
-            field: FIELD,
-            problem: "must not be empty",
-        });
-    }
-    if email.len() > MAX_EMAIL_LEN {
-        return Err(EventError::Invalid {
-            field: FIELD,
-            problem: "is longer than 254 bytes",
-        });
-    }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(EventError::Invalid {
-            field: FIELD,
-            problem: "must not contain spaces",
-        });
-    }
-    let mut parts = email.split('@');
-    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(EventError::Invalid {
-            field: FIELD,
-            problem: "must contain exactly one `@`",
-        });
-    };
-    let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..");
-    if local.is_empty() || !domain_ok {
-        return Err(EventError::Invalid {
-            field: FIELD,
-            problem: "must look like name@domain.tld",
-        });
-    }
-    Ok(email)
 }
 
 fn parse_service(service: &WireService<'_>) -> Result<Service, EventError> {

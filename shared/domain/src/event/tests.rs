@@ -284,3 +284,47 @@ fn values_that_would_stick_for_ever_are_bounded() {
         assert!(parse_webhook_value(&event).is_ok(), "{pointer} = {good}");
     }
 }
+
+#[test]
+fn near_misses_of_the_known_type_are_refused_naming_event_type() {
+    for near_miss in [
+        "Service.Completed",
+        "SERVICE.COMPLETED",
+        "service.completed ",
+        " service.completed",
+        "service_completed",
+        "service-completed",
+        "service.completed\u{200b}",
+    ] {
+        let mut event = valid();
+        event["event_type"] = json!(near_miss);
+        assert_eq!(reject(event).field(), "event_type", "{near_miss:?}");
+    }
+    // Other types stay acknowledged, and so ignored.
+    for other in ["service.scheduled", "invoice.paid", "service.completed.v2"] {
+        let mut event = valid();
+        event["event_type"] = json!(other);
+        assert!(
+            matches!(parse_webhook_value(&event), Ok(Webhook::Other { .. })),
+            "{other}"
+        );
+    }
+}
+
+#[test]
+fn an_event_id_with_white_space_or_invisible_characters_is_refused() {
+    for id in [
+        "evt_1 ",
+        " evt_1",
+        "evt_1\t",
+        "evt_1\u{200b}",
+        "evt\u{2060}_1",
+        "\u{feff}evt_1",
+        "evt_1\u{202e}",
+        "evt_1\u{a0}",
+    ] {
+        let mut event = valid();
+        event["event_id"] = json!(id);
+        assert_eq!(reject(event).field(), "event_id", "{id:?}");
+    }
+}
