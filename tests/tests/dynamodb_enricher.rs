@@ -323,20 +323,7 @@ async fn poison_messages_go_to_the_dlq_with_their_reason_and_do_not_fail_the_bat
         );
     }
 
-    let received = sqs
-        .receive_message()
-        .queue_url(&queues.dlq_url)
-        .max_number_of_messages(10)
-        .message_attribute_names("All")
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .send()
-        .await
-        .expect("receive from the DLQ");
-    let mut letters: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for message in received.messages.unwrap_or_default() {
-        let attributes = referral_aws::sqs::attributes_of(&message);
-        letters.insert(attributes["source_message_id"].clone(), attributes);
-    }
+    let letters = dead_letters(&sqs, &queues.dlq_url).await;
     assert_eq!(letters.len(), 2, "{letters:?}");
     let not_json = &letters["m-not-json"];
     assert_eq!(not_json["error_kind"], "malformed_json");
@@ -468,4 +455,101 @@ async fn a_history_far_longer_than_an_item_keeps_never_double_counts() {
         .remove("big@example.com")
         .expect("folded");
     assert_eq!(comparable(item), comparable(expected));
+}
+
+#[tokio::test]
+async fn an_item_that_does_not_decode_is_quarantined_and_holds_up_no_one_else() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let queues = fresh_queues(&config, 3).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    // An item as a corrupted write, or a future release, might leave it: `applied` is no
+    // memory this release can read, and the version is text.
+    dynamodb
+        .put_item()
+        .table_name(&tables.features)
+        .item("customerEmail", AttributeValue::S("kim@example.com".into()))
+        .item("version", AttributeValue::S("seven".into()))
+        .item("applied", AttributeValue::B(vec![0xff, 0, 1].into()))
+        .send()
+        .await
+        .expect("write the corrupted item");
+    let store = DynamoFeatureStore::new(dynamodb, tables.features);
+    let handler = EnricherHandler::new(
+        Enricher::new(
+            store,
+            archive_of(&config, &tables.archive),
+            EnricherConfig::default(),
+        ),
+        SqsQueue::new(sqs.clone(), queues.dlq_url.clone()),
+    );
+    let batch = vec![
+        (
+            "m-kim-1".to_owned(),
+            event_body("k-1", "kim@example.com", 1, Some(5.0)).to_string(),
+        ),
+        (
+            "m-lou".to_owned(),
+            event_body("l-1", "lou@example.com", 1, Some(4.0)).to_string(),
+        ),
+        (
+            "m-kim-2".to_owned(),
+            event_body("k-2", "kim@example.com", 2, None).to_string(),
+        ),
+    ];
+    let outcome = handler.handle(&sqs_event(&batch), base_time()).await;
+    // Nothing is left to SQS's redrive: delivering again could not help.
+    assert!(
+        outcome.response.batch_item_failures.is_empty(),
+        "{:?}",
+        outcome.response
+    );
+    assert_eq!(outcome.counters.enrich.applied, 1);
+    assert_eq!(outcome.counters.enrich.quarantined, 2);
+    assert_eq!(outcome.counters.dead_lettered, 2);
+    assert!(
+        handler
+            .enricher()
+            .store()
+            .load("lou@example.com")
+            .await
+            .expect("load")
+            .is_some()
+    );
+
+    let letters = dead_letters(&sqs, &queues.dlq_url).await;
+    assert_eq!(
+        letters.keys().collect::<Vec<_>>(),
+        ["m-kim-1", "m-kim-2"],
+        "{letters:?}"
+    );
+    for letter in letters.values() {
+        assert_eq!(letter["error_kind"], "undecodable_item", "{letter:?}");
+        assert_eq!(letter["error_field"], "customer.email");
+    }
+}
+
+/// The dead-letter queue's messages (up to 10), their attributes by source message id.
+async fn dead_letters(
+    sqs: &aws_sdk_sqs::Client,
+    dlq_url: &str,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let received = sqs
+        .receive_message()
+        .queue_url(dlq_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive from the DLQ");
+    received
+        .messages
+        .unwrap_or_default()
+        .iter()
+        .map(referral_aws::sqs::attributes_of)
+        .map(|attributes| (attributes["source_message_id"].clone(), attributes))
+        .collect()
 }

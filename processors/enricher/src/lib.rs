@@ -42,6 +42,7 @@ pub const ALARMED_METRICS: &[&str] = &[
     "conflicting_duplicate",
     "unprovable",
     "rejected",
+    "quarantined",
     "dead_letter_failures",
 ];
 
@@ -167,8 +168,8 @@ pub struct BatchOutcome {
 pub struct HandlerCounters {
     #[serde(flatten)]
     pub enrich: EnrichCounters,
-    /// Refused messages (rejected, conflicting duplicates, unprovable) sent to the
-    /// dead-letter queue.
+    /// Refused messages (rejected, conflicting duplicates, unprovable, quarantined) sent to
+    /// the dead-letter queue.
     pub dead_lettered: u64,
     /// Refused messages whose dead-letter send failed: left to SQS's redrive instead.
     pub dead_letter_failures: u64,
@@ -261,6 +262,7 @@ impl<S: FeatureStore, A: EventArchive, D: WorkQueue> EnricherHandler<S, A, D> {
             unprovable = counters.enrich.unprovable,
             ignored = counters.enrich.ignored,
             rejected = counters.enrich.rejected,
+            quarantined = counters.enrich.quarantined,
             failed = counters.enrich.failed,
             conflicts = counters.enrich.conflicts,
             cache_misses = counters.enrich.cache_misses,

@@ -81,6 +81,8 @@ pub struct Summary {
     pub unprovable: u64,
     pub ignored: u64,
     pub rejected: u64,
+    /// Dead-lettered because their customer's stored item does not decode.
+    pub quarantined: u64,
     pub unprocessed: u64,
     /// Stream records that failed every delivery: changes without their message.
     pub stream_failures: u64,
@@ -102,6 +104,7 @@ impl Summary {
             unprovable: report.enrich.unprovable,
             ignored: report.enrich.ignored,
             rejected: report.enrich.rejected,
+            quarantined: report.enrich.quarantined,
             unprocessed: report.unprocessed.len() as u64,
             stream_failures: report.stream.failed,
             messages: results.messages.len() as u64,
@@ -155,6 +158,10 @@ pub fn text(report: &RunReport, results: &RunResults, mode: &str) -> String {
         ),
         ("ignored (other event types)", summary.ignored),
         ("rejected", summary.rejected),
+        (
+            "quarantined (stored item does not decode)",
+            summary.quarantined,
+        ),
         ("unprocessed (failed every delivery)", summary.unprocessed),
         (
             "stream records failed (no message)",

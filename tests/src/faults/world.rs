@@ -74,15 +74,21 @@ pub async fn read_features(store: &DynamoFeatureStore) -> BTreeMap<String, Custo
     let mut items = BTreeMap::new();
     let mut start = None;
     loop {
-        let (page, next) = store
+        let page = store
             .scan_page(start)
             .await
             .unwrap_or_else(|error| panic!("scanning the feature table: {error}"));
+        assert!(
+            page.undecodable.is_empty(),
+            "items that do not decode: {:?}",
+            page.undecodable
+        );
         items.extend(
-            page.into_iter()
+            page.items
+                .into_iter()
                 .map(|item| (item.customer_email.clone(), item)),
         );
-        match next {
+        match page.next {
             Some(key) => start = Some(key),
             None => return items,
         }

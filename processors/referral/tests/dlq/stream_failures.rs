@@ -175,6 +175,22 @@ async fn stream_failures_rerun_the_orchestrator_from_the_stream_or_else_from_the
     // covered by that check.
     let later = valid_events("sf-later", 3);
     write_features(&config, &tables, &later).await;
+    // And an item no release can read, which the check of every customer must skip (and
+    // name) rather than fail on.
+    aws_sdk_dynamodb::Client::new(&config)
+        .put_item()
+        .table_name(&tables.features)
+        .item(
+            "customerEmail",
+            aws_sdk_dynamodb::types::AttributeValue::S("zed@example.com".into()),
+        )
+        .item(
+            "version",
+            aws_sdk_dynamodb::types::AttributeValue::S("seven".into()),
+        )
+        .send()
+        .await
+        .expect("write an undecodable item");
     let beyond = |offset: u64| {
         let last: u128 = positions[positions.len() - 1].parse().expect("a number");
         (last + 1_000_000 + u128::from(offset)).to_string()

@@ -47,6 +47,17 @@ pub const MESSAGE_WRITE_IAM_ACTIONS: &[&str] = &["dynamodb:PutItem", "dynamodb:U
 
 type Item = HashMap<String, AttributeValue>;
 
+/// One page of a feature-table scan.
+#[derive(Debug, Default)]
+pub struct ScanPage {
+    pub items: Vec<CustomerFeatures>,
+    /// Items that do not decode (corrupted, or written by a newer release): their key (empty
+    /// when even that is unreadable) and why.
+    pub undecodable: Vec<(String, AdapterError)>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<HashMap<String, AttributeValue>>,
+}
+
 fn key_of(email: &str) -> (String, AttributeValue) {
     (CUSTOMER_KEY.to_owned(), AttributeValue::S(email.to_owned()))
 }
@@ -70,19 +81,13 @@ impl DynamoFeatureStore {
         &self.table
     }
 
-    /// One page of a scan of the whole table, and where the next page starts (`None`: this
-    /// was the last). For operators' tools that must visit every customer, never the
-    /// functions: a scan reads the whole table.
+    /// One page of a scan of the whole table. For operators' tools that must visit every
+    /// customer, never the functions: a scan reads the whole table. An item that does not
+    /// decode is handed back by key, not as an error, so that one cannot stop a visit of all.
     pub async fn scan_page(
         &self,
         start: Option<HashMap<String, AttributeValue>>,
-    ) -> Result<
-        (
-            Vec<CustomerFeatures>,
-            Option<HashMap<String, AttributeValue>>,
-        ),
-        AdapterError,
-    > {
+    ) -> Result<ScanPage, AdapterError> {
         let output = self
             .client
             .scan()
@@ -92,16 +97,21 @@ impl DynamoFeatureStore {
             .send()
             .await
             .map_err(|error| adapter_error("Scan", error))?;
-        let items = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| Self::decode("Scan", item))
-            .collect::<Result<_, _>>()?;
-        Ok((
-            items,
-            output.last_evaluated_key.filter(|key| !key.is_empty()),
-        ))
+        let mut page = ScanPage {
+            next: output.last_evaluated_key.filter(|key| !key.is_empty()),
+            ..ScanPage::default()
+        };
+        for item in output.items.unwrap_or_default() {
+            let key = match item.get(CUSTOMER_KEY) {
+                Some(AttributeValue::S(key)) => key.clone(),
+                _ => String::new(),
+            };
+            match Self::decode("Scan", item) {
+                Ok(features) => page.items.push(features),
+                Err(error) => page.undecodable.push((key, error)),
+            }
+        }
+        Ok(page)
     }
 
     fn decode(operation: &'static str, item: Item) -> Result<CustomerFeatures, AdapterError> {

@@ -183,7 +183,13 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
         for chunk in events.chunks(self.config.max_events_per_write.max(1)) {
             match self.write_chunk(email, chunk, &mut result).await {
                 Ok(dispositions) => outcomes.extend(dispositions.into_iter().map(Outcome::from)),
-                // What earlier chunks applied stays applied; the rest comes back from SQS.
+                // What earlier chunks applied stays applied; the rest comes back from SQS,
+                // unless the customer's stored data does not decode: then every delivery
+                // would fail alike, so the rest is quarantined to the dead letters at once.
+                Err(failure) if failure.is_undecodable() => {
+                    outcomes.resize(events.len(), Outcome::Quarantined(failure));
+                    break;
+                }
                 Err(failure) => {
                     outcomes.resize(events.len(), Outcome::Failed(failure));
                     break;

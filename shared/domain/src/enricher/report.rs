@@ -23,6 +23,11 @@ pub enum Outcome {
     },
     /// Permanently invalid: retrying cannot help.
     Rejected(Rejection),
+    /// Not applied because the customer's stored item or archive bucket does not decode
+    /// (corrupted, or written by a newer release): retrying cannot help, so the message is
+    /// dead-lettered with the reason instead of holding up its batch and being redriven,
+    /// and is replayed once the item is repaired.
+    Quarantined(Failure),
     /// Not processed; the same message may succeed when delivered again.
     Failed(Failure),
 }
@@ -41,6 +46,8 @@ pub struct Refusal {
 pub const UNPROVABLE_KIND: &str = "unprovable";
 /// `error_kind` of an event whose id was applied with other content.
 pub const CONFLICTING_DUPLICATE_KIND: &str = "conflicting_duplicate";
+/// `error_kind` of an event whose customer's stored item does not decode.
+pub const UNDECODABLE_ITEM_KIND: &str = "undecodable_item";
 
 impl Outcome {
     /// The reason to dead-letter the message, when it is refused for good.
@@ -66,6 +73,16 @@ impl Outcome {
                           stays applied and this one is refused; the sender must not reuse ids"
                     .to_owned(),
             }),
+            Outcome::Quarantined(failure) => Some(Refusal {
+                kind: UNDECODABLE_ITEM_KIND,
+                field: "customer.email",
+                message: format!(
+                    "the stored data of this customer does not decode ({}: corrupted, or \
+                     written by a newer release); the event was not applied. Repair or restore \
+                     the item, then replay this letter (README: Runbook)",
+                    failure.kind()
+                ),
+            }),
             _ => None,
         }
     }
@@ -78,6 +95,7 @@ impl Outcome {
             Outcome::Unprovable => "unprovable",
             Outcome::Ignored { .. } => "ignored",
             Outcome::Rejected(_) => "rejected",
+            Outcome::Quarantined(_) => "quarantined",
             Outcome::Failed(_) => "failed",
         }
     }
@@ -106,6 +124,16 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Whether stored data failed to decode: a person must look, delivering again cannot help.
+    pub fn is_undecodable(&self) -> bool {
+        match self {
+            Failure::Store(error) | Failure::Archive(error) => {
+                matches!(error.as_ref(), AdapterError::Corrupt { .. })
+            }
+            _ => false,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::NotReached => "not_reached",
@@ -148,6 +176,8 @@ pub struct EnrichCounters {
     pub unprovable: u64,
     pub ignored: u64,
     pub rejected: u64,
+    /// Dead-lettered because the customer's stored item does not decode.
+    pub quarantined: u64,
     pub failed: u64,
     /// Writes refused because the item had changed since this process knew it.
     pub conflicts: u64,
@@ -173,6 +203,7 @@ impl EnrichCounters {
         self.unprovable += other.unprovable;
         self.ignored += other.ignored;
         self.rejected += other.rejected;
+        self.quarantined += other.quarantined;
         self.failed += other.failed;
         self.conflicts += other.conflicts;
         self.cache_misses += other.cache_misses;
@@ -193,6 +224,7 @@ impl EnrichCounters {
             Outcome::Unprovable => self.unprovable += 1,
             Outcome::Ignored { .. } => self.ignored += 1,
             Outcome::Rejected(_) => self.rejected += 1,
+            Outcome::Quarantined(_) => self.quarantined += 1,
             Outcome::Failed(_) => self.failed += 1,
         }
     }

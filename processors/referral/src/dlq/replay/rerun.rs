@@ -81,11 +81,22 @@ impl Replay<'_> {
             Rerun::Reconciled {
                 customers,
                 counters,
+                undecodable,
             } => (
                 format!(
                     "records no longer retained; checked every customer's current features \
-                     ({customers}): {} message(s) created, {} existed already",
-                    counters.created, counters.already_created
+                     ({customers}): {} message(s) created, {} existed already{}",
+                    counters.created,
+                    counters.already_created,
+                    match undecodable.as_slice() {
+                        [] => String::new(),
+                        keys => format!(
+                            "; {} item(s) do not decode and were skipped (repair them, then \
+                             replay again): {}",
+                            keys.len(),
+                            keys.join(", ")
+                        ),
+                    }
                 ),
                 counters,
             ),

@@ -37,6 +37,7 @@ use referral_domain::ports::{
     AdapterError, ChangeKind, ChangeRecord, Generated, GenerationError, GenerationRequest,
     MessageGenerator,
 };
+use referral_domain::redact::{mask_email, mask_emails};
 use referral_domain::template::TemplateGenerator;
 use referral_local::mapping::{RecordsFeed, StreamMapping};
 use referral_local::pipeline::StreamConsumer;
@@ -157,6 +158,8 @@ pub enum Rerun {
     Reconciled {
         customers: u64,
         counters: StreamCounters,
+        /// Masked keys of the items that do not decode, which were skipped.
+        undecodable: Vec<String>,
     },
     /// Dry run: the records are there and would be handed to the orchestrator.
     WouldRun { records: usize },
@@ -321,6 +324,7 @@ impl Rerunner {
             return Rerun::Reconciled {
                 customers: 0,
                 counters: StreamCounters::default(),
+                undecodable: Vec::new(),
             };
         }
         tracing::info!(
@@ -330,9 +334,10 @@ impl Rerunner {
         );
         let mut customers = 0;
         let mut counters = StreamCounters::default();
+        let mut undecodable = Vec::new();
         let mut start = None;
         loop {
-            let (items, next) = match self.features.scan_page(start).await {
+            let page = match self.features.scan_page(start).await {
                 Ok(page) => page,
                 Err(source) => {
                     return Rerun::Failed(RerunFailure::Scan {
@@ -342,7 +347,17 @@ impl Rerunner {
                     });
                 }
             };
-            for features in items {
+            for (key, error) in page.undecodable {
+                // Quarantined, not fatal: one item no release can read must not keep every
+                // other customer from their message.
+                tracing::error!(
+                    customer = %mask_email(&key),
+                    error = %mask_emails(&referral_domain::error_chain(&error)),
+                    "item does not decode; skipped by the check of every customer"
+                );
+                undecodable.push(mask_email(&key));
+            }
+            for features in page.items {
                 customers += 1;
                 let change = ChangeRecord {
                     sequence_number: format!("reconcile-v{}", features.version),
@@ -355,7 +370,7 @@ impl Rerunner {
                 };
                 counters.count(&self.orchestrator.handle(&change, Utc::now()).await);
             }
-            match next {
+            match page.next {
                 Some(key) => start = Some(key),
                 None => break,
             }
@@ -372,6 +387,7 @@ impl Rerunner {
         Rerun::Reconciled {
             customers,
             counters,
+            undecodable,
         }
     }
 }
