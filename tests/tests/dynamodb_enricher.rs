@@ -40,6 +40,23 @@ fn sqs_event(bodies: &[(String, String)]) -> SqsEvent {
     event
 }
 
+/// The enricher's handler as deployed, with default settings: its refusals go to `dlq_url`.
+fn dead_lettering_handler(
+    config: &aws_config::SdkConfig,
+    store: DynamoFeatureStore,
+    archive_table: &str,
+    dlq_url: &str,
+) -> EnricherHandler<DynamoFeatureStore, DynamoEventArchive, SqsQueue> {
+    EnricherHandler::new(
+        Enricher::new(
+            store,
+            archive_of(config, archive_table),
+            EnricherConfig::default(),
+        ),
+        SqsQueue::new(aws_sdk_sqs::Client::new(config), dlq_url),
+    )
+}
+
 fn archive_of(config: &aws_config::SdkConfig, table: &str) -> DynamoEventArchive {
     DynamoEventArchive::new(aws_sdk_dynamodb::Client::new(config), table)
 }
@@ -157,14 +174,7 @@ async fn request_counts_are_one_write_per_customer_and_no_read() {
     let queues = fresh_queues(&config, 3).await;
     let counter = RequestCounter::default();
     let store = DynamoFeatureStore::new(counter.dynamodb_client(&config), tables.features);
-    let handler = EnricherHandler::new(
-        Enricher::new(
-            store,
-            archive_of(&config, &tables.archive),
-            EnricherConfig::default(),
-        ),
-        SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url),
-    );
+    let handler = dead_lettering_handler(&config, store, &tables.archive, &queues.dlq_url);
 
     let one_customer: Vec<Value> = (0..10)
         .map(|i| event_body(&format!("one-{i}"), "solo@example.com", i, Some(4.0)))
@@ -221,14 +231,7 @@ async fn a_redelivered_batch_changes_nothing_and_writes_nothing() {
     let queues = fresh_queues(&config, 3).await;
     let counter = RequestCounter::default();
     let store = DynamoFeatureStore::new(counter.dynamodb_client(&config), tables.features);
-    let handler = EnricherHandler::new(
-        Enricher::new(
-            store,
-            archive_of(&config, &tables.archive),
-            EnricherConfig::default(),
-        ),
-        SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.dlq_url),
-    );
+    let handler = dead_lettering_handler(&config, store, &tables.archive, &queues.dlq_url);
     let bodies: Vec<Value> = (0..10)
         .map(|i| {
             event_body(
@@ -280,14 +283,7 @@ async fn poison_messages_go_to_the_dlq_with_their_reason_and_do_not_fail_the_bat
     let queues = fresh_queues(&config, 3).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(&config), tables.features);
-    let handler = EnricherHandler::new(
-        Enricher::new(
-            store,
-            archive_of(&config, &tables.archive),
-            EnricherConfig::default(),
-        ),
-        SqsQueue::new(sqs.clone(), queues.dlq_url.clone()),
-    );
+    let handler = dead_lettering_handler(&config, store, &tables.archive, &queues.dlq_url);
     let mut bad_score = event_body("p-bad", "pam@example.com", 3, Some(4.0));
     bad_score["service"]["satisfaction_score"] = json!("five");
     let batch = vec![
@@ -345,14 +341,7 @@ async fn a_failed_dead_letter_send_falls_back_to_a_batch_item_failure() {
         "{}/123456789012/no-such-queue",
         referral_tests::emulator::endpoint()
     );
-    let handler = EnricherHandler::new(
-        Enricher::new(
-            store,
-            archive_of(&config, &tables.archive),
-            EnricherConfig::default(),
-        ),
-        SqsQueue::new(aws_sdk_sqs::Client::new(&config), missing_dlq),
-    );
+    let handler = dead_lettering_handler(&config, store, &tables.archive, &missing_dlq);
     let batch = vec![
         (
             "m-ok".to_owned(),
@@ -477,14 +466,7 @@ async fn an_item_that_does_not_decode_is_quarantined_and_holds_up_no_one_else() 
         .await
         .expect("write the corrupted item");
     let store = DynamoFeatureStore::new(dynamodb, tables.features);
-    let handler = EnricherHandler::new(
-        Enricher::new(
-            store,
-            archive_of(&config, &tables.archive),
-            EnricherConfig::default(),
-        ),
-        SqsQueue::new(sqs.clone(), queues.dlq_url.clone()),
-    );
+    let handler = dead_lettering_handler(&config, store, &tables.archive, &queues.dlq_url);
     let batch = vec![
         (
             "m-kim-1".to_owned(),
