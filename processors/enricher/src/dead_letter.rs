@@ -71,3 +71,69 @@ pub fn dead_letter_message(
         attributes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_lambda_events::event::sqs::SqsMessageAttribute;
+    use referral_domain::event::MAX_EVENT_ID_LEN;
+    use referral_domain::ports::DEAD_LETTER_REASON_MAX_BYTES;
+
+    use super::*;
+
+    fn string_attribute(value: &str) -> SqsMessageAttribute {
+        let mut attribute = SqsMessageAttribute::default();
+        attribute.string_value = Some(value.to_owned());
+        attribute.data_type = Some("String".to_owned());
+        attribute
+    }
+
+    /// Ingest keeps [`DEAD_LETTER_REASON_MAX_BYTES`] free for this: the reason a dead letter
+    /// adds, at its longest, must fit in it.
+    #[test]
+    fn the_reason_a_dead_letter_adds_fits_the_room_ingest_keeps() {
+        let body = "x".repeat(1_000);
+        let ingest_attributes: HashMap<String, SqsMessageAttribute> = [
+            ("event_id", "e".repeat(MAX_EVENT_ID_LEN)),
+            ("event_type", "service.completed".to_owned()),
+            ("customer_ref", "c".repeat(64)),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), string_attribute(&value)))
+        .collect();
+        let mut record = SqsMessage::default();
+        record.body = Some(body.clone());
+        // SQS message ids are 36-character UUIDs; other emulators' are longer.
+        record.message_id = Some("m".repeat(128));
+        record.message_attributes = ingest_attributes.clone();
+        let queued = OutgoingMessage {
+            body,
+            attributes: ingest_attributes
+                .iter()
+                .map(|(name, value)| (name.clone(), value.string_value.clone().unwrap_or_default()))
+                .collect(),
+        };
+        let refusal = Refusal {
+            kind: "conflicting_duplicate_of_the_longest_kind",
+            field: "property_info.pest_issues.the_longest_field",
+            // Four bytes a character, and longer than the 256 characters kept.
+            message: "\u{1F41C}".repeat(400),
+        };
+        let letter = dead_letter_message(
+            &record,
+            Some(&"e".repeat(MAX_EVENT_ID_LEN)),
+            &refusal,
+            Utc::now(),
+        );
+        let added = letter.size() - queued.size();
+        assert!(
+            added <= DEAD_LETTER_REASON_MAX_BYTES,
+            "a dead letter adds {added} bytes, more than the {DEAD_LETTER_REASON_MAX_BYTES} kept"
+        );
+        assert!(
+            added > DEAD_LETTER_REASON_MAX_BYTES / 2,
+            "{added}: the room is oversized"
+        );
+    }
+}

@@ -19,7 +19,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use referral_domain::error_chain;
 use referral_domain::event::parse_webhook;
-use referral_domain::ports::{MAX_MESSAGE_BYTES, WorkQueue};
+use referral_domain::ports::{MAX_QUEUED_BYTES, WorkQueue};
 use referral_domain::redact::mask_emails;
 use serde_json::{Value, json};
 
@@ -142,8 +142,10 @@ async fn process<Q: WorkQueue>(
             .with_customer(customer);
         }
     }
-    // The queue's size rule, body and attributes together, checked before any call.
-    if message.check_size("SendMessage").is_err() {
+    // The queue's size rule, body and attributes together, checked before any call, with
+    // room kept for a dead letter's reason: a message that could not be dead-lettered
+    // would be redriven without one, and loop on every replay.
+    if message.size() > MAX_QUEUED_BYTES {
         return too_large()
             .with_event(Some(event_id))
             .with_customer(customer);
@@ -176,7 +178,7 @@ fn read_body(body: Option<String>, base64_encoded: bool) -> Result<Vec<u8>, Body
     let body = body.unwrap_or_default();
     let bytes = if base64_encoded {
         // Refuse before decoding what cannot fit once decoded.
-        if body.len() > MAX_MESSAGE_BYTES.div_ceil(3) * 4 {
+        if body.len() > MAX_QUEUED_BYTES.div_ceil(3) * 4 {
             return Err(BodyError::TooLarge);
         }
         base64::engine::general_purpose::STANDARD
@@ -185,7 +187,7 @@ fn read_body(body: Option<String>, base64_encoded: bool) -> Result<Vec<u8>, Body
     } else {
         body.into_bytes()
     };
-    if bytes.len() > MAX_MESSAGE_BYTES {
+    if bytes.len() > MAX_QUEUED_BYTES {
         return Err(BodyError::TooLarge);
     }
     Ok(bytes)
@@ -215,7 +217,7 @@ fn too_large() -> Outcome {
     Outcome::new(
         413,
         "too_large",
-        json!({ "error": "payload_too_large", "max_bytes": MAX_MESSAGE_BYTES }),
+        json!({ "error": "payload_too_large", "max_bytes": MAX_QUEUED_BYTES }),
     )
 }
 

@@ -13,7 +13,7 @@ use aws_lambda_events::http::{HeaderValue, Method};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use common::{Failure, TestQueue};
-use referral_domain::ports::MAX_MESSAGE_BYTES;
+use referral_domain::ports::{MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES};
 use referral_domain::redact::customer_ref;
 use referral_ingest::{Config, Deps, WebhookSecret, handle, sign};
 use serde_json::Value;
@@ -419,7 +419,7 @@ async fn oversize_body_is_refused_even_when_correctly_signed() {
     assert_eq!(body.len(), MAX_MESSAGE_BYTES + 1);
     let response = refused(&deps, signed(&body, SECRET, SIGNED_AT), now(), 413).await;
     assert_eq!(response["error"], "payload_too_large");
-    assert_eq!(response["max_bytes"], MAX_MESSAGE_BYTES);
+    assert_eq!(response["max_bytes"], MAX_QUEUED_BYTES);
 
     // The same, base64-encoded.
     let mut request = signed(&body, SECRET, SIGNED_AT);
@@ -437,6 +437,23 @@ async fn a_body_that_fits_but_not_with_its_attributes_is_refused() {
         format!(r#"{{"event_id":"evt_edge","event_type":"invoice.paid","pad":"{padding}"}}"#);
     assert_eq!(body.len(), MAX_MESSAGE_BYTES);
     refused(&deps, signed(&body, SECRET, SIGNED_AT), now(), 413).await;
+}
+
+#[tokio::test]
+async fn a_body_its_dead_letter_could_not_carry_is_refused() {
+    // Fits the queue (262,057 bytes and a few attributes), but its dead letter, with the
+    // enricher's reason attributes, would not: it would be redriven without a reason.
+    let deps = deps();
+    let mut event: Value = serde_json::from_str(&fixture_body()).expect("the fixture is JSON");
+    // An unknown field: validation skips it, the queue carries it.
+    event["note"] = Value::String(String::new());
+    let envelope = event.to_string();
+    event["note"] = Value::String("x".repeat(262_057 - envelope.len()));
+    let body = event.to_string();
+    assert_eq!(body.len(), 262_057);
+    let response = refused(&deps, signed(&body, SECRET, SIGNED_AT), now(), 413).await;
+    assert_eq!(response["max_bytes"], MAX_QUEUED_BYTES);
+    assert!(deps.queue.sent().is_empty());
 }
 
 #[tokio::test]

@@ -28,7 +28,8 @@ pub use message_store::{
     SlotTaken, Suppression,
 };
 pub use work_queue::{
-    BATCH_LIMIT, MAX_MESSAGE_BYTES, OutgoingMessage, QueueMessage, STRING_TYPE, WorkQueue,
+    BATCH_LIMIT, DEAD_LETTER_REASON_MAX_BYTES, MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES,
+    OutgoingMessage, QueueMessage, STRING_TYPE, WorkQueue,
 };
 
 use crate::features::{ArchivedEvent, CustomerFeatures};

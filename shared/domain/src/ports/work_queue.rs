@@ -9,6 +9,12 @@ use super::AdapterError;
 /// SQS's limit on a message, and on the messages of one batch call together: body and
 /// attributes (names, data types and values) count.
 pub const MAX_MESSAGE_BYTES: usize = 262_144;
+/// Room a dead letter's reason attributes (`error_kind`, `error_message`, …) may take beyond
+/// the message they are added to. Ingest keeps it free, so that every message it queues can
+/// also be dead-lettered with its reason; the enricher's tests hold its dead letters to it.
+pub const DEAD_LETTER_REASON_MAX_BYTES: usize = 2_048;
+/// The largest message ingest queues, body and attributes together.
+pub const MAX_QUEUED_BYTES: usize = MAX_MESSAGE_BYTES - DEAD_LETTER_REASON_MAX_BYTES;
 /// SQS's limit of messages per receive and per batch call.
 pub const BATCH_LIMIT: usize = 10;
 /// The data type every attribute here has; its name counts towards a message's size.
