@@ -1,6 +1,7 @@
 //! Reading webhook files: `.json` (a top-level array is a list of events, any other value
 //! one event), `.jsonl` / `.ndjson` (one event per line). Text that is not JSON becomes one
-//! event that the enricher rejects, so a bad file never stops the run.
+//! event that the enricher rejects, and bytes that are not UTF-8 (a line, or a whole `.json`
+//! file) one event the run refuses as ingest would, so a bad file never stops the run.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,12 +37,18 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<InputEvent>, InputError> {
             path: file.clone(),
             source,
         })?;
-        let text = String::from_utf8_lossy(&bytes);
         let name = file.display().to_string();
         if is_line_delimited(&file) {
-            read_lines(&name, &text, &mut events);
+            read_lines(&name, &bytes, &mut events);
         } else {
-            read_document(&name, &text, &mut events);
+            match std::str::from_utf8(&bytes) {
+                Ok(text) => read_document(&name, text, &mut events),
+                Err(_) => events.push(InputEvent {
+                    source: format!("{name}:1"),
+                    body: String::from_utf8_lossy(&bytes).trim().to_owned(),
+                    utf8: false,
+                }),
+            }
         }
     }
     Ok(events)
@@ -85,14 +92,21 @@ fn is_line_delimited(path: &Path) -> bool {
     matches!(extension(path).as_str(), "jsonl" | "ndjson")
 }
 
-fn read_lines(name: &str, text: &str, events: &mut Vec<InputEvent>) {
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+/// Each line on its own: one that is not UTF-8 is refused alone, the others stand.
+fn read_lines(name: &str, bytes: &[u8], events: &mut Vec<InputEvent>) {
+    for (index, line) in bytes.split(|&byte| byte == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (body, utf8) = match std::str::from_utf8(line) {
+            Ok(text) => (text.to_owned(), true),
+            Err(_) => (String::from_utf8_lossy(line).into_owned(), false),
+        };
+        if body.trim().is_empty() {
             continue;
         }
         events.push(InputEvent {
             source: format!("{name}:{}", index + 1),
-            body: line.to_owned(),
+            body,
+            utf8,
         });
     }
 }
@@ -109,6 +123,7 @@ fn read_document(name: &str, text: &str, events: &mut Vec<InputEvent>) {
             events.push(InputEvent {
                 source: format!("{name}:{}", start_line(offset)),
                 body: raw.to_owned(),
+                utf8: true,
             });
         }
         return;
@@ -116,6 +131,7 @@ fn read_document(name: &str, text: &str, events: &mut Vec<InputEvent>) {
     events.push(InputEvent {
         source: format!("{name}:{}", start_line(first_value)),
         body: text.trim().to_owned(),
+        utf8: true,
     });
 }
 
@@ -154,7 +170,7 @@ mod tests {
     #[test]
     fn blank_lines_are_skipped_and_lines_numbered() {
         let mut events = Vec::new();
-        read_lines("f.jsonl", "{}\n\nnot json\n", &mut events);
+        read_lines("f.jsonl", b"{}\n\nnot json\n", &mut events);
         let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
         assert_eq!(sources, vec!["f.jsonl:1", "f.jsonl:3"]);
     }

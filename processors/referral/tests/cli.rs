@@ -376,3 +376,62 @@ fn a_missing_path_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot read `no/such/dir`"), "{stderr}");
 }
+
+/// Bytes that are not UTF-8, and an event too large to queue, are each refused alone, as
+/// ingest refuses them (400 `not_utf8`, 413): the run applies the rest and prints its report.
+#[test]
+fn a_line_that_is_not_utf8_or_too_large_is_refused_alone() {
+    let directory = std::env::temp_dir().join(format!("referral-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let file = directory.join("hostile.jsonl");
+    let event = |id: &str, name: &str| {
+        serde_json::json!({
+            "event_id": id, "event_type": "service.completed",
+            "occurred_at": "2026-11-20T15:04:05Z",
+            "customer": {"email": "ana@example.com", "name": name},
+        })
+        .to_string()
+    };
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(event("evt-good", "Ana").as_bytes());
+    bytes.push(b'\n');
+    // "Jos\xe9": Latin-1, not UTF-8. Read lossily it would be applied as "Jos\u{fffd}".
+    bytes.extend_from_slice(event("evt-latin1", "Jos").as_bytes());
+    let at = bytes.len() - 3;
+    bytes.insert(at, 0xe9);
+    bytes.push(b'\n');
+    let mut large: Value = serde_json::from_str(&event("evt-large", "Ana")).unwrap();
+    large["note"] = Value::String("x".repeat(300 * 1024));
+    bytes.extend_from_slice(large.to_string().as_bytes());
+    bytes.push(b'\n');
+    std::fs::write(&file, &bytes).unwrap();
+
+    let report = run_json(&[file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&directory).unwrap();
+    assert_eq!(report["summary"]["applied"], 1, "{}", report["summary"]);
+    assert_eq!(report["summary"]["rejected"], 2, "{}", report["summary"]);
+    let refused: BTreeSet<(String, String)> = report["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rejected| {
+            (
+                rejected["source"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                rejected["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        BTreeSet::from([
+            ("2".to_owned(), "not_utf8".to_owned()),
+            ("3".to_owned(), "too_large".to_owned())
+        ])
+    );
+}

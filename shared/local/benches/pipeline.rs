@@ -61,6 +61,7 @@ fn embedded_pipeline(c: &mut Criterion) {
             .map(|i| InputEvent {
                 source: format!("bench:{i}"),
                 body: body(i, customers),
+                utf8: true,
             })
             .collect();
         group.throughput(Throughput::Elements(events as u64));

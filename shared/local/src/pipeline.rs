@@ -21,8 +21,8 @@ use referral_domain::orchestrator::{
 pub use crate::mapping::StreamConsumer;
 use crate::mapping::StreamMapping;
 use referral_domain::ports::{
-    AdapterError, BATCH_LIMIT, Decision, EventArchive, FeatureStore, MessageStore, OutgoingMessage,
-    QueueMessage, ReferralMessage, Suppression, WorkQueue,
+    AdapterError, BATCH_LIMIT, Decision, EventArchive, FeatureStore, MAX_QUEUED_BYTES,
+    MessageStore, OutgoingMessage, QueueMessage, ReferralMessage, Suppression, WorkQueue,
 };
 use referral_domain::template::TemplateGenerator;
 
@@ -53,6 +53,40 @@ pub const SOURCE_ATTRIBUTE: &str = "source";
 pub struct InputEvent {
     pub source: String,
     pub body: String,
+    /// Whether the bytes read were UTF-8: `body` is then exact, else a lossy rendering that
+    /// is refused as ingest refuses such a request (400 `not_utf8`), never applied.
+    pub utf8: bool,
+}
+
+impl InputEvent {
+    /// What ingest would refuse this event for before it reaches the queue: not UTF-8, or
+    /// too large for the queue with room for a dead letter's reason (413).
+    fn refusal(&self) -> Option<RejectedEvent> {
+        let (kind, error) = if !self.utf8 {
+            ("not_utf8", "`body` is not UTF-8 text".to_owned())
+        } else if self.queued().size() > MAX_QUEUED_BYTES {
+            (
+                "too_large",
+                format!("`body` is over the {MAX_QUEUED_BYTES} bytes a queued webhook may have"),
+            )
+        } else {
+            return None;
+        };
+        Some(RejectedEvent {
+            source: self.source.clone(),
+            event_id: None,
+            kind,
+            field: "body",
+            error,
+        })
+    }
+
+    fn queued(&self) -> OutgoingMessage {
+        OutgoingMessage {
+            body: self.body.clone(),
+            attributes: BTreeMap::from([(SOURCE_ATTRIBUTE.to_owned(), self.source.clone())]),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,14 +175,18 @@ where
     let mut unsent = inputs.iter();
     let mut outstanding = 0usize;
     loop {
-        let top_up: Vec<OutgoingMessage> = unsent
-            .by_ref()
-            .take(window.saturating_sub(outstanding))
-            .map(|input| OutgoingMessage {
-                body: input.body.clone(),
-                attributes: BTreeMap::from([(SOURCE_ATTRIBUTE.to_owned(), input.source.clone())]),
-            })
-            .collect();
+        let mut top_up: Vec<OutgoingMessage> = Vec::new();
+        // Refused alone, as ingest would: the others are applied and the report printed.
+        for input in unsent.by_ref().take(window.saturating_sub(outstanding)) {
+            match input.refusal() {
+                Some(refused) => {
+                    report.enrich.messages += 1;
+                    report.enrich.rejected += 1;
+                    report.rejected.push(refused);
+                }
+                None => top_up.push(input.queued()),
+            }
+        }
         outstanding += top_up.len();
         if !top_up.is_empty() {
             queue.send(top_up).await?;
