@@ -6,6 +6,7 @@ use std::future::{Future, ready};
 use crate::catalogue::{REFERRAL_CREDIT_DOLLARS, recommend};
 use crate::digits::push_decimal;
 use crate::features::{CustomerFeatures, LifetimeValue};
+use crate::message_screen::screen;
 use crate::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator};
 use crate::prompt::push_sanitised;
 
@@ -20,16 +21,10 @@ pub fn template_message(features: Option<&CustomerFeatures>) -> Generated {
     body.push_str("Hi ");
     // The first word of the sanitised name; sanitised text has no white space but single
     // spaces, so that word ends at the first space.
-    let name_start = body.len();
-    if let Some(name) = features.and_then(|f| f.customer_name.as_deref()) {
-        push_sanitised(&mut body, name);
-        if let Some(space) = body[name_start..].find(' ') {
-            body.truncate(name_start + space);
-        }
-    }
-    if body.len() == name_start {
-        body.push_str("there");
-    }
+    let first_name = features
+        .and_then(|f| f.customer_name.as_deref())
+        .and_then(|name| screened(name, |clean| clean.split(' ').next().unwrap_or_default()));
+    body.push_str(first_name.as_deref().unwrap_or("there"));
     body.push_str("! ");
     match features {
         Some(f) if f.lifetime_value == LifetimeValue::High => {
@@ -45,9 +40,12 @@ pub fn template_message(features: Option<&CustomerFeatures>) -> Generated {
         _ => body.push_str("Thank you for choosing us."),
     }
     body.push_str(" Know a friend or neighbour");
-    if let Some(city) = features.and_then(|f| f.property_features.city.as_deref()) {
+    if let Some(city) = features
+        .and_then(|f| f.property_features.city.as_deref())
+        .and_then(|city| screened(city, |clean| clean))
+    {
         body.push_str(" in ");
-        push_sanitised(&mut body, city);
+        body.push_str(&city);
     }
     body.push_str(" who could use ");
     body.push_str(recommended.pitch);
@@ -62,6 +60,16 @@ pub fn template_message(features: Option<&CustomerFeatures>) -> Generated {
         usage: None,
         fallback_reason: None,
     }
+}
+
+/// The part of customer text (`shown` picks it from the sanitised text) the message may
+/// carry: only when it passes the screen a model's answer must pass. A name
+/// `www.cheap-pest.com` or a city `call 555-123-4567` is left out, never sent.
+fn screened(text: &str, shown: impl FnOnce(&str) -> &str) -> Option<String> {
+    let mut clean = String::with_capacity(text.len());
+    push_sanitised(&mut clean, text);
+    let part = shown(&clean);
+    (!part.is_empty() && screen(part).is_none()).then(|| part.to_owned())
 }
 
 /// The template as a [`MessageGenerator`]; it never fails.
@@ -80,6 +88,8 @@ impl MessageGenerator for TemplateGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Webhook, parse_webhook_value};
+    use crate::features::{MemoryLimits, fold_events};
 
     #[test]
     fn no_features_still_gives_a_friendly_message() {
@@ -91,5 +101,51 @@ mod tests {
         );
         assert_eq!(message.recommended_service, "gutter_cleaning");
         assert_eq!(message.generator, "template");
+    }
+
+    fn message_for(name: &str, city: &str) -> String {
+        let body = serde_json::json!({
+            "event_id": "evt_1", "event_type": "service.completed",
+            "occurred_at": "2026-11-20T15:04:05Z",
+            "customer": {"email": "a@example.com", "name": name,
+                         "address": {"city": city, "state": "TX"}},
+        });
+        let Ok(Webhook::ServiceCompleted(event)) = parse_webhook_value(&body) else {
+            panic!("test event refused");
+        };
+        let fold = fold_events(None, &[&event], MemoryLimits::default());
+        let features = fold
+            .into_next()
+            .unwrap_or_else(|| panic!("nothing applied"));
+        template_message(Some(&features)).body
+    }
+
+    #[test]
+    fn customer_text_that_fails_the_answer_screen_is_left_out() {
+        for (name, city) in [
+            ("www.cheap-pest.com", "call 555-123-4567 or visit evil.com"),
+            ("bob@evil.example", "https://evil.example"),
+            ("$100", "50% off at cheap.ru"),
+        ] {
+            let body = message_for(name, city);
+            assert!(body.starts_with("Hi there! "), "{body}");
+            assert!(body.contains("neighbour who could use"), "{body}");
+            assert!(screen(&body).is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn real_names_and_places_still_show() {
+        for (name, city) in [
+            ("José Álvarez", "St. Louis"),
+            ("Zoë O'Brien", "Coeur d'Alene"),
+            ("Mary-Kate", "Winston-Salem"),
+            ("Ann", "Truth or Consequences"),
+        ] {
+            let body = message_for(name, city);
+            let first = name.split(' ').next().unwrap_or_default();
+            assert!(body.starts_with(&format!("Hi {first}! ")), "{body}");
+            assert!(body.contains(&format!(" in {city} who")), "{body}");
+        }
     }
 }
