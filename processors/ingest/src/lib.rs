@@ -9,6 +9,7 @@
 pub mod config;
 pub mod metrics;
 pub mod queue;
+pub mod replay;
 pub mod signature;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -22,6 +23,8 @@ use referral_domain::event::parse_webhook;
 use referral_domain::ports::{MAX_QUEUED_BYTES, WorkQueue};
 use referral_domain::redact::mask_emails;
 use serde_json::{Value, json};
+
+use replay::{Fingerprint, ReplayCache};
 
 pub use config::{Config, ENV_VARS};
 pub use metrics::RequestCounters;
@@ -40,6 +43,18 @@ pub const RETRY_AFTER_SECONDS: u32 = 5;
 pub struct Deps<Q> {
     pub config: Config,
     pub queue: Q,
+    /// Signed requests this process queued, so a captured one sent again is not queued twice.
+    pub replays: ReplayCache,
+}
+
+impl<Q> Deps<Q> {
+    pub fn new(config: Config, queue: Q) -> Self {
+        Deps {
+            config,
+            queue,
+            replays: ReplayCache::default(),
+        }
+    }
 }
 
 /// Handles one request. `now` is the clock the signature window is measured against.
@@ -151,8 +166,27 @@ async fn process<Q: WorkQueue>(
             .with_customer(customer);
     }
 
+    let request = Fingerprint::of(verified.timestamp, message.body.as_bytes());
+    if deps.replays.was_queued(&request) {
+        // The very request queued before (a replay, or a sender's retry after a lost
+        // answer): accepted already, so not queued again.
+        let mut outcome = Outcome::new(
+            200,
+            "already_accepted",
+            json!({ "event_id": event_id, "status": "already_accepted" }),
+        )
+        .with_event(Some(event_id))
+        .with_customer(customer);
+        outcome.secret_index = Some(verified.secret_index);
+        return outcome;
+    }
+
     let outcome = match deps.queue.send(vec![message]).await {
-        Ok(()) => Outcome::new(202, "accepted", json!({ "event_id": event_id })),
+        Ok(()) => {
+            let tolerance = i64::try_from(deps.config.signature_tolerance.as_secs()).unwrap_or(i64::MAX);
+            deps.replays.queued(request, now.timestamp(), tolerance);
+            Outcome::new(202, "accepted", json!({ "event_id": event_id }))
+        }
         Err(err) if err.is_transient() => Outcome::new(
             503,
             "enqueue_transient",

@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         aws_sdk_sqs::Client::new(&sdk_config),
         config.queue_url.clone(),
     );
-    let deps = &Deps { config, queue };
+    let deps = &Deps::new(config, queue);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
             let response = handle(deps, event.payload, chrono::Utc::now()).await;

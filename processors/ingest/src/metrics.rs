@@ -11,6 +11,9 @@ pub struct RequestCounters {
     pub requests: u64,
     /// 202: queued.
     pub accepted: u64,
+    /// 200: the very signed request was queued before (a replay, or a retry after a lost
+    /// answer); not queued again.
+    pub replayed: u64,
     /// 401: missing, malformed, stale or mismatching signature.
     pub unauthorized: u64,
     /// 413: above the queue's message size.
@@ -30,7 +33,8 @@ impl RequestCounters {
             ..RequestCounters::default()
         };
         let slot = match response.status_code {
-            200..=299 => &mut counters.accepted,
+            200 => &mut counters.replayed,
+            201..=299 => &mut counters.accepted,
             401 => &mut counters.unauthorized,
             413 => &mut counters.too_large,
             503 => &mut counters.unavailable,
@@ -55,6 +59,7 @@ mod tests {
     #[test]
     fn each_answer_counts_once_in_its_class() {
         assert_eq!(counted(202).accepted, 1);
+        assert_eq!((counted(200).replayed, counted(200).accepted), (1, 0));
         assert_eq!(counted(401).unauthorized, 1);
         assert_eq!(counted(413).too_large, 1);
         assert_eq!(counted(415).rejected, 1);

@@ -56,6 +56,7 @@ fn deps_with(secrets: &[&str], queue: TestQueue) -> Deps<TestQueue> {
             signature_tolerance: Duration::from_secs(300),
         },
         queue,
+        replays: Default::default(),
     }
 }
 
@@ -612,5 +613,41 @@ async fn permanent_enqueue_failure_answers_500_without_details() {
     assert_eq!(
         json_body(&response),
         serde_json::json!({ "error": "internal_error" })
+    );
+}
+
+#[tokio::test]
+async fn a_signed_request_sent_again_is_not_queued_twice() {
+    let deps = deps();
+    let body = fixture_body();
+    let first = call(&deps, signed(&body, SECRET, SIGNED_AT), now()).await;
+    assert_eq!(first.status_code, 202);
+    // The captured request, replayed within the window (or a sender's retry after a lost
+    // answer): answered, never queued again.
+    for _ in 0..3 {
+        let again = call(&deps, signed(&body, SECRET, SIGNED_AT), now()).await;
+        assert_eq!(again.status_code, 200);
+        assert_eq!(json_body(&again)["status"], "already_accepted");
+    }
+    assert_eq!(deps.queue.sent().len(), 1);
+    // Signed anew, it is a new request: the enricher dedupes the event itself.
+    let resigned = call(&deps, signed(&body, SECRET, SIGNED_AT + 1), now()).await;
+    assert_eq!(resigned.status_code, 202);
+    assert_eq!(deps.queue.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn a_request_that_failed_to_queue_is_queued_when_sent_again() {
+    let deps = deps_with(&[SECRET], TestQueue::failing(Failure::Transient));
+    let body = fixture_body();
+    let failed = call(&deps, signed(&body, SECRET, SIGNED_AT), now()).await;
+    assert_eq!(failed.status_code, 503);
+    assert!(
+        !deps
+            .replays
+            .was_queued(&referral_ingest::replay::Fingerprint::of(
+                SIGNED_AT,
+                body.as_bytes()
+            ))
     );
 }

@@ -46,6 +46,7 @@ fn deps(queue: TestQueue) -> Deps<TestQueue> {
             signature_tolerance: Duration::from_secs(300),
         },
         queue,
+        replays: Default::default(),
     }
 }
 

@@ -49,6 +49,7 @@ async fn a_queue_that_never_answers_is_a_503_with_retry_after_before_the_operati
             signature_tolerance: Duration::from_secs(300),
         },
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
+        replays: Default::default(),
     };
 
     let started = Instant::now();

@@ -197,6 +197,7 @@ async fn sqs_records_carry_what_ingest_queues() {
             signature_tolerance: Duration::from_secs(300),
         },
         queue: EmbeddedQueue::new(),
+        replays: Default::default(),
     };
     for request in &requests {
         let request: ApiGatewayV2httpRequest = round_trip(request);

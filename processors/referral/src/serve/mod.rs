@@ -228,7 +228,7 @@ fn ingest_deps<Q: WorkQueue>(
         CUSTOMER_REF_KEY_VAR => process.get(name),
         _ => None,
     }))?;
-    Ok(Deps { config, queue })
+    Ok(Deps::new(config, queue))
 }
 
 /// The listener, the SQS mapping and the stream mapping, until Ctrl-C.

@@ -35,6 +35,7 @@ fn routes() -> (EmbeddedRoutes, EmbeddedQueue) {
         ingest: Deps {
             config,
             queue: Arc::new(EmbeddedQueue::new()),
+            replays: Default::default(),
         },
         lookups: Lookups {
             features: EmbeddedFeatureStore::new(),
