@@ -43,8 +43,11 @@ pub fn requests(webhooks: &[SentWebhook], options: &ApigwOptions) -> Vec<Value> 
 }
 
 fn request(index: usize, body: &str, options: &ApigwOptions) -> Value {
-    let t = options.sent_at.timestamp();
-    let received_ms = options.sent_at.timestamp_millis() + index as i64;
+    // A second apart, as a sender signs each delivery when it sends it: two deliveries of
+    // one body are two requests, not one request replayed (which ingest would not queue).
+    let sent = options.sent_at + chrono::Duration::seconds(index as i64);
+    let t = sent.timestamp();
+    let received_ms = sent.timestamp_millis();
     let id_seed = seed(&[b"apigw", body.as_bytes(), &received_ms.to_be_bytes()]);
     let host = format!("{API_ID}.execute-api.{REGION}.amazonaws.com");
     let mut headers = json!({
@@ -95,7 +98,7 @@ fn request(index: usize, body: &str, options: &ApigwOptions) -> Value {
             "requestId": STANDARD.encode(&id_seed[..11]),
             "routeKey": "POST /webhooks",
             "stage": "$default",
-            "time": options.sent_at.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "time": sent.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
             "timeEpoch": received_ms,
         },
         "body": body,
