@@ -97,10 +97,22 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
     );
     let summary = String::from_utf8_lossy(&sent.stderr);
     assert!(sent.status.success(), "{summary}");
-    assert!(
-        summary.contains("202: 300"),
+    // A re-send signed in the same second as its original is the same request: ingest
+    // answers it 200 `already_accepted` without queuing it again.
+    let answered = |status: &str| -> u64 {
+        summary
+            .split(&format!("{status}: "))
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        answered("202") + answered("200"),
+        300,
         "every signed valid webhook is accepted: {summary}"
     );
+    assert!(answered("202") >= 240, "{summary}");
 
     // Refusals: no signature, a wrong secret, and a signed but invalid event.
     let unsigned_body = event_body("e2e-unsigned", UNSIGNED_CUSTOMER, 1, Some(5.0));
