@@ -8,6 +8,9 @@
 //! it is data. A shape cannot prove a city is real; it bounds what an attacker can put among
 //! the instructions to a few capitalised words, which is no longer a sentence to obey.
 
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
+
 /// The postal codes of the states, the District of Columbia and the inhabited territories.
 const US_STATE_CODES: &[&str] = &[
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
@@ -127,6 +130,32 @@ pub fn is_invisible(c: char) -> bool {
             | '\u{E0000}'..='\u{E007F}'
             | '\u{E0100}'..='\u{E01EF}'
     )
+}
+
+/// What an identity (an e-mail address, an event id or type) must not hold: everything
+/// [`is_invisible`] names, and beyond it any character that shows as nothing or as blank
+/// space or is not text at all: every default-ignorable, control and format character,
+/// separators and the braille blank, private-use and unassigned code points. Free text only
+/// drops [`is_invisible`]'s characters; an identity with any of these is refused, since it
+/// would make a second key of one, or one of two.
+pub fn is_hidden_or_not_text(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_control() || c == ' ';
+    }
+    is_invisible(c)
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        // A symbol by category, but it shows as a space.
+        || c == '\u{2800}'
+        || matches!(
+            CodePointMapData::<GeneralCategory>::new().get(c),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::PrivateUse
+                | GeneralCategory::Unassigned
+                | GeneralCategory::SpaceSeparator
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
 }
 
 #[cfg(test)]

@@ -21,10 +21,11 @@
 use std::borrow::Cow;
 
 use icu_normalizer::{ComposingNormalizerBorrowed, DecomposingNormalizerBorrowed};
-use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, Script};
-use icu_properties::{CodePointMapData, CodePointSetData};
+use icu_properties::CodePointMapData;
+use icu_properties::props::Script;
 
 use super::{EventError, MAX_EMAIL_LEN};
+use crate::shapes::is_hidden_or_not_text;
 
 const FIELD: &str = "customer.email";
 
@@ -63,29 +64,6 @@ pub fn normalise_email(raw: &str) -> Result<String, EventError> {
     Ok(email)
 }
 
-/// Whether a character shows as nothing or as blank space, or is not text at all: controls,
-/// format and bidi characters, default-ignorables (zero-width spaces, fillers), separators,
-/// blanks, private-use and unassigned code points.
-pub(super) fn is_invisible(c: char) -> bool {
-    if c.is_ascii() {
-        return c.is_ascii_control() || c == ' ';
-    }
-    let category = CodePointMapData::<GeneralCategory>::new().get(c);
-    CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
-        // The braille blank is a symbol by category, and shows as a space.
-        || c == '\u{2800}'
-        || matches!(
-            category,
-            GeneralCategory::Control
-                | GeneralCategory::Format
-                | GeneralCategory::PrivateUse
-                | GeneralCategory::Unassigned
-                | GeneralCategory::SpaceSeparator
-                | GeneralCategory::LineSeparator
-                | GeneralCategory::ParagraphSeparator
-        )
-}
-
 /// Characters that show as nothing, or as another character, are refused: they are how one
 /// person is made to look like another, or one mailbox is split into two keys.
 fn refuse_invisible_and_look_alikes(text: &str) -> Result<(), EventError> {
@@ -93,8 +71,7 @@ fn refuse_invisible_and_look_alikes(text: &str) -> Result<(), EventError> {
     let nfkc = ComposingNormalizerBorrowed::new_nfkc();
     let mut one = [0u8; 4];
     for c in text.chars() {
-        let invisible = is_invisible(c);
-        if invisible {
+        if is_hidden_or_not_text(c) {
             return Err(invalid(
                 "must not contain invisible, control, bidi or private-use characters",
             ));

@@ -8,10 +8,10 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::email::is_invisible;
 use super::fields::*;
 use super::hash::content_hash;
 use super::*;
+use crate::shapes::is_hidden_or_not_text;
 
 /// The known top-level fields, as raw JSON fragments (`null` reads as absent).
 #[derive(Deserialize)]
@@ -163,7 +163,7 @@ fn parse_after_id(wire: &WireEvent<'_>, event_id: &str) -> Result<Webhook, Event
 /// Other event types are acknowledged and ignored; a misspelt `service.completed` must not
 /// be, or the service it reports is lost without a trace.
 fn refuse_near_miss_event_type(event_type: &str) -> Result<(), EventError> {
-    if event_type.trim() != event_type || event_type.chars().any(is_invisible) {
+    if event_type.trim() != event_type || event_type.chars().any(is_hidden_or_not_text) {
         return Err(EventError::Invalid {
             field: "event_type",
             problem: "must not have white space or invisible characters",
@@ -206,7 +206,7 @@ fn validate_event_id(id: Cow<'_, str>) -> Result<Cow<'_, str>, EventError> {
             problem: "must not start or end with white space",
         });
     }
-    if id.chars().any(is_invisible) {
+    if id.chars().any(is_hidden_or_not_text) {
         return Err(EventError::Invalid {
             field: "event_id",
             problem: "must not contain control, invisible or bidi characters",
