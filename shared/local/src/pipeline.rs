@@ -59,33 +59,30 @@ pub struct InputEvent {
 }
 
 impl InputEvent {
-    /// What ingest would refuse this event for before it reaches the queue: not UTF-8, or
-    /// too large for the queue with room for a dead letter's reason (413).
-    fn refusal(&self) -> Option<RejectedEvent> {
-        let (kind, error) = if !self.utf8 {
-            ("not_utf8", "`body` is not UTF-8 text".to_owned())
-        } else if self.queued().size() > MAX_QUEUED_BYTES {
-            (
-                "too_large",
-                format!("`body` is over the {MAX_QUEUED_BYTES} bytes a queued webhook may have"),
-            )
-        } else {
-            return None;
-        };
-        Some(RejectedEvent {
+    /// The message to queue, or why ingest would refuse the event before the queue: not
+    /// UTF-8, or too large for the queue with room for a dead letter's reason (413).
+    fn to_queue(&self) -> Result<OutgoingMessage, RejectedEvent> {
+        let refused = |kind, error| RejectedEvent {
             source: self.source.clone(),
             event_id: None,
             kind,
             field: "body",
             error,
-        })
-    }
-
-    fn queued(&self) -> OutgoingMessage {
-        OutgoingMessage {
+        };
+        if !self.utf8 {
+            return Err(refused("not_utf8", "`body` is not UTF-8 text".to_owned()));
+        }
+        let message = OutgoingMessage {
             body: self.body.clone(),
             attributes: BTreeMap::from([(SOURCE_ATTRIBUTE.to_owned(), self.source.clone())]),
+        };
+        if message.size() > MAX_QUEUED_BYTES {
+            return Err(refused(
+                "too_large",
+                format!("`body` is over the {MAX_QUEUED_BYTES} bytes a queued webhook may have"),
+            ));
         }
+        Ok(message)
     }
 }
 
@@ -178,13 +175,13 @@ where
         let mut top_up: Vec<OutgoingMessage> = Vec::new();
         // Refused alone, as ingest would: the others are applied and the report printed.
         for input in unsent.by_ref().take(window.saturating_sub(outstanding)) {
-            match input.refusal() {
-                Some(refused) => {
+            match input.to_queue() {
+                Ok(message) => top_up.push(message),
+                Err(refused) => {
                     report.enrich.messages += 1;
                     report.enrich.rejected += 1;
                     report.rejected.push(refused);
                 }
-                None => top_up.push(input.queued()),
             }
         }
         outstanding += top_up.len();

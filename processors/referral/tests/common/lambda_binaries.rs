@@ -29,18 +29,16 @@ pub fn lambda_binary(name: &str) -> PathBuf {
     let dep_info = binary.with_extension("d");
     let sources = std::fs::read_to_string(&dep_info)
         .unwrap_or_else(|_| panic!("{} is missing: {build}", dep_info.display()));
-    let newest = sources
+    // `binary: input input…`, a space inside a path escaped as `\ `.
+    let inputs = sources
         .lines()
         .next()
         .and_then(|line| line.split_once(": "))
         .map(|(_, inputs)| inputs.replace("\\ ", "\u{0}"))
-        .into_iter()
-        .flat_map(|inputs| {
-            inputs
-                .split(' ')
-                .map(|path| PathBuf::from(path.replace('\u{0}', " ")))
-                .collect::<Vec<_>>()
-        })
+        .unwrap_or_default();
+    let newest = inputs
+        .split(' ')
+        .map(|path| PathBuf::from(path.replace('\u{0}', " ")))
         .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
         .max();
     if let Some((newest, path)) = newest {

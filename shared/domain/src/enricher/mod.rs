@@ -186,12 +186,13 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
                 // What earlier chunks applied stays applied; the rest comes back from SQS,
                 // unless the customer's stored data does not decode: then every delivery
                 // would fail alike, so the rest is quarantined to the dead letters at once.
-                Err(failure) if failure.is_undecodable() => {
-                    outcomes.resize(events.len(), Outcome::Quarantined(failure));
-                    break;
-                }
                 Err(failure) => {
-                    outcomes.resize(events.len(), Outcome::Failed(failure));
+                    let rest = if failure.is_undecodable() {
+                        Outcome::Quarantined(failure)
+                    } else {
+                        Outcome::Failed(failure)
+                    };
+                    outcomes.resize(events.len(), rest);
                     break;
                 }
             }

@@ -350,12 +350,13 @@ impl Rerunner {
             for (key, error) in page.undecodable {
                 // Quarantined, not fatal: one item no release can read must not keep every
                 // other customer from their message.
+                let customer = mask_email(&key);
                 tracing::error!(
-                    customer = %mask_email(&key),
+                    customer = %customer,
                     error = %mask_emails(&referral_domain::error_chain(&error)),
                     "item does not decode; skipped by the check of every customer"
                 );
-                undecodable.push(mask_email(&key));
+                undecodable.push(customer);
             }
             for features in page.items {
                 customers += 1;
