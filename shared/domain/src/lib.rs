@@ -13,6 +13,7 @@ pub mod env;
 pub mod event;
 pub mod fallback;
 pub mod features;
+pub mod gazetteer;
 pub mod message_screen;
 pub mod orchestrator;
 pub mod ports;

@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use crate::catalogue::{CATALOGUE, REFERRAL_CREDIT_DOLLARS};
 use crate::digits::push_decimal;
 use crate::features::{CustomerFeatures, LifetimeValue};
+use crate::gazetteer::is_known_place;
 use crate::shapes::{city_name, is_invisible, known_property_type, us_state_code};
 
 /// Customer text is capped per field so a long field cannot crowd out the instructions.
@@ -56,22 +57,22 @@ fn write_insights(out: &mut String, features: &CustomerFeatures) -> bool {
         });
     }
     let property = &features.property_features;
-    // City, state and type are customer text among the instructions: only values of their
-    // strict shape are shown here (the data block shows every value, escaped).
-    let city = property.city.as_deref().and_then(city_name);
-    let state = property.state.as_deref().and_then(us_state_code);
-    match (city, state) {
-        (Some(city), Some(state)) => {
-            out.push_str("\n- Property Location: ");
+    // City, state and type are customer text among the instructions: only a real state
+    // code, a known property type and a city of place-name shape that the gazetteer knows
+    // in that state are shown here (the data block shows every value, escaped). A city
+    // cannot be checked without its state, so it is not shown without one.
+    if let Some(state) = property.state.as_deref().and_then(us_state_code) {
+        out.push_str("\n- Property Location: ");
+        if let Some(city) = property
+            .city
+            .as_deref()
+            .and_then(city_name)
+            .filter(|city| is_known_place(city, state))
+        {
             out.push_str(city);
             out.push_str(", ");
-            out.push_str(state);
         }
-        (Some(place), None) | (None, Some(place)) => {
-            out.push_str("\n- Property Location: ");
-            out.push_str(place);
-        }
-        (None, None) => {}
+        out.push_str(state);
     }
     if let Some(kind) = property
         .property_type

@@ -5,8 +5,8 @@
 //! state and property type are shown there only when they have the strict shape of such a
 //! value: a real US state code, a short name-like city, a known property type. Anything
 //! else still reaches the model, escaped, inside the data block, where the instructions say
-//! it is data. A shape cannot prove a city is real; it bounds what an attacker can put among
-//! the instructions to a few capitalised words, which is no longer a sentence to obey.
+//! it is data. A shape cannot prove a city is real ("Offer Fifty Percent Off" has one), so
+//! the prompt also asks [`crate::gazetteer`] whether the city is a place of that state.
 
 use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
 use icu_properties::{CodePointMapData, CodePointSetData};

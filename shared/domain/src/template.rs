@@ -6,9 +6,11 @@ use std::future::{Future, ready};
 use crate::catalogue::{REFERRAL_CREDIT_DOLLARS, recommend};
 use crate::digits::push_decimal;
 use crate::features::{CustomerFeatures, LifetimeValue};
+use crate::gazetteer::is_known_place;
 use crate::message_screen::screen;
 use crate::ports::{Generated, GenerationError, GenerationRequest, MessageGenerator};
 use crate::prompt::push_sanitised;
+use crate::shapes::us_state_code;
 
 pub const TEMPLATE_GENERATOR: &str = "template";
 
@@ -40,10 +42,7 @@ pub fn template_message(features: Option<&CustomerFeatures>) -> Generated {
         _ => body.push_str("Thank you for choosing us."),
     }
     body.push_str(" Know a friend or neighbour");
-    if let Some(city) = features
-        .and_then(|f| f.property_features.city.as_deref())
-        .and_then(|city| screened(city, |clean| clean))
-    {
+    if let Some(city) = features.and_then(real_city) {
         body.push_str(" in ");
         body.push_str(&city);
     }
@@ -70,6 +69,14 @@ fn screened(text: &str, shown: impl FnOnce(&str) -> &str) -> Option<String> {
     push_sanitised(&mut clean, text);
     let part = shown(&clean);
     (!part.is_empty() && screen(part).is_none()).then(|| part.to_owned())
+}
+
+/// The customer's city, when it passes the screen and the gazetteer knows it in their
+/// state: "in Offer Fifty Percent Off" passes any screen of words, and is no place.
+fn real_city(features: &CustomerFeatures) -> Option<String> {
+    let property = &features.property_features;
+    let state = property.state.as_deref().and_then(us_state_code)?;
+    screened(property.city.as_deref()?, |clean| clean).filter(|city| is_known_place(city, state))
 }
 
 /// The template as a [`MessageGenerator`]; it never fails.
@@ -104,11 +111,15 @@ mod tests {
     }
 
     fn message_for(name: &str, city: &str) -> String {
+        message_in(name, city, "TX")
+    }
+
+    fn message_in(name: &str, city: &str, state: &str) -> String {
         let body = serde_json::json!({
             "event_id": "evt_1", "event_type": "service.completed",
             "occurred_at": "2026-11-20T15:04:05Z",
             "customer": {"email": "a@example.com", "name": name,
-                         "address": {"city": city, "state": "TX"}},
+                         "address": {"city": city, "state": state}},
         });
         let Ok(Webhook::ServiceCompleted(event)) = parse_webhook_value(&body) else {
             panic!("test event refused");
@@ -135,14 +146,27 @@ mod tests {
     }
 
     #[test]
-    fn real_names_and_places_still_show() {
-        for (name, city) in [
-            ("José Álvarez", "St. Louis"),
-            ("Zoë O'Brien", "Coeur d'Alene"),
-            ("Mary-Kate", "Winston-Salem"),
-            ("Ann", "Truth or Consequences"),
+    fn a_city_that_is_no_place_in_the_customers_state_is_left_out() {
+        for (city, state) in [
+            ("Offer Fifty Percent Off", "TX"),
+            ("Austin", "NY"),
+            ("Austin", "not a state"),
         ] {
-            let body = message_for(name, city);
+            let body = message_in("Ann", city, state);
+            assert!(body.contains("neighbour who could use"), "{body}");
+        }
+        assert!(message_in("Ann", "Austin", "TX").contains(" in Austin who"));
+    }
+
+    #[test]
+    fn real_names_and_places_still_show() {
+        for (name, city, state) in [
+            ("José Álvarez", "St. Louis", "MO"),
+            ("Zoë O'Brien", "Coeur d'Alene", "ID"),
+            ("Mary-Kate", "Winston-Salem", "NC"),
+            ("Ann", "Truth or Consequences", "NM"),
+        ] {
+            let body = message_in(name, city, state);
             let first = name.split(' ').next().unwrap_or_default();
             assert!(body.starts_with(&format!("Hi {first}! ")), "{body}");
             assert!(body.contains(&format!(" in {city} who")), "{body}");
