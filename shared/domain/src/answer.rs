@@ -11,8 +11,14 @@ use crate::message_screen::{Finding, screen};
 use crate::prompt::{DATA_CLOSE, DATA_OPEN};
 
 /// Longest message body accepted, in characters after trimming. The prompt asks for at
-/// most 80 words; this leaves room without letting a rambling or runaway answer through.
-pub const MAX_MESSAGE_CHARS: usize = 600;
+/// most 80 words, and English prose runs to about six characters a word with its space and
+/// punctuation: 80 words is about 480 characters. More is an answer that ignored the prompt,
+/// or one padded to smuggle something past the screen, and the template is the better
+/// message then.
+pub const MAX_MESSAGE_CHARS: usize = 480;
+/// Most words accepted: the prompt's 80 and a quarter more, since models overshoot a word
+/// limit a little. It catches what the character cap cannot: many short words ("a a a").
+pub const MAX_MESSAGE_WORDS: usize = 100;
 
 /// An answer that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +48,14 @@ pub enum AnswerError {
     EmptyMessage,
     #[error("the message has {chars} characters, more than {MAX_MESSAGE_CHARS}")]
     TooLong { chars: usize },
+    #[error("the message has {words} words, more than {MAX_MESSAGE_WORDS}")]
+    TooManyWords { words: usize },
     #[error("the message echoes the customer-data delimiters")]
     EchoesDelimiters,
-    #[error("the message carries invisible characters (bidi, zero-width or tag characters)")]
+    #[error(
+        "the message carries invisible characters (bidi, zero-width, tag, private-use or \
+         blank characters, line separators)"
+    )]
     InvisibleCharacters,
     #[error("the message carries an e-mail address")]
     HasEmail,
@@ -56,6 +67,23 @@ pub enum AnswerError {
         "the message names an amount other than the ${REFERRAL_CREDIT_DOLLARS} referral credit"
     )]
     OtherAmount,
+    #[error(
+        "the message makes an offer other than the ${REFERRAL_CREDIT_DOLLARS} referral credit \
+         (something free, a coupon, a deal)"
+    )]
+    OtherOffer,
+    #[error("the message asks for a password, an account, a card or an identity number")]
+    AsksForCredentials,
+    #[error("the message echoes the model's instructions or a chat role")]
+    EchoesInstructions,
+    #[error("the message carries markup (Markdown or HTML)")]
+    HasMarkup,
+    #[error(
+        "the message carries letters outside the Latin alphabet (look-alikes or another script)"
+    )]
+    OtherScript,
+    #[error("the message is not plain prose (a symbol, an emoji, stray combining marks or a code)")]
+    NotPlainProse,
 }
 
 impl From<Finding> for AnswerError {
@@ -66,6 +94,12 @@ impl From<Finding> for AnswerError {
             Finding::Url => AnswerError::HasUrl,
             Finding::PhoneNumber => AnswerError::HasPhoneNumber,
             Finding::OtherAmount => AnswerError::OtherAmount,
+            Finding::OtherOffer => AnswerError::OtherOffer,
+            Finding::Credentials => AnswerError::AsksForCredentials,
+            Finding::Instructions => AnswerError::EchoesInstructions,
+            Finding::Markup => AnswerError::HasMarkup,
+            Finding::Script => AnswerError::OtherScript,
+            Finding::NotProse => AnswerError::NotPlainProse,
         }
     }
 }
@@ -112,6 +146,10 @@ pub fn parse_answer(text: &str) -> Result<Answer, AnswerError> {
     let chars = message.chars().count();
     if chars > MAX_MESSAGE_CHARS {
         return Err(AnswerError::TooLong { chars });
+    }
+    let words = message.split_whitespace().count();
+    if words > MAX_MESSAGE_WORDS {
+        return Err(AnswerError::TooManyWords { words });
     }
     let lower = message.to_lowercase();
     if lower.contains(DATA_OPEN) || lower.contains(DATA_CLOSE) {
