@@ -42,7 +42,8 @@ pub enum Finding {
     OtherAmount,
     /// An offer besides the referral credit: something free, a coupon, a deal.
     OtherOffer,
-    /// A request for a password, an account, a card or an identity number.
+    /// A request for a password, an account, a card or an identity number, or for payment
+    /// by another way than the company's bill.
     Credentials,
     /// Words of the model's instructions, or a role marker, echoed into the message.
     Instructions,
@@ -284,7 +285,11 @@ impl Text {
                     !next.is_whitespace() && !matches!(next, ')' | '"' | '\'' | '’' | '”')
                 });
             let dot = c == '.' && (self.is_host_dot(index) || self.is_spaced_dot(index));
-            if scheme || dot {
+            // Prose puts a space after a comma; `evil,com` is a host with its dot swapped.
+            let comma_host = c == ','
+                && previous.is_some_and(char::is_alphabetic)
+                && next.is_some_and(char::is_alphabetic);
+            if scheme || dot || comma_host {
                 return Some(Finding::Url);
             }
         }
@@ -303,7 +308,7 @@ impl Text {
             match self.word(index) {
                 "www" | "http" | "https" | "dotcom" => return Some(Finding::Url),
                 // `polka dot dress` goes too: a price worth paying for `evil dot com`.
-                "dot" if spelled_out(index) => return Some(Finding::Url),
+                "dot" | "slash" if spelled_out(index) => return Some(Finding::Url),
                 // Bracketed only: "meet us at home" is prose.
                 "at" if spelled_out(index) && self.before(index).ends_with(&['(']) => {
                     return Some(Finding::Email);
@@ -359,6 +364,16 @@ impl Text {
     /// `800-GOT-JUNK`), or one spelled out digit by digit.
     fn phone_number(&self) -> Option<Finding> {
         if has_digit_run(&self.chars) {
+            return Some(Finding::PhoneNumber);
+        }
+        // Five or more digits with no thousands separator: an SMS short code ("text STOP to
+        // 72345"), an extension or a zip code; prose writes "12,000" and years have four.
+        let short_code = self.tokens.iter().any(|token| {
+            token.kind == TokenKind::Number
+                && token.text.len() >= 5
+                && token.text.chars().all(|c| c.is_ascii_digit())
+        });
+        if short_code {
             return Some(Finding::PhoneNumber);
         }
         let mut spelled_digits = 0;
@@ -705,6 +720,9 @@ const OFFERS: &[&str] = &[
     "bogo",
     "buy one get one",
     "two for one",
+    "2 for 1",
+    "3 for 2",
+    "buy 1 get 1",
     "coupon",
     "coupons",
     "voucher",
@@ -774,6 +792,19 @@ const CREDENTIALS: &[&str] = &[
     "payment details",
     "billing details",
     "reset your",
+    // Payment outside the company's own billing.
+    "venmo",
+    "zelle",
+    "paypal",
+    "cash app",
+    "cashapp",
+    "wire transfer",
+    "western union",
+    "moneygram",
+    "bitcoin",
+    "crypto",
+    "send payment",
+    "send money",
 ];
 const INSTRUCTIONS: &[&str] = &[
     // Not "your prompt" or "the prompt": "thanks for your prompt payment".
@@ -807,6 +838,8 @@ const INSTRUCTIONS: &[&str] = &[
     "i can't help with",
     "i am unable to",
     "i'm unable to",
+    "do anything now",
+    "you are now dan",
 ];
 /// Opening a line and followed by `:`, a chat transcript's speaker.
 const ROLES: &[&str] = &[
