@@ -3,30 +3,35 @@
 //!
 //! Every record of the batch is handled (a message is keyed by the version it is for, so
 //! one stuck record need not hold up the customers after it), and the earliest that must be
-//! retried (message store trouble, a live claim held by another invocation, an image that
-//! cannot be decoded) is reported by its sequence number: Lambda delivers again from there,
-//! and what is done already is found done. After the mapping's retry budget a failed batch
-//! goes to its on-failure destination, from which `referral dlq replay` recovers it.
+//! retried (message store trouble, a live claim held by another invocation) is reported by
+//! its sequence number: Lambda delivers again from there, and what is done already is found
+//! done. After the mapping's retry budget a failed batch goes to its on-failure destination,
+//! from which `referral dlq replay` recovers it. A record whose image cannot be decoded is
+//! not retried: it is quarantined on that destination at once ([`quarantine`]), and only
+//! reported for retry when even that send fails.
 //!
 //! Near the invocation's deadline (closer than a model call and a few writes) no new record
 //! is started; the first one left is reported, so Lambda delivers it and the rest again
 //! instead of the invocation timing out with claims held.
 
+pub mod quarantine;
+
 use std::time::Duration;
 
-use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{DateTime, Utc};
 use referral_aws::bedrock::{self, BedrockConfig, BedrockGenerator};
 use referral_aws::dynamo::{DynamoMessageStore, MESSAGE_WRITE_IAM_ACTIONS};
-use referral_aws::stream_record::change_record;
+use referral_aws::sqs::SqsQueue;
+use referral_aws::stream_record::{RecordError, change_record};
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::fallback::FallbackGenerator;
 use referral_domain::orchestrator::policy::{self, MessagePolicy};
 use referral_domain::orchestrator::{
     Deadline, Orchestrator, OrchestratorConfig, StreamCounters, ThrottlePolicy,
 };
-use referral_domain::ports::{MessageGenerator, MessageStore};
+use referral_domain::ports::{MessageGenerator, MessageStore, WorkQueue};
 use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key, mask_emails};
 use referral_domain::template::TemplateGenerator;
 
@@ -40,7 +45,7 @@ pub const METRICS_SERVICE: &str = "orchestrator";
 
 /// The metrics that mean a person must look, alarmed in the template (`fallbacks` as a share
 /// of `created`: the template-fallback rate); see `ALARMED_METRICS` of the enricher.
-pub const ALARMED_METRICS: &[&str] = &["fallbacks"];
+pub const ALARMED_METRICS: &[&str] = &["fallbacks", "quarantined"];
 
 /// Time kept free before the deadline beyond the model's timeout: the claim and the final
 /// write, each at most a couple of seconds when DynamoDB is slow.
@@ -52,6 +57,7 @@ pub fn env_vars() -> Vec<&'static str> {
         ENV_MESSAGES_TABLE,
         ENV_CLAIM_LEASE_SECONDS,
         ENV_THROTTLE_RETRY_SECONDS,
+        quarantine::ENV_STREAM_FAILURE_QUEUE_URL,
         CUSTOMER_REF_KEY_VAR,
     ];
     vars.extend_from_slice(bedrock::ENV_VARS);
@@ -63,6 +69,8 @@ pub fn env_vars() -> Vec<&'static str> {
 pub fn iam_actions() -> Vec<&'static str> {
     let mut actions = MESSAGE_WRITE_IAM_ACTIONS.to_vec();
     actions.extend_from_slice(bedrock::IAM_ACTIONS);
+    // Quarantined records, on the stream mapping's failure destination.
+    actions.push("sqs:SendMessage");
     actions
 }
 
@@ -81,12 +89,18 @@ impl OrchestratorHandler<ProductionGenerator, DynamoMessageStore> {
             sdk,
             bedrock_config,
         ));
-        OrchestratorHandler::new(Orchestrator::new(
+        let handler = OrchestratorHandler::new(Orchestrator::new(
             generator,
             config.message_store(sdk),
             config.orchestrator_config(),
         ))
-        .with_deadline_margin(margin)
+        .with_deadline_margin(margin);
+        match &config.stream_failure_queue_url {
+            Some(url) => {
+                handler.with_quarantine(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
+            }
+            None => handler,
+        }
     }
 }
 
@@ -106,6 +120,10 @@ pub struct Config {
     pub throttle_retry: Duration,
     /// Cooldown, satisfaction floors and the daily model budget (default: all off).
     pub policy: MessagePolicy,
+    /// Where records that cannot be decoded are set aside (the stream mapping's on-failure
+    /// destination; the template always sets it). Without it such a record is retried like
+    /// any failure, holding up its shard until the mapping gives up.
+    pub stream_failure_queue_url: Option<String>,
 }
 
 impl Config {
@@ -133,6 +151,7 @@ impl Config {
                 |seconds| *seconds <= MAX_THROTTLE_RETRY_SECONDS,
             )?),
             policy: MessagePolicy::from_vars(vars)?,
+            stream_failure_queue_url: vars.get(quarantine::ENV_STREAM_FAILURE_QUEUE_URL),
         })
     }
 
@@ -164,9 +183,11 @@ pub struct StreamOutcome {
 
 /// The handler with its dependencies, built once per execution environment.
 #[derive(Debug)]
-pub struct OrchestratorHandler<G, M> {
+pub struct OrchestratorHandler<G, M, Q = SqsQueue> {
     orchestrator: Orchestrator<G, M>,
     deadline_margin: Duration,
+    /// The failure destination, for records that cannot be decoded.
+    quarantine: Option<Q>,
 }
 
 /// What an invocation has left until `deadline` (Lambda's, in milliseconds since the epoch).
@@ -176,14 +197,28 @@ pub fn time_left(deadline_epoch_millis: u64, now: DateTime<Utc>) -> Duration {
 }
 
 impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
-    /// A handler whose deadline margin covers a model call of the default timeout.
+    /// A handler whose deadline margin covers a model call of the default timeout, with no
+    /// quarantine (see [`OrchestratorHandler::with_quarantine`]).
     pub fn new(orchestrator: Orchestrator<G, M>) -> Self {
         OrchestratorHandler {
             orchestrator,
             deadline_margin: bedrock::default_timeout() + DEADLINE_SLACK,
+            quarantine: None,
         }
     }
 
+    /// Sets records that cannot be decoded aside on `queue` (the stream mapping's failure
+    /// destination) instead of reporting them for retry.
+    pub fn with_quarantine<Q: WorkQueue>(self, queue: Q) -> OrchestratorHandler<G, M, Q> {
+        OrchestratorHandler {
+            orchestrator: self.orchestrator,
+            deadline_margin: self.deadline_margin,
+            quarantine: Some(queue),
+        }
+    }
+}
+
+impl<G: MessageGenerator, M: MessageStore, Q: WorkQueue> OrchestratorHandler<G, M, Q> {
     /// How close to the deadline a record may still be started.
     pub fn with_deadline_margin(mut self, margin: Duration) -> Self {
         self.deadline_margin = margin;
@@ -222,18 +257,11 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
                 Err(error) => {
                     counters.records += 1;
                     counters.undecodable += 1;
-                    let position = record
-                        .change
-                        .sequence_number
-                        .as_deref()
-                        .unwrap_or(&record.event_id);
-                    tracing::error!(
-                        sequence_number = position,
-                        // A decoding error may quote a value of the image.
-                        error = %mask_emails(&referral_domain::error_chain(&error)),
-                        "stream record refused; left to the retry budget and on-failure destination"
-                    );
-                    undecodable.get_or_insert(position);
+                    if self.quarantine_record(record, &error, now).await {
+                        counters.quarantined += 1;
+                    } else {
+                        undecodable.get_or_insert(position_of(record));
+                    }
                 }
             }
         }
@@ -252,6 +280,7 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
         let resume_from = resume_from.or_else(|| undecodable.map(str::to_owned));
         tracing::info!(
             records = counters.records,
+            quarantined = counters.quarantined,
             created = counters.created,
             created_by_template = counters.created_by_template,
             already_created = counters.already_created,
@@ -278,4 +307,55 @@ impl<G: MessageGenerator, M: MessageStore> OrchestratorHandler<G, M> {
             .collect();
         StreamOutcome { response, counters }
     }
+
+    /// Sets `record` aside on the failure destination; false when there is none or the
+    /// send failed, and the record must be retried instead.
+    async fn quarantine_record(
+        &self,
+        record: &EventRecord,
+        error: &RecordError,
+        now: DateTime<Utc>,
+    ) -> bool {
+        // A decoding error may quote a value of the image.
+        let reason = mask_emails(&referral_domain::error_chain(error));
+        let position = position_of(record);
+        let Some(queue) = &self.quarantine else {
+            tracing::error!(
+                sequence_number = position,
+                error = %reason,
+                "stream record refused; no failure destination to quarantine it on, so it is \
+                 left to the retry budget"
+            );
+            return false;
+        };
+        let message = quarantine::failure_message(record, &reason, now);
+        match queue.send(vec![message]).await {
+            Ok(()) => {
+                tracing::error!(
+                    sequence_number = position,
+                    error = %reason,
+                    "stream record quarantined on the failure destination; the shard goes on"
+                );
+                true
+            }
+            Err(send_error) => {
+                tracing::error!(
+                    sequence_number = position,
+                    error = %reason,
+                    send_error = %referral_domain::error_chain(&send_error),
+                    "stream record refused and could not be quarantined; left to the retry budget"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Where a record sits in its shard (its event id when it lacks a sequence number).
+fn position_of(record: &EventRecord) -> &str {
+    record
+        .change
+        .sequence_number
+        .as_deref()
+        .unwrap_or(&record.event_id)
 }

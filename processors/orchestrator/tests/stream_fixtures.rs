@@ -129,3 +129,49 @@ async fn an_undecodable_record_is_reported_by_its_sequence_number_and_holds_up_n
     // The record after it is not held up by it.
     assert_eq!(outcome.counters.created, 1);
 }
+
+/// A record that cannot be decoded is set aside on the failure destination and the batch
+/// goes on, instead of holding the shard for the mapping's retries.
+#[tokio::test]
+async fn an_undecodable_record_is_quarantined_and_not_reported_for_retry() {
+    let mut event = fixture(GENERATED);
+    let mut broken = event.records[1].clone();
+    broken.change.new_image.insert(
+        "version".to_owned(),
+        serde_dynamo::AttributeValue::S("not a number".into()),
+    );
+    broken.change.sequence_number = Some("42".to_owned());
+    let good = fixture(GENERATED).records.remove(0);
+    event.records = vec![broken, good];
+    let failure_destination = referral_local::embedded::EmbeddedQueue::new();
+    let handler = OrchestratorHandler::new(Orchestrator::new(
+        TemplateGenerator,
+        EmbeddedMessageStore::new(),
+        OrchestratorConfig::default(),
+    ))
+    .with_quarantine(&failure_destination);
+    let outcome = handler.handle(&event, Utc::now()).await;
+    assert!(
+        outcome.response.batch_item_failures.is_empty(),
+        "{:?}",
+        outcome.response
+    );
+    assert_eq!(outcome.counters.undecodable, 1);
+    assert_eq!(outcome.counters.quarantined, 1);
+    assert_eq!(outcome.counters.created, 1);
+    let [set_aside] = failure_destination.peek_all().try_into().unwrap();
+    assert!(set_aside.attributes.is_empty());
+    let body: serde_json::Value = serde_json::from_str(&set_aside.body).unwrap();
+    assert_eq!(body["DDBStreamBatchInfo"]["startSequenceNumber"], "42");
+    let quarantine: referral_orchestrator::quarantine::Quarantine =
+        serde_json::from_value(body["quarantine"].clone()).unwrap();
+    assert_eq!(
+        quarantine.customer_email.as_deref(),
+        Some("jane.doe@example.com")
+    );
+    assert!(
+        quarantine.reason.contains("NewImage"),
+        "{}",
+        quarantine.reason
+    );
+}

@@ -11,7 +11,7 @@ use referral_aws::sqs::SqsQueue;
 use referral_enricher::EnricherHandler;
 
 use crate::aws_local::provision::{
-    QueuePair, QueueSpec, TableNames, ensure_queue_pair, ensure_tables,
+    QueuePair, QueueSpec, TableNames, ensure_queue, ensure_queue_pair, ensure_tables,
 };
 use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig};
 use referral_domain::ports::{AdapterError, EventArchive, FeatureStore, QueueMessage, WorkQueue};
@@ -35,10 +35,16 @@ pub struct ResourceArgs {
     /// The webhook queue's dead-letter queue.
     #[arg(long, env = "WEBHOOK_DLQ", default_value = "referral-webhooks-dlq")]
     pub dlq: String,
+    /// The stream mapping's on-failure destination (the template's StreamFailureQueue).
+    #[arg(long, env = "STREAM_FAILURE_QUEUE", default_value = STREAM_FAILURE_QUEUE)]
+    pub stream_failures: String,
     /// Deliveries before SQS moves a message to the dead-letter queue.
     #[arg(long, default_value_t = 5)]
     pub max_receive_count: u32,
 }
+
+/// The local name of the template's StreamFailureQueue.
+pub const STREAM_FAILURE_QUEUE: &str = "referral-stream-failures";
 
 /// What `setup` made sure exists.
 #[derive(Debug, Clone)]
@@ -46,9 +52,11 @@ pub struct Resources {
     pub tables: TableNames,
     pub queues: QueuePair,
     pub stream_arn: String,
+    pub stream_failure_url: String,
 }
 
-/// Creates the tables (stream on), the queue and its DLQ (redrive policy) if absent.
+/// Creates the tables (stream on), the queue and its DLQ (redrive policy), and the stream's
+/// failure destination if absent.
 pub async fn setup(sdk: &SdkConfig, args: &ResourceArgs) -> Result<Resources, AdapterError> {
     let tables = TableNames {
         features: args.features_table.clone(),
@@ -56,8 +64,10 @@ pub async fn setup(sdk: &SdkConfig, args: &ResourceArgs) -> Result<Resources, Ad
         messages: args.messages_table.clone(),
     };
     let stream_arn = ensure_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let stream_failure_url = ensure_queue(&sqs, &args.stream_failures).await?;
     let queues = ensure_queue_pair(
-        &aws_sdk_sqs::Client::new(sdk),
+        &sqs,
         &QueueSpec {
             name: args.queue.clone(),
             dlq_name: args.dlq.clone(),
@@ -71,6 +81,7 @@ pub async fn setup(sdk: &SdkConfig, args: &ResourceArgs) -> Result<Resources, Ad
         tables,
         queues,
         stream_arn,
+        stream_failure_url,
     })
 }
 

@@ -214,6 +214,14 @@ pub async fn ensure_queue_pair(
     })
 }
 
+/// Creates a queue with the default settings if absent; returns its URL.
+pub async fn ensure_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<String, AdapterError> {
+    create_queue(client, name, &[]).await
+}
+
 async fn create_queue(
     client: &aws_sdk_sqs::Client,
     name: &str,

@@ -23,6 +23,8 @@ pub struct Local {
     pub queue: String,
     /// Name or URL.
     pub dlq: String,
+    /// Name or URL.
+    pub stream_failures: String,
     pub webhook_secrets: String,
 }
 
@@ -44,6 +46,7 @@ enum LocalResource {
     MessagesTable,
     Queue,
     DeadLetterQueue,
+    StreamFailureQueue,
 }
 
 fn local_resource(logical_id: &str) -> Option<LocalResource> {
@@ -53,6 +56,7 @@ fn local_resource(logical_id: &str) -> Option<LocalResource> {
         "ReferralMessagesTable" => Some(LocalResource::MessagesTable),
         "WebhookQueue" => Some(LocalResource::Queue),
         "WebhookDeadLetterQueue" => Some(LocalResource::DeadLetterQueue),
+        "StreamFailureQueue" => Some(LocalResource::StreamFailureQueue),
         _ => None,
     }
 }
@@ -158,6 +162,9 @@ fn value(
         Some(LocalResource::MessagesTable) => Ok(local.messages_table.clone()),
         Some(LocalResource::Queue) => queue(&local.queue, "--queue"),
         Some(LocalResource::DeadLetterQueue) => queue(&local.dlq, "--dlq"),
+        Some(LocalResource::StreamFailureQueue) => {
+            queue(&local.stream_failures, "--stream-failures")
+        }
         None => {
             let kind = function
                 .resources

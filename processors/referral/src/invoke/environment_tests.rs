@@ -34,6 +34,7 @@ fn local(endpoint: Option<&str>) -> Local {
         messages_table: "Messages".into(),
         queue: "webhooks".into(),
         dlq: "webhooks-dlq".into(),
+        stream_failures: "stream-failures".into(),
         webhook_secrets: "whsec_test_secret_0123456789".into(),
     }
 }

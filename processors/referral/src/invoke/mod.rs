@@ -87,6 +87,10 @@ pub struct InvokeArgs {
     /// The webhook dead-letter queue, by name or URL.
     #[arg(long, env = "WEBHOOK_DLQ", default_value = "referral-webhooks-dlq")]
     pub dlq: String,
+    /// The stream mapping's failure destination, by name or URL (the orchestrator
+    /// quarantines undecodable records there).
+    #[arg(long, env = "STREAM_FAILURE_QUEUE", default_value = crate::remote::STREAM_FAILURE_QUEUE)]
+    pub stream_failures: String,
     /// Webhook signing secrets, comma-separated (the template's WebhookSecrets).
     #[arg(long, env = "WEBHOOK_SECRETS", default_value = DEVELOPMENT_SECRET, hide_env_values = true)]
     pub webhook_secrets: String,
@@ -169,6 +173,7 @@ pub async fn run(
         messages_table: args.messages_table.clone(),
         queue: args.queue.clone(),
         dlq: args.dlq.clone(),
+        stream_failures: args.stream_failures.clone(),
         webhook_secrets: args.webhook_secrets.clone(),
     };
     let env = environment::fill(&deployed, &local, &args.env, |name| {

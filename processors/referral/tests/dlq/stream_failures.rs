@@ -311,3 +311,99 @@ async fn a_webhook_carrying_ddb_stream_batch_info_is_replayed_not_reconciled() {
         "{deliveries:#?}"
     );
 }
+
+/// A record the orchestrator quarantined (its image did not decode) names its customer.
+/// While the item still does not decode, its replay fails and leaves it in place; once the
+/// item is repaired, the replay writes the message of the customer's current version.
+#[tokio::test]
+async fn a_quarantined_record_waits_for_its_item_to_be_repaired_then_gets_its_message() {
+    let _shared = EMULATOR.read().await;
+    let config = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let (tables, stream_arn) = fresh_tables(&config).await;
+    let failures_url = sqs
+        .create_queue()
+        .queue_name(unique("stream-failures"))
+        .send()
+        .await
+        .expect("create the failure queue")
+        .queue_url
+        .expect("a queue URL");
+    let replay = || {
+        dlq(&[
+            "replay",
+            name_of(&failures_url),
+            "--features-table",
+            &tables.features,
+            "--messages-table",
+            &tables.messages,
+            "--json",
+        ])
+    };
+    let customer = "ann@example.com";
+    dynamodb
+        .put_item()
+        .table_name(&tables.features)
+        .item(
+            "customerEmail",
+            aws_sdk_dynamodb::types::AttributeValue::S(customer.into()),
+        )
+        .item(
+            "version",
+            aws_sdk_dynamodb::types::AttributeValue::S("seven".into()),
+        )
+        .send()
+        .await
+        .expect("write an undecodable item");
+    let mut record = aws_lambda_events::event::dynamodb::EventRecord::default();
+    record.event_source_arn = Some(stream_arn.clone());
+    record.change.sequence_number = Some("4200".to_owned());
+    record.change.keys.insert(
+        "customerEmail".to_owned(),
+        serde_dynamo::AttributeValue::S(customer.to_owned()),
+    );
+    let set_aside = referral_orchestrator::quarantine::failure_message(
+        &record,
+        "stream record's NewImage does not decode",
+        Utc::now(),
+    );
+    put(
+        &sqs,
+        &failures_url,
+        &[Letter::new(set_aside.body.clone(), &[])],
+    )
+    .await;
+
+    let still_broken = replay();
+    assert_eq!(still_broken.code, Some(1), "{still_broken:#?}");
+    assert_eq!(number(&still_broken.json(), "failed"), 1);
+    settle(&sqs, &failures_url, 1).await;
+
+    // Repaired: the broken item replaced by the enricher's fold of the customer's events.
+    dynamodb
+        .delete_item()
+        .table_name(&tables.features)
+        .key(
+            "customerEmail",
+            aws_sdk_dynamodb::types::AttributeValue::S(customer.into()),
+        )
+        .send()
+        .await
+        .expect("delete the broken item");
+    write_features(&config, &tables, &valid_events("repaired", 3)).await;
+    let repaired = replay().succeeded().json();
+    assert_eq!(
+        (
+            number(&repaired, "stream_reruns"),
+            number(&repaired, "failed"),
+            number(&repaired, "messages_created")
+        ),
+        (1, 0, 1),
+        "one message, for the repaired customer's current version: {repaired}"
+    );
+    assert_eq!(depth(&sqs, &failures_url).await, (0, 0));
+    let versions = message_versions(&config, &tables.messages, &["ann", "bob", "cyd"]).await;
+    assert_eq!(versions[customer], vec![1], "{versions:?}");
+    assert!(versions["bob@example.com"].is_empty(), "{versions:?}");
+}

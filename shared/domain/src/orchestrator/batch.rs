@@ -44,6 +44,9 @@ pub struct StreamCounters {
     pub failed: u64,
     /// Records whose images could not be read (counted by whoever decodes them).
     pub undecodable: u64,
+    /// Of those, the records set aside on the failure destination so that the shard goes
+    /// on (alarmed on); the rest are delivered again.
+    pub quarantined: u64,
 }
 
 impl StreamCounters {
@@ -97,6 +100,7 @@ impl StreamCounters {
         self.deferred += other.deferred;
         self.failed += other.failed;
         self.undecodable += other.undecodable;
+        self.quarantined += other.quarantined;
     }
 }
 

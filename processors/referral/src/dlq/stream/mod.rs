@@ -13,6 +13,11 @@
 //!                         "streamArn": "arn:aws:dynamodb:…:table/T/stream/…"}}
 //! ```
 //!
+//! The orchestrator itself sends a record of the same shape, with a `quarantine` object
+//! (the customer's key and why), for one record whose image it could not decode. Its stream
+//! record would never decode, so its replay checks that customer's current item instead,
+//! once it has been repaired, and writes the message of its current version.
+//!
 //! Moving such a record back to a queue would achieve nothing, so a replay re-runs the
 //! orchestrator instead: it reads the batch's records from the stream while the stream still
 //! retains them (24 hours on DynamoDB) and hands each to the orchestrator's handler, which
@@ -32,16 +37,18 @@ use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_aws::stream_record::{RecordError, change_record};
 use referral_domain::env::Vars;
 use referral_domain::fallback::FallbackGenerator;
+use referral_domain::features::CustomerFeatures;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
 use referral_domain::ports::{
-    AdapterError, ChangeKind, ChangeRecord, Generated, GenerationError, GenerationRequest,
-    MessageGenerator,
+    AdapterError, ChangeKind, ChangeRecord, FeatureStore, Generated, GenerationError,
+    GenerationRequest, MessageGenerator,
 };
 use referral_domain::redact::{mask_email, mask_emails};
 use referral_domain::template::TemplateGenerator;
 use referral_local::mapping::{RecordsFeed, StreamMapping};
 use referral_local::pipeline::StreamConsumer;
 use referral_orchestrator::ProductionGenerator;
+use referral_orchestrator::quarantine::Quarantine;
 use serde::Deserialize;
 
 use crate::aws_local::stream_reader::event_record;
@@ -69,6 +76,9 @@ pub struct BatchInfo {
 pub struct StreamFailure {
     #[serde(rename = "DDBStreamBatchInfo")]
     pub info: BatchInfo,
+    /// Set by the orchestrator for a record it set aside (see the module's doc).
+    #[serde(default)]
+    pub quarantine: Option<Quarantine>,
 }
 
 impl StreamFailure {
@@ -97,6 +107,18 @@ impl StreamFailure {
     }
 
     pub fn describe(&self) -> String {
+        if let Some(quarantine) = &self.quarantine {
+            return format!(
+                "table {} record {} quarantined ({}) for customer {}",
+                self.table().unwrap_or("?"),
+                self.info.start_sequence_number,
+                quarantine.reason,
+                quarantine
+                    .customer_email
+                    .as_deref()
+                    .map_or_else(|| "?".to_owned(), mask_email)
+            );
+        }
         format!(
             "table {} shard {} records {}..{}",
             self.table().unwrap_or("?"),
@@ -186,6 +208,11 @@ pub enum RerunFailure {
     #[error("a record of the batch cannot be read as a change of CustomerFeatures")]
     Undecodable(#[source] RecordError),
     #[error(
+        "the quarantined customer's item still does not decode: repair or restore it (see the \
+         README, Runbook), then replay again"
+    )]
+    StillUndecodable(#[source] AdapterError),
+    #[error(
         "the orchestrator could not handle {failed} of the {records} record(s) (table \
          {messages_table}): {created} message(s) created; run the replay again later"
     )]
@@ -270,6 +297,14 @@ impl Rerunner {
                 features_table: self.features_table.clone(),
             });
         }
+        if let Some(quarantine) = &failure.quarantine {
+            match &quarantine.customer_email {
+                Some(customer) => return self.recheck_customer(customer, dry_run).await,
+                // Without a key, nothing but every customer can be checked.
+                None if dry_run => return Rerun::WouldReconcile,
+                None => return self.reconcile("the quarantined record has no key").await,
+            }
+        }
         let records = match batch::read(&self.streams, &failure.info).await {
             Ok(records) => records,
             Err(ReadError::Other(error)) => return Rerun::Failed(RerunFailure::Read(error)),
@@ -311,6 +346,45 @@ impl Rerunner {
         }
         Rerun::Done {
             records: count,
+            counters,
+        }
+    }
+
+    /// Writes the message of one customer's current features where it is missing: what a
+    /// quarantined record's change comes to once its item has been repaired (the change
+    /// itself is unreadable, and a repair writes a newer version anyway).
+    async fn recheck_customer(&self, customer: &str, dry_run: bool) -> Rerun {
+        let features = match self.features.load(customer).await {
+            Ok(features) => features,
+            Err(error @ AdapterError::Corrupt { .. }) => {
+                return Rerun::Failed(RerunFailure::StillUndecodable(error));
+            }
+            Err(error) => return Rerun::Failed(RerunFailure::Read(error)),
+        };
+        if dry_run {
+            return Rerun::WouldRun {
+                records: usize::from(features.is_some()),
+            };
+        }
+        let mut counters = StreamCounters::default();
+        if let Some(features) = features {
+            counters.count(
+                &self
+                    .orchestrator
+                    .handle(&current_version_change(features), Utc::now())
+                    .await,
+            );
+        }
+        if counters.failed > 0 {
+            return Rerun::Failed(RerunFailure::Unhandled {
+                failed: counters.failed,
+                records: 1,
+                messages_table: self.messages_table.clone(),
+                created: counters.created,
+            });
+        }
+        Rerun::Done {
+            records: usize::try_from(counters.records).unwrap_or(1),
             counters,
         }
     }
@@ -360,15 +434,7 @@ impl Rerunner {
             }
             for features in page.items {
                 customers += 1;
-                let change = ChangeRecord {
-                    sequence_number: format!("reconcile-v{}", features.version),
-                    kind: ChangeKind::Modify,
-                    customer_email: features.customer_email.clone(),
-                    old_image: None,
-                    new_image: Some(Arc::new(features)),
-                    // Rebuilt from the current item: when it was written is not known.
-                    written_at: None,
-                };
+                let change = current_version_change(features);
                 counters.count(&self.orchestrator.handle(&change, Utc::now()).await);
             }
             match page.next {
@@ -390,6 +456,19 @@ impl Rerunner {
             counters,
             undecodable,
         }
+    }
+}
+
+/// The change that made a customer's current item, rebuilt from the item.
+fn current_version_change(features: CustomerFeatures) -> ChangeRecord {
+    ChangeRecord {
+        sequence_number: format!("reconcile-v{}", features.version),
+        kind: ChangeKind::Modify,
+        customer_email: features.customer_email.clone(),
+        old_image: None,
+        new_image: Some(Arc::new(features)),
+        // Rebuilt from the current item: when it was written is not known.
+        written_at: None,
     }
 }
 
