@@ -12,75 +12,21 @@
 
 #[path = "smoke/emf.rs"]
 mod emf;
-#[path = "common/lambda_binaries.rs"]
-mod lambda_binaries;
-
-use std::path::PathBuf;
+#[path = "common/function_binaries.rs"]
+mod function_binaries;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use lambda_binaries::{lambda_binary, run_referral, workspace};
+use function_binaries::{generated, invoke, workspace};
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_domain::ports::{FeatureStore, MessageStore};
 use referral_domain::template::TEMPLATE_GENERATOR;
-use referral_tests::emulator::{endpoint, fresh_queues, fresh_tables, queue_depth, sdk_config};
+use referral_tests::emulator::{fresh_queues, fresh_tables, queue_depth, sdk_config};
 use serde_json::Value;
 
 const SECRET: &str = "whsec_smoke_test_secret_0123";
 const VALID: &str = "events/webhooks/valid";
 /// Nothing listens there: Bedrock calls fail at once, and the template writes the message.
 const DEAD_BEDROCK: &str = "http://127.0.0.1:9";
-
-/// The binary of `function`, from `REFERRAL_SMOKE_BINARIES` or the debug build.
-fn binary(function: &str, logical_id: &str) -> PathBuf {
-    match std::env::var_os("REFERRAL_SMOKE_BINARIES") {
-        Some(dir) => {
-            let path = workspace().join(dir).join(logical_id).join("bootstrap");
-            assert!(
-                path.is_file(),
-                "{} is missing: build the functions with `sam build` (infra/smoke.sh says how)",
-                path.display()
-            );
-            path
-        }
-        None => lambda_binary(function),
-    }
-}
-
-/// `referral ARGS` with `stdin`: whether it succeeded, its stdout and its stderr.
-fn referral(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
-    let output = run_referral(args, stdin);
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// `referral events ARGS` as JSONL (one event a line), ready for `invoke --event -`.
-fn generated(args: &[&str]) -> String {
-    let (ok, stdout, stderr) = referral(&[&["events"][..], args].concat(), b"");
-    assert!(ok, "referral events {args:?}: {stderr}");
-    serde_json::Deserializer::from_str(&stdout)
-        .into_iter::<Value>()
-        .map(|event| event.unwrap().to_string() + "\n")
-        .collect()
-}
-
-/// `referral invoke FUNCTION` on `events`: each invocation's answer, and the function's log.
-fn invoke(function: &str, logical_id: &str, events: &str, args: &[&str]) -> (Vec<Value>, String) {
-    let binary = binary(function, logical_id);
-    let url = endpoint();
-    let common = ["invoke", function, "--event", "-", "--endpoint-url", &url];
-    let binary_args = ["--binary", binary.to_str().unwrap()];
-    let all = [&common[..], args, &binary_args].concat();
-    let (ok, stdout, stderr) = tokio::task::block_in_place(|| referral(&all, events.as_bytes()));
-    assert!(ok, "referral invoke {function} failed:\n{stdout}\n{stderr}");
-    let answers = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (answers, stderr)
-}
 
 /// The function's EMF lines, each validated; their metric values by name, summed.
 fn metrics(log: &str, service: &str) -> std::collections::BTreeMap<String, f64> {
