@@ -29,6 +29,10 @@ enum Command {
         /// Enricher processes at once (each with its own item cache).
         #[arg(long, default_value_t = 1)]
         instances: usize,
+        /// Messages per invocation, as the event-source mapping's `BatchSize` cuts them
+        /// (the template's `EnricherBatchSize`).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        batch_size: u16,
         /// Print the figures as one JSON object.
         #[arg(long)]
         json: bool,
@@ -68,11 +72,14 @@ async fn main() -> ExitCode {
             enricher,
             corpus,
             instances,
+            batch_size,
             json,
         } => {
+            let mut corpus = corpus.corpus();
+            corpus.spec.batch_size = usize::from(batch_size);
             let spec = BenchSpec {
                 enricher,
-                corpus: corpus.corpus(),
+                corpus,
                 instances,
             };
             match run(&spec).await {
