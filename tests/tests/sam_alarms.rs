@@ -105,10 +105,10 @@ fn unalarmed(template: &Value) -> Vec<String> {
 
 #[test]
 fn each_failure_metric_the_code_names_is_emitted_and_alarmed() {
-    // The template-fallback rate, conflicting duplicates, unprovable, refused and
-    // quarantined events, failed dead-letter sends.
+    // The template-fallback rate, quarantined stream records, conflicting duplicates,
+    // unprovable, refused and quarantined events, failed dead-letter sends.
     let named: usize = services().iter().map(|(_, _, alarmed)| alarmed.len()).sum();
-    assert_eq!(named, 6);
+    assert_eq!(named, 7);
     assert_eq!(unalarmed(&template()), Vec::<String>::new());
 }
 
@@ -116,6 +116,7 @@ fn each_failure_metric_the_code_names_is_emitted_and_alarmed() {
 fn the_check_fails_when_an_alarm_is_removed() {
     for (id, metric) in [
         ("TemplateFallbackRateAlarm", "orchestrator/fallbacks"),
+        ("QuarantinedRecordsAlarm", "orchestrator/quarantined"),
         (
             "ConflictingDuplicatesAlarm",
             "enricher/conflicting_duplicate",

@@ -454,6 +454,15 @@ fn queues_tables_and_mappings_agree_with_the_code() {
     let destination = get_att(&mapping["DestinationConfig"]["OnFailure"]["Destination"]);
     let (destination, _) = destination.expect("an on-failure destination");
     assert_eq!(resource(&template, destination)["Type"], "AWS::SQS::Queue");
+    // Undecodable records are quarantined by the code on that very queue, and only there.
+    assert_eq!(
+        ref_of(&env("OrchestratorFunction", "STREAM_FAILURE_QUEUE_URL")),
+        Some(destination)
+    );
+    assert_eq!(
+        code_grants(&template, "OrchestratorFunction", "sqs:SendMessage"),
+        vec![json!({ "Fn::GetAtt": [destination, "Arn"] })]
+    );
     let patterns: Vec<Value> = mapping["FilterCriteria"]["Filters"]
         .as_array()
         .expect("a filter")
