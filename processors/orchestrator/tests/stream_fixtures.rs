@@ -101,8 +101,8 @@ async fn a_legacy_item_still_earns_its_message() {
     assert_eq!(outcome.counters.created, 1);
 }
 
-#[tokio::test]
-async fn an_undecodable_record_is_reported_by_its_sequence_number_and_holds_up_no_other() {
+/// A batch of a record whose image does not decode (sequence number 42), then a good one.
+fn undecodable_then_good() -> Event {
     let mut event = fixture(GENERATED);
     let mut broken = event.records[1].clone();
     broken.change.new_image.insert(
@@ -112,6 +112,12 @@ async fn an_undecodable_record_is_reported_by_its_sequence_number_and_holds_up_n
     broken.change.sequence_number = Some("42".to_owned());
     let good = fixture(GENERATED).records.remove(0);
     event.records = vec![broken, good];
+    event
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_reported_by_its_sequence_number_and_holds_up_no_other() {
+    let event = undecodable_then_good();
     let handler = OrchestratorHandler::new(Orchestrator::new(
         TemplateGenerator,
         EmbeddedMessageStore::new(),
@@ -134,15 +140,7 @@ async fn an_undecodable_record_is_reported_by_its_sequence_number_and_holds_up_n
 /// goes on, instead of holding the shard for the mapping's retries.
 #[tokio::test]
 async fn an_undecodable_record_is_quarantined_and_not_reported_for_retry() {
-    let mut event = fixture(GENERATED);
-    let mut broken = event.records[1].clone();
-    broken.change.new_image.insert(
-        "version".to_owned(),
-        serde_dynamo::AttributeValue::S("not a number".into()),
-    );
-    broken.change.sequence_number = Some("42".to_owned());
-    let good = fixture(GENERATED).records.remove(0);
-    event.records = vec![broken, good];
+    let event = undecodable_then_good();
     let failure_destination = referral_local::embedded::EmbeddedQueue::new();
     let handler = OrchestratorHandler::new(Orchestrator::new(
         TemplateGenerator,

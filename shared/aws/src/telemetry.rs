@@ -4,15 +4,15 @@
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the `tracing` subscriber: JSON unless `AWS_LAMBDA_LOG_FORMAT=Text`, level from
-/// `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else `info`. No ANSI colours, no timestamp
-/// (CloudWatch adds its own).
 /// A setting a function cannot start with, logged as the operator must read it: the
 /// runtime's own report of the error shows only its debug form.
 pub fn refused_setting(error: &referral_domain::env::EnvError) {
     tracing::error!(error = %error, "function not started: fix this setting");
 }
 
+/// Installs the `tracing` subscriber: JSON unless `AWS_LAMBDA_LOG_FORMAT=Text`, level from
+/// `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else `info`. No ANSI colours, no timestamp
+/// (CloudWatch adds its own).
 pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))

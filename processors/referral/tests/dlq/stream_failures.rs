@@ -73,6 +73,32 @@ fn stream_failure(stream_arn: &str, shard: &str, first: &str, last: &str) -> Let
     )
 }
 
+/// A fresh queue for stream failures, as the template's StreamFailureQueue.
+async fn failure_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    sqs.create_queue()
+        .queue_name(unique("stream-failures"))
+        .send()
+        .await
+        .expect("create the failure queue")
+        .queue_url
+        .expect("a queue URL")
+}
+
+/// `referral dlq replay` of the failure queue into `tables`, with `extra` flags, as JSON.
+fn replay_failures(failures_url: &str, tables: &TableNames, extra: &[&str]) -> Ran {
+    let mut args = vec![
+        "replay",
+        name_of(failures_url),
+        "--features-table",
+        &tables.features,
+        "--messages-table",
+        &tables.messages,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    dlq(&args)
+}
+
 /// Messages per customer, by the features version each was written from.
 async fn message_versions(
     config: &SdkConfig,
@@ -101,26 +127,11 @@ async fn stream_failures_rerun_the_orchestrator_from_the_stream_or_else_from_the
     let config = sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let (tables, stream_arn) = fresh_tables(&config).await;
-    let failures_url = sqs
-        .create_queue()
-        .queue_name(unique("stream-failures"))
-        .send()
-        .await
-        .expect("create the failure queue")
-        .queue_url
-        .expect("a queue URL");
+    let failures_url = failure_queue(&sqs).await;
     let replay = |extra: &[&str]| {
-        let mut args = vec![
-            "replay",
-            name_of(&failures_url),
-            "--features-table",
-            &tables.features,
-            "--messages-table",
-            &tables.messages,
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        dlq(&args).succeeded().json()
+        replay_failures(&failures_url, &tables, extra)
+            .succeeded()
+            .json()
     };
 
     // Six events of three customers, two writes each: six changes, none with its message.
@@ -236,15 +247,7 @@ async fn stream_failures_rerun_the_orchestrator_from_the_stream_or_else_from_the
         )],
     )
     .await;
-    let refused = dlq(&[
-        "replay",
-        name_of(&failures_url),
-        "--features-table",
-        &tables.features,
-        "--messages-table",
-        &tables.messages,
-        "--json",
-    ]);
+    let refused = replay_failures(&failures_url, &tables, &[]);
     assert_eq!(refused.code, Some(1), "{refused:#?}");
     assert_eq!(number(&refused.json(), "failed"), 1);
     settle(&sqs, &failures_url, 1).await;
@@ -322,25 +325,8 @@ async fn a_quarantined_record_waits_for_its_item_to_be_repaired_then_gets_its_me
     let sqs = aws_sdk_sqs::Client::new(&config);
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let (tables, stream_arn) = fresh_tables(&config).await;
-    let failures_url = sqs
-        .create_queue()
-        .queue_name(unique("stream-failures"))
-        .send()
-        .await
-        .expect("create the failure queue")
-        .queue_url
-        .expect("a queue URL");
-    let replay = || {
-        dlq(&[
-            "replay",
-            name_of(&failures_url),
-            "--features-table",
-            &tables.features,
-            "--messages-table",
-            &tables.messages,
-            "--json",
-        ])
-    };
+    let failures_url = failure_queue(&sqs).await;
+    let replay = || replay_failures(&failures_url, &tables, &[]);
     let customer = "ann@example.com";
     dynamodb
         .put_item()
