@@ -3,16 +3,17 @@
 //! (default `moto_recording` in its working directory) while recording is on, and hands the
 //! file back on download. Recording is server-wide: concurrent tests share one file, so
 //! account per table.
-//!
-//! Just enough HTTP/1.1 for that: one request per connection, `Connection: close`, the
-//! answer read to its end. The tests crate has no HTTP client and needs none other.
 
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{Method, Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use referral_aws::config::is_loopback;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A download can be large (every request body of a bench run, base64).
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -22,14 +23,20 @@ pub enum RecorderError {
     #[error("{0} is not an http:// loopback URL; the recorder is only driven on this machine")]
     NotLoopback(String),
     #[error("talking to moto at {authority}: {source}")]
-    Io {
+    Request {
         authority: String,
         #[source]
-        source: std::io::Error,
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("reading moto's answer to {path}: {source}")]
+    Answer {
+        path: &'static str,
+        #[source]
+        source: hyper::Error,
     },
     #[error("moto did not answer {path} within {TIMEOUT:?}")]
     Timeout { path: &'static str },
-    #[error("moto's answer to {path} is not HTTP/1.1 we can read: {problem}")]
+    #[error("moto's answer to {path} is not what was expected: {problem}")]
     Malformed {
         path: &'static str,
         problem: &'static str,
@@ -46,10 +53,11 @@ pub enum RecorderError {
 }
 
 /// The recorder of one moto server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Recorder {
     /// `host:port` of the server.
     authority: String,
+    client: Client<HttpConnector, Empty<Bytes>>,
 }
 
 impl Recorder {
@@ -64,25 +72,26 @@ impl Recorder {
         }
         Ok(Recorder {
             authority: authority.to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
         })
     }
 
     /// Records every request from now on.
     pub async fn start(&self) -> Result<(), RecorderError> {
-        self.call("POST", "/moto-api/recorder/start-recording")
+        self.call(Method::POST, "/moto-api/recorder/start-recording")
             .await
             .map(drop)
     }
 
     pub async fn stop(&self) -> Result<(), RecorderError> {
-        self.call("POST", "/moto-api/recorder/stop-recording")
+        self.call(Method::POST, "/moto-api/recorder/stop-recording")
             .await
             .map(drop)
     }
 
     /// Empties the recording (creating its file), whether or not recording is on.
     pub async fn reset(&self) -> Result<(), RecorderError> {
-        self.call("POST", "/moto-api/recorder/reset-recording")
+        self.call(Method::POST, "/moto-api/recorder/reset-recording")
             .await
             .map(drop)
     }
@@ -90,35 +99,43 @@ impl Recorder {
     /// The recording so far: JSON lines, see [`crate::capacity::parse_recording`].
     pub async fn download(&self) -> Result<String, RecorderError> {
         const PATH: &str = "/moto-api/recorder/download-recording";
-        let body = self.call("GET", PATH).await?;
+        let body = self.call(Method::GET, PATH).await?;
         String::from_utf8(body).map_err(|_| RecorderError::Malformed {
             path: PATH,
             problem: "the recording is not UTF-8",
         })
     }
 
-    async fn call(&self, method: &str, path: &'static str) -> Result<Vec<u8>, RecorderError> {
-        let io = |source| RecorderError::Io {
-            authority: self.authority.clone(),
-            source,
-        };
-        let exchange = async {
-            let mut stream = TcpStream::connect(&self.authority).await.map_err(io)?;
-            let head = format!(
-                "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\n\
-                 connection: close\r\n\r\n",
-                self.authority
-            );
-            stream.write_all(head.as_bytes()).await.map_err(io)?;
-            let mut answer = Vec::new();
-            stream.read_to_end(&mut answer).await.map_err(io)?;
-            Ok(answer)
-        };
-        let answer = tokio::time::timeout(TIMEOUT, exchange)
+    async fn call(&self, method: Method, path: &'static str) -> Result<Vec<u8>, RecorderError> {
+        let malformed = |problem| RecorderError::Malformed { path, problem };
+        let uri: Uri = format!("http://{}{path}", self.authority)
+            .parse()
+            .map_err(|_| malformed("the URL does not parse"))?;
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Empty::new())
+            .map_err(|_| malformed("the request does not build"))?;
+        let exchange =
+            async {
+                let response = self.client.request(request).await.map_err(|source| {
+                    RecorderError::Request {
+                        authority: self.authority.clone(),
+                        source,
+                    }
+                })?;
+                let status = response.status().as_u16();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|source| RecorderError::Answer { path, source })?
+                    .to_bytes();
+                Ok::<_, RecorderError>((status, body))
+            };
+        let (status, body) = tokio::time::timeout(TIMEOUT, exchange)
             .await
             .map_err(|_| RecorderError::Timeout { path })??;
-        let (status, body) = parse_response(&answer)
-            .map_err(|problem| RecorderError::Malformed { path, problem })?;
         if !(200..300).contains(&status) {
             let text = String::from_utf8_lossy(&body);
             return Err(RecorderError::Status {
@@ -127,45 +144,8 @@ impl Recorder {
                 body: text.chars().take(200).collect(),
             });
         }
-        Ok(body)
+        Ok(body.to_vec())
     }
-}
-
-/// Status and body of a complete response read to the closed connection's end.
-fn parse_response(answer: &[u8]) -> Result<(u16, Vec<u8>), &'static str> {
-    let split = answer
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&answer[..split]).map_err(|_| "headers are not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .filter(|_| status_line.starts_with("HTTP/1."))
-        .ok_or("no status line")?;
-    let mut body = answer[split + 4..].to_vec();
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err("a header line without a colon");
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding") && value != "identity" {
-            // Flask sets a length on the string bodies moto returns; anything else is a
-            // change on moto's side that should be noticed, not guessed at.
-            return Err("chunked bodies are not supported");
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            let length: usize = value.parse().map_err(|_| "bad content-length")?;
-            if length > body.len() {
-                return Err("the body is shorter than its content-length");
-            }
-            body.truncate(length);
-        }
-    }
-    Ok((status, body))
 }
 
 #[cfg(test)]
@@ -187,19 +167,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn reads_status_and_body_by_content_length() {
-        let answer = b"HTTP/1.1 200 OK\r\nServer: Werkzeug\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(parse_response(answer), Ok((200, b"hello".to_vec())));
-        let closed = b"HTTP/1.0 500 INTERNAL SERVER ERROR\r\n\r\noops";
-        assert_eq!(parse_response(closed), Ok((500, b"oops".to_vec())));
-        let short = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello";
-        assert!(parse_response(short).is_err());
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-        assert!(parse_response(chunked).is_err());
-        assert!(parse_response(b"garbage").is_err());
     }
 }

@@ -6,7 +6,6 @@
 pub mod aws_local;
 pub mod dlq;
 pub mod events;
-pub mod http;
 pub mod inputs;
 pub mod invoke;
 pub mod local;

@@ -10,8 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use axum::body::Bytes;
+use axum::http::{Request, Uri};
 use chrono::Utc;
 use clap::Subcommand;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use referral_aws::config::{AccessError, check_access};
 use referral_aws::dynamo::DynamoFeatureStore;
 use referral_domain::event::{EventError, normalise_email};
@@ -20,7 +26,6 @@ use tokio::task::JoinSet;
 
 use crate::DEVELOPMENT_SECRET;
 use crate::dlq::pace::parse_rate;
-use crate::http;
 use crate::inputs;
 use crate::policy::{PreviewArgs, PreviewError};
 use crate::remote::{self, ResourceArgs};
@@ -123,6 +128,8 @@ pub enum LocalError {
     /// The customer's key is the canonical address; one that has none names no customer.
     #[error("{0}")]
     Email(#[from] EventError),
+    #[error("--url {0}: only http:// URLs are supported")]
+    Url(String),
 }
 
 pub async fn run(args: &LocalArgs, endpoint: Option<&str>) -> Result<ExitCode, LocalError> {
@@ -206,6 +213,13 @@ async fn send(args: &SendArgs) -> Result<ExitCode, LocalError> {
     let total = args.count.unwrap_or(inputs.len());
     let load_mode = args.count.is_some() || args.rate.is_some();
     let interval = args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
+    let url: Uri = args
+        .url
+        .parse()
+        .ok()
+        .filter(|url: &Uri| url.scheme_str() == Some("http") && url.authority().is_some())
+        .ok_or_else(|| LocalError::Url(args.url.clone()))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let started = Instant::now();
     let by_status: Arc<std::sync::Mutex<BTreeMap<u16, u64>>> = Arc::default();
     let failures = Arc::new(AtomicU64::new(0));
@@ -219,22 +233,14 @@ async fn send(args: &SendArgs) -> Result<ExitCode, LocalError> {
             in_flight.join_next().await;
         }
         let input = inputs[index % inputs.len()].clone();
-        let url = args.url.clone();
+        let (client, url) = (client.clone(), url.clone());
         let secret = args.secret.clone();
         let by_status = Arc::clone(&by_status);
         let failures = Arc::clone(&failures);
         in_flight.spawn(async move {
             let signature =
                 referral_ingest::sign(&secret, Utc::now().timestamp(), input.body.as_bytes());
-            let result = http::post(
-                &url,
-                &[
-                    ("content-type", "application/json"),
-                    ("x-signature", &signature),
-                ],
-                input.body.as_bytes(),
-            )
-            .await;
+            let result = post(&client, &url, &signature, input.body).await;
             match result {
                 Ok((status, body)) => {
                     if let Ok(mut counts) = by_status.lock() {
@@ -273,4 +279,47 @@ async fn send(args: &SendArgs) -> Result<ExitCode, LocalError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How long one exchange of `local send` may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most of an answer read: answers are short JSON documents.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("cannot build the request: {0}")]
+    Request(#[from] axum::http::Error),
+    #[error("connection failed: {0}")]
+    Connect(#[from] hyper_util::client::legacy::Error),
+    #[error("cannot read the answer: {0}")]
+    Answer(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no answer within {SEND_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// POSTs one signed webhook; the status and body of the answer.
+async fn post(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &Uri,
+    signature: &str,
+    body: String,
+) -> Result<(u16, Bytes), SendError> {
+    let request = Request::post(url)
+        .header("content-type", "application/json")
+        .header("x-signature", signature)
+        .body(Full::new(Bytes::from(body)))?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(SendError::Answer)?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(SEND_TIMEOUT, exchange)
+        .await
+        .map_err(|_| SendError::Timeout)?
 }

@@ -8,15 +8,10 @@ pub const ACCOUNT: &str = "123456789012";
 
 /// A request id: a random UUID (version 4), as Lambda's are.
 pub fn request_id() -> String {
-    let bits = fastrand::u128(..);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        bits >> 96,
-        (bits >> 80) & 0xffff,
-        (bits >> 68) & 0x0fff,
-        ((bits >> 52) & 0x3fff) | 0x8000,
-        bits & 0xffff_ffff_ffff
-    )
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// An X-Ray trace header, not sampled: nothing collects traces locally.

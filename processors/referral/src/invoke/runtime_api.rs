@@ -13,14 +13,22 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::header::{CONNECTION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::io::BufReader;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
-
-use crate::http::{self, HttpError, Message};
+use tower::ServiceExt;
 
 /// The API version prefix every path starts with.
 pub const PREFIX: &str = "/2018-06-01/runtime";
@@ -122,6 +130,12 @@ async fn accept(
     requests: mpsc::UnboundedSender<ApiRequest>,
     accepted: Arc<AtomicU64>,
 ) {
+    let router = router().with_state(requests);
+    let mut http = http1::Builder::new();
+    // lambda_runtime pools its connections and picks an idle one for its next request: a
+    // connection the server closed meanwhile fails that request, which ends the function
+    // process. So no header timeout (hyper's would also run while a connection is idle).
+    http.header_read_timeout(None);
     // Owned here so that aborting this task aborts every connection with it.
     let mut connections = JoinSet::new();
     loop {
@@ -129,7 +143,7 @@ async fn accept(
             incoming = listener.accept() => match incoming {
                 Ok((stream, _)) => {
                     let id = accepted.fetch_add(1, Ordering::SeqCst);
-                    connections.spawn(serve(stream, id, requests.clone()));
+                    connections.spawn(serve(http.clone(), stream, id, router.clone()));
                 }
                 Err(error) => {
                     tracing::debug!(%error, "runtime API accept failed");
@@ -142,137 +156,224 @@ async fn accept(
     }
 }
 
+/// The number of a connection in accept order, for [`ApiRequest::Next`].
+#[derive(Debug, Clone, Copy)]
+struct ConnectionId(u64);
+
+/// Marks an answer that must not be sent: the connection closes instead.
+#[derive(Debug, Clone, Copy)]
+struct Unanswered;
+
+/// What hyper is told when a poll is left unanswered; it closes the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("the runner dropped the poll unanswered")]
+struct PollDropped;
+
 /// Answers requests on one connection until the client closes it.
-async fn serve(stream: TcpStream, id: u64, requests: mpsc::UnboundedSender<ApiRequest>) {
+async fn serve(http: http1::Builder, stream: TcpStream, id: u64, router: Router) {
     // Small request/response exchanges: do not wait on Nagle.
     let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    loop {
-        let mut request = match http::read_head(&mut reader).await {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(error) => return refuse(&mut write, 400, &error.to_string()).await,
-        };
-        let route = Route::of(&request.start.0, &request.start.1);
-        match http::read_body(&mut reader, &mut request, MAX_PAYLOAD_BYTES).await {
-            Ok(()) => {}
-            Err(HttpError::TooLarge { limit }) => {
-                if let Route::Response(request_id) = route {
-                    let _ = requests.send(ApiRequest::Error {
-                        request_id,
-                        error: FunctionError {
-                            error_type: RESPONSE_TOO_LARGE.to_owned(),
-                            message: format!(
-                                "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
-                            ),
-                        },
-                    });
-                }
-                // The rest of the body is still on the wire: the connection cannot go on.
-                return refuse(&mut write, 413, "payload too large").await;
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectionId(id));
+        let router = router.clone();
+        async move {
+            let Ok(response) = router.oneshot(request).await;
+            if response.extensions().get::<Unanswered>().is_some() {
+                return Err(PollDropped);
             }
-            Err(error) => return refuse(&mut write, 400, &error.to_string()).await,
+            Ok(response)
         }
-        let close = request.wants_close();
-        let Some((status, headers, body)) = answer(route, request, id, &requests).await else {
-            return;
-        };
-        let headers = headers.iter().map(|(n, v)| (*n, v.as_str()));
-        if http::write_keep_alive(&mut write, status, headers, &body, close)
-            .await
-            .is_err()
-            || close
-        {
-            return;
+    });
+    if let Err(error) = http.serve_connection(TokioIo::new(stream), service).await {
+        tracing::debug!(%error, "runtime API connection ended");
+    }
+}
+
+type Requests = mpsc::UnboundedSender<ApiRequest>;
+
+fn router() -> Router<Requests> {
+    Router::new()
+        .route(&format!("{PREFIX}/invocation/next"), get(next))
+        .route(
+            &format!("{PREFIX}/invocation/{{request_id}}/response"),
+            post(response),
+        )
+        .route(
+            &format!("{PREFIX}/invocation/{{request_id}}/error"),
+            post(invocation_error),
+        )
+        .route(&format!("{PREFIX}/init/error"), post(init_error))
+        .method_not_allowed_fallback(wrong_method)
+        .fallback(not_found)
+}
+
+async fn wrong_method(uri: Uri) -> Response {
+    // axum's router matches an empty request id; the Runtime API has no such path.
+    if uri.path().contains("//") {
+        return not_found().await;
+    }
+    status_answer(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}
+
+async fn not_found() -> Response {
+    status_answer(StatusCode::NOT_FOUND, "not a Runtime API path")
+}
+
+/// The long poll: answered when the runner hands over an invocation, which may take as long
+/// as the runner likes.
+async fn next(
+    State(requests): State<Requests>,
+    method: Method,
+    axum::Extension(ConnectionId(connection)): axum::Extension<ConnectionId>,
+) -> Response {
+    // axum routes HEAD to a GET handler; the Runtime API has no HEAD.
+    if method != Method::GET {
+        return status_answer(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    let (reply, invocation) = oneshot::channel();
+    if requests
+        .send(ApiRequest::Next { connection, reply })
+        .is_err()
+    {
+        return runner_stopped();
+    }
+    match invocation.await {
+        Ok(invocation) => event_answer(invocation),
+        Err(_) => {
+            let mut response = Response::default();
+            response.extensions_mut().insert(Unanswered);
+            response
         }
     }
 }
 
-/// What a request asks for, by method and path.
-#[derive(Debug, PartialEq, Eq)]
-enum Route {
-    Next,
-    Response(String),
-    Error(String),
-    InitError,
-    WrongMethod,
-    Unknown,
-}
-
-impl Route {
-    fn of(method: &str, target: &str) -> Self {
-        let path = target.split('?').next().unwrap_or_default();
-        let Some(rest) = path.strip_prefix(PREFIX) else {
-            return Route::Unknown;
-        };
-        let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-        let (route, expected) = match segments.as_slice() {
-            ["invocation", "next"] => (Route::Next, "GET"),
-            ["invocation", id, "response"] if !id.is_empty() => {
-                (Route::Response((*id).to_owned()), "POST")
-            }
-            ["invocation", id, "error"] if !id.is_empty() => {
-                (Route::Error((*id).to_owned()), "POST")
-            }
-            ["init", "error"] => (Route::InitError, "POST"),
-            _ => return Route::Unknown,
-        };
-        if method == expected {
-            route
-        } else {
-            Route::WrongMethod
-        }
+async fn response(
+    State(requests): State<Requests>,
+    Path(request_id): Path<String>,
+    request: Request,
+) -> Response {
+    if request_id.is_empty() {
+        return not_found().await;
     }
-}
-
-type Answer = (i64, Vec<(&'static str, String)>, Vec<u8>);
-
-/// The response to one request; `None` closes the connection unanswered.
-async fn answer(
-    route: Route,
-    request: Message,
-    connection: u64,
-    requests: &mpsc::UnboundedSender<ApiRequest>,
-) -> Option<Answer> {
-    let forward = match route {
-        Route::Next => {
-            let (reply, invocation) = oneshot::channel();
-            if requests
-                .send(ApiRequest::Next { connection, reply })
-                .is_err()
-            {
-                return Some(status_answer(500, "the runner has stopped"));
-            }
-            return invocation.await.ok().map(event_answer);
+    let body = match payload(request).await {
+        Ok(body) => body,
+        Err(Payload::TooLarge) => {
+            let _ = requests.send(ApiRequest::Error {
+                request_id,
+                error: FunctionError {
+                    error_type: RESPONSE_TOO_LARGE.to_owned(),
+                    message: format!(
+                        "Response payload size exceeded maximum allowed payload size \
+                         ({MAX_PAYLOAD_BYTES} bytes)."
+                    ),
+                },
+            });
+            return Payload::TooLarge.refusal();
         }
-        Route::Response(request_id) => ApiRequest::Response {
-            request_id,
-            body: request.body,
-        },
-        Route::Error(request_id) => ApiRequest::Error {
-            request_id,
-            error: function_error(&request),
-        },
-        Route::InitError => ApiRequest::InitError {
-            error: function_error(&request),
-        },
-        Route::WrongMethod => return Some(status_answer(405, "method not allowed")),
-        Route::Unknown => return Some(status_answer(404, "not a Runtime API path")),
+        Err(unreadable) => return unreadable.refusal(),
     };
-    if requests.send(forward).is_err() {
-        return Some(status_answer(500, "the runner has stopped"));
-    }
-    Some((
-        202,
-        vec![("content-type", "application/json".to_owned())],
-        br#"{"status":"OK"}"#.to_vec(),
-    ))
+    forward(
+        &requests,
+        ApiRequest::Response {
+            request_id,
+            body: body.to_vec(),
+        },
+    )
 }
 
-fn event_answer(invocation: NextInvocation) -> Answer {
-    let headers = vec![
-        ("content-type", "application/json".to_owned()),
+async fn invocation_error(
+    State(requests): State<Requests>,
+    Path(request_id): Path<String>,
+    request: Request,
+) -> Response {
+    if request_id.is_empty() {
+        return not_found().await;
+    }
+    let headers = request.headers().clone();
+    match payload(request).await {
+        Ok(body) => forward(
+            &requests,
+            ApiRequest::Error {
+                request_id,
+                error: function_error(&headers, &body),
+            },
+        ),
+        Err(refused) => refused.refusal(),
+    }
+}
+
+async fn init_error(State(requests): State<Requests>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    match payload(request).await {
+        Ok(body) => forward(
+            &requests,
+            ApiRequest::InitError {
+                error: function_error(&headers, &body),
+            },
+        ),
+        Err(refused) => refused.refusal(),
+    }
+}
+
+/// Why a request's body was not read.
+#[derive(Debug)]
+enum Payload {
+    TooLarge,
+    Unreadable(axum::Error),
+}
+
+impl Payload {
+    /// The answer; the connection closes after it, since the rest of the body may still be
+    /// on the wire.
+    fn refusal(self) -> Response {
+        let mut response = match self {
+            Payload::TooLarge => status_answer(StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
+            Payload::Unreadable(error) => {
+                status_answer(StatusCode::BAD_REQUEST, &error.to_string())
+            }
+        };
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+}
+
+/// The body, at most [`MAX_PAYLOAD_BYTES`]; a declared length over it is refused before a
+/// byte of the body is read.
+async fn payload(request: Request) -> Result<Bytes, Payload> {
+    let body = request.into_body();
+    if body.size_hint().lower() > MAX_PAYLOAD_BYTES as u64 {
+        return Err(Payload::TooLarge);
+    }
+    match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(Payload::TooLarge),
+        Err(error) => Err(Payload::Unreadable(axum::Error::new(error))),
+    }
+}
+
+/// Hands a request to the runner: 202 as Lambda answers it.
+fn forward(requests: &Requests, request: ApiRequest) -> Response {
+    if requests.send(request).is_err() {
+        return runner_stopped();
+    }
+    (
+        StatusCode::ACCEPTED,
+        [(CONTENT_TYPE, "application/json")],
+        r#"{"status":"OK"}"#,
+    )
+        .into_response()
+}
+
+fn runner_stopped() -> Response {
+    status_answer(StatusCode::INTERNAL_SERVER_ERROR, "the runner has stopped")
+}
+
+fn event_answer(invocation: NextInvocation) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in [
         ("lambda-runtime-aws-request-id", invocation.request_id),
         (
             "lambda-runtime-deadline-ms",
@@ -283,39 +384,39 @@ fn event_answer(invocation: NextInvocation) -> Answer {
             invocation.function_arn,
         ),
         ("lambda-runtime-trace-id", invocation.trace_id),
-    ];
-    (200, headers, invocation.body)
+    ] {
+        // The runner makes these values; one that is not a header value is left out.
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    (StatusCode::OK, headers, invocation.body).into_response()
 }
 
-fn status_answer(status: i64, message: &str) -> Answer {
+fn status_answer(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "errorType": "RuntimeApi", "errorMessage": message });
     (
         status,
-        vec![("content-type", "application/json".to_owned())],
-        body.to_string().into_bytes(),
+        [(CONTENT_TYPE, "application/json")],
+        body.to_string(),
     )
-}
-
-async fn refuse(write: &mut OwnedWriteHalf, status: i64, message: &str) {
-    let (status, headers, body) = status_answer(status, message);
-    let headers = headers.iter().map(|(n, v)| (*n, v.as_str()));
-    let _ = http::write_keep_alive(write, status, headers, &body, true).await;
+        .into_response()
 }
 
 /// The error a function posted: the JSON body names it; the header is the fallback for a
 /// runtime that sends something else.
-fn function_error(request: &Message) -> FunctionError {
+fn function_error(headers: &HeaderMap, body: &[u8]) -> FunctionError {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Diagnostic {
         error_type: Option<String>,
         error_message: Option<String>,
     }
-    let header = request
-        .headers
+    let header = headers
         .get("lambda-runtime-function-error-type")
-        .cloned();
-    match serde_json::from_slice::<Diagnostic>(&request.body) {
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().to_owned());
+    match serde_json::from_slice::<Diagnostic>(body) {
         Ok(diagnostic) => FunctionError {
             error_type: diagnostic
                 .error_type
@@ -325,7 +426,7 @@ fn function_error(request: &Message) -> FunctionError {
         },
         Err(_) => FunctionError {
             error_type: header.unwrap_or_else(|| "Unknown".to_owned()),
-            message: String::from_utf8_lossy(&request.body).into_owned(),
+            message: String::from_utf8_lossy(body).into_owned(),
         },
     }
 }

@@ -1,9 +1,10 @@
 //! The Runtime API server driven by a fake function: raw HTTP/1.1 on kept-alive
 //! connections, as `lambda_runtime`'s hyper client sends it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -39,15 +40,8 @@ impl FakeFunction {
         self.writer.write_all(body).await.unwrap();
     }
 
-    async fn read(&mut self) -> Message {
-        let exchange = async {
-            let mut message = http::read_head(&mut self.reader).await.unwrap().unwrap();
-            http::read_body(&mut self.reader, &mut message, usize::MAX)
-                .await
-                .unwrap();
-            message
-        };
-        tokio::time::timeout(WAIT, exchange)
+    async fn read(&mut self) -> Answer {
+        tokio::time::timeout(WAIT, read_answer(&mut self.reader))
             .await
             .expect("an answer")
     }
@@ -59,6 +53,52 @@ impl FakeFunction {
             tokio::time::timeout(WAIT, self.reader.read(&mut byte)).await,
             Ok(Ok(0))
         )
+    }
+}
+
+/// A response as the tests look at it; header names lower-cased.
+struct Answer {
+    status: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn wants_close(&self) -> bool {
+        self.headers
+            .get("connection")
+            .is_some_and(|value| value.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// One response off the wire: the head through httparse, the body by its length.
+async fn read_answer(reader: &mut BufReader<OwnedReadHalf>) -> Answer {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = reader.read_until(b'\n', &mut head).await.unwrap();
+        assert!(read > 0, "the connection closed mid-answer");
+    }
+    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut fields);
+    assert!(response.parse(&head).unwrap().is_complete());
+    let status = response.code.unwrap().to_string();
+    let headers: BTreeMap<String, String> = response
+        .headers
+        .iter()
+        .map(|field| {
+            let value = String::from_utf8_lossy(field.value).into_owned();
+            (field.name.to_ascii_lowercase(), value)
+        })
+        .collect();
+    let length = headers
+        .get("content-length")
+        .map_or(0, |length| length.parse().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.unwrap();
+    Answer {
+        status,
+        headers,
+        body,
     }
 }
 
@@ -99,7 +139,7 @@ async fn one_connection_carries_polls_and_answers() {
             .unwrap();
 
         let delivered = function.read().await;
-        assert_eq!(delivered.start.1, "200");
+        assert_eq!(delivered.status, "200");
         assert_eq!(delivered.body, event.as_bytes());
         let header = |name: &str| delivered.headers.get(name).cloned().unwrap_or_default();
         assert_eq!(header("lambda-runtime-aws-request-id"), request_id);
@@ -122,7 +162,7 @@ async fn one_connection_carries_polls_and_answers() {
             other => panic!("expected a response, got {other:?}"),
         }
         let accepted = function.read().await;
-        assert_eq!(accepted.start.1, "202");
+        assert_eq!(accepted.status, "202");
         assert_eq!(accepted.body, br#"{"status":"OK"}"#);
     }
     assert_eq!(api.connections_accepted(), 1);
@@ -151,7 +191,7 @@ async fn errors_are_named_by_their_json_body() {
         }
         other => panic!("expected an error, got {other:?}"),
     }
-    assert_eq!(function.read().await.start.1, "202");
+    assert_eq!(function.read().await.status, "202");
 
     function
         .send(
@@ -168,7 +208,7 @@ async fn errors_are_named_by_their_json_body() {
         }
         other => panic!("expected an error, got {other:?}"),
     }
-    assert_eq!(function.read().await.start.1, "202");
+    assert_eq!(function.read().await.status, "202");
 
     let init = [("lambda-runtime-function-error-type", "Runtime.InitError")];
     let body = br#"{"errorType":"Runtime.InitError","errorMessage":"no config"}"#;
@@ -182,7 +222,7 @@ async fn errors_are_named_by_their_json_body() {
         }
         other => panic!("expected an init error, got {other:?}"),
     }
-    assert_eq!(function.read().await.start.1, "202");
+    assert_eq!(function.read().await.status, "202");
 }
 
 #[tokio::test]
@@ -204,10 +244,10 @@ async fn a_chunked_response_is_put_together() {
         ApiRequest::Response { body, .. } => assert_eq!(body, b"{\"a\":42}"),
         other => panic!("expected a response, got {other:?}"),
     }
-    assert_eq!(function.read().await.start.1, "202");
+    assert_eq!(function.read().await.status, "202");
     // The connection is still in step after the chunked body.
     function.send("GET", "/nowhere", &[], b"").await;
-    assert_eq!(function.read().await.start.1, "404");
+    assert_eq!(function.read().await.status, "404");
 }
 
 #[tokio::test]
@@ -223,7 +263,7 @@ async fn unknown_paths_and_wrong_methods_are_refused_without_closing() {
     ];
     for (method, path, status) in cases {
         function.send(method, path, &[], b"").await;
-        assert_eq!(function.read().await.start.1, status, "{method} {path}");
+        assert_eq!(function.read().await.status, status, "{method} {path}");
     }
 }
 
@@ -244,7 +284,7 @@ async fn a_response_over_the_limit_fails_the_invocation() {
         other => panic!("expected an error, got {other:?}"),
     }
     let refused = function.read().await;
-    assert_eq!(refused.start.1, "413");
+    assert_eq!(refused.status, "413");
     assert!(refused.wants_close());
     assert!(function.closed().await);
 }
@@ -286,7 +326,7 @@ async fn connection_close_is_honoured() {
         .await;
     assert!(matches!(recv(&mut api).await, ApiRequest::Response { .. }));
     let answer = function.read().await;
-    assert_eq!(answer.start.1, "202");
+    assert_eq!(answer.status, "202");
     assert!(answer.wants_close());
     assert!(function.closed().await);
 }
@@ -300,32 +340,82 @@ async fn malformed_requests_get_400_and_a_closed_connection() {
         .write_all(b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\ncontent-length: many\r\n\r\n")
         .await
         .unwrap();
-    assert_eq!(function.read().await.start.1, "400");
+    assert_eq!(function.read().await.status, "400");
     assert!(function.closed().await);
 }
 
-#[test]
-fn routes() {
-    assert_eq!(Route::of("GET", NEXT), Route::Next);
-    assert_eq!(Route::of("GET", &format!("{NEXT}?x=1")), Route::Next);
-    assert_eq!(
-        Route::of("POST", "/2018-06-01/runtime/invocation/a-b/response"),
-        Route::Response("a-b".to_owned())
-    );
-    assert_eq!(
-        Route::of("POST", "/2018-06-01/runtime/invocation/a-b/error"),
-        Route::Error("a-b".to_owned())
-    );
-    assert_eq!(
-        Route::of("POST", "/2018-06-01/runtime/init/error"),
-        Route::InitError
-    );
-    assert_eq!(
-        Route::of("POST", "/2020-01-01/runtime/init/error"),
-        Route::Unknown
-    );
-    assert_eq!(
-        Route::of("PUT", "/2018-06-01/runtime/init/error"),
-        Route::WrongMethod
+/// Routing alone: what each method and path reaches.
+#[tokio::test]
+async fn routes() {
+    let (sender, mut requests) = mpsc::unbounded_channel();
+    let router = router().with_state(sender);
+    let call = |method: &str, path: &str| {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(ConnectionId(7))
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        router.clone().oneshot(request)
+    };
+
+    let poll = tokio::spawn(call("GET", &format!("{NEXT}?x=1")));
+    match requests.recv().await {
+        Some(ApiRequest::Next { connection, reply }) => {
+            assert_eq!(connection, 7);
+            reply.send(invocation("q", b"{}")).unwrap();
+        }
+        other => panic!("expected a poll, got {other:?}"),
+    }
+    assert_eq!(poll.await.unwrap().unwrap().status(), StatusCode::OK);
+
+    let answer = call("POST", "/2018-06-01/runtime/invocation/a-b/response").await;
+    assert_eq!(answer.unwrap().status(), StatusCode::ACCEPTED);
+    assert!(matches!(
+        requests.recv().await,
+        Some(ApiRequest::Response { request_id, .. }) if request_id == "a-b"
+    ));
+    let answer = call("POST", "/2018-06-01/runtime/invocation/a-b/error").await;
+    assert_eq!(answer.unwrap().status(), StatusCode::ACCEPTED);
+    assert!(matches!(
+        requests.recv().await,
+        Some(ApiRequest::Error { request_id, .. }) if request_id == "a-b"
+    ));
+    let answer = call("POST", "/2018-06-01/runtime/init/error").await;
+    assert_eq!(answer.unwrap().status(), StatusCode::ACCEPTED);
+    assert!(matches!(
+        requests.recv().await,
+        Some(ApiRequest::InitError { .. })
+    ));
+
+    for (method, path, status) in [
+        (
+            "POST",
+            "/2020-01-01/runtime/init/error",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/2018-06-01/runtime/invocation//error",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/2018-06-01/runtime/invocation//response",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "PUT",
+            "/2018-06-01/runtime/init/error",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        ("HEAD", NEXT, StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let answer = call(method, path).await.unwrap();
+        assert_eq!(answer.status(), status, "{method} {path}");
+    }
+    assert!(
+        requests.try_recv().is_err(),
+        "nothing else reached the runner"
     );
 }

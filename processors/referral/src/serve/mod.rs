@@ -5,6 +5,7 @@
 //! network beyond loopback. With `--endpoint-url` (or `--aws`) the same loops run against
 //! AWS APIs.
 
+mod listener;
 mod lookups;
 mod routes;
 
@@ -27,18 +28,17 @@ use referral_local::embedded::{
 };
 use referral_local::mapping::StreamMapping;
 use referral_local::pipeline::{BatchHandler, StreamConsumer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::DEVELOPMENT_SECRET;
 use crate::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use crate::dlq::{self, DlqError};
-use crate::http;
 use crate::policy::PolicyArgs;
 use crate::remote::{self, LambdaEnricher, ResourceArgs};
+pub use listener::{HEADER_TIMEOUT, Limits, MAX_CONNECTIONS, MAX_HEADER_BYTES, REQUEST_TIMEOUT};
 pub use lookups::{DEAD_LETTERS_SHOWN, DeadLetters, LookupError, Lookups};
-pub use routes::{Answer, Routes};
+pub use routes::{MAX_BODY_BYTES, Routes};
 
 const DEFAULT_PORT: u16 = 8080;
 /// How long an idle poller sleeps before it looks again. In memory a look is free, and a
@@ -62,13 +62,36 @@ pub struct ServeArgs {
     /// adapters (with `--endpoint-url`, against that endpoint).
     #[arg(long)]
     aws: bool,
+    /// Connections served at once; more wait until one ends.
+    #[arg(
+        long,
+        default_value_t = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX),
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_connections: u32,
+    /// Milliseconds a client has to send a request's headers (the tests shorten it).
+    #[arg(long, default_value_t = duration_ms(HEADER_TIMEOUT), hide = true)]
+    header_timeout_ms: u64,
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
     resources: ResourceArgs,
 }
 
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl ServeArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            // A request may take as long as its headers may, and then some.
+            request_timeout: REQUEST_TIMEOUT.max(Duration::from_millis(self.header_timeout_ms)),
+        }
+    }
+
     /// Whether the pipeline runs through AWS APIs rather than in memory.
     pub fn needs_aws(&self, endpoint: Option<&str>) -> bool {
         self.aws || endpoint.is_some()
@@ -256,7 +279,7 @@ where
          GET /features/{{email}}, /messages/{{email}}, /dead-letters (Ctrl-C to stop)"
     );
     let (stop, stopped) = watch::channel(false);
-    let http_loop = accept_loop(listener, routes, stopped.clone());
+    let http_loop = listener::serve(listener, routes.router(), args.limits(), stopped.clone());
     let sqs_loop = enricher_loop(
         queue,
         enricher,
@@ -276,57 +299,6 @@ where
         "referral local serve: stopped; {batches} enricher batches, {records} stream records"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-async fn accept_loop<Q, S, M, D>(
-    listener: TcpListener,
-    routes: Arc<Routes<Q, S, M, D>>,
-    mut stopped: watch::Receiver<bool>,
-) where
-    Q: WorkQueue + 'static,
-    S: FeatureStore + 'static,
-    M: MessageStore + 'static,
-    D: DeadLetters + 'static,
-{
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let routes = Arc::clone(&routes);
-                    connections.spawn(async move { serve_connection(stream, &routes).await });
-                }
-                Err(error) => tracing::warn!(error = %error, "accept failed"),
-            },
-            _ = stopped.changed() => break,
-        }
-        // Reap finished connections so the set does not grow with the load.
-        while connections.try_join_next().is_some() {}
-    }
-    // Requests already accepted are answered (and enqueued) before the loops stop.
-    while connections.join_next().await.is_some() {}
-}
-
-async fn serve_connection<Q, S, M, D>(mut stream: TcpStream, routes: &Routes<Q, S, M, D>)
-where
-    Q: WorkQueue,
-    S: FeatureStore,
-    M: MessageStore,
-    D: DeadLetters,
-{
-    let answer = match http::read_message(&mut stream).await {
-        Ok(request) => routes.answer(request).await,
-        Err(error) => Answer {
-            status: 400,
-            headers: Default::default(),
-            body: error.to_string().into_bytes(),
-        },
-    };
-    if let Err(error) =
-        http::write_response(&mut stream, answer.status, &answer.headers, &answer.body).await
-    {
-        tracing::debug!(error = %error, "client went away before the answer");
-    }
 }
 
 /// The SQS event-source mapping: poll, invoke the enricher with a batch, delete what it

@@ -2,42 +2,33 @@
 //! handler; `GET /features/{email}`, `GET /messages/{email}` and `GET /dead-letters` answer
 //! JSON from the running pipeline's stores.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use aws_lambda_events::encodings::Body as LambdaBody;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use base64::Engine;
 use chrono::Utc;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Body as _;
 use referral_domain::event::normalise_email;
 use referral_domain::ports::{FeatureStore, MessageStore, WorkQueue};
 use referral_ingest::Deps;
 use serde_json::{Value, json};
 
 use super::lookups::{DeadLetters, LookupError, Lookups};
-use crate::http;
 
-/// An answer to write back.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: i64,
-    pub headers: BTreeMap<String, String>,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(status: i64, document: &Value) -> Self {
-        Answer {
-            status,
-            headers: BTreeMap::from([("content-type".to_owned(), "application/json".to_owned())]),
-            body: document.to_string().into_bytes(),
-        }
-    }
-
-    fn error(status: i64, message: &str) -> Self {
-        Self::json(status, &json!({ "error": message }))
-    }
-}
+/// The largest body the listener reads. Larger than SQS's limit, so the ingest handler (not
+/// the listener) answers 413 for bodies up to it, as it does deployed; past it the listener
+/// refuses without reading further.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Everything a request may reach.
 #[derive(Debug)]
@@ -48,130 +39,161 @@ pub struct Routes<Q, S, M, D> {
 
 impl<Q, S, M, D> Routes<Q, S, M, D>
 where
-    Q: WorkQueue,
-    S: FeatureStore,
-    M: MessageStore,
-    D: DeadLetters,
+    Q: WorkQueue + 'static,
+    S: FeatureStore + 'static,
+    M: MessageStore + 'static,
+    D: DeadLetters + 'static,
 {
-    pub async fn answer(&self, request: http::Message) -> Answer {
-        let (method, path) = (&request.start.0, request.start.1.as_str());
-        if method != "GET" {
-            return self.ingest(request).await;
-        }
-        let path = path.split('?').next().unwrap_or_default();
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let looked_up = match segments.as_slice() {
-            ["features", email] => match customer(email) {
-                Ok(email) => self.lookups.features(&email).await.map(|found| {
-                    found.map_or_else(
-                        || Answer::error(404, "no features for that customer"),
-                        |features| Answer::json(200, &features),
-                    )
-                }),
-                Err(answer) => return answer,
-            },
-            ["messages", email] => match customer(email) {
-                Ok(email) => self
-                    .lookups
-                    .messages(&email)
-                    .await
-                    .map(|messages| Answer::json(200, &messages)),
-                Err(answer) => return answer,
-            },
-            ["dead-letters"] => self
-                .lookups
-                .dead_letters()
-                .await
-                .map(|letters| Answer::json(200, &letters)),
-            _ => return Answer::error(404, "not found"),
-        };
-        looked_up.unwrap_or_else(|error: LookupError| {
-            tracing::warn!(error = %error, path = %redacted_path(&segments), "lookup failed");
-            Answer::error(503, &format!("the store did not answer: {error}"))
-        })
+    /// The routes: the `GET` lookups; everything else goes to the ingest handler, as API
+    /// Gateway sends every request of the webhook route to the Lambda.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/features/{email}", get(Self::features))
+            .route("/messages/{email}", get(Self::messages))
+            .route("/dead-letters", get(Self::dead_letters))
+            .method_not_allowed_fallback(Self::other)
+            .fallback(Self::other)
+            .with_state(self)
     }
 
-    async fn ingest(&self, request: http::Message) -> Answer {
-        let response =
-            referral_ingest::handle(&self.ingest, api_gateway_request(request), Utc::now()).await;
-        let headers = response
-            .headers
-            .iter()
-            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
-            .collect();
+    async fn features(
+        State(routes): State<Arc<Self>>,
+        email: Result<Path<String>, PathRejection>,
+    ) -> Response {
+        let email = match customer(email) {
+            Ok(email) => email,
+            Err(refused) => return error_answer(StatusCode::BAD_REQUEST, &refused),
+        };
+        match routes.lookups.features(&email).await {
+            Ok(Some(features)) => json_answer(StatusCode::OK, &features),
+            Ok(None) => error_answer(StatusCode::NOT_FOUND, "no features for that customer"),
+            Err(error) => lookup_failed(&error, "features"),
+        }
+    }
+
+    async fn messages(
+        State(routes): State<Arc<Self>>,
+        email: Result<Path<String>, PathRejection>,
+    ) -> Response {
+        let email = match customer(email) {
+            Ok(email) => email,
+            Err(refused) => return error_answer(StatusCode::BAD_REQUEST, &refused),
+        };
+        match routes.lookups.messages(&email).await {
+            Ok(messages) => json_answer(StatusCode::OK, &messages),
+            Err(error) => lookup_failed(&error, "messages"),
+        }
+    }
+
+    async fn dead_letters(State(routes): State<Arc<Self>>) -> Response {
+        match routes.lookups.dead_letters().await {
+            Ok(letters) => json_answer(StatusCode::OK, &letters),
+            Err(error) => lookup_failed(&error, "dead-letters"),
+        }
+    }
+
+    /// A `GET` of no lookup is not found; any other method is the ingest handler's.
+    async fn other(State(routes): State<Arc<Self>>, request: Request) -> Response {
+        if request.method() == Method::GET {
+            return error_answer(StatusCode::NOT_FOUND, "not found");
+        }
+        routes.ingest(request).await
+    }
+
+    async fn ingest(&self, request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(answer) => return answer,
+        };
+        let event = api_gateway_request(parts, body);
+        let response = referral_ingest::handle(&self.ingest, event, Utc::now()).await;
         let body = match response.body {
-            Some(Body::Text(text)) => text.into_bytes(),
-            Some(Body::Binary(bytes)) => bytes,
-            _ => Vec::new(),
+            Some(LambdaBody::Text(text)) => Body::from(text),
+            Some(LambdaBody::Binary(bytes)) => Body::from(bytes),
+            _ => Body::empty(),
         };
-        Answer {
-            status: response.status_code,
-            headers,
-            body,
-        }
+        let status = u16::try_from(response.status_code)
+            .ok()
+            .and_then(|status| StatusCode::from_u16(status).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut answer = (status, body).into_response();
+        answer.headers_mut().extend(response.headers);
+        answer
     }
 }
 
-/// The customer a path names, as the webhook schema normalises e-mail addresses.
-fn customer(segment: &str) -> Result<String, Answer> {
-    let decoded = percent_decode(segment)
-        .ok_or_else(|| Answer::error(400, "the e-mail address in the path is not valid UTF-8"))?;
-    normalise_email(&decoded).map_err(|error| Answer::error(400, &error.to_string()))
+/// The body, at most [`MAX_BODY_BYTES`]: a declared length over it is refused before a byte
+/// of the body is read, a chunked body as soon as it passes the limit.
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        json_answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &json!({ "error": "payload_too_large", "max_bytes": MAX_BODY_BYTES }),
+        )
+    };
+    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(error_answer(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the body: {error}"),
+        )),
+    }
 }
 
-/// `%40` and friends, as clients may encode `@` in a path.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let byte = bytes[index];
-        let escaped = (byte == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(value) => {
-                decoded.push(value);
-                index += 3;
-            }
-            None => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(decoded).ok()
+fn json_answer(status: StatusCode, document: &Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        document.to_string(),
+    )
+        .into_response()
+}
+
+fn error_answer(status: StatusCode, message: &str) -> Response {
+    json_answer(status, &json!({ "error": message }))
+}
+
+fn lookup_failed(error: &LookupError, route: &str) -> Response {
+    tracing::warn!(error = %error, path = %redacted_path(route), "lookup failed");
+    error_answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("the store did not answer: {error}"),
+    )
+}
+
+/// The customer a path names (percent-decoded by axum, as clients may encode `@`), as the
+/// webhook schema normalises e-mail addresses.
+/// Refused: why, for a 400.
+fn customer(segment: Result<Path<String>, PathRejection>) -> Result<String, String> {
+    let Path(decoded) =
+        segment.map_err(|_| "the e-mail address in the path is not valid UTF-8".to_owned())?;
+    normalise_email(&decoded).map_err(|error| error.to_string())
 }
 
 /// The route without the customer it names, for logs.
-fn redacted_path(segments: &[&str]) -> String {
-    segments
-        .first()
-        .map_or_else(String::new, |route| format!("/{route}/…"))
+fn redacted_path(route: &str) -> String {
+    format!("/{route}/…")
 }
 
 /// The API Gateway HTTP API (payload v2) event for a request, as the ingest Lambda gets it.
-fn api_gateway_request(request: http::Message) -> ApiGatewayV2httpRequest {
+fn api_gateway_request(parts: axum::http::request::Parts, body: Bytes) -> ApiGatewayV2httpRequest {
     let mut event = ApiGatewayV2httpRequest::default();
-    let (method, path) = request.start;
-    event.request_context.http.method =
-        Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-    event.request_context.http.path = Some(path.clone());
-    event.raw_path = Some(path);
+    let target = parts.uri.path_and_query().map_or_else(
+        || parts.uri.path().to_owned(),
+        |target| target.as_str().to_owned(),
+    );
+    event.request_context.http.method = parts.method;
+    event.request_context.http.path = Some(target.clone());
+    event.raw_path = Some(target);
     event.request_context.request_id = Some(format!("local-{:x}", fastrand::u64(..)));
-    let mut headers = HeaderMap::new();
-    for (name, value) in &request.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.insert(name, value);
-        }
-    }
-    event.headers = headers;
+    event.headers = parts.headers;
     // API Gateway passes text as is and base64-encodes anything else.
-    match String::from_utf8(request.body) {
+    match String::from_utf8(body.to_vec()) {
         Ok(text) => event.body = Some(text),
         Err(error) => {
             event.body = Some(base64::engine::general_purpose::STANDARD.encode(error.into_bytes()));

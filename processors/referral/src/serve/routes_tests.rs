@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use http_body_util::BodyExt;
 use referral_domain::env::Vars;
 use referral_domain::ports::{OutgoingMessage, WorkQueue};
 use referral_ingest::config::{QUEUE_URL_VAR, SECRETS_VAR};
@@ -11,6 +13,7 @@ use referral_local::embedded::{
     EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 use super::*;
 
@@ -18,7 +21,7 @@ type EmbeddedRoutes =
     Routes<Arc<EmbeddedQueue>, EmbeddedFeatureStore, EmbeddedMessageStore, Arc<EmbeddedQueue>>;
 
 /// Routes over empty embedded stores, and the queue whose redrive fills the dead letters.
-fn routes() -> (EmbeddedRoutes, EmbeddedQueue) {
+fn routes() -> (Arc<EmbeddedRoutes>, EmbeddedQueue) {
     let dead_letters = Arc::new(EmbeddedQueue::new());
     let redriving = EmbeddedQueue::with_rules(QueueRules {
         visibility_timeout: Duration::ZERO,
@@ -43,17 +46,18 @@ fn routes() -> (EmbeddedRoutes, EmbeddedQueue) {
             dead_letters,
         },
     };
-    (routes, redriving)
+    (Arc::new(routes), redriving)
 }
 
-async fn get(routes: &EmbeddedRoutes, path: &str) -> (i64, Value) {
-    let answer = routes
-        .answer(http::Message {
-            start: ("GET".to_owned(), path.to_owned()),
-            ..http::Message::default()
-        })
-        .await;
-    (answer.status, serde_json::from_slice(&answer.body).unwrap())
+async fn get(routes: &Arc<EmbeddedRoutes>, path: &str) -> (u16, Value) {
+    let request = axum::http::Request::builder()
+        .uri(path)
+        .body(Body::empty())
+        .unwrap();
+    let Ok(answer) = Arc::clone(routes).router().oneshot(request).await;
+    let status = answer.status().as_u16();
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
 }
 
 #[tokio::test]
@@ -105,10 +109,32 @@ async fn lookups_name_the_customer_by_address_encoded_or_not() {
     assert_eq!(get(&routes, "/elsewhere").await.0, 404);
 }
 
-#[test]
-fn percent_decoding_keeps_what_is_not_an_escape() {
-    assert_eq!(percent_decode("a%40b.com").as_deref(), Some("a@b.com"));
-    assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
-    assert_eq!(percent_decode("%zz").as_deref(), Some("%zz"));
-    assert_eq!(percent_decode("%ff"), None);
+#[tokio::test]
+async fn percent_decoding_keeps_what_is_not_an_escape() {
+    let (routes, _) = routes();
+    let unknown = (404, json!({"error": "no features for that customer"}));
+    assert_eq!(get(&routes, "/features/a%40b.com").await, unknown);
+    assert_eq!(
+        get(&routes, "/features/%ff@b.com").await,
+        (
+            400,
+            json!({"error": "the e-mail address in the path is not valid UTF-8"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn other_methods_reach_the_ingest_handler() {
+    let (routes, _) = routes();
+    for (method, path) in [("POST", "/features/a@b.com"), ("PUT", "/webhooks")] {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let Ok(answer) = Arc::clone(&routes).router().oneshot(request).await;
+        // The ingest handler's own answers: 405 for anything but POST, 415 for no JSON.
+        let expected = if method == "POST" { 415 } else { 405 };
+        assert_eq!(answer.status().as_u16(), expected, "{method} {path}");
+    }
 }
