@@ -4,19 +4,29 @@
 //! (from the request itself, so that the pairing does not depend on the order of calls), and
 //! keeps every call it received.
 //!
-//! Plain HTTP/1.1 over `std::net` on its own threads, so it serves whatever runtime the test
-//! uses (or none): keep-alive, `Content-Length` and chunked bodies, `Expect: 100-continue`.
-//! A request it cannot answer gets a Converse error, which the caller's fallback shows.
+//! axum's routes on hyper's HTTP/1 server, as `local serve` runs them, on a thread of its own
+//! with its own runtime, so it serves whatever runtime the test uses (or none). A request it
+//! cannot answer gets a Converse error, which the caller's fallback shows.
 // Each test file that includes this uses a different part of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use tokio::sync::oneshot;
+use tower::ServiceExt;
 
 /// One Converse request as the stand-in received it.
 #[derive(Debug, Clone)]
@@ -34,37 +44,48 @@ pub struct Call {
 /// Picks the answer text for a call; `None` answers with a `ValidationException`.
 type Answerer = dyn Fn(&Call) -> Option<String> + Send + Sync;
 
-/// The running stand-in; it stops accepting when dropped.
+#[derive(Clone)]
+struct Shared {
+    calls: Arc<Mutex<Vec<Call>>>,
+    answer: Arc<Answerer>,
+}
+
+/// The running stand-in; it stops when dropped.
 #[derive(Debug)]
 pub struct ConverseStandIn {
     address: SocketAddr,
     calls: Arc<Mutex<Vec<Call>>>,
-    stopping: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
 }
 
 impl ConverseStandIn {
     /// Listens on a free 127.0.0.1 port; `answer` picks the model's text for each call.
     pub fn start(answer: impl Fn(&Call) -> Option<String> + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the Converse stand-in");
+        // Bound here rather than on the server's thread, so the address is known on return
+        // and a failure to bind fails the test where it called.
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind the Converse stand-in");
         let address = listener.local_addr().expect("the stand-in's address");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener, as tokio needs");
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let answer: Arc<Answerer> = Arc::new(answer);
-        let (kept, stop) = (Arc::clone(&calls), Arc::clone(&stopping));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let (calls, answer) = (Arc::clone(&kept), Arc::clone(&answer));
-                std::thread::spawn(move || serve(stream, &calls, answer.as_ref()));
-            }
-        });
+        let shared = Shared {
+            calls: Arc::clone(&calls),
+            answer: Arc::new(answer),
+        };
+        let (stop, stopped) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("the stand-in's runtime");
+        let server = std::thread::spawn(move || runtime.block_on(serve(listener, shared, stopped)));
         ConverseStandIn {
             address,
             calls,
-            stopping,
+            stop: Some(stop),
+            server: Some(server),
         }
     }
 
@@ -84,9 +105,11 @@ impl ConverseStandIn {
 
 impl Drop for ConverseStandIn {
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Wakes the accept loop, which then sees the flag.
-        let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
+        drop(self.stop.take());
+        // The runtime goes with the thread, and with it every connection still open.
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
     }
 }
 
@@ -111,61 +134,47 @@ pub fn data_field<'a>(user: &'a str, label: &str) -> Option<&'a str> {
         .find_map(|line| line.strip_prefix(label)?.strip_prefix(": "))
 }
 
-/// Answers the requests of one connection until the client closes it.
-fn serve(stream: TcpStream, calls: &Mutex<Vec<Call>>, answer: &Answerer) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    while let Some(request) = read_request(&mut reader, &mut writer) {
-        let (status, error_type, body) = respond(&request, calls, answer);
-        let mut head = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        if let Some(error_type) = error_type {
-            head.push_str(&format!("x-amzn-errortype: {error_type}\r\n"));
-        }
-        head.push_str("\r\n");
-        if writer.write_all(head.as_bytes()).is_err()
-            || writer.write_all(body.as_bytes()).is_err()
-            || writer.flush().is_err()
-        {
-            return;
-        }
+async fn serve(
+    listener: std::net::TcpListener,
+    shared: Shared,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+    // Another method on the path gets the same error as another path, not axum's bare 405,
+    // so that the SDK names the failure.
+    let router = Router::new()
+        .route(
+            "/model/{model_id}/converse",
+            post(converse).fallback(unknown),
+        )
+        .fallback(unknown)
+        .with_state(shared);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = &mut stopped => return,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            router.clone().oneshot(request)
+        });
+        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    body: Vec<u8>,
-}
-
-/// The status, error type and body of the answer to `request`.
-fn respond(
-    request: &Request,
-    calls: &Mutex<Vec<Call>>,
-    answer: &Answerer,
-) -> (&'static str, Option<&'static str>, String) {
-    let error = |message: &str| serde_json::json!({ "message": message }).to_string();
-    let model_id = request
-        .path
-        .strip_prefix("/model/")
-        .and_then(|rest| rest.strip_suffix("/converse"));
-    let (Some(model_id), "POST") = (model_id, request.method.as_str()) else {
-        return (
-            "404 Not Found",
-            Some("UnknownOperationException"),
-            error("the stand-in answers POST /model/{modelId}/converse only"),
-        );
-    };
-    let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
-        return (
-            "400 Bad Request",
-            Some("ValidationException"),
-            error("the request body is not JSON"),
+async fn converse(
+    State(shared): State<Shared>,
+    Path(model_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "the request body is not JSON",
         );
     };
     let texts = |blocks: &Value| -> String {
@@ -186,112 +195,43 @@ fn respond(
         .collect::<Vec<_>>()
         .join("\n");
     let call = Call {
-        model_id: percent_decode(model_id),
+        model_id,
         system: texts(&body["system"]),
         user,
         body,
     };
-    let text = answer(&call);
-    if let Ok(mut calls) = calls.lock() {
+    let text = (shared.answer)(&call);
+    if let Ok(mut calls) = shared.calls.lock() {
         calls.push(call);
     }
     match text {
-        Some(text) => ("200 OK", None, converse_response(&text)),
-        None => (
-            "400 Bad Request",
-            Some("ValidationException"),
-            error("the test chose no answer for this prompt"),
+        Some(text) => (
+            [(CONTENT_TYPE, "application/json")],
+            converse_response(&text),
+        )
+            .into_response(),
+        None => reply(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "the test chose no answer for this prompt",
         ),
     }
 }
 
-/// One request from the connection; `None` at its end or on anything malformed.
-fn read_request(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream) -> Option<Request> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
-    let mut length = 0;
-    let mut chunked = false;
-    let mut continue_expected = false;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 {
-            return None;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = value.parse().ok()?,
-            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-            "expect" => continue_expected = value.eq_ignore_ascii_case("100-continue"),
-            _ => {}
-        }
-    }
-    if continue_expected {
-        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
-    }
-    let body = if chunked {
-        read_chunked(reader)?
-    } else {
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).ok()?;
-        body
-    };
-    Some(Request { method, path, body })
+async fn unknown() -> Response {
+    reply(
+        StatusCode::NOT_FOUND,
+        "UnknownOperationException",
+        "the stand-in answers POST /model/{modelId}/converse only",
+    )
 }
 
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        reader.read_line(&mut size).ok()?;
-        let size = size.trim().split(';').next()?;
-        let size = usize::from_str_radix(size, 16).ok()?;
-        if size == 0 {
-            // Trailers, up to the blank line.
-            loop {
-                let mut trailer = String::new();
-                if reader.read_line(&mut trailer).ok()? == 0 || trailer.trim().is_empty() {
-                    return Some(body);
-                }
-            }
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..]).ok()?;
-        let mut crlf = [0; 2];
-        reader.read_exact(&mut crlf).ok()?;
-    }
-}
-
-/// `%3A` → `:` and so on; anything else as it is.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A Converse error: the SDK reads its kind from `x-amzn-errortype`.
+fn reply(status: StatusCode, error_type: &'static str, message: &str) -> Response {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let headers = [
+        (CONTENT_TYPE.as_str(), "application/json"),
+        ("x-amzn-errortype", error_type),
+    ];
+    (status, headers, body).into_response()
 }
