@@ -541,6 +541,35 @@ fn the_message_policy_comes_from_parameters_whose_defaults_keep_todays_behaviour
 }
 
 #[test]
+fn the_lifetime_value_rule_comes_from_parameters_whose_defaults_are_designs() {
+    use referral_domain::env::Vars;
+    use referral_domain::features::LifetimeValueRule;
+
+    let template = template();
+    let enricher = function_properties(&template, "EnricherFunction");
+    let mut defaults = Vec::new();
+    for name in LifetimeValueRule::ENV_VARS {
+        let parameter = ref_of(&enricher["Environment"]["Variables"][name])
+            .unwrap_or_else(|| panic!("{name} is !Ref <parameter>"));
+        let declared = &template["Parameters"][parameter]["Default"];
+        let default = match declared {
+            Value::String(text) => text.clone(),
+            Value::Number(number) => number.to_string(),
+            other => panic!("{parameter}'s default {other:?}"),
+        };
+        defaults.push((name, default));
+    }
+    let defaults: Vec<(&str, &str)> = defaults
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    assert_eq!(
+        LifetimeValueRule::from_vars(&Vars::fixed(&defaults)),
+        Ok(LifetimeValueRule::default())
+    );
+}
+
+#[test]
 fn the_budget_alarm_watches_the_metric_the_orchestrator_emits() {
     use referral_domain::orchestrator::StreamCounters;
 

@@ -23,7 +23,7 @@ use referral_domain::enricher::{
     QueuedWebhook, Refusal,
 };
 use referral_domain::env::{EnvError, Vars};
-use referral_domain::features::MemoryLimits;
+use referral_domain::features::{LifetimeValueRule, MemoryLimits};
 use referral_domain::ports::{EventArchive, FeatureStore, WorkQueue};
 use referral_domain::redact::{
     CUSTOMER_REF_KEY_VAR, check_customer_ref_key, customer_ref, mask_emails,
@@ -55,6 +55,10 @@ pub const ENV_VARS: &[&str] = &[
     ENV_MAX_WRITE_ATTEMPTS,
     ENV_CACHE_MB,
     ENV_MEMORY_DAYS,
+    LifetimeValueRule::ENV_VARS[0],
+    LifetimeValueRule::ENV_VARS[1],
+    LifetimeValueRule::ENV_VARS[2],
+    LifetimeValueRule::ENV_VARS[3],
     CUSTOMER_REF_KEY_VAR,
 ];
 const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
@@ -95,6 +99,8 @@ pub struct Config {
     /// redelivery within them costs no read; older ones are found in the archive (default
     /// 28; see `MemoryLimits`). A cost setting: any age is exact.
     pub memory_days: i64,
+    /// The lifetime-value bands every write gives (`LTV_*`; default DESIGN.md's).
+    pub lifetime_value: LifetimeValueRule,
 }
 
 impl Config {
@@ -138,6 +144,7 @@ impl Config {
                 "a whole number of days, 1 to 3650",
                 |n| (1..=3650).contains(n),
             )?,
+            lifetime_value: LifetimeValueRule::from_vars(vars)?,
         })
     }
 
@@ -150,6 +157,7 @@ impl Config {
                 span: chrono::Duration::days(self.memory_days),
                 ..MemoryLimits::default()
             },
+            lifetime_value: self.lifetime_value,
             ..EnricherConfig::default()
         }
     }
@@ -347,5 +355,63 @@ fn log_outcome(message: &MessageReport) {
                 "message processed"
             ),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUIRED: [(&str, &str); 3] = [
+        ("FEATURES_TABLE", "F"),
+        ("ARCHIVE_TABLE", "A"),
+        ("DEAD_LETTER_QUEUE_URL", "http://localhost/dlq"),
+    ];
+
+    fn config(extra: &[(&str, &str)]) -> Result<Config, EnvError> {
+        let pairs: Vec<(&str, &str)> = REQUIRED.iter().chain(extra).copied().collect();
+        Config::from_vars(&Vars::fixed(&pairs))
+    }
+
+    #[test]
+    fn the_lifetime_value_rule_defaults_and_reaches_the_enricher() {
+        let unset = config(&[]).unwrap();
+        assert_eq!(
+            unset.enricher_config().lifetime_value,
+            LifetimeValueRule::default()
+        );
+        let set = config(&[
+            ("LTV_HIGH_MIN_SERVICES", "8"),
+            ("LTV_HIGH_MIN_SATISFACTION", "4.2"),
+            ("LTV_MEDIUM_MIN_SERVICES", "4"),
+            ("LTV_MEDIUM_MIN_SATISFACTION", "3.8"),
+        ])
+        .unwrap();
+        assert_eq!(
+            set.enricher_config().lifetime_value,
+            LifetimeValueRule {
+                high_min_services: 8,
+                high_min_satisfaction_micros: 4_200_000,
+                medium_min_services: 4,
+                medium_min_satisfaction_micros: 3_800_000,
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_lifetime_value_threshold_is_refused_by_name() {
+        for (name, value) in [
+            ("LTV_HIGH_MIN_SERVICES", "six"),
+            ("LTV_HIGH_MIN_SATISFACTION", "5.5"),
+            ("LTV_MEDIUM_MIN_SERVICES", "-3"),
+            ("LTV_MEDIUM_MIN_SATISFACTION", "4.5"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert!(
+                matches!(&error, EnvError::Invalid { name: named, .. } if *named == name),
+                "{name}={value}: {error}"
+            );
+            assert!(error.to_string().contains(name), "{error}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod events;
 pub mod inputs;
 pub mod invoke;
+pub mod lifetime;
 pub mod local;
 pub mod output;
 pub mod policy;

@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use crate::DEVELOPMENT_SECRET;
 use crate::dlq::pace::parse_rate;
 use crate::inputs;
+use crate::lifetime::{RecomputeArgs, RecomputeError};
 use crate::policy::{PreviewArgs, PreviewError};
 use crate::remote::{self, ResourceArgs};
 use crate::serve::{self, ServeArgs, ServeError};
@@ -90,6 +91,9 @@ enum FeaturesCommand {
         #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
         features_table: String,
     },
+    /// Move every customer to the lifetime-value band a rule gives them, from the stored
+    /// aggregates; each move is recorded as suppressed (`recompute`), so no message is sent.
+    Recompute(RecomputeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +125,8 @@ pub enum LocalError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Preview(#[from] PreviewError),
+    #[error(transparent)]
+    Recompute(#[from] RecomputeError),
     #[error(transparent)]
     Input(#[from] inputs::InputError),
     #[error("cannot encode JSON: {0}")]
@@ -166,10 +172,15 @@ pub async fn aws_access(endpoint: Option<&str>) -> Result<SdkConfig, AccessError
 }
 
 pub async fn features(args: &FeaturesArgs, sdk: &SdkConfig) -> Result<ExitCode, LocalError> {
-    let FeaturesCommand::Get {
-        email,
-        features_table,
-    } = &args.command;
+    let (email, features_table) = match &args.command {
+        FeaturesCommand::Get {
+            email,
+            features_table,
+        } => (email, features_table),
+        FeaturesCommand::Recompute(recompute) => {
+            return Ok(crate::lifetime::recompute(recompute, sdk).await?);
+        }
+    };
     let store = DynamoFeatureStore::new(aws_sdk_dynamodb::Client::new(sdk), features_table);
     let email = normalise_email(email)?;
     match store.load(&email).await? {

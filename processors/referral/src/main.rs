@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-use referral_cli::{dlq, events, inputs, invoke, local, output, policy, remote};
+use referral_cli::{dlq, events, inputs, invoke, lifetime, local, output, policy, remote};
+use referral_domain::enricher::EnricherConfig;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::template::TemplateGenerator;
 use referral_local::mapping::StreamMapping;
@@ -66,6 +67,8 @@ struct RunArgs {
     #[command(flatten)]
     policy: policy::PolicyArgs,
     #[command(flatten)]
+    lifetime_value: lifetime::LifetimeValueArgs,
+    #[command(flatten)]
     resources: remote::ResourceArgs,
 }
 
@@ -87,6 +90,8 @@ enum CliError {
     Invoke(#[from] invoke::InvokeCommandError),
     #[error(transparent)]
     Events(#[from] events::EventsError),
+    #[error(transparent)]
+    Rule(#[from] referral_domain::features::RuleError),
 }
 
 fn main() -> ExitCode {
@@ -140,6 +145,7 @@ where
 }
 
 fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError> {
+    let lifetime_value = args.lifetime_value.rule()?;
     let inputs = inputs::read_inputs(&args.paths)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -149,6 +155,7 @@ fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError>
         batch_size: usize::from(args.batch_size),
         max_receives: args.resources.max_receive_count,
         policy: args.policy.policy(),
+        lifetime_value,
         ..RunConfig::default()
     };
     let (report, results, mode) = match endpoint_url {
@@ -199,7 +206,14 @@ async fn run_remote(
     )
     .await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queues.url.clone());
-    let enricher = remote::LambdaEnricher::new(&sdk, &resources);
+    let enricher = remote::LambdaEnricher::new(
+        &sdk,
+        &resources,
+        EnricherConfig {
+            lifetime_value: config.lifetime_value,
+            ..EnricherConfig::default()
+        },
+    );
     let messages = remote::message_store(&sdk, &resources);
     eprintln!(
         "referral: Bedrock is not used by local runs; messages come from the template generator"

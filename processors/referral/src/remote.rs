@@ -94,7 +94,7 @@ pub struct LambdaEnricher<S = DynamoFeatureStore, A = DynamoEventArchive, D = Sq
 }
 
 impl LambdaEnricher {
-    pub fn new(sdk: &SdkConfig, resources: &Resources) -> Self {
+    pub fn new(sdk: &SdkConfig, resources: &Resources, config: EnricherConfig) -> Self {
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let store = DynamoFeatureStore::new(dynamodb.clone(), resources.tables.features.clone());
         let archive = DynamoEventArchive::new(dynamodb, resources.tables.archive.clone());
@@ -103,10 +103,7 @@ impl LambdaEnricher {
             resources.queues.dlq_url.clone(),
         );
         LambdaEnricher {
-            handler: EnricherHandler::new(
-                Enricher::new(store, archive, EnricherConfig::default()),
-                dead_letters,
-            ),
+            handler: EnricherHandler::new(Enricher::new(store, archive, config), dead_letters),
             queue_arn: resources.queues.arn.clone(),
         }
     }

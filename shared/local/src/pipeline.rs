@@ -13,7 +13,7 @@ use crate::embedded::{EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStor
 use referral_domain::enricher::{
     BatchReport, EnrichCounters, Enricher, EnricherConfig, Outcome, QueuedWebhook,
 };
-use referral_domain::features::CustomerFeatures;
+use referral_domain::features::{CustomerFeatures, LifetimeValueRule};
 use referral_domain::orchestrator::{
     MessagePolicy, Orchestrator, OrchestratorConfig, StreamCounters,
 };
@@ -102,6 +102,8 @@ pub struct RunConfig {
     pub settle_pause: Duration,
     /// The orchestrator's message policy (default: every change gets a message).
     pub policy: MessagePolicy,
+    /// The enricher's lifetime-value bands (default: DESIGN.md's).
+    pub lifetime_value: LifetimeValueRule,
 }
 
 impl Default for RunConfig {
@@ -113,6 +115,7 @@ impl Default for RunConfig {
             settle_polls: 1,
             settle_pause: Duration::ZERO,
             policy: MessagePolicy::default(),
+            lifetime_value: LifetimeValueRule::default(),
         }
     }
 }
@@ -355,7 +358,14 @@ pub async fn run_in_memory(
     let store = EmbeddedFeatureStore::new();
     let messages = EmbeddedMessageStore::new();
     let archive = EmbeddedArchive::new();
-    let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
+    let enricher = Enricher::new(
+        &store,
+        &archive,
+        EnricherConfig {
+            lifetime_value: config.lifetime_value,
+            ..EnricherConfig::default()
+        },
+    );
     let orchestrator = Orchestrator::new(
         TemplateGenerator,
         &messages,

@@ -24,7 +24,7 @@ use crate::inputs::{InputError, read_inputs};
 pub use apigw::{ApigwOptions, Signature};
 pub use sqs::SqsOptions;
 pub use stream::StreamOptions;
-pub use wire::{SentWebhook, When, parse_when, send_time, webhooks};
+pub use wire::{SentWebhook, When, item_size, parse_when, send_time, webhooks};
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use referral_aws::sqs::SqsQueue;
 use referral_domain::enricher::{Enricher, EnricherConfig, Outcome};
 use referral_domain::env::{EnvError, Vars};
+use referral_domain::features::RuleError;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
 use referral_domain::ports::{AdapterError, FeatureStore, MessageStore, WorkQueue};
 use referral_domain::redact::CUSTOMER_REF_KEY_VAR;
@@ -34,6 +35,7 @@ use tokio::sync::watch;
 use crate::DEVELOPMENT_SECRET;
 use crate::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use crate::dlq::{self, DlqError};
+use crate::lifetime::LifetimeValueArgs;
 use crate::policy::PolicyArgs;
 use crate::remote::{self, LambdaEnricher, ResourceArgs};
 pub use listener::{HEADER_TIMEOUT, Limits, MAX_CONNECTIONS, MAX_HEADER_BYTES, REQUEST_TIMEOUT};
@@ -75,6 +77,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
+    lifetime_value: LifetimeValueArgs,
+    #[command(flatten)]
     resources: ResourceArgs,
 }
 
@@ -90,6 +94,14 @@ impl ServeArgs {
             // A request may take as long as its headers may, and then some.
             request_timeout: REQUEST_TIMEOUT.max(Duration::from_millis(self.header_timeout_ms)),
         }
+    }
+
+    /// The enricher's settings: the defaults, with the flags' lifetime-value rule.
+    fn enricher_config(&self) -> Result<EnricherConfig, RuleError> {
+        Ok(EnricherConfig {
+            lifetime_value: self.lifetime_value.rule()?,
+            ..EnricherConfig::default()
+        })
     }
 
     /// Whether the pipeline runs through AWS APIs rather than in memory.
@@ -114,6 +126,8 @@ pub enum ServeError {
     Ingest(#[from] EnvError),
     #[error("cannot wait for Ctrl-C: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
 }
 
 pub async fn serve(
@@ -121,6 +135,8 @@ pub async fn serve(
     sdk: Option<&aws_config::SdkConfig>,
 ) -> Result<ExitCode, ServeError> {
     referral_aws::telemetry::init();
+    // Refused before anything listens.
+    let enricher_config = args.enricher_config()?;
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .await
         .map_err(|source| ServeError::Listen {
@@ -134,13 +150,17 @@ pub async fn serve(
     }
     tracing::info!("Bedrock is not used locally: messages come from the template generator");
     match sdk {
-        None => serve_embedded(args, listener).await,
-        Some(sdk) => serve_aws(args, sdk, listener).await,
+        None => serve_embedded(args, listener, enricher_config).await,
+        Some(sdk) => serve_aws(args, sdk, listener, enricher_config).await,
     }
 }
 
 /// Everything in this process's memory, gone when it stops.
-async fn serve_embedded(args: &ServeArgs, listener: TcpListener) -> Result<ExitCode, ServeError> {
+async fn serve_embedded(
+    args: &ServeArgs,
+    listener: TcpListener,
+    enricher_config: EnricherConfig,
+) -> Result<ExitCode, ServeError> {
     let features = Arc::new(EmbeddedFeatureStore::new());
     let archive = Arc::new(EmbeddedArchive::new());
     let messages = Arc::new(EmbeddedMessageStore::new());
@@ -154,7 +174,7 @@ async fn serve_embedded(args: &ServeArgs, listener: TcpListener) -> Result<ExitC
     let queue_url = format!("http://localhost/embedded/{}", args.resources.queue);
     let enricher = LambdaEnricher::with_handler(
         EnricherHandler::new(
-            Enricher::new(Arc::clone(&features), archive, EnricherConfig::default()),
+            Enricher::new(Arc::clone(&features), archive, enricher_config),
             Arc::clone(&dead_letters),
         ),
         format!("arn:aws:sqs:local:000000000000:{}", args.resources.queue),
@@ -192,10 +212,11 @@ async fn serve_aws(
     args: &ServeArgs,
     sdk: &aws_config::SdkConfig,
     listener: TcpListener,
+    enricher_config: EnricherConfig,
 ) -> Result<ExitCode, ServeError> {
     let resources = remote::setup(sdk, &args.resources).await?;
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let enricher = LambdaEnricher::new(sdk, &resources);
+    let enricher = LambdaEnricher::new(sdk, &resources, enricher_config);
     let queue = SqsQueue::new(sqs.clone(), resources.queues.url.clone()).with_wait_seconds(1);
     let feed = DynamoStreamFeed::start(
         aws_sdk_dynamodbstreams::Client::new(sdk),

@@ -88,10 +88,22 @@ impl DynamoFeatureStore {
         &self,
         start: Option<HashMap<String, AttributeValue>>,
     ) -> Result<ScanPage, AdapterError> {
+        self.scan_segment_page(start, None).await
+    }
+
+    /// [`Self::scan_page`] of one segment `(segment, total_segments)` of a parallel scan, so
+    /// that a tool may read the table with several requests at once.
+    pub async fn scan_segment_page(
+        &self,
+        start: Option<HashMap<String, AttributeValue>>,
+        segment: Option<(i32, i32)>,
+    ) -> Result<ScanPage, AdapterError> {
         let output = self
             .client
             .scan()
             .table_name(&self.table)
+            .set_segment(segment.map(|(segment, _)| segment))
+            .set_total_segments(segment.map(|(_, total)| total))
             .set_exclusive_start_key(start)
             .consistent_read(true)
             .send()

@@ -31,7 +31,7 @@ pub use report::{
 use crate::event::{EventError, Rejection, ServiceEvent, Webhook, parse_webhook};
 use crate::features::{
     ArchiveAnswers, ArchiveView, ArchivedEvent, ArchivedKnowledge, CustomerFeatures, Disposition,
-    MemoryLimits, SplitPlan, archive_questions, fold_events_with, has_new,
+    LifetimeValueRule, MemoryLimits, SplitPlan, archive_questions, fold_events_with, has_new,
 };
 use crate::ports::{AdapterError, EventArchive, FeatureStore, FeatureWrite, WriteOutcome};
 
@@ -63,6 +63,9 @@ pub struct EnricherConfig {
     pub max_events_per_write: usize,
     /// Bytes of items the process keeps to write without reading first.
     pub cache_bytes: usize,
+    /// The bands every write gives; `referral features recompute` moves the items written
+    /// under an earlier rule.
+    pub lifetime_value: LifetimeValueRule,
 }
 
 impl EnricherConfig {
@@ -79,6 +82,7 @@ impl Default for EnricherConfig {
             memory: MemoryLimits::default(),
             max_events_per_write: 32,
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
+            lifetime_value: LifetimeValueRule::default(),
         }
     }
 }
@@ -242,7 +246,13 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
                 archived: Some(&archived),
                 split: split.as_ref().map(|(plan, _)| *plan),
             };
-            let fold = fold_events_with(current.take(), events, limits, view);
+            let fold = fold_events_with(
+                current.take(),
+                events,
+                limits,
+                view,
+                &self.config.lifetime_value,
+            );
             let applied_late = fold.applied_late as u64;
             let dispositions = fold.dispositions;
             let Some(next) = fold.item.filter(|_| !fold.applied_ids.is_empty()) else {

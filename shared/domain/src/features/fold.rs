@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::memory::{ArchiveAnswers, ArchivedKnowledge, ContentTag, IdHash, Recall, SplitPlan};
-use super::{CustomerFeatures, EventKey, MemoryLimits, Trigger};
+use super::{CustomerFeatures, EventKey, LifetimeValueRule, MemoryLimits, Trigger};
 use crate::event::ServiceEvent;
 
 /// What the fold did with one event.
@@ -61,13 +61,19 @@ pub struct ArchiveView<'a> {
 
 /// Folds one customer's events into its current item (`None` for a new customer), with no
 /// archive: for items that never archived anything (a reference fold, fixtures), where
-/// everything applied stays in the item.
+/// everything applied stays in the item; bands by the default lifetime-value rule.
 pub fn fold_events(
     current: Option<CustomerFeatures>,
     events: &[&ServiceEvent],
     limits: MemoryLimits,
 ) -> Fold {
-    fold_events_with(current, events, limits, ArchiveView::default())
+    fold_events_with(
+        current,
+        events,
+        limits,
+        ArchiveView::default(),
+        &LifetimeValueRule::default(),
+    )
 }
 
 /// The archive buckets to read before folding `events` into `current`, each with the ids it
@@ -114,14 +120,15 @@ pub fn has_new(
     })
 }
 
-/// [`fold_events`] with what the writer learnt of the archive (see [`ArchiveView`]). The
-/// item is taken by value: the enricher folds the item it holds and writes it, with no copy.
-/// All events must carry that customer's normalised e-mail.
+/// [`fold_events`] with what the writer learnt of the archive (see [`ArchiveView`]), banding
+/// by `rule`. The item is taken by value: the enricher folds the item it holds and writes
+/// it, with no copy. All events must carry that customer's normalised e-mail.
 pub fn fold_events_with(
     current: Option<CustomerFeatures>,
     events: &[&ServiceEvent],
     limits: MemoryLimits,
     archive: ArchiveView<'_>,
+    rule: &LifetimeValueRule,
 ) -> Fold {
     let base_version = current.as_ref().map_or(0, |item| item.version);
     let no_answers = ArchiveAnswers::default();
@@ -175,7 +182,7 @@ pub fn fold_events_with(
             score_micros: *score,
         });
         item.trigger_event_id = trigger.map(|(key, _)| key.event_id.to_string());
-        item.refresh_derived();
+        item.refresh_derived(rule);
         item.memory.settle(archive.archived, archive.split);
         let watermark = item.last_updated;
         item.memory.prune(watermark, limits);

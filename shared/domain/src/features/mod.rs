@@ -7,6 +7,7 @@
 mod fold;
 mod memory;
 pub mod rfc3339;
+mod rule;
 mod stored;
 
 use std::sync::Arc;
@@ -23,13 +24,10 @@ pub use memory::{
     ARCHIVED_EVENT_BYTES, AppliedMemory, ArchiveAnswers, ArchiveLayout, ArchivedEvent,
     ArchivedKnowledge, ContentTag, IdHash, MemoryError, MemoryLimits, Recall, SplitPlan,
 };
+pub use rule::{BandMove, LifetimeValueRule, RuleError, Threshold};
 
 /// Satisfaction assumed while a customer has no score (DESIGN.md).
 pub const DEFAULT_SATISFACTION_MICROS: u64 = 3_500_000;
-const HIGH_VALUE_MIN_SERVICES: u64 = 6;
-const HIGH_VALUE_MIN_SATISFACTION_MICROS: u64 = 4_000_000;
-const MEDIUM_VALUE_MIN_SERVICES: u64 = 3;
-const MEDIUM_VALUE_MIN_SATISFACTION_MICROS: u64 = 3_500_000;
 
 /// Orders events for "latest wins" decisions: by `occurred_at`, ties broken by the larger id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,23 +63,6 @@ pub enum LifetimeValue {
 }
 
 impl LifetimeValue {
-    /// Bands from DESIGN.md, compared on integer millionths so 3.5 and 4.0 are exact.
-    pub fn classify(service_count: u64, score_sum_micros: u64, score_count: u64) -> Self {
-        let average_at_least =
-            |threshold: u64| average_at_least(score_sum_micros, score_count, threshold);
-        if service_count >= HIGH_VALUE_MIN_SERVICES
-            && average_at_least(HIGH_VALUE_MIN_SATISFACTION_MICROS)
-        {
-            LifetimeValue::High
-        } else if service_count >= MEDIUM_VALUE_MIN_SERVICES
-            || average_at_least(MEDIUM_VALUE_MIN_SATISFACTION_MICROS)
-        {
-            LifetimeValue::Medium
-        } else {
-            LifetimeValue::Low
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             LifetimeValue::High => "high",
@@ -253,7 +234,7 @@ impl CustomerFeatures {
         }
     }
 
-    fn refresh_derived(&mut self) {
+    fn refresh_derived(&mut self, rule: &LifetimeValueRule) {
         self.satisfaction_avg = match self.score_count {
             0 => DEFAULT_SATISFACTION_MICROS as f64 / SCORE_SCALE as f64,
             // Dividing the integer sum first keeps e.g. three scores of 4.1 at exactly 4.1.
@@ -261,7 +242,7 @@ impl CustomerFeatures {
         };
         self.service_count = self.events_applied.max(self.services_count_hint);
         self.lifetime_value =
-            LifetimeValue::classify(self.service_count, self.score_sum_micros, self.score_count);
+            rule.classify(self.service_count, self.score_sum_micros, self.score_count);
     }
 
     /// Roughly what the item holds in memory, for caches that bound themselves in bytes.

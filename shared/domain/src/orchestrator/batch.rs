@@ -66,11 +66,14 @@ impl StreamCounters {
             }
             RecordOutcome::Suppressed(reason) => {
                 self.suppressed += 1;
-                *match reason {
+                let by_reason = match reason {
                     SuppressionReason::Cooldown => &mut self.suppressed_cooldown,
                     SuppressionReason::Satisfaction => &mut self.suppressed_satisfaction,
                     SuppressionReason::TriggerScore => &mut self.suppressed_trigger_score,
-                } += 1;
+                    // Recorded by the recompute tool, never by a record's handling.
+                    SuppressionReason::Recompute => return,
+                };
+                *by_reason += 1;
             }
             RecordOutcome::Deferred => self.deferred += 1,
             RecordOutcome::AlreadyCreated => self.already_created += 1,

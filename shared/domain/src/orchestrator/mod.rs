@@ -194,7 +194,8 @@ pub fn message_id_for(features: &CustomerFeatures) -> String {
 ///
 /// The table's stream carries new images only (each record is half the bytes of one with
 /// both images): every write of the enricher applies new service events and names the
-/// latest as its trigger, so a new image with a trigger earns a message. Where an old image
+/// latest as its trigger, so a new image with a trigger earns a message (a band move of
+/// `referral features recompute` applies none and has none). Where an old image
 /// is present (an older table's NEW_AND_OLD_IMAGES stream, or an emulator's no-op MODIFY
 /// with identical images) the count of applied events must also have grown.
 pub fn message_worthy(record: &ChangeRecord) -> Result<&Arc<CustomerFeatures>, SkipReason> {

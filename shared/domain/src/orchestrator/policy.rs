@@ -53,6 +53,9 @@ pub enum SuppressionReason {
     TriggerScore,
     /// The customer's last message is within the cooldown.
     Cooldown,
+    /// Not the policy's: `referral features recompute` moved the customer to another
+    /// lifetime-value band, a change with no new service to refer from.
+    Recompute,
 }
 
 impl SuppressionReason {
@@ -61,6 +64,7 @@ impl SuppressionReason {
             SuppressionReason::Satisfaction => "satisfaction",
             SuppressionReason::TriggerScore => "trigger_score",
             SuppressionReason::Cooldown => "cooldown",
+            SuppressionReason::Recompute => "recompute",
         }
     }
 }
