@@ -4,9 +4,10 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "common/function_binaries.rs"]
+mod function_binaries;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
@@ -39,19 +40,9 @@ const RULE: LifetimeValueRule = LifetimeValueRule {
 };
 
 fn referral(args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_referral"))
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("run the referral binary");
-    assert!(
-        output.status.success(),
-        "referral {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("--json prints one JSON document")
+    let (ok, stdout, stderr) = function_binaries::referral(args, b"");
+    assert!(ok, "referral {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).expect("--json prints one JSON document")
 }
 
 async fn scan_all(store: &DynamoFeatureStore) -> Vec<CustomerFeatures> {

@@ -73,6 +73,28 @@ fn stream_failure(stream_arn: &str, shard: &str, first: &str, last: &str) -> Let
     )
 }
 
+/// Writes `customer`'s item so that no release can decode it (a version that is no number).
+async fn put_undecodable_item(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    tables: &TableNames,
+    customer: &str,
+) {
+    dynamodb
+        .put_item()
+        .table_name(&tables.features)
+        .item(
+            "customerEmail",
+            aws_sdk_dynamodb::types::AttributeValue::S(customer.into()),
+        )
+        .item(
+            "version",
+            aws_sdk_dynamodb::types::AttributeValue::S("seven".into()),
+        )
+        .send()
+        .await
+        .expect("write an undecodable item");
+}
+
 /// A fresh queue for stream failures, as the template's StreamFailureQueue.
 async fn failure_queue(sqs: &aws_sdk_sqs::Client) -> String {
     sqs.create_queue()
@@ -188,20 +210,12 @@ async fn stream_failures_rerun_the_orchestrator_from_the_stream_or_else_from_the
     write_features(&config, &tables, &later).await;
     // And an item no release can read, which the check of every customer must skip (and
     // name) rather than fail on.
-    aws_sdk_dynamodb::Client::new(&config)
-        .put_item()
-        .table_name(&tables.features)
-        .item(
-            "customerEmail",
-            aws_sdk_dynamodb::types::AttributeValue::S("zed@example.com".into()),
-        )
-        .item(
-            "version",
-            aws_sdk_dynamodb::types::AttributeValue::S("seven".into()),
-        )
-        .send()
-        .await
-        .expect("write an undecodable item");
+    put_undecodable_item(
+        &aws_sdk_dynamodb::Client::new(&config),
+        &tables,
+        "zed@example.com",
+    )
+    .await;
     let beyond = |offset: u64| {
         let last: u128 = positions[positions.len() - 1].parse().expect("a number");
         (last + 1_000_000 + u128::from(offset)).to_string()
@@ -328,20 +342,7 @@ async fn a_quarantined_record_waits_for_its_item_to_be_repaired_then_gets_its_me
     let failures_url = failure_queue(&sqs).await;
     let replay = || replay_failures(&failures_url, &tables, &[]);
     let customer = "ann@example.com";
-    dynamodb
-        .put_item()
-        .table_name(&tables.features)
-        .item(
-            "customerEmail",
-            aws_sdk_dynamodb::types::AttributeValue::S(customer.into()),
-        )
-        .item(
-            "version",
-            aws_sdk_dynamodb::types::AttributeValue::S("seven".into()),
-        )
-        .send()
-        .await
-        .expect("write an undecodable item");
+    put_undecodable_item(&dynamodb, &tables, customer).await;
     let mut record = aws_lambda_events::event::dynamodb::EventRecord::default();
     record.event_source_arn = Some(stream_arn.clone());
     record.change.sequence_number = Some("4200".to_owned());
