@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use chrono::{DateTime, SecondsFormat, Utc};
-use referral_aws::dynamo::CUSTOMER_KEY;
+use referral_aws::stream_record::customer_key;
 use referral_domain::ports::OutgoingMessage;
 use referral_domain::redact::mask_emails;
 use serde::{Deserialize, Serialize};
@@ -36,15 +36,8 @@ pub struct Quarantine {
 
 /// The failure-destination message for `record`, refused for `reason`.
 pub fn failure_message(record: &EventRecord, reason: &str, now: DateTime<Utc>) -> OutgoingMessage {
-    let sequence_number = record
-        .change
-        .sequence_number
-        .as_deref()
-        .unwrap_or(&record.event_id);
-    let customer_email = match record.change.keys.get(CUSTOMER_KEY) {
-        Some(serde_dynamo::AttributeValue::S(email)) => Some(email.clone()),
-        _ => None,
-    };
+    let sequence_number = super::position_of(record);
+    let customer_email = customer_key(record).map(str::to_owned);
     let arrival = record
         .change
         .approximate_creation_date_time
@@ -84,6 +77,7 @@ pub fn failure_message(record: &EventRecord, reason: &str, now: DateTime<Utc>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use referral_aws::dynamo::CUSTOMER_KEY;
 
     #[test]
     fn the_message_is_lambdas_failure_shape_with_the_key_and_a_masked_reason() {

@@ -41,10 +41,7 @@ pub fn change_record(record: &EventRecord) -> Result<ChangeRecord, RecordError> 
         .sequence_number
         .clone()
         .ok_or(RecordError::NoSequenceNumber)?;
-    let customer_email = match record.change.keys.get(CUSTOMER_KEY) {
-        Some(serde_dynamo::AttributeValue::S(email)) => email.clone(),
-        _ => return Err(RecordError::NoKey),
-    };
+    let customer_email = customer_key(record).ok_or(RecordError::NoKey)?.to_owned();
     Ok(ChangeRecord {
         sequence_number,
         kind,
@@ -53,6 +50,15 @@ pub fn change_record(record: &EventRecord) -> Result<ChangeRecord, RecordError> 
         new_image: decode_image(&record.change.new_image, "NewImage")?,
         written_at: written_at(record),
     })
+}
+
+/// The item's key (the customer's e-mail) in the record's `Keys`, which can be read even
+/// when its images cannot.
+pub fn customer_key(record: &EventRecord) -> Option<&str> {
+    match record.change.keys.get(CUSTOMER_KEY) {
+        Some(serde_dynamo::AttributeValue::S(email)) => Some(email),
+        _ => None,
+    }
 }
 
 /// The record's `ApproximateCreationDateTime`; the event type defaults a missing one to the
