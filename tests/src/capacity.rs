@@ -1,5 +1,5 @@
 //! DynamoDB capacity a run costs, from moto's request recording: the Rust counterpart of
-//! `shared/bench/capacity.py`, with the same sizing rules and prices, split into item
+//! the side-by-side bench kit's `capacity.py`, with the same sizing rules and prices, split into item
 //! sizing (here), the recording's parser ([`recording`]), the accounting ([`ledger`]) and
 //! its result ([`report`]).
 //!
@@ -22,7 +22,7 @@ pub use recording::{RecordedRequest, RecordingError, parse_recording};
 pub use report::{CapacityError, CapacityReport, TableUsage};
 
 /// On-demand prices in us-east-1, USD per million request units: the same constants as
-/// `shared/bench/capacity.py`, so the two tools' figures compare.
+/// the bench kit's `capacity.py`, so the two tools' figures compare.
 pub const USD_PER_MILLION_WRITE_UNITS: f64 = 0.625;
 pub const USD_PER_MILLION_READ_UNITS: f64 = 0.125;
 /// A write unit covers up to 1 KB of item, a read unit up to 4 KB.

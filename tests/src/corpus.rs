@@ -244,7 +244,7 @@ impl Corpus {
         batches(&self.deliveries, self.spec.batch_size)
     }
 
-    /// One body per line, in delivery order: the input of `shared/bench/lambda_runtime.py`
+    /// One body per line, in delivery order: the input of the side-by-side bench kit's `lambda_runtime.py`
     /// and `referral run`.
     pub fn write_jsonl(&self, out: impl Write) -> io::Result<()> {
         write_jsonl(&self.deliveries, out)

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 pub fn workspace() -> PathBuf {
@@ -104,4 +105,30 @@ pub fn get_att(value: &Value) -> Option<(&str, &str)> {
         [resource, attribute] => Some((resource.as_str()?, attribute.as_str()?)),
         _ => None,
     }
+}
+
+/// A function's metrics as its EMF lines name them: the counters' serialised field names.
+fn metric_names<C: Serialize + Default>() -> BTreeSet<String> {
+    match serde_json::to_value(C::default()) {
+        Ok(Value::Object(fields)) => fields.keys().cloned().collect(),
+        other => panic!("counters serialise as {other:?}"),
+    }
+}
+
+/// What each function emits in the `ReferralPipeline` namespace under its `service`
+/// dimension (besides Powertools' `ColdStart`, which also has `function_name`).
+pub fn emitted_metrics() -> Vec<(&'static str, BTreeSet<String>)> {
+    let mut orchestrator = metric_names::<referral_domain::orchestrator::StreamCounters>();
+    orchestrator.extend(metric_names::<referral_domain::fallback::FallbackCounters>());
+    vec![
+        (
+            referral_ingest::METRICS_SERVICE,
+            metric_names::<referral_ingest::RequestCounters>(),
+        ),
+        (
+            referral_enricher::METRICS_SERVICE,
+            metric_names::<referral_enricher::HandlerCounters>(),
+        ),
+        (referral_orchestrator::METRICS_SERVICE, orchestrator),
+    ]
 }

@@ -10,37 +10,24 @@
 use std::collections::BTreeSet;
 
 use referral_aws::telemetry::NAMESPACE;
-use referral_domain::fallback::FallbackCounters;
-use referral_domain::orchestrator::StreamCounters;
-use referral_enricher::HandlerCounters;
-use referral_tests::sam::{get_att, ref_of, resource, resources_of_type, template, workspace};
-use serde::Serialize;
+use referral_tests::sam::{
+    emitted_metrics, get_att, ref_of, resource, resources_of_type, template, workspace,
+};
 use serde_json::{Value, json};
-
-/// A function's metrics as its EMF lines name them: the counters' serialised field names.
-fn metric_names<C: Serialize + Default>() -> BTreeSet<String> {
-    match serde_json::to_value(C::default()).unwrap() {
-        Value::Object(fields) => fields.keys().cloned().collect(),
-        other => panic!("counters serialise as {other}"),
-    }
-}
 
 /// What each function emits under its `service` dimension, and what it says needs an alarm.
 fn services() -> Vec<(&'static str, BTreeSet<String>, &'static [&'static str])> {
-    let mut orchestrator = metric_names::<StreamCounters>();
-    orchestrator.extend(metric_names::<FallbackCounters>());
-    vec![
-        (
-            referral_enricher::METRICS_SERVICE,
-            metric_names::<HandlerCounters>(),
-            referral_enricher::ALARMED_METRICS,
-        ),
-        (
-            referral_orchestrator::METRICS_SERVICE,
-            orchestrator,
-            referral_orchestrator::ALARMED_METRICS,
-        ),
-    ]
+    emitted_metrics()
+        .into_iter()
+        .map(|(service, emitted)| {
+            let alarmed: &'static [&'static str] = match service {
+                referral_enricher::METRICS_SERVICE => referral_enricher::ALARMED_METRICS,
+                referral_orchestrator::METRICS_SERVICE => referral_orchestrator::ALARMED_METRICS,
+                _ => &[],
+            };
+            (service, emitted, alarmed)
+        })
+        .collect()
 }
 
 /// Every metric an alarm watches, as (namespace, name, dimensions), whether the alarm names

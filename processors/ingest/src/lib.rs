@@ -31,6 +31,9 @@ pub use metrics::RequestCounters;
 pub use queue::{CUSTOMER_REF_ATTRIBUTE, EVENT_ID_ATTRIBUTE, EVENT_TYPE_ATTRIBUTE, queue_message};
 pub use signature::{SIGNATURE_HEADER, SignatureError, WebhookSecret, sign, verify};
 
+/// The `service` dimension of the function's metrics.
+pub const METRICS_SERVICE: &str = "ingest";
+
 /// What the function's role must allow.
 pub const IAM_ACTIONS: &[&str] = &["sqs:SendMessage"];
 

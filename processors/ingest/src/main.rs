@@ -4,7 +4,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use referral_aws::sqs::SqsQueue;
 use referral_aws::telemetry;
-use referral_ingest::{Config, Deps, RequestCounters, handle};
+use referral_ingest::{Config, Deps, METRICS_SERVICE, RequestCounters, handle};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
             let response = handle(deps, event.payload, chrono::Utc::now()).await;
             let counters = RequestCounters::of(&response);
-            telemetry::emit_metrics(telemetry::NAMESPACE, "ingest", &counters);
+            telemetry::emit_metrics(telemetry::NAMESPACE, METRICS_SERVICE, &counters);
             Ok::<_, Error>(response)
         },
     ))

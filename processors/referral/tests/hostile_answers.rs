@@ -1,4 +1,4 @@
-//! The answer screen, black-box (issue 20): the orchestrator's own binary runs as Lambda
+//! The answer screen, black-box: the orchestrator's own binary runs as Lambda
 //! runs it (`referral invoke`) against moto's server, with
 //! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` aimed at a Converse stand-in on loopback
 //! (`common/converse.rs`) that answers each customer with an answer chosen for them. Each

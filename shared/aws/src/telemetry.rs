@@ -1,6 +1,8 @@
 //! Logs and metrics of the Lambda functions: JSON lines on stdout, which CloudWatch Logs
 //! ingests, and CloudWatch embedded-metric-format (EMF) lines for the counters.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
@@ -44,15 +46,50 @@ pub const NAMESPACE: &str = "ReferralPipeline";
 /// One CloudWatch EMF line: `counters` become metrics of `namespace` with no dimension
 /// besides the function (added by `service`). Printed straight to stdout, as EMF requires
 /// the whole JSON object to be the log line.
+///
+/// The first call of a process also prints Powertools' `ColdStart` metric (dimensions
+/// `function_name` and `service`), so that cold starts read the same as in functions
+/// instrumented with Powertools for AWS Lambda.
 pub fn emit_metrics<C: Serialize>(namespace: &str, service: &str, counters: &C) {
-    if let Some(line) = metrics_line(
-        namespace,
-        service,
-        counters,
-        chrono::Utc::now().timestamp_millis(),
-    ) {
+    let now = chrono::Utc::now().timestamp_millis();
+    if !COLD_START_REPORTED.swap(true, Ordering::Relaxed) {
+        let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+        println!(
+            "{}",
+            cold_start_line(namespace, service, &function_name, now)
+        );
+    }
+    if let Some(line) = metrics_line(namespace, service, counters, now) {
         println!("{line}");
     }
+}
+
+static COLD_START_REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Powertools' name for the metric counting a function's cold starts.
+pub const COLD_START_METRIC: &str = "ColdStart";
+
+/// The EMF object of one cold start of `function_name`.
+pub fn cold_start_line(
+    namespace: &str,
+    service: &str,
+    function_name: &str,
+    timestamp_millis: i64,
+) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_millis,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["function_name", "service"]],
+                "Metrics": [{ "Name": COLD_START_METRIC, "Unit": "Count" }],
+            }],
+        },
+        "function_name": function_name,
+        "service": service,
+        COLD_START_METRIC: 1,
+    })
+    .to_string()
 }
 
 /// The EMF object for `counters` (every numeric field a metric with unit Count).
@@ -87,7 +124,7 @@ pub fn metrics_line<C: Serialize>(
 
 #[cfg(test)]
 mod tests {
-    use super::metrics_line;
+    use super::{cold_start_line, metrics_line};
 
     #[derive(serde::Serialize)]
     struct Counts {
@@ -115,5 +152,20 @@ mod tests {
         assert_eq!(directive["Namespace"], "Referral");
         assert_eq!(directive["Metrics"][0]["Name"], "applied");
         assert_eq!(directive["Metrics"][1]["Name"], "rejected");
+    }
+
+    #[test]
+    fn cold_start_line_is_powertools_cold_start_metric() {
+        let line = cold_start_line("Referral", "ingest", "referral-dev-IngestFunction", 7);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        assert_eq!(value["ColdStart"], 1);
+        assert_eq!(value["function_name"], "referral-dev-IngestFunction");
+        assert_eq!(value["service"], "ingest");
+        let directive = &value["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(
+            directive["Dimensions"][0],
+            serde_json::json!(["function_name", "service"])
+        );
+        assert_eq!(directive["Metrics"][0]["Name"], "ColdStart");
     }
 }

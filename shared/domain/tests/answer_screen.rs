@@ -1,4 +1,4 @@
-//! The answer screen against hostile model answers (issue 20): every class the audit found
+//! The answer screen against hostile model answers: every class an audit of model answers found
 //! passing the old deny-list is refused, ordinary messages still pass, and a refusal's
 //! reason never quotes the message.
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.

@@ -1,6 +1,6 @@
 //! The insights block shows a customer's city among the instructions only when the
-//! gazetteer knows it as a place of the customer's state (issue 20, "Any four capitalised
-//! words pass as a city"); the data block still carries every value, escaped.
+//! gazetteer knows it as a place of the customer's state (otherwise any four capitalised
+//! words would pass as a city); the data block still carries every value, escaped.
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 

@@ -88,7 +88,7 @@ fn units_round_up_with_a_minimum() {
     assert_eq!(read_units(4097, false), 1.0);
 }
 
-// The hand-made items and recording that were run through shared/bench/capacity.py.
+// The hand-made items and recording that were run through the side-by-side bench kit's capacity.py.
 fn item_a() -> Value {
     json!({"pk": {"S": "cust#1"}, "name": {"S": "Zoë Ångström"}, "n1": {"N": "0"},
            "n2": {"N": "-012.3400"}, "n3": {"N": "1E+5"},
@@ -175,7 +175,7 @@ fn python_checked_recording() -> String {
 #[test]
 fn agrees_with_capacity_py() {
     // Expected figures from capacity.py itself: the same items and recording written by a
-    // Python script, then `python3 shared/bench/capacity.py rec.jsonl 4` printed
+    // Python script, then `python3 capacity.py rec.jsonl 4` (the bench kit's) printed
     // {"ops": {"GetItem": 5, "PutItem": 2, "TransactWriteItems": 1, "UpdateItem": 1,
     //  "DeleteItem": 1}, "wcu": 20.0, "rcu": 6.0, "largest_item_bytes": 4212,
     //  "by_table": {"T1": {"wcu": 10.0, "rcu": 4.0, "requests": 9},

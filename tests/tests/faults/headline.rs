@@ -1,4 +1,4 @@
-//! The seeded scenario of issue 12, against moto through the real handlers.
+//! The seeded headline scenario, against moto through the real handlers.
 //!
 //! 10,000 distinct events of 500 customers plus 30% duplicates (3,000 byte-for-byte
 //! redeliveries), shuffled, a dozen invalid webhooks and three events of a customer whose

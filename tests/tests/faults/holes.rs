@@ -1,4 +1,4 @@
-//! One regression scenario per orchestrator hole of issue 12, against moto through the real
+//! One regression scenario per orchestrator hole found in review, against moto through the real
 //! handlers and the same invariants as the headline run:
 //!
 //! - the invocation's deadline: near it no record is started, the rest are reported from

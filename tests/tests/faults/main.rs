@@ -9,8 +9,8 @@
 //! - every event is applied, or in a dead-letter queue with a reason; none is lost;
 //! - no claim is left in the message table.
 //!
-//! `headline` is issue 12's seeded scenario; `holes` has one regression scenario per
-//! orchestrator hole the issue found (deadline, stuck record).
+//! `headline` is the seeded end-to-end scenario; `holes` has one regression scenario per
+//! orchestrator hole found in review (deadline, stuck record).
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
