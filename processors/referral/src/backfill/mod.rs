@@ -95,8 +95,10 @@ pub enum BackfillError {
 /// Input bytes per partition: the second pass holds one partition in memory.
 const PARTITION_BYTES: u64 = 64 << 20;
 const MAX_PARTITIONS: u64 = 4096;
-/// Events handed to the enricher at once (its customers are written concurrently).
+/// Events and customers handed to the enricher at once (it writes customers concurrently):
+/// a checkpoint follows each batch, so an interruption redoes at most one.
 const BATCH_EVENTS: usize = 2_000;
+const BATCH_CUSTOMERS: usize = 32;
 
 /// What a backfill did.
 #[derive(Debug, Default, Serialize)]
@@ -253,7 +255,10 @@ where
             }
             batch_events += events.len();
             batch.push((customer, events));
-            if batch_events >= BATCH_EVENTS || customers.peek().is_none() {
+            if batch_events >= BATCH_EVENTS
+                || batch.len() >= BATCH_CUSTOMERS
+                || customers.peek().is_none()
+            {
                 let finished = load_batch(enricher, &batch, resumed, &mut report, &mut rejects)
                     .await
                     .map_err(state_error(&args.rejects))?;
