@@ -188,7 +188,9 @@ mod tests {
     #[test]
     fn anything_else_is_one_event() {
         let mut events = Vec::new();
-        read_document("f.json", "\n\n{\"event_id\": ", &mut |event| events.push(event));
+        read_document("f.json", "\n\n{\"event_id\": ", &mut |event| {
+            events.push(event)
+        });
         read_document("g.json", "42", &mut |event| events.push(event));
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].source, "f.json:3");

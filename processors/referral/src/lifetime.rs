@@ -434,7 +434,13 @@ impl Worker {
     /// Records the written change's one outcome: suppressed, `recompute`. `false` when it
     /// could not be recorded.
     async fn record(&self, written: &CustomerFeatures) -> bool {
-        record_suppressed(&self.messages, written, SuppressionReason::Recompute, HOLDER).await
+        record_suppressed(
+            &self.messages,
+            written,
+            SuppressionReason::Recompute,
+            HOLDER,
+        )
+        .await
     }
 }
 

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-use referral_cli::{backfill, dlq, events, inputs, invoke, lifetime, local, output, policy, remote};
+use referral_cli::{
+    backfill, dlq, events, inputs, invoke, lifetime, local, output, policy, remote,
+};
 use referral_domain::enricher::EnricherConfig;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::template::TemplateGenerator;

@@ -177,9 +177,11 @@ async fn scan_all(store: &DynamoFeatureStore) -> Vec<CustomerFeatures> {
 
 /// Whether the run's checkpoint has finished customers in it.
 fn checkpointed(state: &Path) -> bool {
-    std::fs::read_dir(state).into_iter().flatten().flatten().any(|run| {
-        std::fs::metadata(run.path().join("done")).is_ok_and(|done| done.len() > 0)
-    })
+    std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|run| std::fs::metadata(run.path().join("done")).is_ok_and(|done| done.len() > 0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,8 +233,14 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
     let mut first = referral(&paced, &inputs.dir).spawn().expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !checkpointed(&inputs.dir.join("state")) {
-        assert!(Instant::now() < deadline, "no customer finished in 2 minutes");
-        assert!(first.try_wait().unwrap().is_none(), "finished before it was interrupted");
+        assert!(
+            Instant::now() < deadline,
+            "no customer finished in 2 minutes"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "finished before it was interrupted"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     first.kill().expect("kill");
@@ -241,7 +249,10 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
     let resumed = report(&referral(&args, &inputs.dir).output().unwrap());
     eprintln!("resumed run: {resumed}");
     assert_eq!(resumed["resumed"], true);
-    assert!(resumed["customers_skipped"].as_u64().unwrap() > 0, "{resumed}");
+    assert!(
+        resumed["customers_skipped"].as_u64().unwrap() > 0,
+        "{resumed}"
+    );
     assert_eq!(resumed["events"], inputs.deliveries + 3);
     assert_eq!(resumed["rejected"], 3, "{resumed}");
     assert_eq!(resumed["unrecorded"], 0);
@@ -254,7 +265,9 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
     let expected = expected_features(&inputs.distinct, MemoryLimits::default());
     assert_eq!(stored.len(), expected.len());
     for item in &stored {
-        let want = expected.get(&item.customer_email).expect("a customer of the corpus");
+        let want = expected
+            .get(&item.customer_email)
+            .expect("a customer of the corpus");
         assert_eq!(
             comparable(item.clone()),
             comparable(want.clone()),
@@ -299,7 +312,11 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(counters.records, changes, "{counters:?}");
-    assert_eq!((counters.created, counters.skipped), (0, changes), "{counters:?}");
+    assert_eq!(
+        (counters.created, counters.skipped),
+        (0, changes),
+        "{counters:?}"
+    );
 
     // The rejects file: where, which field, and the row to fix.
     let rejects = std::fs::read_to_string(inputs.dir.join("rejects.jsonl")).unwrap();
@@ -316,7 +333,15 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
             let line: u64 = line.parse().unwrap();
             assert!(line <= csv_lines, "{source}");
             (
-                format!("{}:{}", file, if file.ends_with(".csv") { "row" } else { "line" }),
+                format!(
+                    "{}:{}",
+                    file,
+                    if file.ends_with(".csv") {
+                        "row"
+                    } else {
+                        "line"
+                    }
+                ),
                 reject["field"].as_str().unwrap().to_owned(),
             )
         })
@@ -325,11 +350,19 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
         summary,
         vec![
             ("history.jsonl:line".to_owned(), "body".to_owned()),
-            ("history.csv:row".to_owned(), "service.satisfaction_score".to_owned()),
+            (
+                "history.csv:row".to_owned(),
+                "service.satisfaction_score".to_owned()
+            ),
             ("history.csv:row".to_owned(), "row".to_owned()),
         ]
     );
-    assert!(rejects[1]["body"].as_str().unwrap().contains("evt_bad_score"));
+    assert!(
+        rejects[1]["body"]
+            .as_str()
+            .unwrap()
+            .contains("evt_bad_score")
+    );
 
     // A second run finds everything applied and writes nothing.
     let again = report(&referral(&args, &inputs.dir).output().unwrap());
@@ -337,7 +370,10 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
     assert_eq!(again["resumed"], false);
     assert_eq!(again["applied"], 0);
     assert_eq!(
-        (again["item_writes"].clone(), again["archive_writes"].clone()),
+        (
+            again["item_writes"].clone(),
+            again["archive_writes"].clone()
+        ),
         (Value::from(0), Value::from(0)),
         "{again}"
     );

@@ -110,7 +110,10 @@ impl<R: BufRead> Records<R> {
             }
             let (text, utf8) = match String::from_utf8(bytes) {
                 Ok(text) => (text, true),
-                Err(error) => (String::from_utf8_lossy(error.as_bytes()).into_owned(), false),
+                Err(error) => (
+                    String::from_utf8_lossy(error.as_bytes()).into_owned(),
+                    false,
+                ),
             };
             return Ok(Some(Record {
                 line,

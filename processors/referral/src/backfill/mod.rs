@@ -129,6 +129,9 @@ pub struct Report {
 #[derive(Debug, Serialize, Deserialize)]
 struct Spilled {
     customer: String,
+    /// When it occurred, in seconds: a customer's history is applied in time order, as live
+    /// traffic would have, so most events land above the item's floor (no archive read).
+    at: i64,
     source: String,
     body: String,
 }
@@ -146,7 +149,9 @@ struct Scan {
 pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, BackfillError> {
     let rule = args.rule.rule()?;
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let pace = args.max_write_units.map(|units| Arc::new(WritePace::new(units)));
+    let pace = args
+        .max_write_units
+        .map(|units| Arc::new(WritePace::new(units)));
     let tally = Arc::new(Mutex::new(WriteTally::default()));
     let enricher = Enricher::new(
         HistoryStore::new(
@@ -229,7 +234,7 @@ where
     let progress = progress_bar(scan.valid);
     for partition in 0..scan.partitions {
         let path = partition_path(&state, partition);
-        let mut customers: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut customers: BTreeMap<String, Vec<(i64, String, String)>> = BTreeMap::new();
         let file = File::open(&path).map_err(state_error(&path))?;
         for (index, line) in BufReader::new(file).lines().enumerate() {
             let line = line.map_err(state_error(&path))?;
@@ -238,15 +243,21 @@ where
                     path: path.clone(),
                     detail: format!("line {}: {error}", index + 1),
                 })?;
-            customers
-                .entry(spilled.customer)
-                .or_default()
-                .push((spilled.source, spilled.body));
+            customers.entry(spilled.customer).or_default().push((
+                spilled.at,
+                spilled.source,
+                spilled.body,
+            ));
         }
         let mut batch: Vec<(String, Vec<(String, String)>)> = Vec::new();
         let mut batch_events = 0;
         let mut customers = customers.into_iter().peekable();
-        while let Some((customer, events)) = customers.next() {
+        while let Some((customer, mut events)) = customers.next() {
+            events.sort_by_key(|(at, _, _)| *at);
+            let events: Vec<(String, String)> = events
+                .into_iter()
+                .map(|(_, source, body)| (source, body))
+                .collect();
             report.customers += 1;
             if done.contains(&customer_hash(&customer)) {
                 report.customers_skipped += 1;
@@ -457,6 +468,7 @@ fn spill(
             let partition = partition_of(&customer, parts.len());
             let spilled = Spilled {
                 customer,
+                at: parsed.occurred_at.timestamp(),
                 source: event.source,
                 body: event.body,
             };
