@@ -94,7 +94,7 @@ pub struct RecomputeArgs {
     max_write_units: Option<f64>,
 }
 
-fn parse_units(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_units(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(units) if units.is_finite() && units > 0.0 => Ok(units),
         _ => Err(format!(
@@ -206,20 +206,20 @@ impl Tally {
 
 /// A shared cap on write units per second: each write books its units on one schedule.
 #[derive(Debug)]
-struct WritePace {
+pub struct WritePace {
     per_unit: Duration,
     next: Mutex<Option<Instant>>,
 }
 
 impl WritePace {
-    fn new(units_per_second: f64) -> Self {
+    pub fn new(units_per_second: f64) -> Self {
         WritePace {
             per_unit: Duration::from_secs_f64(1.0 / units_per_second),
             next: Mutex::new(None),
         }
     }
 
-    async fn take(&self, units: u64) {
+    pub async fn take(&self, units: u64) {
         let slot = {
             let mut next = self.next.lock().await;
             let now = Instant::now();
@@ -236,7 +236,7 @@ impl WritePace {
 }
 
 /// The write units of putting `item`: one per started KB of its stored form.
-fn write_units(item: &CustomerFeatures) -> u64 {
+pub(crate) fn write_units(item: &CustomerFeatures) -> u64 {
     serde_dynamo::to_item::<_, serde_dynamo::Item>(item)
         .map_or(1, |stored| item_size(&stored).div_ceil(1024).max(1))
 }
@@ -434,26 +434,42 @@ impl Worker {
     /// Records the written change's one outcome: suppressed, `recompute`. `false` when it
     /// could not be recorded.
     async fn record(&self, written: &CustomerFeatures) -> bool {
-        let now = Utc::now();
-        let suppression = Suppression {
-            customer_email: written.customer_email.clone(),
-            message_id: message_id_for(written),
-            features_version: written.version,
-            trigger_event_id: None,
-            reason: SuppressionReason::Recompute.as_str().to_owned(),
-            decided_at: now,
-        };
-        let recorded = self
-            .messages
-            .record(Decision::Suppressed(suppression), &Holder::new(HOLDER), now)
-            .await;
-        match recorded {
-            Ok(Recorded::Recorded | Recorded::AlreadyDecided) => true,
-            Ok(Recorded::ClaimHeldElsewhere) => false,
-            Err(error) => {
-                tracing::warn!(error = %error, "recompute could not record a suppression");
-                false
-            }
+        record_suppressed(
+            &self.messages,
+            written,
+            SuppressionReason::Recompute,
+            HOLDER,
+        )
+        .await
+    }
+}
+
+/// Records a change a tool wrote as its one outcome, suppressed for `reason`, so that no
+/// message is made of it. `false` when it could not be recorded.
+pub(crate) async fn record_suppressed<M: MessageStore>(
+    messages: &M,
+    written: &CustomerFeatures,
+    reason: SuppressionReason,
+    holder: &str,
+) -> bool {
+    let now = Utc::now();
+    let suppression = Suppression {
+        customer_email: written.customer_email.clone(),
+        message_id: message_id_for(written),
+        features_version: written.version,
+        trigger_event_id: None,
+        reason: reason.as_str().to_owned(),
+        decided_at: now,
+    };
+    let recorded = messages
+        .record(Decision::Suppressed(suppression), &Holder::new(holder), now)
+        .await;
+    match recorded {
+        Ok(Recorded::Recorded | Recorded::AlreadyDecided) => true,
+        Ok(Recorded::ClaimHeldElsewhere) => false,
+        Err(error) => {
+            tracing::warn!(error = %error, reason = reason.as_str(), "could not record a suppression");
+            false
         }
     }
 }

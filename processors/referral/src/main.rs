@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-use referral_cli::{dlq, events, inputs, invoke, lifetime, local, output, policy, remote};
+use referral_cli::{
+    backfill, dlq, events, inputs, invoke, lifetime, local, output, policy, remote,
+};
 use referral_domain::enricher::EnricherConfig;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
 use referral_domain::template::TemplateGenerator;
@@ -38,6 +40,9 @@ struct Cli {
 enum Command {
     /// Push webhook files through the whole pipeline and report features and messages.
     Run(RunArgs),
+    /// Load a history of webhooks (JSON, JSONL, CSV) into the feature store, without
+    /// messages (AWS APIs).
+    Backfill(backfill::BackfillArgs),
     /// Inspect, export, import and replay dead-letter queues (AWS APIs).
     Dlq(dlq::DlqArgs),
     /// The asynchronous pipeline on this machine: in memory, or through AWS APIs.
@@ -85,6 +90,8 @@ enum CliError {
     #[error(transparent)]
     Dlq(#[from] dlq::DlqError),
     #[error(transparent)]
+    Backfill(#[from] backfill::BackfillError),
+    #[error(transparent)]
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Invoke(#[from] invoke::InvokeCommandError),
@@ -99,6 +106,12 @@ fn main() -> ExitCode {
     let endpoint = cli.endpoint_url.as_deref();
     let result = match &cli.command {
         Command::Run(args) => run(args, endpoint),
+        Command::Backfill(args) => with_runtime(|| async {
+            let sdk = local::aws_access(endpoint)
+                .await
+                .map_err(local::LocalError::from)?;
+            Ok(backfill::run(args, &sdk).await?)
+        }),
         Command::Dlq(args) => with_runtime(|| async {
             let sdk = local::aws_access(endpoint)
                 .await

@@ -61,7 +61,7 @@ pub struct InputEvent {
 impl InputEvent {
     /// The message to queue, or why ingest would refuse the event before the queue: not
     /// UTF-8, or too large for the queue with room for a dead letter's reason (413).
-    fn to_queue(&self) -> Result<OutgoingMessage, RejectedEvent> {
+    pub fn to_queue(&self) -> Result<OutgoingMessage, RejectedEvent> {
         let refused = |kind, error| RejectedEvent {
             source: self.source.clone(),
             event_id: None,

@@ -113,6 +113,13 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
         &self.archive
     }
 
+    /// Keeps an item read from the store, so the next batch of its customer folds onto it
+    /// instead of writing blind: a batch of events it holds already then costs that read
+    /// rather than a refused conditional write (which DynamoDB bills as a write).
+    pub fn remember(&self, item: CustomerFeatures) {
+        self.cache().put(Arc::new(item));
+    }
+
     /// Processes one batch; `now` bounds how far in the future an event may be dated.
     pub async fn process(&self, batch: &[QueuedWebhook<'_>], now: DateTime<Utc>) -> BatchReport {
         let mut reports: Vec<MessageReport> = Vec::with_capacity(batch.len());

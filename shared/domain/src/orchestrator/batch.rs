@@ -70,8 +70,8 @@ impl StreamCounters {
                     SuppressionReason::Cooldown => &mut self.suppressed_cooldown,
                     SuppressionReason::Satisfaction => &mut self.suppressed_satisfaction,
                     SuppressionReason::TriggerScore => &mut self.suppressed_trigger_score,
-                    // Recorded by the recompute tool, never by a record's handling.
-                    SuppressionReason::Recompute => return,
+                    // Recorded by the recompute and backfill tools, never by a record's handling.
+                    SuppressionReason::Recompute | SuppressionReason::Backfill => return,
                 };
                 *by_reason += 1;
             }

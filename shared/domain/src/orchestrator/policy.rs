@@ -56,6 +56,8 @@ pub enum SuppressionReason {
     /// Not the policy's: `referral features recompute` moved the customer to another
     /// lifetime-value band, a change with no new service to refer from.
     Recompute,
+    /// Not the policy's: `referral backfill` loaded history, which earns no message.
+    Backfill,
 }
 
 impl SuppressionReason {
@@ -65,6 +67,7 @@ impl SuppressionReason {
             SuppressionReason::TriggerScore => "trigger_score",
             SuppressionReason::Cooldown => "cooldown",
             SuppressionReason::Recompute => "recompute",
+            SuppressionReason::Backfill => "backfill",
         }
     }
 }

@@ -1,0 +1,682 @@
+//! `referral backfill`: loads a history of webhooks (JSON/JSONL as `run` reads them, CSV
+//! exports) into the feature store through the live path's enricher core, so the fold,
+//! the dedupe memory, the archive and the conditional writes are the live path's own.
+//!
+//! Two passes. The first streams every input, validates each event as ingest would
+//! (a refused one goes to the rejects file with its `file:line` and field) and spills the
+//! valid ones into partition files by customer, in a state directory named by the inputs.
+//! The second takes the partitions one at a time (memory: one partition), groups them by
+//! customer and hands customers to the enricher in batches: each customer's item is written
+//! once per `max_events_per_write` of its events, merged with what the table holds under the
+//! version condition. After each batch its finished customers are appended to a checkpoint,
+//! so a rerun after an interruption skips them; a complete run removes its state directory.
+
+pub mod csv;
+pub mod history;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use aws_config::SdkConfig;
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
+use referral_domain::enricher::{Enricher, EnricherConfig, Outcome, QueuedWebhook};
+use referral_domain::event::{Webhook, parse_webhook};
+use referral_domain::ports::{AdapterError, EventArchive, FeatureStore, MessageStore};
+use referral_domain::redact::mask_email;
+use referral_local::pipeline::{InputEvent, RejectedEvent};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::inputs::{self, InputError};
+use crate::lifetime::{LifetimeValueArgs, WritePace, parse_units};
+use history::{HistoryStore, PacedArchive, WriteTally};
+
+#[derive(Debug, clap::Args)]
+pub struct BackfillArgs {
+    /// Webhook files (.json, .jsonl, .ndjson), CSV exports (.csv) or directories of them.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Where refused events go, one JSON object a line (source, field, kind, error, body).
+    #[arg(long, default_value = "backfill-rejects.jsonl")]
+    rejects: PathBuf,
+    /// Where the partitions and the checkpoint of a run are kept until it completes.
+    #[arg(long, default_value = ".referral-backfill")]
+    state_dir: PathBuf,
+    /// At most this many write units a second (item and archive writes). Unset: no cap.
+    #[arg(long, value_name = "N", value_parser = parse_units)]
+    max_write_units: Option<f64>,
+    /// One JSON object instead of the summary line.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
+    features_table: String,
+    #[arg(long, env = "ARCHIVE_TABLE", default_value = "CustomerFeaturesArchive")]
+    archive_table: String,
+    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
+    messages_table: String,
+    #[command(flatten)]
+    rule: LifetimeValueArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("{path}:{line}: {source}")]
+    Header {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: csv::HeaderError,
+    },
+    #[error("cannot write `{path}`: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is damaged ({detail}); delete it to start this backfill afresh")]
+    Damaged { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Rule(#[from] referral_domain::features::RuleError),
+    #[error(transparent)]
+    Store(#[from] AdapterError),
+    #[error("cannot encode the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Input bytes per partition: the second pass holds one partition in memory.
+const PARTITION_BYTES: u64 = 64 << 20;
+const MAX_PARTITIONS: u64 = 4096;
+/// Events and customers handed to the enricher at once (it writes customers concurrently):
+/// a checkpoint follows each batch, so an interruption redoes at most one.
+const BATCH_EVENTS: usize = 2_000;
+const BATCH_CUSTOMERS: usize = 32;
+
+/// What a backfill did.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Events read from the inputs (this run's first pass, or the interrupted run's).
+    pub events: u64,
+    pub rejected: u64,
+    /// Well-formed events of another type than `service.completed`.
+    pub ignored: u64,
+    pub customers: u64,
+    /// Customers an interrupted run had finished, not redone.
+    pub customers_skipped: u64,
+    pub applied: u64,
+    /// Events the table held already (a second run, live traffic, duplicates in the inputs).
+    pub duplicates: u64,
+    #[serde(flatten)]
+    pub writes: WriteTally,
+    /// Write units of items and archive together, per event read.
+    pub write_units_per_event: f64,
+    /// Customers left unfinished (masked): run again.
+    pub failed: Vec<String>,
+    pub resumed: bool,
+    pub rejects: PathBuf,
+    pub elapsed_seconds: f64,
+}
+
+/// One valid event, spilled to its customer's partition.
+#[derive(Debug, Serialize, Deserialize)]
+struct Spilled {
+    customer: String,
+    /// When it occurred, in seconds: a customer's history is applied in time order, as live
+    /// traffic would have, so most events land above the item's floor (no archive read).
+    at: i64,
+    source: String,
+    body: String,
+}
+
+/// What the first pass found, kept so a resumed run reports it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Scan {
+    events: u64,
+    valid: u64,
+    rejected: u64,
+    ignored: u64,
+    partitions: u64,
+}
+
+pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, BackfillError> {
+    let rule = args.rule.rule()?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let pace = args
+        .max_write_units
+        .map(|units| Arc::new(WritePace::new(units)));
+    let tally = Arc::new(Mutex::new(WriteTally::default()));
+    let enricher = Enricher::new(
+        HistoryStore::new(
+            DynamoFeatureStore::new(dynamodb.clone(), &args.features_table),
+            DynamoMessageStore::new(dynamodb.clone(), &args.messages_table),
+            pace.clone(),
+            Arc::clone(&tally),
+        ),
+        PacedArchive::new(
+            DynamoEventArchive::new(dynamodb, &args.archive_table),
+            pace,
+            Arc::clone(&tally),
+        ),
+        EnricherConfig {
+            lifetime_value: rule,
+            ..EnricherConfig::default()
+        },
+    );
+    let report = backfill(args, &enricher, &tally).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", summary_line(&report));
+    }
+    let complete = report.failed.is_empty() && report.writes.unrecorded == 0;
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The whole backfill on any adapters (the CLI's are DynamoDB's).
+pub async fn backfill<S, M, A>(
+    args: &BackfillArgs,
+    enricher: &Enricher<HistoryStore<S, M>, PacedArchive<A>>,
+    tally: &Mutex<WriteTally>,
+) -> Result<Report, BackfillError>
+where
+    S: FeatureStore,
+    M: MessageStore,
+    A: EventArchive,
+{
+    let started = Instant::now();
+    let files = inputs::input_files(&args.paths, is_backfill_file)?;
+    let state = args.state_dir.join(run_key(&files, &args.features_table)?);
+    let scan_path = state.join("scan.json");
+    let resumed = scan_path.is_file();
+    let scan = match resumed {
+        true => {
+            let text = fs::read_to_string(&scan_path).map_err(state_error(&scan_path))?;
+            serde_json::from_str(&text).map_err(|error| BackfillError::Damaged {
+                path: scan_path.clone(),
+                detail: error.to_string(),
+            })?
+        }
+        false => first_pass(&files, &state, &args.rejects)?,
+    };
+    let done_path = state.join("done");
+    let done = finished_customers(&done_path)?;
+    let mut checkpoint = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&done_path)
+        .map_err(state_error(&done_path))?;
+    let mut rejects = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.rejects)
+        .map_err(state_error(&args.rejects))?;
+
+    let mut report = Report {
+        events: scan.events,
+        rejected: scan.rejected,
+        ignored: scan.ignored,
+        resumed,
+        rejects: args.rejects.clone(),
+        ..Report::default()
+    };
+    let progress = progress_bar(scan.valid);
+    for partition in 0..scan.partitions {
+        let path = partition_path(&state, partition);
+        let mut customers: BTreeMap<String, Vec<(i64, String, String)>> = BTreeMap::new();
+        let file = File::open(&path).map_err(state_error(&path))?;
+        for (index, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(state_error(&path))?;
+            let spilled: Spilled =
+                serde_json::from_str(&line).map_err(|error| BackfillError::Damaged {
+                    path: path.clone(),
+                    detail: format!("line {}: {error}", index + 1),
+                })?;
+            customers.entry(spilled.customer).or_default().push((
+                spilled.at,
+                spilled.source,
+                spilled.body,
+            ));
+        }
+        let mut batch: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        let mut batch_events = 0;
+        let mut customers = customers.into_iter().peekable();
+        while let Some((customer, mut events)) = customers.next() {
+            events.sort_by_key(|(at, _, _)| *at);
+            let events: Vec<(String, String)> = events
+                .into_iter()
+                .map(|(_, source, body)| (source, body))
+                .collect();
+            report.customers += 1;
+            if done.contains(&customer_hash(&customer)) {
+                report.customers_skipped += 1;
+                progress.inc(events.len() as u64);
+                continue;
+            }
+            batch_events += events.len();
+            batch.push((customer, events));
+            if batch_events >= BATCH_EVENTS
+                || batch.len() >= BATCH_CUSTOMERS
+                || customers.peek().is_none()
+            {
+                let finished = load_batch(enricher, &batch, resumed, &mut report, &mut rejects)
+                    .await
+                    .map_err(state_error(&args.rejects))?;
+                for customer in finished {
+                    writeln!(checkpoint, "{}", customer_hash(&customer))
+                        .and_then(|()| checkpoint.flush())
+                        .map_err(state_error(&done_path))?;
+                }
+                progress.inc(batch_events as u64);
+                batch.clear();
+                batch_events = 0;
+            }
+        }
+    }
+    progress.finish_and_clear();
+    report.writes = *tally.lock().unwrap_or_else(PoisonError::into_inner);
+    report.write_units_per_event = match report.events {
+        0 => 0.0,
+        events => report.writes.write_units() as f64 / events as f64,
+    };
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    if report.failed.is_empty() {
+        // Complete: a rerun starts afresh (and finds every event applied).
+        fs::remove_dir_all(&state).map_err(state_error(&state))?;
+    }
+    Ok(report)
+}
+
+/// Hands one batch of customers to the enricher; the customers it finished.
+async fn load_batch<S, M, A>(
+    enricher: &Enricher<HistoryStore<S, M>, PacedArchive<A>>,
+    batch: &[(String, Vec<(String, String)>)],
+    resumed: bool,
+    report: &mut Report,
+    rejects: &mut File,
+) -> std::io::Result<Vec<String>>
+where
+    S: FeatureStore,
+    M: MessageStore,
+    A: EventArchive,
+{
+    let store = enricher.store();
+    let mut unfinished = HashSet::new();
+    for (customer, _) in batch {
+        // What the table holds, so that events it has already cost this read and no write.
+        match store.load(customer).await {
+            Ok(Some(item)) => {
+                // An interrupted run may have stopped between a write and its outcome.
+                if resumed && item.trigger_event_id.is_none() && item.version > 0 {
+                    store.record(&item).await;
+                }
+                enricher.remember(item);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "backfill could not read a customer's item");
+                unfinished.insert(customer.as_str());
+            }
+        }
+    }
+    let queued: Vec<QueuedWebhook<'_>> = batch
+        .iter()
+        .filter(|(customer, _)| !unfinished.contains(customer.as_str()))
+        .flat_map(|(_, events)| events)
+        .map(|(source, body)| QueuedWebhook {
+            message_id: source,
+            body,
+        })
+        .collect();
+    let processed = enricher.process(&queued, Utc::now()).await;
+    let bodies: BTreeMap<&str, &str> = queued.iter().map(|q| (q.message_id, q.body)).collect();
+    for message in processed.messages {
+        match &message.outcome {
+            Outcome::Applied => report.applied += 1,
+            Outcome::Duplicate { conflicting: false } => report.duplicates += 1,
+            Outcome::Failed(failure) => {
+                tracing::warn!(source = message.message_id, error = %failure, "backfill left an event unapplied");
+                if let Some(customer) = &message.customer_email {
+                    unfinished.insert(
+                        batch
+                            .iter()
+                            .find(|(key, _)| key == customer)
+                            .map_or("", |(key, _)| key.as_str()),
+                    );
+                }
+            }
+            outcome => {
+                if let Some(refusal) = outcome.refusal() {
+                    report.rejected += 1;
+                    let rejected = RejectedEvent {
+                        source: message.message_id.clone(),
+                        event_id: message.event_id.clone(),
+                        kind: refusal.kind,
+                        field: refusal.field,
+                        error: refusal.message,
+                    };
+                    let body = bodies.get(message.message_id.as_str()).copied();
+                    reject(rejects, &rejected, body.unwrap_or_default())?;
+                }
+            }
+        }
+    }
+    let mut finished = Vec::new();
+    for (customer, _) in batch {
+        if unfinished.contains(customer.as_str()) {
+            report.failed.push(mask_email(customer));
+        } else {
+            finished.push(customer.clone());
+        }
+    }
+    Ok(finished)
+}
+
+/// Streams every input, refuses what ingest would, spills the rest by customer.
+fn first_pass(files: &[PathBuf], state: &Path, rejects_path: &Path) -> Result<Scan, BackfillError> {
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|file| fs::metadata(file).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    let partitions = bytes.div_ceil(PARTITION_BYTES).clamp(1, MAX_PARTITIONS);
+    fs::create_dir_all(state).map_err(state_error(state))?;
+    let mut parts = Vec::new();
+    for partition in 0..partitions {
+        let path = partition_path(state, partition);
+        parts.push(BufWriter::new(
+            File::create(&path).map_err(state_error(&path))?,
+        ));
+    }
+    let mut rejects =
+        BufWriter::new(File::create(rejects_path).map_err(state_error(rejects_path))?);
+    let mut scan = Scan {
+        partitions,
+        ..Scan::default()
+    };
+    let mut write_error = None;
+    let mut each = |read: Read| {
+        if write_error.is_some() {
+            return;
+        }
+        scan.events += 1;
+        let written = match read {
+            Read::Event(event) => spill(event, &mut parts, &mut rejects, &mut scan),
+            Read::Refused(refused, text) => {
+                scan.rejected += 1;
+                reject(&mut rejects, &refused, &text)
+            }
+        };
+        if let Err(error) = written {
+            write_error = Some(error);
+        }
+    };
+    for file in files {
+        if is_csv(file) {
+            read_csv(file, &mut each)?;
+        } else {
+            inputs::read_file(file, &mut |event| each(Read::Event(event)))?;
+        }
+    }
+    if let Some(error) = write_error {
+        return Err(state_error(state)(error));
+    }
+    for mut part in parts {
+        part.flush().map_err(state_error(state))?;
+    }
+    rejects.flush().map_err(state_error(rejects_path))?;
+    // Written last: its presence says the partitions are complete.
+    let scan_path = state.join("scan.json");
+    let partial = state.join("scan.json.partial");
+    fs::write(&partial, serde_json::to_vec(&scan)?).map_err(state_error(&partial))?;
+    fs::rename(&partial, &scan_path).map_err(state_error(&scan_path))?;
+    Ok(scan)
+}
+
+/// What the first pass reads: an event, or a CSV row that is no event at all (with its text).
+enum Read {
+    Event(InputEvent),
+    Refused(RejectedEvent, String),
+}
+
+/// One event: refused (reported, and written to the rejects file) or spilled.
+fn spill(
+    event: InputEvent,
+    parts: &mut [BufWriter<File>],
+    rejects: &mut impl Write,
+    scan: &mut Scan,
+) -> std::io::Result<()> {
+    if let Err(refused) = event.to_queue() {
+        scan.rejected += 1;
+        return reject(rejects, &refused, &event.body);
+    }
+    match parse_webhook(&event.body) {
+        Ok(Webhook::ServiceCompleted(parsed)) => {
+            scan.valid += 1;
+            let customer = parsed.customer.email.clone();
+            let partition = partition_of(&customer, parts.len());
+            let spilled = Spilled {
+                customer,
+                at: parsed.occurred_at.timestamp(),
+                source: event.source,
+                body: event.body,
+            };
+            let line = serde_json::to_string(&spilled).map_err(std::io::Error::other)?;
+            writeln!(parts[partition], "{line}")
+        }
+        Ok(Webhook::Other { .. }) => {
+            scan.ignored += 1;
+            Ok(())
+        }
+        Err(rejection) => {
+            scan.rejected += 1;
+            let event_id = rejection.event_id.clone();
+            let refusal = Outcome::Rejected(rejection).refusal();
+            let refused = RejectedEvent {
+                source: event.source,
+                event_id,
+                kind: refusal.as_ref().map_or("invalid_value", |r| r.kind),
+                field: refusal.as_ref().map_or("body", |r| r.field),
+                error: refusal.map_or_else(String::new, |r| r.message),
+            };
+            reject(rejects, &refused, &event.body)
+        }
+    }
+}
+
+/// Reports a refused event on stderr (where and which field, never its values) and keeps
+/// it, body included, in the rejects file to be fixed and loaded again.
+fn reject(rejects: &mut impl Write, refused: &RejectedEvent, body: &str) -> std::io::Result<()> {
+    eprintln!(
+        "rejected {}: `{}` ({}): {}",
+        refused.source, refused.field, refused.kind, refused.error
+    );
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(flatten)]
+        refused: &'a RejectedEvent,
+        body: &'a str,
+    }
+    let line = serde_json::to_string(&Line { refused, body }).map_err(std::io::Error::other)?;
+    writeln!(rejects, "{line}")
+}
+
+/// Each row of a CSV export as the webhook body it stands for.
+fn read_csv(file: &Path, each: &mut dyn FnMut(Read)) -> Result<(), BackfillError> {
+    let read_error = |source| InputError::Read {
+        path: file.to_owned(),
+        source,
+    };
+    let name = file.display().to_string();
+    let mut records = csv::Records::new(BufReader::new(File::open(file).map_err(read_error)?));
+    let header_error = |line, source| BackfillError::Header {
+        path: file.to_owned(),
+        line,
+        source,
+    };
+    let Some(header) = records.next_record().map_err(read_error)? else {
+        return Err(header_error(1, csv::HeaderError::Missing));
+    };
+    let columns = csv::header(&header).map_err(|source| header_error(header.line, source))?;
+    while let Some(record) = records.next_record().map_err(read_error)? {
+        let source = format!("{name}:{}", record.line);
+        match (record.utf8, csv::row_body(&columns, &record)) {
+            (true, Ok(body)) => each(Read::Event(InputEvent {
+                source,
+                body,
+                utf8: true,
+            })),
+            // Not UTF-8: refused as ingest refuses such a body (`not_utf8`).
+            (false, _) => each(Read::Event(InputEvent {
+                source,
+                body: record.text,
+                utf8: false,
+            })),
+            (true, Err(error)) => each(Read::Refused(
+                RejectedEvent {
+                    source,
+                    event_id: None,
+                    kind: "malformed_row",
+                    field: "row",
+                    error: error.to_string(),
+                },
+                record.text,
+            )),
+        }
+    }
+    Ok(())
+}
+
+fn is_csv(path: &Path) -> bool {
+    inputs::extension(path) == "csv"
+}
+
+fn is_backfill_file(path: &Path) -> bool {
+    inputs::is_webhook_file(path) || is_csv(path)
+}
+
+/// Names a run by its inputs (path, size, modification time) and table, so that a rerun of
+/// the same inputs resumes it and other inputs start their own.
+fn run_key(files: &[PathBuf], table: &str) -> Result<String, BackfillError> {
+    let mut hash = Sha256::new();
+    hash.update(table.as_bytes());
+    for file in files {
+        let metadata = fs::metadata(file).map_err(|source| InputError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let modified = metadata
+            .modified()
+            .ok()
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |at| at.as_nanos());
+        let path = fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+        hash.update(path.to_string_lossy().as_bytes());
+        hash.update(metadata.len().to_le_bytes());
+        hash.update(modified.to_le_bytes());
+    }
+    Ok(hex(&hash.finalize()[..8]))
+}
+
+/// A customer in the checkpoint: a hash, so the file holds no e-mail address.
+fn customer_hash(customer: &str) -> String {
+    hex(&Sha256::digest(customer.as_bytes())[..12])
+}
+
+fn partition_of(customer: &str, partitions: usize) -> usize {
+    let digest = Sha256::digest(customer.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    usize::try_from(u64::from_le_bytes(head) % partitions as u64).unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn partition_path(state: &Path, partition: u64) -> PathBuf {
+    state.join(format!("part-{partition:04}.jsonl"))
+}
+
+fn finished_customers(path: &Path) -> Result<HashSet<String>, BackfillError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(HashSet::new()),
+        Err(error) => Err(state_error(path)(error)),
+    }
+}
+
+fn state_error(path: &Path) -> impl Fn(std::io::Error) -> BackfillError + '_ {
+    move |source| BackfillError::State {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A bar with events/s and an ETA for a person watching; nothing for pipes and logs.
+fn progress_bar(events: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(events), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events {per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn summary_line(report: &Report) -> String {
+    let mut line = format!(
+        "backfill: {} events ({} applied, {} duplicates, {} rejected, {} ignored), {} customers \
+         ({} finished before), {} item writes + {} archive writes = {} write units \
+         ({:.3} per event), {} refused writes, {:.1} s",
+        report.events,
+        report.applied,
+        report.duplicates,
+        report.rejected,
+        report.ignored,
+        report.customers,
+        report.customers_skipped,
+        report.writes.item_writes,
+        report.writes.archive_writes,
+        report.writes.write_units(),
+        report.write_units_per_event,
+        report.writes.refused_writes,
+        report.elapsed_seconds
+    );
+    if report.rejected > 0 {
+        line.push_str(&format!("; rejects in {}", report.rejects.display()));
+    }
+    if !report.failed.is_empty() {
+        line.push_str(&format!(
+            "; {} customers unfinished (run again): {}",
+            report.failed.len(),
+            report.failed.join(", ")
+        ));
+    }
+    if report.writes.unrecorded > 0 {
+        line.push_str(&format!(
+            "; {} changes without a recorded outcome",
+            report.writes.unrecorded
+        ));
+    }
+    line
+}

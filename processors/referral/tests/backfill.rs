@@ -1,0 +1,382 @@
+//! `referral backfill` against moto's server: a year and a half of shuffled history with
+//! duplicates, half JSONL and half CSV with some invalid rows, interrupted once and run
+//! again, loads exactly (the reference fold); every change it wrote has one outcome,
+//! suppressed with reason `backfill`, and the orchestrator fed its stream makes no message;
+//! a second run writes nothing.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_cli::backfill::csv::COLUMNS;
+use referral_cli::remote::{self, ResourceArgs, STREAM_FAILURE_QUEUE};
+use referral_domain::event::ServiceEvent;
+use referral_domain::features::{CustomerFeatures, MemoryLimits};
+use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
+use referral_domain::ports::{Decision, MessageStore};
+use referral_domain::template::TemplateGenerator;
+use referral_local::mapping::{StreamConsumer, StreamMapping};
+use referral_tests::corpus::Corpus;
+use referral_tests::emulator::{endpoint, sdk_config, unique};
+use referral_tests::{comparable, expected_features, service_event};
+use serde_json::{Map, Value};
+
+fn referral(args: &[String], dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_referral"));
+    command
+        .current_dir(dir)
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn report(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "backfill failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints one JSON document")
+}
+
+/// The value at a dotted column of a webhook body, as a CSV cell (`None`: absent).
+fn cell(body: &Value, column: &str) -> Option<String> {
+    let value = column
+        .split('.')
+        .try_fold(body, |value, part| value.get(part))?;
+    Some(match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(";"),
+        other => panic!("{column}: {other}"),
+    })
+}
+
+/// The body a CSV row of `body` stands for, rebuilt as the backfill does: equal to `body`
+/// when the row says all of it (an empty list or object has no cell).
+fn rebuilt(body: &Value) -> Value {
+    let mut out = Map::new();
+    for column in COLUMNS {
+        // An empty cell is an absent field.
+        if cell(body, column).is_none_or(|text| text.is_empty()) {
+            continue;
+        }
+        let mut object = &mut out;
+        let parts: Vec<&str> = column.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            object = object
+                .entry(*part)
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .unwrap();
+        }
+        let leaf = body
+            .pointer(&format!("/{}", parts.join("/")))
+            .unwrap()
+            .clone();
+        object.insert(parts[parts.len() - 1].to_owned(), leaf);
+    }
+    Value::Object(out)
+}
+
+fn quoted(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+struct Inputs {
+    dir: PathBuf,
+    distinct: Vec<ServiceEvent>,
+    deliveries: usize,
+}
+
+/// The corpus as `history.jsonl` and `history.csv` (columns in another order than
+/// `COLUMNS`), each event's deliveries in one of them, plus three invalid rows.
+fn write_inputs() -> Inputs {
+    let corpus = Corpus::shuffled_history();
+    let dir = std::env::temp_dir().join(unique("backfill"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut columns: Vec<&str> = COLUMNS.to_vec();
+    columns.reverse();
+    let mut jsonl = std::fs::File::create(dir.join("history.jsonl")).unwrap();
+    let mut csv = std::fs::File::create(dir.join("history.csv")).unwrap();
+    writeln!(csv, "{}", columns.join(",")).unwrap();
+    let mut distinct = BTreeMap::new();
+    let (mut in_csv, mut in_jsonl) = (0, 0);
+    for delivery in &corpus.deliveries {
+        let body: Value = serde_json::from_str(&delivery.body).unwrap();
+        distinct
+            .entry(delivery.event_id.clone())
+            .or_insert_with(|| service_event(&body));
+        let odd = delivery.event_id.bytes().map(u32::from).sum::<u32>() % 2 == 1;
+        if odd && rebuilt(&body) == body {
+            in_csv += 1;
+            let row: Vec<String> = columns
+                .iter()
+                .map(|column| cell(&body, column).map_or_else(String::new, |t| quoted(&t)))
+                .collect();
+            writeln!(csv, "{}", row.join(",")).unwrap();
+        } else {
+            in_jsonl += 1;
+            writeln!(jsonl, "{}", delivery.body).unwrap();
+        }
+    }
+    assert!(in_csv > 600 && in_jsonl > 600, "{in_csv} / {in_jsonl}");
+    // Invalid: a score out of range, a row of the wrong width, a line that is no JSON.
+    let mut bad_score: Vec<String> = columns
+        .iter()
+        .map(|column| match *column {
+            "event_id" => "evt_bad_score".to_owned(),
+            "occurred_at" => "2024-03-01T10:00:00Z".to_owned(),
+            "customer.email" => "bad.score@example.com".to_owned(),
+            "service.satisfaction_score" => "6".to_owned(),
+            _ => String::new(),
+        })
+        .collect();
+    writeln!(csv, "{}", bad_score.join(",")).unwrap();
+    bad_score.pop();
+    writeln!(csv, "{}", bad_score.join(",")).unwrap();
+    writeln!(jsonl, "not json").unwrap();
+    Inputs {
+        dir,
+        distinct: distinct.into_values().collect(),
+        deliveries: corpus.deliveries.len(),
+    }
+}
+
+async fn scan_all(store: &DynamoFeatureStore) -> Vec<CustomerFeatures> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store.scan_page(start).await.expect("scan");
+        assert!(page.undecodable.is_empty());
+        items.extend(page.items);
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return items,
+        }
+    }
+}
+
+/// Whether the run's checkpoint has finished customers in it.
+fn checkpointed(state: &Path) -> bool {
+    std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|run| std::fs::metadata(run.path().join("done")).is_ok_and(|done| done.len() > 0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages() {
+    let sdk = sdk_config().await;
+    let names = ResourceArgs {
+        features_table: unique("features"),
+        archive_table: unique("archive"),
+        messages_table: unique("messages"),
+        queue: unique("queue"),
+        dlq: unique("dlq"),
+        stream_failures: STREAM_FAILURE_QUEUE.to_owned(),
+        max_receive_count: 5,
+    };
+    let resources = remote::setup(&sdk, &names).await.expect("setup");
+    let feed = DynamoStreamFeed::start(
+        aws_sdk_dynamodbstreams::Client::new(&sdk),
+        resources.stream_arn.clone(),
+        StartingPosition::Latest,
+    )
+    .await
+    .expect("stream");
+    let inputs = write_inputs();
+    let args: Vec<String> = [
+        "backfill",
+        "history.jsonl",
+        "history.csv",
+        "--json",
+        "--state-dir",
+        "state",
+        "--rejects",
+        "rejects.jsonl",
+        "--features-table",
+        &names.features_table,
+        "--archive-table",
+        &names.archive_table,
+        "--messages-table",
+        &names.messages_table,
+        "--endpoint-url",
+        &endpoint(),
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+
+    // Interrupted once: killed as soon as it has finished some customers.
+    let mut paced = args.clone();
+    paced.extend(["--max-write-units".to_owned(), "40".to_owned()]);
+    let mut first = referral(&paced, &inputs.dir).spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !checkpointed(&inputs.dir.join("state")) {
+        assert!(
+            Instant::now() < deadline,
+            "no customer finished in 2 minutes"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "finished before it was interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().expect("kill");
+    first.wait().expect("wait");
+
+    let resumed = report(&referral(&args, &inputs.dir).output().unwrap());
+    eprintln!("resumed run: {resumed}");
+    assert_eq!(resumed["resumed"], true);
+    assert!(
+        resumed["customers_skipped"].as_u64().unwrap() > 0,
+        "{resumed}"
+    );
+    assert_eq!(resumed["events"], inputs.deliveries + 3);
+    assert_eq!(resumed["rejected"], 3, "{resumed}");
+    assert_eq!(resumed["unrecorded"], 0);
+    assert!(resumed["failed"].as_array().unwrap().is_empty());
+
+    // Exactly the reference fold of the distinct events.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let features = DynamoFeatureStore::new(dynamodb.clone(), &names.features_table);
+    let stored = scan_all(&features).await;
+    let expected = expected_features(&inputs.distinct, MemoryLimits::default());
+    assert_eq!(stored.len(), expected.len());
+    for item in &stored {
+        let want = expected
+            .get(&item.customer_email)
+            .expect("a customer of the corpus");
+        assert_eq!(
+            comparable(item.clone()),
+            comparable(want.clone()),
+            "{}",
+            item.customer_email
+        );
+        assert_eq!(item.trigger_event_id, None, "history earns no message");
+    }
+
+    // One outcome per change: every version suppressed, reason backfill; no message.
+    let messages = DynamoMessageStore::new(dynamodb, &names.messages_table);
+    let mut changes = 0;
+    for item in &stored {
+        let decisions = messages.decisions(&item.customer_email).await.unwrap();
+        let versions: BTreeSet<u64> = decisions
+            .iter()
+            .map(|decision| match decision {
+                Decision::Suppressed(s) if s.reason == "backfill" => s.features_version,
+                other => panic!("{}: {other:?}", item.customer_email),
+            })
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=item.version).collect(),
+            "{}",
+            item.customer_email
+        );
+        changes += item.version;
+    }
+
+    // The orchestrator, fed every change the backfill wrote, makes no message (so no
+    // model is called).
+    let orchestrator =
+        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
+    let mapping = StreamMapping::new(feed, &orchestrator);
+    let mut counters = StreamCounters::default();
+    for _ in 0..50 {
+        mapping.consume(1000, &mut counters).await.expect("consume");
+        if counters.records >= changes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counters.records, changes, "{counters:?}");
+    assert_eq!(
+        (counters.created, counters.skipped),
+        (0, changes),
+        "{counters:?}"
+    );
+
+    // The rejects file: where, which field, and the row to fix.
+    let rejects = std::fs::read_to_string(inputs.dir.join("rejects.jsonl")).unwrap();
+    let rejects: Vec<Value> = rejects
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let csv_lines = inputs.deliveries as u64 + 3;
+    let summary: Vec<(String, String)> = rejects
+        .iter()
+        .map(|reject| {
+            let source = reject["source"].as_str().unwrap();
+            let (file, line) = source.rsplit_once(':').unwrap();
+            let line: u64 = line.parse().unwrap();
+            assert!(line <= csv_lines, "{source}");
+            (
+                format!(
+                    "{}:{}",
+                    file,
+                    if file.ends_with(".csv") {
+                        "row"
+                    } else {
+                        "line"
+                    }
+                ),
+                reject["field"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("history.jsonl:line".to_owned(), "body".to_owned()),
+            (
+                "history.csv:row".to_owned(),
+                "service.satisfaction_score".to_owned()
+            ),
+            ("history.csv:row".to_owned(), "row".to_owned()),
+        ]
+    );
+    assert!(
+        rejects[1]["body"]
+            .as_str()
+            .unwrap()
+            .contains("evt_bad_score")
+    );
+
+    // A second run finds everything applied and writes nothing.
+    let again = report(&referral(&args, &inputs.dir).output().unwrap());
+    eprintln!("second run: {again}");
+    assert_eq!(again["resumed"], false);
+    assert_eq!(again["applied"], 0);
+    assert_eq!(
+        (
+            again["item_writes"].clone(),
+            again["archive_writes"].clone()
+        ),
+        (Value::from(0), Value::from(0)),
+        "{again}"
+    );
+    assert_eq!(scan_all(&features).await, stored);
+    std::fs::remove_dir_all(&inputs.dir).ok();
+}
