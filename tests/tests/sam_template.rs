@@ -607,3 +607,29 @@ fn the_throttle_retry_window_has_the_same_bound_in_the_template_and_the_function
         "{parameter}: a value the template accepts must start the function"
     );
 }
+
+#[test]
+fn message_retention_is_a_parameter_of_a_year_with_the_functions_bounds() {
+    use referral_domain::env::Vars;
+    use referral_domain::ports::{
+        ENV_MESSAGE_RETENTION_DAYS, MAX_RETENTION_DAYS, MessageRetention,
+    };
+
+    let template = template();
+    let orchestrator = function_properties(&template, "OrchestratorFunction");
+    let parameter = ref_of(&orchestrator["Environment"]["Variables"][ENV_MESSAGE_RETENTION_DAYS])
+        .expect("MESSAGE_RETENTION_DAYS is !Ref <parameter>");
+    assert_eq!(parameter, "MessageRetentionDays");
+    let declared = &template["Parameters"][parameter];
+    assert_eq!(declared["MinValue"].as_u64(), Some(0), "0 keeps messages");
+    assert_eq!(
+        declared["MaxValue"].as_u64(),
+        Some(u64::from(MAX_RETENTION_DAYS)),
+        "a value the template accepts must start the function"
+    );
+    let default = declared["Default"].to_string();
+    assert_eq!(
+        MessageRetention::from_vars(&Vars::fixed(&[(ENV_MESSAGE_RETENTION_DAYS, &default)])),
+        Ok(MessageRetention::days(365))
+    );
+}
