@@ -185,3 +185,52 @@ impl Intercept for RequestCounter {
         Ok(())
     }
 }
+
+/// Plays DynamoDB's TTL process on a `ReferralMessages` table (moto has none): deletes every
+/// item whose TTL attribute (epoch seconds) is at or before `now`, and returns how many.
+pub async fn sweep_expired_messages(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use referral_aws::dynamo::{CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, MESSAGE_KEY};
+    let mut swept = 0;
+    let mut start = None;
+    loop {
+        let page = dynamodb
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("scan {table}: {error}"));
+        for item in page.items() {
+            let expired = match item.get(CLAIM_TTL_ATTRIBUTE) {
+                Some(AttributeValue::N(epoch)) => epoch
+                    .parse::<i64>()
+                    .is_ok_and(|epoch| epoch <= now.timestamp()),
+                _ => false,
+            };
+            if !expired {
+                continue;
+            }
+            let key = [CUSTOMER_KEY, MESSAGE_KEY]
+                .into_iter()
+                .filter_map(|name| Some((name.to_owned(), item.get(name)?.clone())))
+                .collect();
+            dynamodb
+                .delete_item()
+                .table_name(table)
+                .set_key(Some(key))
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("delete from {table}: {error}"));
+            swept += 1;
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return swept,
+        }
+    }
+}

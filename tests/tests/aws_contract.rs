@@ -9,11 +9,12 @@ use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessage
 use referral_aws::sqs::SqsQueue;
 use referral_cli::aws_local::provision::{QueueSpec, ensure_queue_pair};
 use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_domain::ports::MessageRetention;
 use referral_tests::contract::{
     QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,
-    message_store_contract, work_queue_contract,
+    message_retention_contract, message_store_contract, work_queue_contract,
 };
-use referral_tests::emulator::{fresh_tables, sdk_config, unique};
+use referral_tests::emulator::{fresh_tables, sdk_config, sweep_expired_messages, unique};
 
 #[tokio::test]
 async fn the_dynamodb_feature_store_honours_the_contract() {
@@ -52,6 +53,22 @@ async fn the_dynamodb_message_store_honours_the_contract() {
     let (tables, _) = fresh_tables(&config).await;
     let store = DynamoMessageStore::new(aws_sdk_dynamodb::Client::new(&config), tables.messages);
     message_store_contract(&store, "dynamodb-").await;
+}
+
+#[tokio::test]
+async fn the_dynamodb_message_store_expires_decisions_but_not_the_message_slot() {
+    let config = sdk_config().await;
+    let (tables, _) = fresh_tables(&config).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    // One table, as deployed: the two retentions are two writers' settings.
+    let expiring = DynamoMessageStore::new(dynamodb.clone(), &tables.messages)
+        .with_retention(MessageRetention::days(1));
+    let kept = DynamoMessageStore::new(dynamodb.clone(), &tables.messages)
+        .with_retention(MessageRetention::KEEP);
+    let sweep = async |now| {
+        sweep_expired_messages(&dynamodb, &tables.messages, now).await;
+    };
+    message_retention_contract(&expiring, &kept, sweep, "dynamodb-").await;
 }
 
 #[tokio::test]

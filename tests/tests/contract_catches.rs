@@ -361,3 +361,42 @@ async fn the_work_queue_suite_catches_a_queue_that_loses_what_it_hands_out() {
     )
     .await;
 }
+
+#[test]
+fn the_retention_suite_catches_decisions_that_never_expire_or_expire_too_soon() {
+    use referral_domain::ports::MessageRetention;
+    use referral_tests::contract::message_retention_contract;
+
+    for (expiring, kept, what) in [
+        (
+            MessageRetention::KEEP,
+            MessageRetention::KEEP,
+            "keeps decisions past their retention",
+        ),
+        (
+            MessageRetention::days(1),
+            MessageRetention::days(1),
+            "expires decisions it was told to keep",
+        ),
+    ] {
+        // On a thread of its own: the sweep is an async closure, whose future is not `Send`
+        // for every lifetime, as `tokio::spawn` would want.
+        let outcome = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let expiring = EmbeddedMessageStore::with_retention(expiring);
+            let kept = EmbeddedMessageStore::with_retention(kept);
+            let sweep = async |now| {
+                expiring.expire(now);
+                kept.expire(now);
+            };
+            runtime.block_on(message_retention_contract(
+                &expiring, &kept, sweep, "catches-",
+            ));
+        })
+        .join();
+        assert!(outcome.is_err(), "the suite passed an adapter that {what}");
+    }
+}

@@ -118,3 +118,97 @@ async fn each_applied_change_makes_exactly_one_message_even_when_delivered_twice
         "a redelivery called the model"
     );
 }
+
+/// Every message and suppression the orchestrator Lambda's own wiring writes carries the
+/// table's TTL attribute at its retention's end, from `MESSAGE_RETENTION_DAYS`; the
+/// customer's message slot carries none, so the cooldown outlives the messages.
+#[tokio::test]
+async fn every_decision_expires_after_the_retention_and_the_message_slot_never_does() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use referral_aws::dynamo::{CLAIM_TTL_ATTRIBUTE, SLOT_ID};
+    use referral_domain::env::Vars;
+
+    const DAY: i64 = 24 * 60;
+    let config = sdk_config().await;
+    let (tables, stream_arn) = fresh_tables(&config).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let store = DynamoFeatureStore::new(dynamodb.clone(), &tables.features);
+    let archive = DynamoEventArchive::new(dynamodb.clone(), &tables.archive);
+    let enricher = Enricher::new(&store, archive, EnricherConfig::default());
+    // Ann: a message on day 0, day 1 in the cooldown, a message again on day 9; Bob: one.
+    for (id, email, minute) in [
+        ("a0", "ann@example.com", 0),
+        ("a1", "ann@example.com", DAY),
+        ("a9", "ann@example.com", 9 * DAY),
+        ("b0", "bob@example.com", 0),
+    ] {
+        let batch = [(
+            id.to_owned(),
+            event_body(id, email, minute, Some(4.5)).to_string(),
+        )];
+        enricher
+            .process(&raw_batch(&batch), chrono::Utc::now())
+            .await;
+    }
+    let settings = referral_orchestrator::Config::from_vars(&Vars::fixed(&[
+        ("MESSAGES_TABLE", tables.messages.as_str()),
+        ("MESSAGE_RETENTION_DAYS", "30"),
+        ("MESSAGE_COOLDOWN", "7d"),
+    ]))
+    .expect("the orchestrator's settings");
+    let generator = CountingGenerator::default();
+    let orchestrator = Orchestrator::new(
+        &generator,
+        settings.message_store(&config),
+        settings.orchestrator_config(),
+    );
+    let counters = deliver_all(&config, &stream_arn, &orchestrator).await;
+    assert_eq!(
+        (counters.created, counters.suppressed),
+        (3, 1),
+        "{counters:?}"
+    );
+
+    let items = dynamodb
+        .scan()
+        .table_name(&tables.messages)
+        .send()
+        .await
+        .expect("scan")
+        .items
+        .unwrap_or_default();
+    let text = |item: &std::collections::HashMap<String, AttributeValue>, name: &str| {
+        item.get(name)
+            .and_then(|value| value.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut decisions = 0;
+    for item in &items {
+        let status = text(item, "status");
+        let ttl = item
+            .get(CLAIM_TTL_ATTRIBUTE)
+            .and_then(|value| value.as_n().ok());
+        let recorded_at = match status.as_str() {
+            "completed" => text(item, "created_at"),
+            "suppressed" => text(item, "decided_at"),
+            "message_slot" => {
+                assert_eq!(text(item, "message_id"), SLOT_ID);
+                assert_eq!(ttl, None, "the message slot must not expire");
+                continue;
+            }
+            other => panic!("unexpected row {other}"),
+        };
+        let recorded_at = chrono::DateTime::parse_from_rfc3339(&recorded_at).expect("a time");
+        let expected = (recorded_at + chrono::Duration::days(30))
+            .timestamp()
+            .to_string();
+        assert_eq!(ttl, Some(&expected), "{status} row: {item:?}");
+        assert!(
+            !item.contains_key("prompt"),
+            "the prompt's text is not stored"
+        );
+        decisions += 1;
+    }
+    assert_eq!(decisions, 4);
+}

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use referral_domain::ports::MessageRetention;
 use referral_local::embedded::{
     EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use referral_tests::contract::{
     QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,
-    message_store_contract, work_queue_contract,
+    message_retention_contract, message_store_contract, work_queue_contract,
 };
 
 #[tokio::test]
@@ -32,6 +33,17 @@ async fn the_embedded_change_feed_honours_the_contract() {
 #[tokio::test]
 async fn the_embedded_message_store_honours_the_contract() {
     message_store_contract(&EmbeddedMessageStore::new(), "embedded-").await;
+}
+
+#[tokio::test]
+async fn the_embedded_message_store_expires_decisions_but_not_the_message_slot() {
+    let expiring = EmbeddedMessageStore::with_retention(MessageRetention::days(1));
+    let kept = EmbeddedMessageStore::with_retention(MessageRetention::KEEP);
+    let sweep = async |now| {
+        expiring.expire(now);
+        kept.expire(now);
+    };
+    message_retention_contract(&expiring, &kept, sweep, "embedded-").await;
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ use referral_domain::ports::{
     ChangeFeed, ChangeKind, ChangeRecord, Claim, Generated, GenerationError, GenerationRequest,
     Holder, MessageGenerator, MessageKey, MessageStore,
 };
+use referral_domain::prompt::{PROMPT_VERSION, build_prompt};
+use referral_domain::redact::short_hash;
 use referral_domain::template::TemplateGenerator;
 use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore};
 use referral_tests::counting::CountingGenerator;
@@ -71,7 +73,16 @@ async fn each_applied_change_makes_one_message_and_redelivery_makes_none() {
     assert_eq!(versions, [1, 2]);
     assert_eq!(ann[1].trigger_event_id.as_deref(), Some("e3"));
     assert_eq!(ann[1].generator, "template");
-    assert!(ann[1].prompt.contains("CUSTOMER INSIGHTS"));
+    assert_eq!(ann[1].prompt_version, PROMPT_VERSION);
+    let v2 = records
+        .iter()
+        .filter_map(|record| record.new_image.as_deref())
+        .find(|image| image.customer_email == "ann@example.com" && image.version == 2);
+    assert_eq!(
+        Some(ann[1].prompt_hash.clone()),
+        v2.map(|features| short_hash(build_prompt(Some(features)).user.as_bytes())),
+        "the hash of the prompt the core built, rebuilt from the same features"
+    );
 }
 
 #[tokio::test]

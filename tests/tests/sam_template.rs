@@ -16,6 +16,11 @@ use referral_aws::dynamo::{CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, MESSAGE_KEY};
 use referral_tests::sam::{get_att, ref_of, resource, resources_of_type, template, workspace};
 use serde_json::{Map, Value, json};
 
+/// Statement id of the grant on the customer-managed key, present only with one.
+const KMS_SID: &str = "CustomerManagedKey";
+/// What the functions need of the customer-managed key: reading and writing the queues,
+/// tables, streams and logs it encrypts.
+const KMS_ACTIONS: &[&str] = &["kms:Decrypt", "kms:GenerateDataKey"];
 /// Statement ids of the grants that Lambda's pollers use, not the function's code.
 const MAPPING_SID_PREFIX: &str = "EventSourceMapping";
 /// Statement id of the grant that lets the function write its own log group.
@@ -134,6 +139,26 @@ fn owned(actions: &[&str]) -> BTreeSet<String> {
     actions.iter().map(|a| (*a).to_owned()).collect()
 }
 
+/// A statement as granted when its condition holds: `!If [Condition, statement,
+/// !Ref AWS::NoValue]` is the statement (only that form is accepted), anything else itself.
+fn when_granted(statement: &Value) -> Value {
+    let Some(branches) = statement.get("Fn::If") else {
+        return statement.clone();
+    };
+    let branches = branches.as_array().expect("Fn::If takes a list");
+    assert_eq!(branches.len(), 3, "{statement}");
+    assert_eq!(
+        branches[2],
+        json!({ "Ref": "AWS::NoValue" }),
+        "a conditional statement is granted or absent: {statement}"
+    );
+    assert_eq!(
+        branches[1]["Sid"], KMS_SID,
+        "only the customer-managed key's grant is conditional: {statement}"
+    );
+    branches[1].clone()
+}
+
 /// The statements of the role a function runs as.
 fn role_statements(template: &Value, function: &str) -> Vec<Value> {
     let properties = &resource(template, function)["Properties"];
@@ -156,7 +181,7 @@ fn role_statements(template: &Value, function: &str) -> Vec<Value> {
         .unwrap_or_else(|| panic!("{function}: its role has no Policies"))
         .iter()
         .flat_map(|policy| strings(&policy["PolicyDocument"]["Statement"]))
-        .cloned()
+        .map(when_granted)
         .collect();
     assert!(
         !statements.is_empty(),
@@ -279,6 +304,7 @@ fn each_role_grants_its_code_actions_its_mapping_actions_and_its_logs_only() {
     for function in functions() {
         let id = function.logical_id;
         let (mut code, mut mapping, mut logs) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let mut key = BTreeSet::new();
         for statement in role_statements(&template, id) {
             assert_eq!(statement["Effect"], "Allow", "{id}: {statement}");
             let sid = statement["Sid"]
@@ -290,6 +316,13 @@ fn each_role_grants_its_code_actions_its_mapping_actions_and_its_logs_only() {
                 mapping.extend(actions);
             } else if sid == LOGS_SID {
                 logs.extend(actions);
+            } else if sid == KMS_SID {
+                assert_eq!(
+                    statement["Resource"],
+                    json!({ "Ref": "KmsKeyArn" }),
+                    "{id}: the key's grant is on that key only"
+                );
+                key.extend(actions);
             } else {
                 code.extend(actions);
             }
@@ -301,6 +334,11 @@ fn each_role_grants_its_code_actions_its_mapping_actions_and_its_logs_only() {
             "{id}: mapping actions"
         );
         assert_eq!(logs, owned(LOG_ACTIONS), "{id}: log actions");
+        assert_eq!(
+            key,
+            owned(KMS_ACTIONS),
+            "{id}: customer-managed key actions"
+        );
     }
 }
 
@@ -345,7 +383,7 @@ fn collect_statements(value: &Value, statements: &mut Vec<Value>) {
     match value {
         Value::Object(object) => {
             if let Some(found) = object.get("Statement") {
-                statements.extend(strings(found).into_iter().cloned());
+                statements.extend(strings(found).into_iter().map(when_granted));
             }
             for child in object.values() {
                 collect_statements(child, statements);
@@ -365,7 +403,7 @@ fn code_grants(template: &Value, function: &str, action: &str) -> Vec<Value> {
         .iter()
         .filter(|statement| {
             let sid = statement["Sid"].as_str().unwrap_or_default();
-            !sid.starts_with(MAPPING_SID_PREFIX) && sid != LOGS_SID
+            !sid.starts_with(MAPPING_SID_PREFIX) && sid != LOGS_SID && sid != KMS_SID
         })
         .filter(|statement| action_set(&statement["Action"]).contains(action))
         .flat_map(|statement| strings(&statement["Resource"]).into_iter().cloned())
@@ -606,4 +644,154 @@ fn the_throttle_retry_window_has_the_same_bound_in_the_template_and_the_function
         Some(referral_orchestrator::MAX_THROTTLE_RETRY_SECONDS),
         "{parameter}: a value the template accepts must start the function"
     );
+}
+
+#[test]
+fn message_retention_is_a_parameter_of_a_year_with_the_functions_bounds() {
+    use referral_domain::env::Vars;
+    use referral_domain::ports::{
+        ENV_MESSAGE_RETENTION_DAYS, MAX_RETENTION_DAYS, MessageRetention,
+    };
+
+    let template = template();
+    let orchestrator = function_properties(&template, "OrchestratorFunction");
+    let parameter = ref_of(&orchestrator["Environment"]["Variables"][ENV_MESSAGE_RETENTION_DAYS])
+        .expect("MESSAGE_RETENTION_DAYS is !Ref <parameter>");
+    assert_eq!(parameter, "MessageRetentionDays");
+    let declared = &template["Parameters"][parameter];
+    assert_eq!(declared["MinValue"].as_u64(), Some(0), "0 keeps messages");
+    assert_eq!(
+        declared["MaxValue"].as_u64(),
+        Some(u64::from(MAX_RETENTION_DAYS)),
+        "a value the template accepts must start the function"
+    );
+    let default = declared["Default"].to_string();
+    assert_eq!(
+        MessageRetention::from_vars(&Vars::fixed(&[(ENV_MESSAGE_RETENTION_DAYS, &default)])),
+        Ok(MessageRetention::days(365))
+    );
+}
+
+/// `value` is `!If [HasKmsKey, with_key, without_key]`.
+fn assert_by_key(value: &Value, with_key: Value, without_key: Value, what: &str) {
+    assert_eq!(
+        *value,
+        json!({ "Fn::If": ["HasKmsKey", with_key, without_key] }),
+        "{what}"
+    );
+}
+
+#[test]
+fn a_customer_managed_key_when_given_encrypts_every_table_queue_and_log_group() {
+    let template = template();
+    let parameter = &template["Parameters"]["KmsKeyArn"];
+    assert_eq!(
+        parameter["Default"], "",
+        "AWS-managed keys unless one is given"
+    );
+    assert_eq!(
+        template["Conditions"]["HasKmsKey"],
+        json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "KmsKeyArn" }, ""] }] })
+    );
+    let key = || json!({ "Ref": "KmsKeyArn" });
+    let none = || json!({ "Ref": "AWS::NoValue" });
+
+    let tables = resources_of_type(&template, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 3, "{tables:?}");
+    for id in tables {
+        let sse = &resource(&template, id)["Properties"]["SSESpecification"];
+        // Enabled without a type is the AWS-managed key, as before the parameter.
+        assert_eq!(sse["SSEEnabled"], true, "{id}");
+        assert_by_key(&sse["SSEType"], json!("KMS"), none(), id);
+        assert_by_key(&sse["KMSMasterKeyId"], key(), none(), id);
+    }
+    let queues = resources_of_type(&template, "AWS::SQS::Queue");
+    assert_eq!(queues.len(), 3, "{queues:?}");
+    for id in queues {
+        let properties = &resource(&template, id)["Properties"];
+        // SQS refuses both at once: its own managed SSE, or the key.
+        assert_by_key(&properties["SqsManagedSseEnabled"], none(), json!(true), id);
+        assert_by_key(&properties["KmsMasterKeyId"], key(), none(), id);
+    }
+    let log_groups = resources_of_type(&template, "AWS::Logs::LogGroup");
+    assert_eq!(log_groups.len(), 3, "{log_groups:?}");
+    for id in log_groups {
+        let properties = &resource(&template, id)["Properties"];
+        assert_by_key(&properties["KmsKeyId"], key(), none(), id);
+    }
+    // Every function logs to its own (encrypted) group, not one Lambda would create.
+    for function in functions() {
+        let properties = function_properties(&template, function.logical_id);
+        let group = ref_of(&properties["LoggingConfig"]["LogGroup"]).map(str::to_owned);
+        assert!(
+            group.is_some_and(|group| resource(&template, &group)["Type"] == "AWS::Logs::LogGroup"),
+            "{}: LoggingConfig.LogGroup is !Ref <a log group of this template>",
+            function.logical_id
+        );
+    }
+}
+
+#[test]
+fn a_prod_stack_keeps_its_tables_when_deleted_or_replaced() {
+    let template = template();
+    assert_eq!(
+        template["Conditions"]["IsProd"],
+        json!({ "Fn::Equals": [{ "Ref": "Stage" }, "prod"] })
+    );
+    for id in resources_of_type(&template, "AWS::DynamoDB::Table") {
+        let table = resource(&template, id);
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            assert_eq!(
+                table[policy],
+                json!({ "Fn::If": ["IsProd", "Retain", "Delete"] }),
+                "{id}: {policy}"
+            );
+        }
+        assert_eq!(
+            table["Properties"]["DeletionProtectionEnabled"],
+            json!({ "Fn::If": ["IsProd", true, false] }),
+            "{id}"
+        );
+    }
+    // CloudFormation takes an intrinsic function in these two attributes only through the
+    // language extensions, which must run before SAM's transform.
+    let conditional = template["Resources"]
+        .as_object()
+        .into_iter()
+        .flat_map(|resources| resources.values())
+        .any(|resource| {
+            ["DeletionPolicy", "UpdateReplacePolicy"]
+                .iter()
+                .any(|policy| {
+                    resource
+                        .get(*policy)
+                        .is_some_and(|value| !value.is_string())
+                })
+        });
+    if conditional {
+        assert_eq!(
+            template["Transform"],
+            json!(["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"])
+        );
+    }
+}
+
+#[test]
+fn no_output_or_environment_variable_carries_a_secret() {
+    let template = template();
+    let secret_parameters: Vec<&str> = template["Parameters"]
+        .as_object()
+        .expect("parameters")
+        .iter()
+        .filter(|(_, declared)| declared["NoEcho"] == true)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let outputs = template["Outputs"].to_string();
+    for parameter in &secret_parameters {
+        let reference = json!({ "Ref": parameter }).to_string();
+        assert!(
+            !outputs.contains(&reference) && !outputs.contains(&format!("${{{parameter}}}")),
+            "an output shows the NoEcho parameter {parameter}"
+        );
+    }
 }

@@ -100,6 +100,11 @@ async fn accepted_request_logs_one_line_with_event_and_customer_ref() {
     assert_eq!(line["request_id"], request_id.as_str());
     assert_eq!(line["secret"], 1);
     assert_eq!(line["level"], "INFO");
+    // The customer appears as the ref alone: no address, no name, no place.
+    let text = line.to_string().to_lowercase();
+    for personal in ["jane.doe", "@example.com", "jane doe", "austin", "78701"] {
+        assert!(!text.contains(personal), "{personal} logged: {text}");
+    }
 }
 
 #[tokio::test]

@@ -31,7 +31,9 @@ use referral_domain::orchestrator::policy::{self, MessagePolicy};
 use referral_domain::orchestrator::{
     Deadline, Orchestrator, OrchestratorConfig, StreamCounters, ThrottlePolicy,
 };
-use referral_domain::ports::{MessageGenerator, MessageStore, WorkQueue};
+use referral_domain::ports::{
+    ENV_MESSAGE_RETENTION_DAYS, MessageGenerator, MessageRetention, MessageStore, WorkQueue,
+};
 use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key, mask_emails};
 use referral_domain::template::TemplateGenerator;
 
@@ -57,6 +59,7 @@ pub fn env_vars() -> Vec<&'static str> {
         ENV_MESSAGES_TABLE,
         ENV_CLAIM_LEASE_SECONDS,
         ENV_THROTTLE_RETRY_SECONDS,
+        ENV_MESSAGE_RETENTION_DAYS,
         quarantine::ENV_STREAM_FAILURE_QUEUE_URL,
         CUSTOMER_REF_KEY_VAR,
     ];
@@ -120,6 +123,8 @@ pub struct Config {
     pub throttle_retry: Duration,
     /// Cooldown, satisfaction floors and the daily model budget (default: all off).
     pub policy: MessagePolicy,
+    /// How long messages and suppressions are kept (default a year; 0 days: for good).
+    pub retention: MessageRetention,
     /// Where records that cannot be decoded are set aside (the stream mapping's on-failure
     /// destination; the template always sets it). Without it such a record is retried like
     /// any failure, holding up its shard until the mapping gives up.
@@ -151,6 +156,7 @@ impl Config {
                 |seconds| *seconds <= MAX_THROTTLE_RETRY_SECONDS,
             )?),
             policy: MessagePolicy::from_vars(vars)?,
+            retention: MessageRetention::from_vars(vars)?,
             stream_failure_queue_url: vars.get(quarantine::ENV_STREAM_FAILURE_QUEUE_URL),
         })
     }
@@ -172,6 +178,7 @@ impl Config {
             aws_sdk_dynamodb::Client::new(sdk),
             self.messages_table.clone(),
         )
+        .with_retention(self.retention)
     }
 }
 

@@ -22,8 +22,8 @@ use referral_domain::features::{CustomerFeatures, LifetimeValue, LifetimeValueRu
 use referral_domain::orchestrator::message_id_for;
 use referral_domain::orchestrator::policy::{SuppressionReason, format_score, parse_score};
 use referral_domain::ports::{
-    AdapterError, Decision, FeatureStore, FeatureWrite, Holder, MessageStore, Recorded,
-    Suppression, WriteOutcome,
+    AdapterError, Decision, FeatureStore, FeatureWrite, Holder, MessageRetention, MessageStore,
+    Recorded, Suppression, WriteOutcome,
 };
 use referral_domain::redact::mask_email;
 use serde::Serialize;
@@ -85,6 +85,15 @@ pub struct RecomputeArgs {
     features_table: String,
     #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
     messages_table: String,
+    /// Days the `recompute` suppressions are kept; 0 keeps them (the orchestrator's setting).
+    #[arg(
+        long = "message-retention-days",
+        env = "MESSAGE_RETENTION_DAYS",
+        value_parser = MessageRetention::parse_days,
+        default_value = "365",
+        value_name = "DAYS"
+    )]
+    retention: MessageRetention,
     /// Scan segments read (and written) at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
     segments: u16,
@@ -255,7 +264,8 @@ pub async fn recompute(args: &RecomputeArgs, sdk: &SdkConfig) -> Result<ExitCode
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let worker = Arc::new(Worker {
         features: DynamoFeatureStore::new(dynamodb.clone(), &args.features_table),
-        messages: DynamoMessageStore::new(dynamodb, &args.messages_table),
+        messages: DynamoMessageStore::new(dynamodb, &args.messages_table)
+            .with_retention(args.retention),
         rule,
         plan: args.plan,
         pace: args.max_write_units.map(WritePace::new),

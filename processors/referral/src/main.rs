@@ -168,6 +168,7 @@ fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError>
         batch_size: usize::from(args.batch_size),
         max_receives: args.resources.max_receive_count,
         policy: args.policy.policy(),
+        retention: args.policy.retention,
         lifetime_value,
         ..RunConfig::default()
     };
@@ -227,7 +228,7 @@ async fn run_remote(
             ..EnricherConfig::default()
         },
     );
-    let messages = remote::message_store(&sdk, &resources);
+    let messages = remote::message_store(&sdk, &resources, config.retention);
     eprintln!(
         "referral: Bedrock is not used by local runs; messages come from the template generator"
     );

@@ -27,7 +27,8 @@ pub struct MessageView<'a> {
     pub features_version: u64,
     pub recommended_service: &'a str,
     pub body: &'a str,
-    pub prompt: &'a str,
+    pub prompt_version: u32,
+    pub prompt_hash: &'a str,
     pub generator: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<&'a str>,
@@ -61,7 +62,8 @@ impl<'a> From<&'a ReferralMessage> for MessageView<'a> {
             features_version: message.features_version,
             recommended_service: &message.recommended_service,
             body: &message.body,
-            prompt: &message.prompt,
+            prompt_version: message.prompt_version,
+            prompt_hash: &message.prompt_hash,
             generator: &message.generator,
             fallback_reason: message.fallback_reason.as_deref(),
         }

@@ -13,7 +13,9 @@ use referral_domain::orchestrator::policy::{parse_cooldown, parse_score};
 use referral_domain::orchestrator::{
     MessagePolicy, ModelCall, Verdict, message_id_for, policy::BUDGET_REASON,
 };
-use referral_domain::ports::{AdapterError, Decision, FeatureStore, MessageSlot, MessageStore};
+use referral_domain::ports::{
+    AdapterError, Decision, FeatureStore, MessageRetention, MessageSlot, MessageStore,
+};
 use referral_domain::prompt::build_prompt;
 use referral_domain::redact::mask_email;
 use serde::Serialize;
@@ -36,6 +38,16 @@ pub struct PolicyArgs {
     /// which records `budget` (local runs count the template as the model).
     #[arg(long, value_name = "N")]
     pub daily_model_budget: Option<u64>,
+    /// Days messages and suppressions are kept after they are recorded; 0 keeps them (the
+    /// orchestrator's `MESSAGE_RETENTION_DAYS`, the template's `MessageRetentionDays`).
+    #[arg(
+        long = "message-retention-days",
+        env = "MESSAGE_RETENTION_DAYS",
+        value_parser = MessageRetention::parse_days,
+        default_value = "365",
+        value_name = "DAYS"
+    )]
+    pub retention: MessageRetention,
 }
 
 impl PolicyArgs {

@@ -14,7 +14,9 @@ use crate::aws_local::provision::{
     QueuePair, QueueSpec, TableNames, ensure_queue, ensure_queue_pair, ensure_tables,
 };
 use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig};
-use referral_domain::ports::{AdapterError, EventArchive, FeatureStore, QueueMessage, WorkQueue};
+use referral_domain::ports::{
+    AdapterError, EventArchive, FeatureStore, MessageRetention, QueueMessage, WorkQueue,
+};
 use referral_local::pipeline::BatchHandler;
 
 /// Names of the resources a local run uses, and their settings.
@@ -166,9 +168,14 @@ impl<S: FeatureStore, A: EventArchive, D: WorkQueue> BatchHandler for LambdaEnri
 }
 
 /// The messages table of a run.
-pub fn message_store(sdk: &SdkConfig, resources: &Resources) -> DynamoMessageStore {
+pub fn message_store(
+    sdk: &SdkConfig,
+    resources: &Resources,
+    retention: MessageRetention,
+) -> DynamoMessageStore {
     DynamoMessageStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
         resources.tables.messages.clone(),
     )
+    .with_retention(retention)
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
+use referral_domain::prompt::PROMPT_VERSION;
 use serde_json::Value;
 
 fn workspace() -> PathBuf {
@@ -286,7 +287,20 @@ fn every_write_that_applied_events_has_exactly_one_message() {
             "two messages for {email} v{version}"
         );
         assert_eq!(message["generator"], "template");
-        for key in ["trigger_event_id", "recommended_service", "body", "prompt"] {
+        assert_eq!(
+            message["prompt_version"], PROMPT_VERSION,
+            "{email} v{version}"
+        );
+        assert!(
+            message.get("prompt").is_none(),
+            "the prompt's text is not kept"
+        );
+        for key in [
+            "trigger_event_id",
+            "recommended_service",
+            "body",
+            "prompt_hash",
+        ] {
             assert!(
                 message[key].as_str().is_some_and(|s| !s.is_empty()),
                 "{key} of {email} v{version}"

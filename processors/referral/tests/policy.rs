@@ -81,7 +81,9 @@ fn changes(entries: &Value) -> Vec<(String, u64)> {
 }
 
 /// The golden file is `referral run --json events/webhooks`'s `messages` as the binary of
-/// 2fa956e (main before the policy was merged, with the input hardening) printed them.
+/// 2fa956e (main before the policy was merged, with the input hardening) printed them, with
+/// each `prompt` replaced by `prompt_version` 1 and the `prompt_hash` of that very text
+/// (checked when the prompt's text stopped being kept).
 #[test]
 fn the_defaults_give_the_messages_of_before_the_policy_golden() {
     let run = referral_json(&["run", "--json", "events/webhooks"], None);

@@ -20,6 +20,12 @@ const INSIGHTS_HEADER: &str = "CUSTOMER INSIGHTS (from Feature Store):";
 const INSIGHTS_FOOTER: &str =
     "Use these insights to personalize the message and select the most relevant service.";
 
+/// Which prompt wrote a message: bump it whenever the instructions or the layout of either
+/// turn change. Stored with each message instead of the prompt's text (which holds the
+/// customer's name and address): with `prompt_hash`, the hash of the user turn, it tells
+/// whether a prompt rebuilt from the features (`referral messages preview`) is the one sent.
+pub const PROMPT_VERSION: u32 = 1;
+
 /// The two turns of a generation request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {

@@ -22,7 +22,8 @@ pub use crate::mapping::StreamConsumer;
 use crate::mapping::StreamMapping;
 use referral_domain::ports::{
     AdapterError, BATCH_LIMIT, Decision, EventArchive, FeatureStore, MAX_QUEUED_BYTES,
-    MessageStore, OutgoingMessage, QueueMessage, ReferralMessage, Suppression, WorkQueue,
+    MessageRetention, MessageStore, OutgoingMessage, QueueMessage, ReferralMessage, Suppression,
+    WorkQueue,
 };
 use referral_domain::template::TemplateGenerator;
 
@@ -104,6 +105,8 @@ pub struct RunConfig {
     pub policy: MessagePolicy,
     /// The enricher's lifetime-value bands (default: DESIGN.md's).
     pub lifetime_value: LifetimeValueRule,
+    /// How long the message store keeps decisions (default: a year, as deployed).
+    pub retention: MessageRetention,
 }
 
 impl Default for RunConfig {
@@ -116,6 +119,7 @@ impl Default for RunConfig {
             settle_pause: Duration::ZERO,
             policy: MessagePolicy::default(),
             lifetime_value: LifetimeValueRule::default(),
+            retention: MessageRetention::default(),
         }
     }
 }
@@ -356,7 +360,7 @@ pub async fn run_in_memory(
 ) -> Result<(RunReport, RunResults), AdapterError> {
     let queue = EmbeddedQueue::new();
     let store = EmbeddedFeatureStore::new();
-    let messages = EmbeddedMessageStore::new();
+    let messages = EmbeddedMessageStore::with_retention(config.retention);
     let archive = EmbeddedArchive::new();
     let enricher = Enricher::new(
         &store,

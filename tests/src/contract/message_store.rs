@@ -37,7 +37,7 @@ fn message(key: &MessageKey, body: &str) -> ReferralMessage {
         features_version: 1,
         recommended_service: "lawn_care".to_owned(),
         body: body.to_owned(),
-        prompt: "the prompt".to_owned(),
+        prompt_version: 1,
         prompt_hash: "abcd".to_owned(),
         generator: "template".to_owned(),
         model_id: None,
@@ -348,4 +348,97 @@ async fn a_day_budget_counts_calls_up_to_its_limit<M: MessageStore>(store: &M, p
     assert!(spend(day, 3).await, "a raised limit counts on");
     assert_eq!(store.model_calls(day).await.expect("calls"), 3);
     assert_eq!(store.model_calls(next).await.expect("calls"), 1);
+}
+
+/// Retention, for stores that keep decisions one day (`expiring`) and for good (`kept`):
+/// the table's TTL deletes a decision a day after it was recorded, and only then; the
+/// message slot is not a decision and stays, so a cooldown longer than the retention still
+/// holds. `sweep(now)` plays the TTL process on both stores: what DynamoDB does some time
+/// after each item's expiry, done at `now` exactly.
+pub async fn message_retention_contract<M: MessageStore>(
+    expiring: &M,
+    kept: &M,
+    sweep: impl AsyncFn(DateTime<Utc>),
+    prefix: &str,
+) {
+    let day = chrono::Duration::days(1);
+    let holder = Holder::new("retention");
+    // The stores may share a table: each has customers of its own.
+    let (message_key, kept_key) = (key(prefix, "expiring", 1), key(prefix, "kept", 1));
+    let customer = message_key.customer_email.as_str();
+    for (store, message_key) in [(expiring, &message_key), (kept, &kept_key)] {
+        claim(store, message_key, &holder, 0).await;
+        let message = Decision::Message(message(message_key, "kept a day"));
+        assert_eq!(record(store, message, &holder, 0).await, Recorded::Recorded);
+        let suppressed_key = MessageKey {
+            message_id: "v000000000002".to_owned(),
+            ..message_key.clone()
+        };
+        let suppression = Decision::Suppressed(suppression(&suppressed_key, "cooldown"));
+        assert_eq!(
+            record(store, suppression, &holder, 0).await,
+            Recorded::Recorded
+        );
+    }
+    let week = Duration::from_secs(7 * 86_400);
+    let slot = MessageSlot {
+        version: 1,
+        at: start(),
+    };
+    assert_eq!(
+        expiring
+            .take_message_slot(customer, slot, week)
+            .await
+            .expect("take the slot"),
+        SlotTaken::Taken
+    );
+
+    sweep(start() + day - chrono::Duration::seconds(1)).await;
+    assert_eq!(
+        decisions(expiring, &message_key).await.len(),
+        2,
+        "a decision stays until its retention ends"
+    );
+    sweep(start() + day).await;
+    assert_eq!(
+        decisions(expiring, &message_key).await,
+        Vec::new(),
+        "messages and suppressions expire with their retention"
+    );
+    assert_eq!(
+        decisions(kept, &kept_key).await.len(),
+        2,
+        "a store that keeps decisions for good keeps them"
+    );
+    assert_eq!(
+        expiring
+            .message_slot(customer)
+            .await
+            .expect("read the slot"),
+        Some(slot),
+        "the message slot outlives the message it was taken for"
+    );
+    let three_days_later = MessageSlot {
+        version: 3,
+        at: start() + chrono::Duration::days(3),
+    };
+    assert_eq!(
+        expiring
+            .take_message_slot(customer, three_days_later, week)
+            .await
+            .expect("take the slot"),
+        SlotTaken::Cooling { holder: slot },
+        "the cooldown holds after the message expired"
+    );
+    let eight_days_later = MessageSlot {
+        version: 4,
+        at: start() + chrono::Duration::days(8),
+    };
+    assert_eq!(
+        expiring
+            .take_message_slot(customer, eight_days_later, week)
+            .await
+            .expect("take the slot"),
+        SlotTaken::Taken
+    );
 }

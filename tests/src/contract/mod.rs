@@ -15,5 +15,5 @@ mod work_queue;
 pub use change_feed::change_feed_contract;
 pub use event_archive::event_archive_contract;
 pub use feature_store::feature_store_contract;
-pub use message_store::message_store_contract;
+pub use message_store::{message_retention_contract, message_store_contract};
 pub use work_queue::{QueueSetup, work_queue_contract};

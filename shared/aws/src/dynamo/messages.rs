@@ -8,6 +8,10 @@
 //! abandoned claims); a decision is recorded on the same terms; a draft is kept, and a claim
 //! released, only by its holder. A claim is updated in place, not replaced, so the draft a
 //! failed holder kept survives a takeover.
+//!
+//! A decision is written with the same TTL attribute set to the end of its retention
+//! ([`MessageRetention`]), so DynamoDB deletes messages and suppressions after it; the
+//! message policy's slot and budget rows (`policy_state.rs`) are separate and outlive them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,8 +21,8 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, Holder, MessageKey, MessageSlot, MessageStore, Recorded,
-    ReferralMessage, SlotTaken, Suppression,
+    AdapterError, Claim, Decision, Holder, MessageKey, MessageRetention, MessageSlot, MessageStore,
+    Recorded, ReferralMessage, SlotTaken, Suppression,
 };
 use serde::{Deserialize, Serialize};
 
@@ -74,14 +78,22 @@ impl Row {
 pub struct DynamoMessageStore {
     pub(super) client: Client,
     pub(super) table: String,
+    retention: MessageRetention,
 }
 
 impl DynamoMessageStore {
+    /// The table, keeping decisions for the default retention (a year).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoMessageStore {
             client,
             table: table.into(),
+            retention: MessageRetention::default(),
         }
+    }
+
+    pub fn with_retention(mut self, retention: MessageRetention) -> Self {
+        self.retention = retention;
+        self
     }
 
     fn decode(operation: &'static str, item: Item) -> Result<Row, AdapterError> {
@@ -237,8 +249,11 @@ impl MessageStore for DynamoMessageStore {
             Decision::Message(message) => Row::Completed(message),
             Decision::Suppressed(suppression) => Row::Suppressed(suppression),
         };
-        let item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(row)
+        let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(row)
             .map_err(|error| corrupt("PutItem", error))?;
+        if let Some(expiry) = self.retention.expiry(now) {
+            item.insert(CLAIM_TTL_ATTRIBUTE.to_owned(), epoch(expiry));
+        }
         let result = self
             .client
             .put_item()

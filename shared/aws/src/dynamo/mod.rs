@@ -34,7 +34,10 @@ use referral_domain::ports::{AdapterError, FeatureStore, FeatureWrite, WriteOutc
 pub const CUSTOMER_KEY: &str = "customerEmail";
 /// Sort key of `ReferralMessages`.
 pub const MESSAGE_KEY: &str = "message_id";
-/// Epoch seconds after which DynamoDB's TTL may delete an abandoned claim.
+/// `ReferralMessages`' one TTL attribute (DynamoDB allows one per table), in epoch seconds:
+/// the end of an abandoned claim's lease, of a decision's retention
+/// (`MESSAGE_RETENTION_DAYS`), of a model-budget day's keeping. Named for its first use;
+/// renaming it would leave the rows already written without expiry.
 pub const CLAIM_TTL_ATTRIBUTE: &str = "claim_expires_at";
 
 /// SDK operations of the feature store, for the IAM policy (one list, checked against the

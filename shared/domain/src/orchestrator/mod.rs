@@ -26,7 +26,7 @@ use crate::ports::{
     Holder, MessageGenerator, MessageKey, MessageStore, OnThrottle, Recorded, ReferralMessage,
     Suppression,
 };
-use crate::prompt::build_prompt;
+use crate::prompt::{PROMPT_VERSION, build_prompt};
 use crate::redact::short_hash;
 use crate::template::TemplateGenerator;
 
@@ -378,8 +378,8 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             features_version: features.version,
             recommended_service: generated.recommended_service,
             body: generated.body,
+            prompt_version: PROMPT_VERSION,
             prompt_hash: short_hash(prompt.user.as_bytes()),
-            prompt: prompt.user,
             generator: generated.generator.to_owned(),
             model_id: generated.model_id,
             usage: generated.usage,

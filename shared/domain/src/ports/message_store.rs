@@ -47,7 +47,11 @@ pub struct ReferralMessage {
     pub features_version: u64,
     pub recommended_service: String,
     pub body: String,
-    pub prompt: String,
+    /// The prompt's text is not kept (it holds the customer's name and address): its
+    /// version ([`crate::prompt::PROMPT_VERSION`]; 0 on messages stored before versions
+    /// were) and the hash of its user turn say which prompt it was.
+    #[serde(default)]
+    pub prompt_version: u32,
     pub prompt_hash: String,
     pub generator: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@ mod event_archive;
 mod feature_store;
 mod generator;
 mod message_store;
+mod retention;
 mod work_queue;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ pub use message_store::{
     Claim, Decision, Holder, MessageKey, MessageSlot, MessageStore, Recorded, ReferralMessage,
     SlotTaken, Suppression,
 };
+pub use retention::{ENV_MESSAGE_RETENTION_DAYS, MAX_RETENTION_DAYS, MessageRetention};
 pub use work_queue::{
     BATCH_LIMIT, DEAD_LETTER_REASON_MAX_BYTES, MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES,
     OutgoingMessage, QueueMessage, STRING_TYPE, WorkQueue,

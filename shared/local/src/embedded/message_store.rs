@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, Holder, MessageKey, MessageSlot, MessageStore, Recorded,
-    ReferralMessage, SlotTaken,
+    AdapterError, Claim, Decision, Holder, MessageKey, MessageRetention, MessageSlot, MessageStore,
+    Recorded, ReferralMessage, SlotTaken,
 };
 
 use super::lock;
@@ -20,7 +20,11 @@ enum Row {
         expires_at: DateTime<Utc>,
         draft: Option<Box<ReferralMessage>>,
     },
-    Decided(Box<Decision>),
+    Decided {
+        decision: Box<Decision>,
+        /// The end of its retention, as DynamoDB's TTL attribute holds it.
+        expires_at: Option<DateTime<Utc>>,
+    },
 }
 
 impl Row {
@@ -33,23 +37,49 @@ impl Row {
                 expires_at,
                 ..
             } => owner == holder || *expires_at <= now,
-            Row::Decided(_) => false,
+            Row::Decided { .. } => false,
         }
     }
 }
 
 /// Rows by customer, then message id; and the message policy's state: each customer's
-/// message slot, and the model calls counted per day.
+/// message slot, and the model calls counted per day. The slots are apart from the rows,
+/// as in DynamoDB, so they outlive the decisions' retention.
 #[derive(Debug, Default)]
 pub struct EmbeddedMessageStore {
     rows: Mutex<BTreeMap<String, BTreeMap<String, Row>>>,
     slots: Mutex<BTreeMap<String, MessageSlot>>,
     model_calls: Mutex<BTreeMap<NaiveDate, u64>>,
+    retention: MessageRetention,
 }
 
 impl EmbeddedMessageStore {
+    /// A store keeping decisions for the default retention (a year), as the table does.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_retention(retention: MessageRetention) -> Self {
+        EmbeddedMessageStore {
+            retention,
+            ..Self::default()
+        }
+    }
+
+    /// Deletes the decisions whose retention ended by `now`, as DynamoDB's TTL does (some
+    /// time after, there), and returns how many. Claims and the policy's state stay.
+    pub fn expire(&self, now: DateTime<Utc>) -> usize {
+        let mut rows = lock(&self.rows);
+        let mut expired = 0;
+        for customer in rows.values_mut() {
+            customer.retain(|_, row| {
+                let keep = !matches!(row, Row::Decided { expires_at: Some(at), .. } if *at <= now);
+                expired += usize::from(!keep);
+                keep
+            });
+        }
+        rows.retain(|_, customer| !customer.is_empty());
+        expired
     }
 
     /// Every decision, ordered by customer and message id.
@@ -58,7 +88,7 @@ impl EmbeddedMessageStore {
             .values()
             .flat_map(BTreeMap::values)
             .filter_map(|row| match row {
-                Row::Decided(decision) => Some(Decision::clone(decision)),
+                Row::Decided { decision, .. } => Some(Decision::clone(decision)),
                 Row::Claimed { .. } => None,
             })
             .collect()
@@ -74,7 +104,7 @@ impl EmbeddedMessageStore {
         customer
             .into_values()
             .filter_map(|row| match row {
-                Row::Decided(decision) => Some(*decision),
+                Row::Decided { decision, .. } => Some(*decision),
                 Row::Claimed { .. } => None,
             })
             .collect()
@@ -98,7 +128,7 @@ impl MessageStore for EmbeddedMessageStore {
         let mut rows = lock(&self.rows);
         let customer = rows.entry(key.customer_email.clone()).or_default();
         let claim = match customer.get_mut(&key.message_id) {
-            Some(Row::Decided(_)) => Claim::Decided,
+            Some(Row::Decided { .. }) => Claim::Decided,
             Some(Row::Claimed {
                 holder: owner,
                 expires_at,
@@ -166,10 +196,14 @@ impl MessageStore for EmbeddedMessageStore {
         let key = decision.key();
         let customer = rows.entry(key.customer_email).or_default();
         let recorded = match customer.get(&key.message_id) {
-            Some(Row::Decided(_)) => Recorded::AlreadyDecided,
+            Some(Row::Decided { .. }) => Recorded::AlreadyDecided,
             Some(row) if !row.open_to(holder, now) => Recorded::ClaimHeldElsewhere,
             _ => {
-                customer.insert(key.message_id, Row::Decided(Box::new(decision)));
+                let row = Row::Decided {
+                    decision: Box::new(decision),
+                    expires_at: self.retention.expiry(now),
+                };
+                customer.insert(key.message_id, row);
                 Recorded::Recorded
             }
         };
@@ -209,7 +243,7 @@ impl MessageStore for EmbeddedMessageStore {
                 customer
                     .values()
                     .filter_map(|row| match row {
-                        Row::Decided(decision) => Some(Decision::clone(decision)),
+                        Row::Decided { decision, .. } => Some(Decision::clone(decision)),
                         Row::Claimed { .. } => None,
                     })
                     .collect()

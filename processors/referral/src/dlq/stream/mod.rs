@@ -41,7 +41,7 @@ use referral_domain::features::CustomerFeatures;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
 use referral_domain::ports::{
     AdapterError, ChangeKind, ChangeRecord, FeatureStore, Generated, GenerationError,
-    GenerationRequest, MessageGenerator,
+    GenerationRequest, MessageGenerator, MessageRetention,
 };
 use referral_domain::redact::{mask_email, mask_emails};
 use referral_domain::template::TemplateGenerator;
@@ -263,10 +263,12 @@ impl Rerunner {
         features_table: &str,
         messages_table: &str,
     ) -> Result<Self, DlqError> {
+        // Messages written by a replay expire as the orchestrator's do, by its variable.
         let store = DynamoMessageStore::new(
             aws_sdk_dynamodb::Client::new(sdk),
             messages_table.to_owned(),
-        );
+        )
+        .with_retention(MessageRetention::from_vars(&Vars::process())?);
         Ok(Rerunner {
             streams: aws_sdk_dynamodbstreams::Client::new(sdk),
             orchestrator: Orchestrator::new(
