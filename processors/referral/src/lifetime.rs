@@ -22,8 +22,8 @@ use referral_domain::features::{CustomerFeatures, LifetimeValue, LifetimeValueRu
 use referral_domain::orchestrator::message_id_for;
 use referral_domain::orchestrator::policy::{SuppressionReason, format_score, parse_score};
 use referral_domain::ports::{
-    AdapterError, Decision, FeatureStore, FeatureWrite, Holder, MessageRetention, MessageStore,
-    Recorded, Suppression, WriteOutcome,
+    AdapterError, Decision, FeatureStore, FeatureWrite, Holder, MessageStore, Recorded,
+    Suppression, WriteOutcome,
 };
 use referral_domain::redact::mask_email;
 use serde::Serialize;
@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::events::item_size;
+use crate::policy::RetentionArgs;
 
 /// The lifetime-value bands: high needs both high thresholds, medium either medium one.
 /// Unset: DESIGN.md's 6 / 4.0 / 3 / 3.5.
@@ -85,15 +86,8 @@ pub struct RecomputeArgs {
     features_table: String,
     #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
     messages_table: String,
-    /// Days the `recompute` suppressions are kept; 0 keeps them (the orchestrator's setting).
-    #[arg(
-        long = "message-retention-days",
-        env = "MESSAGE_RETENTION_DAYS",
-        value_parser = MessageRetention::parse_days,
-        default_value = "365",
-        value_name = "DAYS"
-    )]
-    retention: MessageRetention,
+    #[command(flatten)]
+    retention: RetentionArgs,
     /// Scan segments read (and written) at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
     segments: u16,
@@ -265,7 +259,7 @@ pub async fn recompute(args: &RecomputeArgs, sdk: &SdkConfig) -> Result<ExitCode
     let worker = Arc::new(Worker {
         features: DynamoFeatureStore::new(dynamodb.clone(), &args.features_table),
         messages: DynamoMessageStore::new(dynamodb, &args.messages_table)
-            .with_retention(args.retention),
+            .with_retention(args.retention.message_retention),
         rule,
         plan: args.plan,
         pace: args.max_write_units.map(WritePace::new),

@@ -168,7 +168,7 @@ fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError>
         batch_size: usize::from(args.batch_size),
         max_receives: args.resources.max_receive_count,
         policy: args.policy.policy(),
-        retention: args.policy.retention,
+        retention: args.policy.retention.message_retention,
         lifetime_value,
         ..RunConfig::default()
     };

@@ -38,6 +38,13 @@ pub struct PolicyArgs {
     /// which records `budget` (local runs count the template as the model).
     #[arg(long, value_name = "N")]
     pub daily_model_budget: Option<u64>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// How long recorded messages and suppressions are kept, for every command that records them.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct RetentionArgs {
     /// Days messages and suppressions are kept after they are recorded; 0 keeps them (the
     /// orchestrator's `MESSAGE_RETENTION_DAYS`, the template's `MessageRetentionDays`).
     #[arg(
@@ -47,7 +54,7 @@ pub struct PolicyArgs {
         default_value = "365",
         value_name = "DAYS"
     )]
-    pub retention: MessageRetention,
+    pub message_retention: MessageRetention,
 }
 
 impl PolicyArgs {

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::inputs::{self, InputError};
 use crate::lifetime::{LifetimeValueArgs, WritePace, parse_units};
+use crate::policy::RetentionArgs;
 use history::{HistoryStore, PacedArchive, WriteTally};
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +64,8 @@ pub struct BackfillArgs {
     messages_table: String,
     #[command(flatten)]
     rule: LifetimeValueArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +159,8 @@ pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, Backf
     let enricher = Enricher::new(
         HistoryStore::new(
             DynamoFeatureStore::new(dynamodb.clone(), &args.features_table),
-            DynamoMessageStore::new(dynamodb.clone(), &args.messages_table),
+            DynamoMessageStore::new(dynamodb.clone(), &args.messages_table)
+                .with_retention(args.retention.message_retention),
             pace.clone(),
             Arc::clone(&tally),
         ),

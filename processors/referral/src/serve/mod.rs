@@ -163,7 +163,9 @@ async fn serve_embedded(
 ) -> Result<ExitCode, ServeError> {
     let features = Arc::new(EmbeddedFeatureStore::new());
     let archive = Arc::new(EmbeddedArchive::new());
-    let messages = Arc::new(EmbeddedMessageStore::with_retention(args.policy.retention));
+    let messages = Arc::new(EmbeddedMessageStore::with_retention(
+        args.policy.retention.message_retention,
+    ));
     let dead_letters = Arc::new(EmbeddedQueue::new());
     let queue = Arc::new(EmbeddedQueue::with_rules(QueueRules {
         max_receive_count: Some(args.resources.max_receive_count),
@@ -225,7 +227,7 @@ async fn serve_aws(
         StartingPosition::TrimHorizon,
     )
     .await?;
-    let messages = remote::message_store(sdk, &resources, args.policy.retention);
+    let messages = remote::message_store(sdk, &resources, args.policy.retention.message_retention);
     let orchestrator = Orchestrator::new(
         TemplateGenerator,
         messages.clone(),
