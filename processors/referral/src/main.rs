@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::{dlq, events, inputs, invoke, lifetime, local, output, policy, remote};
 use referral_domain::enricher::EnricherConfig;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};

@@ -10,7 +10,7 @@ mod table;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use referral_cli::aws_local::provision::{QueuePair, TableNames};
+use referral_aws_local::provision::{QueuePair, TableNames};
 use referral_lambda_emulator::{
     FunctionSpec, InvocationOutcome, InvokeError, RunStats, run_function,
 };
