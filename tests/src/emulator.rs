@@ -12,7 +12,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use referral_cli::aws_local::provision::{
+use referral_aws_local::provision::{
     QueuePair, QueueSpec, TableNames, ensure_queue_pair, ensure_tables,
 };
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_aws::sqs::SqsQueue;
-use referral_cli::aws_local::provision::{QueueSpec, ensure_queue_pair};
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_aws_local::provision::{QueueSpec, ensure_queue_pair};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::ports::MessageRetention;
 use referral_tests::contract::{
     QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,

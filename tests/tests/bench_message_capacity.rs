@@ -9,7 +9,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use referral_aws::dynamo::{CUSTOMER_KEY, DynamoEventArchive, DynamoFeatureStore, MESSAGE_KEY};
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::env::Vars;
 use referral_domain::orchestrator::{Orchestrator, StreamCounters};

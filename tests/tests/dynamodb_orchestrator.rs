@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
 use referral_domain::ports::{FeatureStore, MessageStore};

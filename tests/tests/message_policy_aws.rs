@@ -15,7 +15,7 @@ use aws_smithy_mocks::{Rule, mock};
 use bedrock::{lambda_orchestrator, mocked_bedrock, usable_answer};
 use futures_util::future::join_all;
 use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::orchestrator::policy::BUDGET_REASON;
 use referral_domain::orchestrator::{Orchestrator, StreamCounters};

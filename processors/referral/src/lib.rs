@@ -3,7 +3,6 @@
 //! provisioning, a deployed binary under a loopback Lambda Runtime API, the AWS events it is
 //! fed) and the operators' tools (DLQ, features, messages). The deployed Lambda functions never link this crate.
 
-pub mod aws_local;
 pub mod backfill;
 pub mod dlq;
 pub mod events;

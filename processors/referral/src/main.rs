@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::{
     backfill, dlq, events, inputs, invoke, lifetime, local, output, policy, remote,
 };

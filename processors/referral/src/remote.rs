@@ -4,15 +4,15 @@
 //! does and its records go to the orchestrator.
 
 use aws_config::SdkConfig;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use chrono::Utc;
 use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_aws::sqs::SqsQueue;
 use referral_enricher::EnricherHandler;
 
-use crate::aws_local::provision::{
+use referral_aws_local::provision::{
     QueuePair, QueueSpec, TableNames, ensure_queue, ensure_queue_pair, ensure_tables,
 };
+use referral_aws_local::sqs_event;
 use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig};
 use referral_domain::ports::{
     AdapterError, EventArchive, FeatureStore, MessageRetention, QueueMessage, WorkQueue,
@@ -120,40 +120,6 @@ impl<S: FeatureStore, A: EventArchive, D: WorkQueue> LambdaEnricher<S, A, D> {
     pub fn store(&self) -> &S {
         self.handler.enricher().store()
     }
-}
-
-/// The SQS event Lambda's event-source mapping hands a function for `batch`, received from
-/// the queue `queue_arn`.
-pub fn sqs_event(batch: &[QueueMessage], queue_arn: &str) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = batch
-        .iter()
-        .map(|message| {
-            let mut record = SqsMessage::default();
-            record.message_id = Some(message.message_id.clone());
-            record.receipt_handle = Some(message.receipt.clone());
-            record.body = Some(message.body.clone());
-            record.attributes = [(
-                "ApproximateReceiveCount".to_owned(),
-                message.receive_count.to_string(),
-            )]
-            .into();
-            record.message_attributes = message
-                .attributes
-                .iter()
-                .map(|(name, value)| {
-                    let mut attribute = SqsMessageAttribute::default();
-                    attribute.string_value = Some(value.clone());
-                    attribute.data_type = Some("String".to_owned());
-                    (name.clone(), attribute)
-                })
-                .collect();
-            record.event_source = Some("aws:sqs".to_owned());
-            record.event_source_arn = Some(queue_arn.to_owned());
-            record
-        })
-        .collect();
-    event
 }
 
 impl<S: FeatureStore, A: EventArchive, D: WorkQueue> BatchHandler for LambdaEnricher<S, A, D> {

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::backfill::csv::COLUMNS;
 use referral_cli::remote::{self, ResourceArgs, STREAM_FAILURE_QUEUE};
 use referral_domain::event::ServiceEvent;

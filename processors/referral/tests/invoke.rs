@@ -12,7 +12,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use referral_cli::invoke::{FunctionSpec, InvocationOutcome, Payload, run_function};
+use referral_lambda_emulator::{FunctionSpec, InvocationOutcome, Payload, run_function};
 use serde_json::Value;
 
 /// Nothing listens there: a function that tried AWS would fail, not reach anything.

@@ -213,7 +213,7 @@ async fn three_hundred_concurrent_webhooks_end_in_features_and_one_message_per_c
     let status = server.interrupt();
     assert!(status.success(), "local serve exited with {status}");
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queue_url = referral_cli::aws_local::provision::queue_url(&sqs, &names[2])
+    let queue_url = referral_aws_local::provision::queue_url(&sqs, &names[2])
         .await
         .expect("queue url");
     assert_eq!(

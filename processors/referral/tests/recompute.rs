@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::remote::{self, ResourceArgs, STREAM_FAILURE_QUEUE};
 use referral_domain::features::{CustomerFeatures, LifetimeValueRule};
 use referral_domain::orchestrator::{

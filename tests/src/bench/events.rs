@@ -1,6 +1,6 @@
 //! The SQS batch events the enricher's event-source mapping would invoke it with.
 
-use referral_cli::invoke::Payload;
+use referral_lambda_emulator::Payload;
 use serde_json::{Value, json};
 
 use crate::corpus::Corpus;

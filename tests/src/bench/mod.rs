@@ -10,8 +10,10 @@ mod table;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use referral_cli::aws_local::provision::{QueuePair, TableNames};
-use referral_cli::invoke::{FunctionSpec, InvocationOutcome, InvokeError, RunStats, run_function};
+use referral_aws_local::provision::{QueuePair, TableNames};
+use referral_lambda_emulator::{
+    FunctionSpec, InvocationOutcome, InvokeError, RunStats, run_function,
+};
 use serde::Serialize;
 
 use crate::capacity::{CapacityError, CapacityReport, account_recording};

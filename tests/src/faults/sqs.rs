@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::Utc;
 use fastrand::Rng;
 use referral_aws::sqs::SqsQueue;
-use referral_cli::remote::sqs_event;
+use referral_aws_local::sqs_event;
 use referral_domain::ports::{EventArchive, FeatureStore, WorkQueue};
 use referral_enricher::{EnricherHandler, HandlerCounters};
 use referral_local::embedded::EmbeddedQueue;

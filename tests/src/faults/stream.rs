@@ -14,7 +14,7 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use referral_aws::sqs::SqsQueue;
-use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, event_record};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, event_record};
 use referral_domain::orchestrator::StreamCounters;
 use referral_domain::ports::{OutgoingMessage, WorkQueue};
 use serde_json::json;

@@ -16,7 +16,7 @@ use referral_aws::sqs::{SQS_BATCH_LIMIT, SqsQueue, receive_count_of};
 use referral_domain::ports::AdapterError;
 
 use super::DlqError;
-use crate::aws_local::provision::{queue_arn, queue_url};
+use referral_aws_local::provision::{queue_arn, queue_url};
 
 /// SQS takes at most ten messages per receive and ten entries per batch call.
 pub const BATCH_LIMIT: usize = SQS_BATCH_LIMIT;

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use referral_aws::config::is_loopback;
 
-use super::ids::ACCOUNT;
-use super::template::{Expression, FunctionTemplate};
+use referral_lambda_emulator::ids::ACCOUNT;
+use referral_lambda_emulator::template::{Expression, FunctionTemplate};
 
 /// The local names of what the template creates, and where the AWS APIs are.
 #[derive(Debug, Clone)]

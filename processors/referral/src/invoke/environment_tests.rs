@@ -1,5 +1,5 @@
 use super::*;
-use crate::invoke::template;
+use referral_lambda_emulator::template;
 
 const TEMPLATE: &str = r#"
 Parameters:

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::InvokeCommandError;
-use super::runtime_api::MAX_PAYLOAD_BYTES;
+use referral_lambda_emulator::MAX_PAYLOAD_BYTES;
 
 /// The events of a JSON document (one event, even an array) or of JSONL (one per line).
 pub fn read(path: &Path) -> Result<Vec<Vec<u8>>, InvokeCommandError> {

@@ -2,34 +2,26 @@
 //! way Lambda runs it (like `sam local invoke`, without Docker), with the environment the
 //! SAM template gives it, filled for local use.
 //!
-//! The runner ([`run_function`]) and the Runtime API server are public: benchmarks and
-//! tests drive function binaries with them.
+//! The emulator itself (Runtime API, runner, template reading) is the
+//! `referral-lambda-emulator` crate; this module is the command's wiring: the project's
+//! resources and flags, the events file, stdout and the exit status.
 
-mod driver;
 pub mod environment;
 mod events;
-mod function;
-mod ids;
-pub mod runner;
-pub mod runtime_api;
-pub mod template;
-mod usage;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub use runner::{
-    FunctionSpec, InitFailure, Invocation, InvocationOutcome, InvokeError, Payload, RunStats,
-    child_env, run_function, run_function_with,
+use referral_lambda_emulator::template::{self, TemplateError};
+use referral_lambda_emulator::{
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, FunctionSpec, Invocation, InvocationOutcome, InvokeError,
+    MAX_PAYLOAD_BYTES, Payload, RunStats, run_function_with,
 };
-pub use runtime_api::{FunctionError, RuntimeApi};
 
 use crate::DEVELOPMENT_SECRET;
 use environment::{Local, Unfillable};
-use runtime_api::MAX_PAYLOAD_BYTES;
-use template::TemplateError;
 
 /// Where the template is, from the project's root.
 const TEMPLATE_PATH: &str = "infra/template.yaml";
@@ -199,11 +191,11 @@ pub async fn run(
     let timeout = args
         .timeout
         .or(deployed.timeout_seconds)
-        .map_or(runner::DEFAULT_TIMEOUT, Duration::from_secs);
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let spec = FunctionSpec {
         env,
         timeout,
-        memory_mb: deployed.memory_mb.unwrap_or(runner::DEFAULT_MEMORY_MB),
+        memory_mb: deployed.memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
         ..FunctionSpec::new(binary, function)
     };
     let mut write_error = None;

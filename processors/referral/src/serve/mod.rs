@@ -33,13 +33,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::DEVELOPMENT_SECRET;
-use crate::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use crate::dlq::{self, DlqError};
 use crate::lifetime::LifetimeValueArgs;
 use crate::policy::PolicyArgs;
 use crate::remote::{self, LambdaEnricher, ResourceArgs};
 pub use listener::{HEADER_TIMEOUT, Limits, MAX_CONNECTIONS, MAX_HEADER_BYTES, REQUEST_TIMEOUT};
 pub use lookups::{DEAD_LETTERS_SHOWN, DeadLetters, LookupError, Lookups};
+use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 pub use routes::{MAX_BODY_BYTES, Routes};
 
 const DEFAULT_PORT: u16 = 8080;

@@ -15,8 +15,8 @@ pub(crate) use aws_sdk_sqs::types::{
 pub(crate) use chrono::Utc;
 pub(crate) use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 pub(crate) use referral_aws::sqs::{SqsQueue, attributes_of};
-pub(crate) use referral_cli::aws_local::provision::{QueuePair, TableNames, queue_arn, queue_url};
-pub(crate) use referral_cli::aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+pub(crate) use referral_aws_local::provision::{QueuePair, TableNames, queue_arn, queue_url};
+pub(crate) use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 pub(crate) use referral_domain::enricher::{Enricher, EnricherConfig};
 pub(crate) use referral_domain::event::ServiceEvent;
 pub(crate) use referral_domain::features::MemoryLimits;

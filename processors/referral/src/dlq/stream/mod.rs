@@ -51,7 +51,7 @@ use referral_orchestrator::ProductionGenerator;
 use referral_orchestrator::quarantine::Quarantine;
 use serde::Deserialize;
 
-use crate::aws_local::stream_reader::event_record;
+use referral_aws_local::stream_reader::event_record;
 
 use super::DlqError;
 use super::origin::{QueueRole, from_a_stream_mapping};

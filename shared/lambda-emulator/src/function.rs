@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use super::runtime_api::FunctionError;
+use crate::runtime_api::FunctionError;
 
 /// Lambda's defaults for a function that sets no timeout or memory size.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -52,7 +52,7 @@ pub enum Payload {
 }
 
 impl Payload {
-    pub(super) fn from_body(body: Vec<u8>) -> Self {
+    pub(crate) fn from_body(body: Vec<u8>) -> Self {
         match serde_json::from_slice(&body) {
             Ok(json) => Payload::Json(json),
             Err(_) => Payload::Raw(body),

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use referral_cli::invoke::{FunctionSpec, InvocationOutcome, RunStats, run_function};
+use referral_lambda_emulator::{FunctionSpec, InvocationOutcome, RunStats, run_function};
 
 /// Opens fd 3 on the Runtime API.
 const CONNECT: &str =

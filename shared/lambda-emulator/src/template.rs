@@ -1,6 +1,6 @@
 //! A function's deployed configuration, read from the SAM template: its environment
 //! variables (with the `Globals`), timeout, memory size and log level. The variables keep
-//! their template expressions; filling them for local use is [`super::environment`]'s job.
+//! their template expressions; filling them for local use is the caller's job.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::driver;
-pub use super::function::{
+use crate::driver;
+pub use crate::function::{
     DEFAULT_INIT_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, FunctionSpec, InitFailure,
     Invocation, InvocationOutcome, InvokeError, Payload, RunStats,
 };
-use super::ids;
-use super::runtime_api::RuntimeApi;
+use crate::ids;
+use crate::runtime_api::RuntimeApi;
 
 /// Taken from this process's environment; everything else is cleared, as in Lambda.
 const INHERITED: &[&str] = &[

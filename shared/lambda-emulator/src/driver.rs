@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
-use super::function::{
+use crate::function::{
     FunctionSpec, InitFailure, Invocation, InvocationOutcome, InvokeError, Payload, RunStats,
 };
-use super::ids;
-use super::runtime_api::{ApiRequest, FunctionError, NextInvocation, RuntimeApi};
-use super::usage::{self, Usage};
+use crate::ids;
+use crate::runtime_api::{ApiRequest, FunctionError, NextInvocation, RuntimeApi};
+use crate::usage::{self, Usage};
 
 /// Delivers `events` to processes of `spec`'s binary started with `env`, over `api`.
-pub(super) async fn drive(
+pub(crate) async fn drive(
     spec: &FunctionSpec,
     env: &BTreeMap<String, String>,
     api: RuntimeApi,
