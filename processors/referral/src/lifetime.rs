@@ -412,7 +412,7 @@ impl Worker {
                 // Not for a write that applies no event; treated as the conflict it is.
                 Ok(WriteOutcome::Duplicate { current }) => Some(current),
                 Err(error) => {
-                    tracing::warn!(error = %error, "recompute could not write an item");
+                    tracing::warn!(error = %referral_domain::error_chain(&error), "recompute could not write an item");
                     tally.failed.push(mask_email(&current.customer_email));
                     return;
                 }
@@ -425,7 +425,7 @@ impl Worker {
                     // Deleted meanwhile (`customers forget`): nothing to move.
                     Ok(None) => return,
                     Err(error) => {
-                        tracing::warn!(error = %error, "recompute could not read an item");
+                        tracing::warn!(error = %referral_domain::error_chain(&error), "recompute could not read an item");
                         tally.failed.push(mask_email(&current.customer_email));
                         return;
                     }
@@ -472,7 +472,7 @@ pub(crate) async fn record_suppressed<M: MessageStore>(
         Ok(Recorded::Recorded | Recorded::AlreadyDecided) => true,
         Ok(Recorded::ClaimHeldElsewhere) => false,
         Err(error) => {
-            tracing::warn!(error = %error, reason = reason.as_str(), "could not record a suppression");
+            tracing::warn!(error = %referral_domain::error_chain(&error), reason = reason.as_str(), "could not record a suppression");
             false
         }
     }

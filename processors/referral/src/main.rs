@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::{
-    backfill, dlq, events, inputs, invoke, lifetime, local, output, policy, remote,
+    backfill, dlq, events, inputs, invoke, lifetime, local, output, policy, remote, serve,
 };
 use referral_domain::enricher::EnricherConfig;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
@@ -137,9 +137,63 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
+            eprintln!("error: {}", referral_domain::error_chain(&error));
+            ExitCode::from(exit_status(&error))
         }
+    }
+}
+
+/// A usage or input error (flags, files, settings, names): status 2. A failure while running
+/// (an AWS API, the network, a write, a process): status 1, the status of a run that
+/// failed part of its work.
+fn exit_status(error: &CliError) -> u8 {
+    const USAGE: u8 = 2;
+    const FAILURE: u8 = 1;
+    let dlq = |error: &dlq::DlqError| match error {
+        dlq::DlqError::ImportSend { .. } | dlq::DlqError::Json(_) => FAILURE,
+        // A queue the AWS API does not find is a wrong name (README: "usage or queue error").
+        _ => USAGE,
+    };
+    match error {
+        CliError::Input(_) | CliError::Rule(_) => USAGE,
+        CliError::Pipeline(_) | CliError::Runtime(_) | CliError::Json(_) => FAILURE,
+        CliError::Dlq(error) => dlq(error),
+        CliError::Backfill(
+            backfill::BackfillError::State { .. }
+            | backfill::BackfillError::Store(_)
+            | backfill::BackfillError::Json(_),
+        ) => FAILURE,
+        CliError::Backfill(_) => USAGE,
+        CliError::Local(error) => match error {
+            local::LocalError::Aws(_)
+            | local::LocalError::Json(_)
+            | local::LocalError::Serve(
+                serve::ServeError::Aws(_)
+                | serve::ServeError::Listen { .. }
+                | serve::ServeError::Signal(_),
+            )
+            | local::LocalError::Preview(
+                policy::PreviewError::Store(_) | policy::PreviewError::Json(_),
+            )
+            | local::LocalError::Recompute(
+                lifetime::RecomputeError::Store(_)
+                | lifetime::RecomputeError::Json(_)
+                | lifetime::RecomputeError::Segment(_),
+            ) => FAILURE,
+            local::LocalError::Serve(serve::ServeError::DeadLetterQueue(error)) => dlq(error),
+            _ => USAGE,
+        },
+        CliError::Invoke(
+            invoke::InvokeCommandError::Run(_) | invoke::InvokeCommandError::Stdout(_),
+        ) => FAILURE,
+        CliError::Invoke(_) => USAGE,
+        CliError::Events(
+            events::EventsError::Write { .. }
+            | events::EventsError::Stdout(_)
+            | events::EventsError::Item(_)
+            | events::EventsError::Json(_),
+        ) => FAILURE,
+        CliError::Events(_) => USAGE,
     }
 }
 

@@ -391,6 +391,32 @@ fn a_missing_path_is_a_clear_error() {
     assert!(stderr.contains("cannot read `no/such/dir`"), "{stderr}");
 }
 
+#[test]
+fn an_unreachable_endpoint_is_a_run_time_failure_told_once() {
+    // A port nothing listens on: the listener is dropped before the run starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_referral"))
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .args(["run", "events/webhooks/valid", "--endpoint-url"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run the referral binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // 2 is for usage and input errors; the inputs are fine, the AWS API is not there.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failed transiently"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    // The adapter's text names the operation; the SDK's cause follows it once, not twice.
+    assert_eq!(stderr.matches("dispatch failure").count(), 1, "{stderr}");
+}
+
 /// Bytes that are not UTF-8, and an event too large to queue, are each refused alone, as
 /// ingest refuses them (400 `not_utf8`, 413): the run applies the rest and prints its report.
 #[test]

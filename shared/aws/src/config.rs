@@ -120,7 +120,9 @@ pub enum AccessError {
         "no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and \
          AWS_SECRET_ACCESS_KEY), or pass --endpoint-url to use a local emulator"
     )]
-    NoCredentials(#[source] Option<aws_credential_types::provider::error::CredentialsError>),
+    // The SDK's account of each provider it tried (a line each) is kept for `Debug` but is
+    // no `source()`: printed as a chain it would bury the one line that says what to do.
+    NoCredentials(Option<aws_credential_types::provider::error::CredentialsError>),
     #[error(
         "no AWS region configured: set AWS_REGION (or a region in your profile), or pass \
          --endpoint-url to use a local emulator"

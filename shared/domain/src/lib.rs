@@ -23,14 +23,50 @@ pub mod shapes;
 pub mod template;
 
 /// An error and its sources, `: `-separated, on one line: what a log line shows of a
-/// failure (mask e-mail addresses in it before logging).
+/// failure (mask e-mail addresses in it before logging). A source whose text an outer
+/// message already shows (`"cannot read {path}: {source}"`) is not repeated.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use crate::ports::AdapterError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read queue q: {0}")]
+    struct ShowsItsSource(#[source] AdapterError);
+
+    fn refused() -> AdapterError {
+        AdapterError::Permanent {
+            operation: "GetQueueUrl",
+            source: "AWS.SimpleQueueService.NonExistentQueue".into(),
+        }
+    }
+
+    #[test]
+    fn an_adapter_error_names_the_operation_and_its_chain_adds_the_cause_once() {
+        let error = refused();
+        assert_eq!(error.to_string(), "GetQueueUrl was refused");
+        assert_eq!(
+            error_chain(&error),
+            "GetQueueUrl was refused: AWS.SimpleQueueService.NonExistentQueue"
+        );
+        // A wrapper that already prints its source does not get it twice.
+        assert_eq!(
+            error_chain(&ShowsItsSource(refused())),
+            "cannot read queue q: GetQueueUrl was refused: AWS.SimpleQueueService.NonExistentQueue"
+        );
+    }
 }

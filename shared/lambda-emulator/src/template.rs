@@ -72,11 +72,11 @@ pub fn load(path: &Path, binary: &str) -> Result<FunctionTemplate, TemplateError
         source,
     })?;
     parse(&text, binary).map_err(|error| match error {
-        Parse::Yaml(source) => TemplateError::Yaml {
+        TemplateParseError::Yaml(source) => TemplateError::Yaml {
             path: shown.clone(),
             source,
         },
-        Parse::NoFunction => TemplateError::NoFunction {
+        TemplateParseError::NoFunction => TemplateError::NoFunction {
             path: shown.clone(),
             binary: binary.to_owned(),
         },
@@ -84,14 +84,14 @@ pub fn load(path: &Path, binary: &str) -> Result<FunctionTemplate, TemplateError
 }
 
 #[derive(Debug)]
-pub enum Parse {
+pub enum TemplateParseError {
     Yaml(serde_norway::Error),
     NoFunction,
 }
 
 /// [`load`] on the template's text.
-pub fn parse(text: &str, binary: &str) -> Result<FunctionTemplate, Parse> {
-    let template: Value = serde_norway::from_str(text).map_err(Parse::Yaml)?;
+pub fn parse(text: &str, binary: &str) -> Result<FunctionTemplate, TemplateParseError> {
+    let template: Value = serde_norway::from_str(text).map_err(TemplateParseError::Yaml)?;
     let resources = template.get("Resources").and_then(Value::as_mapping);
     let (logical_id, function) = resources
         .into_iter()
@@ -102,7 +102,7 @@ pub fn parse(text: &str, binary: &str) -> Result<FunctionTemplate, Parse> {
                     .and_then(Value::as_str)
                     == Some(binary)
         })
-        .ok_or(Parse::NoFunction)?;
+        .ok_or(TemplateParseError::NoFunction)?;
     let globals = path(&template, &["Globals", "Function"]);
     let properties = function.get("Properties");
     // The function's own setting, else the global one.
@@ -246,8 +246,14 @@ Resources:
 
     #[test]
     fn a_binary_without_a_function_is_an_error() {
-        assert!(matches!(parse(TEMPLATE, "other"), Err(Parse::NoFunction)));
-        assert!(matches!(parse("a: [", "thing"), Err(Parse::Yaml(_))));
+        assert!(matches!(
+            parse(TEMPLATE, "other"),
+            Err(TemplateParseError::NoFunction)
+        ));
+        assert!(matches!(
+            parse("a: [", "thing"),
+            Err(TemplateParseError::Yaml(_))
+        ));
     }
 
     #[test]

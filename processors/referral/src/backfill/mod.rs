@@ -329,7 +329,7 @@ where
             }
             Ok(None) => {}
             Err(error) => {
-                tracing::warn!(error = %error, "backfill could not read a customer's item");
+                tracing::warn!(error = %referral_domain::error_chain(&error), "backfill could not read a customer's item");
                 unfinished.insert(customer.as_str());
             }
         }

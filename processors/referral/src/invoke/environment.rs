@@ -31,7 +31,7 @@ pub struct Local {
 /// A variable the template sets that this run cannot fill.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {reason}; pass {remedy}")]
-pub struct Unfillable {
+pub struct UnfillableError {
     pub variable: String,
     pub reason: String,
     pub remedy: String,
@@ -77,7 +77,7 @@ pub fn fill(
     local: &Local,
     overrides: &[(String, String)],
     parent: impl Fn(&str) -> Option<String>,
-) -> Result<BTreeMap<String, String>, Unfillable> {
+) -> Result<BTreeMap<String, String>, UnfillableError> {
     let overridden = |name: &str| overrides.iter().any(|(n, _)| n == name);
     let mut env = BTreeMap::new();
     for (name, expression) in &function.variables {
@@ -117,8 +117,8 @@ fn value(
     local: &Local,
     name: &str,
     expression: &Expression,
-) -> Result<String, Unfillable> {
-    let unfillable = |reason: String, remedy: String| Unfillable {
+) -> Result<String, UnfillableError> {
+    let unfillable = |reason: String, remedy: String| UnfillableError {
         variable: name.to_owned(),
         reason,
         remedy,

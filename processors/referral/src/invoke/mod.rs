@@ -21,7 +21,7 @@ use referral_lambda_emulator::{
 };
 
 use crate::DEVELOPMENT_SECRET;
-use environment::{Local, Unfillable};
+use environment::{Local, UnfillableError};
 
 /// Where the template is, from the project's root.
 const TEMPLATE_PATH: &str = "infra/template.yaml";
@@ -96,7 +96,7 @@ pub enum InvokeCommandError {
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error(transparent)]
-    Unfillable(#[from] Unfillable),
+    Unfillable(#[from] UnfillableError),
     #[error(
         "no {TEMPLATE_PATH} in {} or a directory above it: run from the project, or pass \
          --template and --binary",
@@ -140,8 +140,9 @@ pub enum InvokeCommandError {
 
 /// Runs the command: one JSON line per invocation on stdout (the response, or the error
 /// as Lambda reports it), the function's logs and a summary on stderr. Exit status 0 when
-/// every invocation answered, 1 when one failed or timed out; init and usage errors are
-/// `Err` (status 2).
+/// every invocation answered, 1 when one failed or timed out, 2 when the function did not
+/// initialise. Usage and input errors are `Err` (status 2), and so are the runner's own
+/// failures (status 1).
 pub async fn run(
     args: &InvokeArgs,
     endpoint_url: Option<&str>,

@@ -339,7 +339,7 @@ async fn enricher_loop<R: WorkQueue, H: BatchHandler>(
         let received = match queue.receive(batch_size).await {
             Ok(received) => received,
             Err(error) => {
-                tracing::warn!(error = %error, "receive failed; retrying");
+                tracing::warn!(error = %referral_domain::error_chain(&error), "receive failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -360,14 +360,14 @@ async fn enricher_loop<R: WorkQueue, H: BatchHandler>(
                     .retry_later(std::slice::from_ref(&message.receipt), backoff)
                     .await
                 {
-                    tracing::warn!(error = %error, "visibility change failed; the message comes back after the queue's timeout");
+                    tracing::warn!(error = %referral_domain::error_chain(&error), "visibility change failed; the message comes back after the queue's timeout");
                 }
             } else {
                 done.push(message.receipt.clone());
             }
         }
         if let Err(error) = queue.delete(&done).await {
-            tracing::warn!(error = %error, "delete failed; the messages will come back as duplicates");
+            tracing::warn!(error = %referral_domain::error_chain(&error), "delete failed; the messages will come back as duplicates");
         }
     }
     batches
@@ -386,7 +386,7 @@ async fn stream_loop<C: StreamConsumer>(
             Ok(0) => tokio::time::sleep(idle).await,
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(error = %error, "stream poll failed; retrying");
+                tracing::warn!(error = %referral_domain::error_chain(&error), "stream poll failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -159,7 +159,7 @@ fn error_answer(status: StatusCode, message: &str) -> Response {
 }
 
 fn lookup_failed(error: &LookupError, route: &str) -> Response {
-    tracing::warn!(error = %error, path = %redacted_path(route), "lookup failed");
+    tracing::warn!(error = %referral_domain::error_chain(error), path = %redacted_path(route), "lookup failed");
     error_answer(
         StatusCode::SERVICE_UNAVAILABLE,
         &format!("the store did not answer: {error}"),

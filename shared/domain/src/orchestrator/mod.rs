@@ -393,7 +393,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
     /// Lets the holder's claim go; a failure to do so only delays the retry to the lease's end.
     async fn release(&self, key: &MessageKey, holder: &Holder, now: DateTime<Utc>) {
         if let Err(error) = self.messages.release(key, holder, now).await {
-            tracing::warn!(error = %error, "could not release the claim; it expires with its lease");
+            tracing::warn!(error = %crate::error_chain(&error), "could not release the claim; it expires with its lease");
         }
     }
 }

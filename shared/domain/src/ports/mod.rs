@@ -38,25 +38,27 @@ use crate::features::{ArchivedEvent, CustomerFeatures};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Failure of an adapter call, classified for the retry decision at the boundary.
+/// Failure of an adapter call, classified for the retry decision at the boundary. Its text
+/// names the operation only; the cause is its `source()` (print both with
+/// [`crate::error_chain`]).
 #[derive(Debug, Error)]
 pub enum AdapterError {
     /// Throttling, timeouts, 5xx, connection trouble: the same call may succeed later.
-    #[error("{operation} failed transiently, retry later: {source}")]
+    #[error("{operation} failed transiently, retry later")]
     Transient {
         operation: &'static str,
         #[source]
         source: BoxError,
     },
     /// The stored data cannot be decoded: retrying will not help, a person must look.
-    #[error("{operation} found data it cannot decode: {source}")]
+    #[error("{operation} found data it cannot decode")]
     Corrupt {
         operation: &'static str,
         #[source]
         source: BoxError,
     },
     /// Refused for a reason retrying cannot fix (access denied, missing table, bad request).
-    #[error("{operation} was refused: {source}")]
+    #[error("{operation} was refused")]
     Permanent {
         operation: &'static str,
         #[source]

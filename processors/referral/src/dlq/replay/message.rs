@@ -120,6 +120,7 @@ impl Replay<'_> {
         let send_started = Instant::now();
         let sent = target.send(outgoing).await;
         if let Err(error) = sent {
+            let error = referral_domain::error_chain(&error);
             self.summary.failed += 1;
             self.progress.line(
                 true,
@@ -148,6 +149,7 @@ impl Replay<'_> {
                 |summary| &mut summary.moved,
                 (format!("copied     {done}"), format!("moved      {done}")),
                 |error| {
+                    let error = referral_domain::error_chain(error);
                     format!(
                         "failed     {label}: sent to {} but not deleted from {dlq} ({error}); a \
                          rerun sends it again, which is harmless (the enricher skips applied \

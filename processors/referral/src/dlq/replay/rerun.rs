@@ -109,6 +109,7 @@ impl Replay<'_> {
                 |summary| &mut summary.stream_reruns,
                 (done.clone(), done),
                 |error| {
+                    let error = referral_domain::error_chain(error);
                     format!(
                         "failed     {label}: re-ran {where_} ({result}) but could not delete the \
                          record ({error}); a rerun finds the messages exist"
