@@ -24,7 +24,7 @@ use referral_domain::enricher::{
 };
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::features::{LifetimeValueRule, MemoryLimits};
-use referral_domain::ports::{EventArchive, FeatureStore, WorkQueue};
+use referral_domain::ports::{ErasureLog, EventArchive, FeatureStore, WorkQueue};
 use referral_domain::redact::{
     CUSTOMER_REF_KEY_VAR, check_customer_ref_key, customer_ref, mask_emails,
 };
@@ -209,7 +209,7 @@ impl EnricherHandler<DynamoFeatureStore, DynamoEventArchive, SqsQueue> {
     }
 }
 
-impl<S: FeatureStore, A: EventArchive, D: WorkQueue> EnricherHandler<S, A, D> {
+impl<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue> EnricherHandler<S, A, D> {
     pub fn new(enricher: Enricher<S, A>, dead_letters: D) -> Self {
         EnricherHandler {
             enricher,

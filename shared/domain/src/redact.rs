@@ -216,7 +216,10 @@ mod tests {
         assert!(!keyed.starts_with(&customer_ref_with(Some(key), email)));
         // python3 -c 'import hmac,hashlib; print(hmac.new(b"ref-key-0123456789abcdef",
         //   b"erased:jane@example.com", hashlib.sha256).hexdigest())'
-        assert_eq!(keyed, "e8077793d8dd5408b9dbaba0e2fbdd2b7ad2502e1922deaf6997c078aa014ae2");
+        assert_eq!(
+            keyed,
+            "e8077793d8dd5408b9dbaba0e2fbdd2b7ad2502e1922deaf6997c078aa014ae2"
+        );
     }
 
     #[test]

@@ -39,8 +39,7 @@ use crate::features::{
     LifetimeValueRule, MemoryLimits, SplitPlan, archive_questions, fold_events_with, has_new,
 };
 use crate::ports::{
-    AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite,
-    WriteOutcome,
+    AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite, WriteOutcome,
 };
 use crate::redact::erasure_hash;
 

@@ -30,8 +30,10 @@ impl ErasureMarker {
 pub trait ErasureLog: Send + Sync {
     /// Stores the marker, replacing any of the same hash: the caller gives the highest
     /// version it knows (see `referral customers forget`).
-    fn record(&self, marker: &ErasureMarker)
-    -> impl Future<Output = Result<(), AdapterError>> + Send;
+    fn record(
+        &self,
+        marker: &ErasureMarker,
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send;
 
     /// The marker of a hash, read strongly consistent: one recorded just before must be seen,
     /// or an erased customer's redelivered event could bring them back.
