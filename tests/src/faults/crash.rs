@@ -366,6 +366,16 @@ impl<M: MessageStore> MessageStore for FaultyMessages<M> {
     }
 }
 
+impl<A: ErasureLog> ErasureLog for CrashingArchive<A> {
+    async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
+        self.inner.record(marker).await
+    }
+
+    async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
+        self.inner.find(hash).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,15 +393,5 @@ mod tests {
             .await;
         assert_eq!(crashed, None);
         assert!(crash.has_fired());
-    }
-}
-
-impl<A: ErasureLog> ErasureLog for CrashingArchive<A> {
-    async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
-        self.inner.record(marker).await
-    }
-
-    async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
-        self.inner.find(hash).await
     }
 }

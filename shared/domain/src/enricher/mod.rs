@@ -303,7 +303,7 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
             if let Some(marker) = &fresh_after {
                 // After the erased versions: the fresh customer's first change must not reuse
                 // a message id the erased one had.
-                next.version = marker.last_version + next.version;
+                next.version += marker.last_version;
                 next.erased_through = Some(marker.erased_at);
             }
             let next = Arc::new(next);
