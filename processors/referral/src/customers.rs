@@ -362,19 +362,30 @@ async fn sweep(
     outcome.map(|()| found)
 }
 
-/// Whether a webhook body carries the address: as its canonical `customer.email`, or
-/// anywhere in its text in any case (a body that does not parse may still hold it).
+/// Whether a webhook body carries the address: as its canonical `customer.email` when it has
+/// one, else (a body that does not parse, or has no such field) as a whole word anywhere in
+/// its text in any case, so that `ann@x.org` does not match `joann@x.org`.
 fn carries(body: &str, email: &str) -> bool {
-    let canonical = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|value| {
-            value
-                .pointer("/customer/email")
-                .and_then(Value::as_str)
-                .map(normalise_email)
-        })
-        .and_then(Result::ok);
-    canonical.as_deref() == Some(email) || body.to_lowercase().contains(email)
+    let canonical = serde_json::from_str::<Value>(body).ok().and_then(|value| {
+        value
+            .pointer("/customer/email")
+            .and_then(Value::as_str)
+            .map(normalise_email)
+    });
+    match canonical {
+        Some(Ok(canonical)) => canonical == email,
+        _ => contains_address(&body.to_lowercase(), email),
+    }
+}
+
+fn contains_address(text: &str, email: &str) -> bool {
+    let part_of_address =
+        |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '@');
+    text.match_indices(email).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + email.len()..].chars().next();
+        !before.is_some_and(part_of_address) && !after.is_some_and(part_of_address)
+    })
 }
 
 #[cfg(test)]
@@ -394,5 +405,11 @@ mod tests {
             email
         ));
         assert!(!carries("{broken", email));
+        assert!(!carries("{broken xjane.doe@example.com", email));
+        assert!(!carries("{broken jane.doe@example.com.au", email));
+        assert!(carries(
+            r#"{"customer":{"email":"jane.doe@example.com"#,
+            email
+        ));
     }
 }
