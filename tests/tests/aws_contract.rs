@@ -11,8 +11,9 @@ use referral_aws_local::provision::{QueueSpec, ensure_queue_pair};
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_domain::ports::MessageRetention;
 use referral_tests::contract::{
-    QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,
-    message_retention_contract, message_store_contract, work_queue_contract,
+    QueueSetup, change_feed_contract, erasure_log_contract, event_archive_contract,
+    feature_store_contract, message_retention_contract, message_store_contract,
+    work_queue_contract,
 };
 use referral_tests::emulator::{fresh_tables, sdk_config, sweep_expired_messages, unique};
 
@@ -30,6 +31,7 @@ async fn the_dynamodb_archive_honours_the_contract() {
     let (tables, _) = fresh_tables(&config).await;
     let archive = DynamoEventArchive::new(aws_sdk_dynamodb::Client::new(&config), tables.archive);
     event_archive_contract(&archive, "dynamodb-").await;
+    erasure_log_contract(&archive, "dynamodb-").await;
 }
 
 #[tokio::test]

@@ -10,16 +10,16 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, EventArchive, FeatureStore,
-    FeatureWrite, Holder, MessageKey, MessageSlot, MessageStore, OutgoingMessage, QueueMessage,
-    Recorded, ReferralMessage, SlotTaken, WorkQueue, WriteOutcome,
+    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, ErasureLog, ErasureMarker,
+    EventArchive, FeatureStore, FeatureWrite, Holder, MessageKey, MessageSlot, MessageStore,
+    OutgoingMessage, QueueMessage, Recorded, ReferralMessage, SlotTaken, WorkQueue, WriteOutcome,
 };
 use referral_local::embedded::{
     EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use referral_tests::contract::{
-    QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,
-    message_store_contract, work_queue_contract,
+    QueueSetup, change_feed_contract, erasure_log_contract, event_archive_contract,
+    feature_store_contract, message_store_contract, work_queue_contract,
 };
 
 /// Runs `suite` and requires it to fail.
@@ -81,6 +81,32 @@ async fn the_archive_suite_catches_an_add_that_overwrites() {
             event_archive_contract(&OverwritingArchive(EmbeddedArchive::new()), "broken-").await;
         },
         "overwrites a bucket on add",
+    )
+    .await;
+}
+
+/// Its erasure log keeps the first marker of a hash: a second `forget` after a customer came
+/// back would leave the marker of the first erasure, and the newer events would return.
+impl ErasureLog for OverwritingArchive {
+    async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
+        if self.0.find(&marker.hash).await?.is_none() {
+            self.0.record(marker).await?;
+        }
+        Ok(())
+    }
+
+    async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
+        self.0.find(hash).await
+    }
+}
+
+#[tokio::test]
+async fn the_erasure_suite_catches_a_log_that_keeps_the_first_marker() {
+    must_fail(
+        async {
+            erasure_log_contract(&OverwritingArchive(EmbeddedArchive::new()), "broken-").await;
+        },
+        "keeps the first marker of a hash",
     )
     .await;
 }

@@ -10,8 +10,9 @@ use referral_local::embedded::{
     EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use referral_tests::contract::{
-    QueueSetup, change_feed_contract, event_archive_contract, feature_store_contract,
-    message_retention_contract, message_store_contract, work_queue_contract,
+    QueueSetup, change_feed_contract, erasure_log_contract, event_archive_contract,
+    feature_store_contract, message_retention_contract, message_store_contract,
+    work_queue_contract,
 };
 
 #[tokio::test]
@@ -22,6 +23,7 @@ async fn the_embedded_feature_store_honours_the_contract() {
 #[tokio::test]
 async fn the_embedded_archive_honours_the_contract() {
     event_archive_contract(&EmbeddedArchive::new(), "embedded-").await;
+    erasure_log_contract(&EmbeddedArchive::new(), "embedded-").await;
 }
 
 #[tokio::test]

@@ -242,3 +242,63 @@ async fn an_event_from_year_9999_is_refused_and_writes_nothing() {
     assert_eq!(store.take(), (0, 0), "no read, no write");
     assert!(store.load("far@example.com").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn an_erased_customer_stays_erased_and_comes_back_fresh_after_the_marker() {
+    use referral_domain::ports::{ErasureLog, ErasureMarker};
+    use referral_domain::redact::erasure_hash;
+
+    let store = EmbeddedFeatureStore::new();
+    let archive = EmbeddedArchive::new();
+    let email = "erin@example.com";
+    // Erased with version 5 at minute 10 of the fixtures' clock.
+    let erased_at = referral_tests::base_time() + chrono::Duration::minutes(10);
+    archive
+        .record(&ErasureMarker {
+            hash: erasure_hash(email),
+            last_version: 5,
+            erased_at,
+        })
+        .await
+        .unwrap();
+    let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
+
+    let old = message("m-old", event_body("e-old", email, 3, Some(5.0)));
+    let at_erasure = message("m-at", event_body("e-at", email, 10, Some(5.0)));
+    let report = enricher
+        .process(&raw_batch(&[old.clone(), at_erasure]), chrono::Utc::now())
+        .await;
+    assert_eq!(labels(&report.messages), ["erased", "erased"]);
+    assert_eq!(report.counters.erased, 2);
+    assert_eq!(report.counters.erasure_reads, 1);
+    assert_eq!(report.counters.store_writes, 0);
+    assert!(
+        store.load(email).await.unwrap().is_none(),
+        "nothing came back"
+    );
+
+    let new = message("m-new", event_body("e-new", email, 11, Some(4.0)));
+    let report = enricher
+        .process(&raw_batch(&[old.clone(), new]), chrono::Utc::now())
+        .await;
+    assert_eq!(labels(&report.messages), ["erased", "applied"]);
+    let fresh = store.load(email).await.unwrap().expect("a fresh customer");
+    assert_eq!(fresh.version, 6, "after the erased versions");
+    assert_eq!(fresh.service_count, 1, "only the new event");
+    assert_eq!(fresh.erased_through, Some(erased_at));
+
+    // A redelivery of the erased event, to a warm process and to a cold one alike.
+    let report = enricher
+        .process(&raw_batch(std::slice::from_ref(&old)), chrono::Utc::now())
+        .await;
+    assert_eq!(labels(&report.messages), ["erased"]);
+    assert_eq!(
+        report.counters.erasure_reads, 0,
+        "a held item needs no marker"
+    );
+    let cold = Enricher::new(&store, &archive, EnricherConfig::default());
+    let report = cold.process(&raw_batch(&[old]), chrono::Utc::now()).await;
+    assert_eq!(labels(&report.messages), ["erased"]);
+    let after = store.load(email).await.unwrap().expect("still there");
+    assert_eq!(after, fresh, "the redeliveries changed nothing");
+}

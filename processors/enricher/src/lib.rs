@@ -24,7 +24,7 @@ use referral_domain::enricher::{
 };
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::features::{LifetimeValueRule, MemoryLimits};
-use referral_domain::ports::{EventArchive, FeatureStore, WorkQueue};
+use referral_domain::ports::{ErasureLog, EventArchive, FeatureStore, WorkQueue};
 use referral_domain::redact::{
     CUSTOMER_REF_KEY_VAR, check_customer_ref_key, customer_ref, mask_emails,
 };
@@ -209,7 +209,7 @@ impl EnricherHandler<DynamoFeatureStore, DynamoEventArchive, SqsQueue> {
     }
 }
 
-impl<S: FeatureStore, A: EventArchive, D: WorkQueue> EnricherHandler<S, A, D> {
+impl<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue> EnricherHandler<S, A, D> {
     pub fn new(enricher: Enricher<S, A>, dead_letters: D) -> Self {
         EnricherHandler {
             enricher,
@@ -269,6 +269,7 @@ impl<S: FeatureStore, A: EventArchive, D: WorkQueue> EnricherHandler<S, A, D> {
             applied_late = counters.enrich.applied_late,
             unprovable = counters.enrich.unprovable,
             ignored = counters.enrich.ignored,
+            erased = counters.enrich.erased,
             rejected = counters.enrich.rejected,
             quarantined = counters.enrich.quarantined,
             failed = counters.enrich.failed,
@@ -279,6 +280,7 @@ impl<S: FeatureStore, A: EventArchive, D: WorkQueue> EnricherHandler<S, A, D> {
             archive_reads = counters.enrich.archive_reads,
             archive_writes = counters.enrich.archive_writes,
             archive_splits = counters.enrich.archive_splits,
+            erasure_reads = counters.enrich.erasure_reads,
             dead_lettered = counters.dead_lettered,
             dead_letter_failures = counters.dead_letter_failures,
             batch_item_failures = counters.batch_item_failures,

@@ -19,7 +19,7 @@ mod show;
 mod stream;
 mod transfer;
 
-pub use queue::Queue;
+pub use queue::{Queue, Scan};
 pub(crate) use show::look;
 
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 //! fed) and the operators' tools (DLQ, features, messages). The deployed Lambda functions never link this crate.
 
 pub mod backfill;
+pub mod customers;
 pub mod dlq;
 pub mod events;
 pub mod inputs;

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::{
-    backfill, dlq, events, inputs, invoke, lifetime, local, output, policy, remote, serve,
+    backfill, customers, dlq, events, inputs, invoke, lifetime, local, output, policy, remote,
+    serve,
 };
 use referral_domain::enricher::EnricherConfig;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig};
@@ -49,6 +50,8 @@ enum Command {
     Local(local::LocalArgs),
     /// Read a customer's features from the table (AWS APIs).
     Features(local::FeaturesArgs),
+    /// Erase customers everywhere the pipeline keeps them (AWS APIs).
+    Customers(customers::CustomersArgs),
     /// Read a customer's referral messages, or preview the policy's decision (AWS APIs).
     Messages(local::MessagesArgs),
     /// Run a function's built binary on events, as Lambda would (like `sam local invoke`).
@@ -98,6 +101,8 @@ enum CliError {
     #[error(transparent)]
     Events(#[from] events::EventsError),
     #[error(transparent)]
+    Forget(#[from] customers::ForgetError),
+    #[error(transparent)]
     Rule(#[from] referral_domain::features::RuleError),
 }
 
@@ -124,6 +129,12 @@ fn main() -> ExitCode {
                 .await
                 .map_err(local::LocalError::from)?;
             Ok(local::features(args, &sdk).await?)
+        }),
+        Command::Customers(args) => with_runtime(|| async {
+            let sdk = local::aws_access(endpoint)
+                .await
+                .map_err(local::LocalError::from)?;
+            Ok(customers::run(args, &sdk).await?)
         }),
         Command::Messages(args) => with_runtime(|| async {
             let sdk = local::aws_access(endpoint)
@@ -164,6 +175,11 @@ fn exit_status(error: &CliError) -> u8 {
             | backfill::BackfillError::Json(_),
         ) => FAILURE,
         CliError::Backfill(_) => USAGE,
+        CliError::Forget(customers::ForgetError::Aws(_) | customers::ForgetError::Output(_)) => {
+            FAILURE
+        }
+        CliError::Forget(customers::ForgetError::Queue(error)) => dlq(error),
+        CliError::Forget(_) => USAGE,
         CliError::Local(error) => match error {
             local::LocalError::Aws(_)
             | local::LocalError::Json(_)

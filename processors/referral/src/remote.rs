@@ -15,7 +15,7 @@ use referral_aws_local::provision::{
 use referral_aws_local::sqs_event;
 use referral_domain::enricher::{BatchReport, Enricher, EnricherConfig};
 use referral_domain::ports::{
-    AdapterError, EventArchive, FeatureStore, MessageRetention, QueueMessage, WorkQueue,
+    AdapterError, ErasureLog, EventArchive, FeatureStore, MessageRetention, QueueMessage, WorkQueue,
 };
 use referral_local::pipeline::BatchHandler;
 
@@ -111,7 +111,7 @@ impl LambdaEnricher {
     }
 }
 
-impl<S: FeatureStore, A: EventArchive, D: WorkQueue> LambdaEnricher<S, A, D> {
+impl<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue> LambdaEnricher<S, A, D> {
     /// `handler` fed by the queue of `queue_arn`.
     pub fn with_handler(handler: EnricherHandler<S, A, D>, queue_arn: String) -> Self {
         LambdaEnricher { handler, queue_arn }
@@ -122,7 +122,9 @@ impl<S: FeatureStore, A: EventArchive, D: WorkQueue> LambdaEnricher<S, A, D> {
     }
 }
 
-impl<S: FeatureStore, A: EventArchive, D: WorkQueue> BatchHandler for LambdaEnricher<S, A, D> {
+impl<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue> BatchHandler
+    for LambdaEnricher<S, A, D>
+{
     async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
         // A refused message the handler could not dead-letter is reported failed: SQS keeps
         // it, and so does the run.

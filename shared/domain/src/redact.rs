@@ -56,22 +56,37 @@ pub fn customer_ref(email: &str) -> String {
 /// without one its plain SHA-256 (the domain separator keeps it distinct from other hashes
 /// of the same address); the first 48 bits either way.
 pub fn customer_ref_with(key: Option<&[u8]>, email: &str) -> String {
-    const SEPARATOR: &[u8] = b"customer:";
-    let digest = match key {
+    hex(&keyed_digest(key, b"customer:", email)[..6])
+}
+
+/// The key of a customer's erasure marker: the same keyed hash as [`customer_ref`] under
+/// another domain separator, all 256 bits, because a collision here would drop a stranger's
+/// events instead of merely blurring a log line.
+pub fn erasure_hash(email: &str) -> String {
+    erasure_hash_with(PROCESS_KEY.as_deref().map(str::as_bytes), email)
+}
+
+/// [`erasure_hash`] with an explicit key.
+pub fn erasure_hash_with(key: Option<&[u8]>, email: &str) -> String {
+    hex(&keyed_digest(key, b"erased:", email))
+}
+
+/// HMAC-SHA256 of `separator` then `email` under `key`, or without a key its plain SHA-256.
+fn keyed_digest(key: Option<&[u8]>, separator: &[u8], email: &str) -> [u8; 32] {
+    match key {
         Some(key) => {
             let mut mac = <Hmac<Sha256> as KeyInit>::new(&hmac_key_block(key).into());
-            mac.update(SEPARATOR);
+            mac.update(separator);
             mac.update(email.as_bytes());
-            mac.finalize().into_bytes()
+            mac.finalize().into_bytes().into()
         }
         None => {
             let mut hasher = Sha256::new();
-            hasher.update(SEPARATOR);
+            hasher.update(separator);
             hasher.update(email.as_bytes());
-            hasher.finalize()
+            hasher.finalize().into()
         }
-    };
-    hex(&digest[..6])
+    }
 }
 
 /// HMAC's key block for SHA-256 (RFC 2104): the key zero-padded to 64 bytes, or its digest
@@ -187,6 +202,24 @@ mod tests {
         assert_eq!(keyed, "856963b6a9da");
         let long_key = [7u8; 100];
         assert_eq!(customer_ref_with(Some(&long_key), email), "c90b5c76eaea");
+    }
+
+    #[test]
+    fn erasure_hashes_are_keyed_full_length_and_apart_from_refs() {
+        let email = "jane@example.com";
+        let key = b"ref-key-0123456789abcdef";
+        let keyed = erasure_hash_with(Some(key), email);
+        assert_eq!(keyed.len(), 64);
+        assert_eq!(keyed, erasure_hash_with(Some(key), email), "stable");
+        assert_ne!(keyed, erasure_hash_with(None, email));
+        assert_ne!(keyed, erasure_hash_with(Some(key), "john@example.com"));
+        assert!(!keyed.starts_with(&customer_ref_with(Some(key), email)));
+        // python3 -c 'import hmac,hashlib; print(hmac.new(b"ref-key-0123456789abcdef",
+        //   b"erased:jane@example.com", hashlib.sha256).hexdigest())'
+        assert_eq!(
+            keyed,
+            "e8077793d8dd5408b9dbaba0e2fbdd2b7ad2502e1922deaf6997c078aa014ae2"
+        );
     }
 
     #[test]

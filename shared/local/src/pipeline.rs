@@ -21,7 +21,7 @@ use referral_domain::orchestrator::{
 pub use crate::mapping::StreamConsumer;
 use crate::mapping::StreamMapping;
 use referral_domain::ports::{
-    AdapterError, BATCH_LIMIT, Decision, EventArchive, FeatureStore, MAX_QUEUED_BYTES,
+    AdapterError, BATCH_LIMIT, Decision, ErasureLog, EventArchive, FeatureStore, MAX_QUEUED_BYTES,
     MessageRetention, MessageStore, OutgoingMessage, QueueMessage, ReferralMessage, Suppression,
     WorkQueue,
 };
@@ -33,7 +33,7 @@ pub trait BatchHandler: Send + Sync {
     fn handle_batch(&self, batch: &[QueueMessage]) -> impl Future<Output = BatchReport> + Send;
 }
 
-impl<S: FeatureStore, A: EventArchive> BatchHandler for Enricher<S, A> {
+impl<S: FeatureStore, A: EventArchive + ErasureLog> BatchHandler for Enricher<S, A> {
     async fn handle_batch(&self, batch: &[QueueMessage]) -> BatchReport {
         let webhooks: Vec<QueuedWebhook> = batch
             .iter()

@@ -7,12 +7,14 @@
 //! share a table.
 
 mod change_feed;
+mod erasure_log;
 mod event_archive;
 mod feature_store;
 mod message_store;
 mod work_queue;
 
 pub use change_feed::change_feed_contract;
+pub use erasure_log::erasure_log_contract;
 pub use event_archive::event_archive_contract;
 pub use feature_store::feature_store_contract;
 pub use message_store::{message_retention_contract, message_store_contract};

@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, EventArchive, FeatureStore, FeatureWrite, Holder, MessageKey,
-    MessageStore, Recorded, WriteOutcome,
+    AdapterError, Claim, Decision, ErasureLog, ErasureMarker, EventArchive, FeatureStore,
+    FeatureWrite, Holder, MessageKey, MessageStore, Recorded, WriteOutcome,
 };
 use tokio::sync::Notify;
 
@@ -363,6 +363,16 @@ impl<M: MessageStore> MessageStore for FaultyMessages<M> {
 
     async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
         self.inner.decisions(customer_email).await
+    }
+}
+
+impl<A: ErasureLog> ErasureLog for CrashingArchive<A> {
+    async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
+        self.inner.record(marker).await
+    }
+
+    async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
+        self.inner.find(hash).await
     }
 }
 

@@ -15,7 +15,7 @@ use chrono::Utc;
 use fastrand::Rng;
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::sqs_event;
-use referral_domain::ports::{EventArchive, FeatureStore, WorkQueue};
+use referral_domain::ports::{ErasureLog, EventArchive, FeatureStore, WorkQueue};
 use referral_enricher::{EnricherHandler, HandlerCounters};
 use referral_local::embedded::EmbeddedQueue;
 
@@ -156,7 +156,7 @@ pub struct SqsMapping<'a, Q> {
 
 impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
     /// One poller: invokes `handler` until the queue holds nothing, visible or in flight.
-    pub async fn poll_until_drained<S: FeatureStore, A: EventArchive, D: WorkQueue>(
+    pub async fn poll_until_drained<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue>(
         &self,
         handler: &CrashableHandler<S, A, D>,
         plan: &CrashPlan,
@@ -168,7 +168,11 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
 
     /// [`Self::poll_until_drained`] while the queue is still being filled: an empty queue
     /// ends the poller only once `fed` is set.
-    pub async fn poll_until_fed_and_drained<S: FeatureStore, A: EventArchive, D: WorkQueue>(
+    pub async fn poll_until_fed_and_drained<
+        S: FeatureStore,
+        A: EventArchive + ErasureLog,
+        D: WorkQueue,
+    >(
         &self,
         handler: &CrashableHandler<S, A, D>,
         plan: &CrashPlan,
@@ -186,7 +190,7 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
     }
 
     /// Receives one batch and invokes the handler with it; the number of messages received.
-    pub async fn invoke_once<S: FeatureStore, A: EventArchive, D: WorkQueue>(
+    pub async fn invoke_once<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue>(
         &self,
         handler: &CrashableHandler<S, A, D>,
         plan: &CrashPlan,

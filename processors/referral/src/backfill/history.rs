@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::orchestrator::policy::SuppressionReason;
 use referral_domain::ports::{
-    AdapterError, EventArchive, FeatureStore, FeatureWrite, MessageStore, WriteOutcome,
+    AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite,
+    MessageStore, WriteOutcome,
 };
 use serde::Serialize;
 
@@ -184,5 +185,15 @@ impl<A: EventArchive> EventArchive for PacedArchive<A> {
         customer_email: &str,
     ) -> Result<Vec<(u32, Vec<ArchivedEvent>)>, AdapterError> {
         self.archive.buckets(customer_email).await
+    }
+}
+
+impl<A: ErasureLog> ErasureLog for PacedArchive<A> {
+    async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
+        self.archive.record(marker).await
+    }
+
+    async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
+        self.archive.find(hash).await
     }
 }

@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_domain::enricher::{Enricher, EnricherConfig, Outcome, QueuedWebhook};
 use referral_domain::event::{Webhook, parse_webhook};
-use referral_domain::ports::{AdapterError, EventArchive, FeatureStore, MessageStore};
+use referral_domain::ports::{AdapterError, ErasureLog, EventArchive, FeatureStore, MessageStore};
 use referral_domain::redact::mask_email;
 use referral_local::pipeline::{InputEvent, RejectedEvent};
 use serde::{Deserialize, Serialize};
@@ -197,7 +197,7 @@ pub async fn backfill<S, M, A>(
 where
     S: FeatureStore,
     M: MessageStore,
-    A: EventArchive,
+    A: EventArchive + ErasureLog,
 {
     let started = Instant::now();
     let files = inputs::input_files(&args.paths, is_backfill_file)?;
@@ -313,7 +313,7 @@ async fn load_batch<S, M, A>(
 where
     S: FeatureStore,
     M: MessageStore,
-    A: EventArchive,
+    A: EventArchive + ErasureLog,
 {
     let store = enricher.store();
     let mut unfinished = HashSet::new();

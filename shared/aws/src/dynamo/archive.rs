@@ -3,22 +3,32 @@
 //! of 9-byte entries. Adding and removing are `ADD` and `DELETE` on that set: atomic unions
 //! and differences with no read and no condition, so any number of writers may add the same
 //! entries in any order.
+//!
+//! Erasure markers live in the same table, keyed `erased#<hash>` (bucket 0): no address can
+//! take that key (normalised addresses have an `@` and no `#`), the table has no stream to
+//! trip a reader, and the enricher may read it already.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::result::SdkError;
+use chrono::{DateTime, Utc};
 
 use super::{CUSTOMER_KEY, Item};
 use crate::error::{adapter_error, corrupt};
 use referral_domain::features::ArchivedEvent;
-use referral_domain::ports::{AdapterError, EventArchive};
+use referral_domain::ports::{AdapterError, ErasureLog, ErasureMarker, EventArchive};
 
 /// Sort key of the archive table.
 pub const BUCKET_KEY: &str = "bucket";
 /// The binary set of a bucket's events.
 const EVENTS: &str = "events";
+/// Partition-key prefix of erasure markers.
+pub const ERASURE_KEY_PREFIX: &str = "erased#";
+const LAST_VERSION: &str = "last_version";
+/// Epoch milliseconds.
+const ERASED_AT: &str = "erased_at_ms";
 
 /// SDK operations the enricher makes on the archive (its IAM policy; checked against the
 /// template). `buckets` (Query) is for operators' tools only.
@@ -202,5 +212,67 @@ impl EventArchive for DynamoEventArchive {
         }
         buckets.sort_by_key(|(bucket, _)| *bucket);
         Ok(buckets)
+    }
+}
+
+impl DynamoEventArchive {
+    fn marker_key(hash: &str) -> Item {
+        Self::key(&format!("{ERASURE_KEY_PREFIX}{hash}"), 0)
+    }
+
+    fn marker_of(hash: &str, item: &Item) -> Result<ErasureMarker, AdapterError> {
+        let number = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(number)) => number.parse::<i64>().ok(),
+            _ => None,
+        };
+        let last_version = number(LAST_VERSION)
+            .and_then(|version| u64::try_from(version).ok())
+            .ok_or_else(|| corrupt("GetItem", "an erasure marker has no `last_version`"))?;
+        let erased_at = number(ERASED_AT)
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .ok_or_else(|| corrupt("GetItem", "an erasure marker has no `erased_at_ms`"))?;
+        Ok(ErasureMarker {
+            hash: hash.to_owned(),
+            last_version,
+            erased_at,
+        })
+    }
+}
+
+impl ErasureLog for DynamoEventArchive {
+    async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
+        let mut item = Self::marker_key(&marker.hash);
+        item.insert(
+            LAST_VERSION.to_owned(),
+            AttributeValue::N(marker.last_version.to_string()),
+        );
+        item.insert(
+            ERASED_AT.to_owned(),
+            AttributeValue::N(marker.erased_at.timestamp_millis().to_string()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|error| adapter_error("PutItem", error))?;
+        Ok(())
+    }
+
+    async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::marker_key(hash)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| adapter_error("GetItem", error))?;
+        output
+            .item
+            .map(|item| Self::marker_of(hash, &item))
+            .transpose()
     }
 }

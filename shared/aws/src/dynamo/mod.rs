@@ -15,7 +15,7 @@ mod archive;
 mod messages;
 mod policy_state;
 
-pub use archive::{ARCHIVE_IAM_ACTIONS, BUCKET_KEY, DynamoEventArchive};
+pub use archive::{ARCHIVE_IAM_ACTIONS, BUCKET_KEY, DynamoEventArchive, ERASURE_KEY_PREFIX};
 pub use messages::DynamoMessageStore;
 pub use policy_state::{BUDGET_PARTITION, SLOT_ID};
 

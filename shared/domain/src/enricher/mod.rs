@@ -10,6 +10,11 @@
 //! An event older than what the item keeps costs one archive read, and what leaves the item
 //! goes to the archive before the write that lets it go (see `features::AppliedMemory` for
 //! the order that keeps this exact through any crash).
+//!
+//! A customer erased by `referral customers forget` stays erased: when the enricher holds no
+//! item of a customer it looks for an erasure marker (one read, never for a customer whose
+//! item it holds), drops the events of before the erasure, and starts the fresh item after
+//! the erased versions.
 
 mod cache;
 mod report;
@@ -33,7 +38,10 @@ use crate::features::{
     ArchiveAnswers, ArchiveView, ArchivedEvent, ArchivedKnowledge, CustomerFeatures, Disposition,
     LifetimeValueRule, MemoryLimits, SplitPlan, archive_questions, fold_events_with, has_new,
 };
-use crate::ports::{AdapterError, EventArchive, FeatureStore, FeatureWrite, WriteOutcome};
+use crate::ports::{
+    AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite, WriteOutcome,
+};
+use crate::redact::erasure_hash;
 
 /// How far ahead of this process's clock an event may be dated. Further, it is refused:
 /// a date in the future would hold the customer's latest values and move the memory's
@@ -95,7 +103,7 @@ pub struct Enricher<S, A> {
     cache: Mutex<ItemCache>,
 }
 
-impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
+impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
     pub fn new(store: S, archive: A, config: EnricherConfig) -> Self {
         Enricher {
             store,
@@ -193,7 +201,7 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(events.len());
         for chunk in events.chunks(self.config.max_events_per_write.max(1)) {
             match self.write_chunk(email, chunk, &mut result).await {
-                Ok(dispositions) => outcomes.extend(dispositions.into_iter().map(Outcome::from)),
+                Ok(chunk_outcomes) => outcomes.extend(chunk_outcomes),
                 // What earlier chunks applied stays applied; the rest comes back from SQS,
                 // unless the customer's stored data does not decode: then every delivery
                 // would fail alike, so the rest is quarantined to the dead letters at once.
@@ -224,7 +232,7 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
         email: &str,
         events: &[&ServiceEvent],
         result: &mut CustomerResult,
-    ) -> Result<Vec<Disposition>, Failure> {
+    ) -> Result<Vec<Outcome>, Failure> {
         let limits = self.config.memory;
         let cached = self.cache().get(email);
         result.io.cache_misses |= cached.is_none();
@@ -235,15 +243,42 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
         // Whether `current` came straight from the store: a refusal then means a concurrent
         // writer, worth backing off from; a refusal of what the cache held does not.
         let mut fresh = false;
+        // Looked for once, the first time this writer knows no item of the customer.
+        let mut marker: Option<Option<ErasureMarker>> = None;
         for attempt in 0..self.config.max_write_attempts {
+            if current.is_none() && marker.is_none() {
+                result.io.erasure_reads += 1;
+                let found = self
+                    .archive
+                    .find(&erasure_hash(email))
+                    .await
+                    .map_err(archive_failure)?;
+                marker = Some(found);
+            }
+            let fresh_after = match &current {
+                Some(_) => None,
+                None => marker.clone().flatten(),
+            };
+            let erased_through = match &current {
+                Some(item) => item.erased_through,
+                None => fresh_after.as_ref().map(|marker| marker.erased_at),
+            };
+            let live: Vec<&ServiceEvent> = events
+                .iter()
+                .copied()
+                .filter(|event| !is_erased(erased_through, event))
+                .collect();
+            if live.is_empty() {
+                return Ok(vec![Outcome::Erased; events.len()]);
+            }
             let answers = self
-                .ask_archive(email, current.as_ref(), events, result)
+                .ask_archive(email, current.as_ref(), &live, result)
                 .await?;
             let mut split = None;
-            if has_new(current.as_ref(), events, &answers)
+            if has_new(current.as_ref(), &live, &answers)
                 && let Some(item) = &current
             {
-                self.archive_pending(email, item, events.len(), &mut archived, result)
+                self.archive_pending(email, item, live.len(), &mut archived, result)
                     .await?;
                 split = self.prepare_split(email, item, &archived, result).await?;
             }
@@ -255,16 +290,22 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
             };
             let fold = fold_events_with(
                 current.take(),
-                events,
+                &live,
                 limits,
                 view,
                 &self.config.lifetime_value,
             );
             let applied_late = fold.applied_late as u64;
-            let dispositions = fold.dispositions;
-            let Some(next) = fold.item.filter(|_| !fold.applied_ids.is_empty()) else {
+            let dispositions = with_erased(events, erased_through, fold.dispositions);
+            let Some(mut next) = fold.item.filter(|_| !fold.applied_ids.is_empty()) else {
                 return Ok(dispositions);
             };
+            if let Some(marker) = &fresh_after {
+                // After the erased versions: the fresh customer's first change must not reuse
+                // a message id the erased one had.
+                next.version += marker.last_version;
+                next.erased_through = Some(marker.erased_at);
+            }
             let next = Arc::new(next);
             let write = FeatureWrite {
                 expected_version,
@@ -454,6 +495,30 @@ impl<S: FeatureStore, A: EventArchive> Enricher<S, A> {
     }
 }
 
+/// Whether an event belongs to an erased predecessor of its customer.
+fn is_erased(erased_through: Option<DateTime<Utc>>, event: &ServiceEvent) -> bool {
+    erased_through.is_some_and(|through| event.occurred_at <= through)
+}
+
+/// The outcomes of a chunk: its erased events' and, in order between them, the fold's
+/// dispositions of the live ones.
+fn with_erased(
+    events: &[&ServiceEvent],
+    erased_through: Option<DateTime<Utc>>,
+    dispositions: Vec<Disposition>,
+) -> Vec<Outcome> {
+    let mut live = dispositions.into_iter();
+    events
+        .iter()
+        .map(|event| match is_erased(erased_through, event) {
+            true => Outcome::Erased,
+            false => live
+                .next()
+                .map_or(Outcome::Failed(Failure::NotReached), Outcome::from),
+        })
+        .collect()
+}
+
 fn archive_failure(error: AdapterError) -> Failure {
     Failure::Archive(Arc::new(error))
 }
@@ -468,6 +533,7 @@ struct CustomerIo {
     archive_reads: u64,
     archive_writes: u64,
     archive_splits: u64,
+    erasure_reads: u64,
 }
 
 impl CustomerIo {
@@ -479,6 +545,7 @@ impl CustomerIo {
         counters.archive_reads += self.archive_reads;
         counters.archive_writes += self.archive_writes;
         counters.archive_splits += self.archive_splits;
+        counters.erasure_reads += self.erasure_reads;
     }
 }
 

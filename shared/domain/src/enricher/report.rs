@@ -21,6 +21,9 @@ pub enum Outcome {
     Ignored {
         event_type: String,
     },
+    /// Occurred at or before its customer was erased (`referral customers forget`): the
+    /// erased data must not come back, so it is acknowledged and dropped.
+    Erased,
     /// Permanently invalid: retrying cannot help.
     Rejected(Rejection),
     /// Not applied because the customer's stored item or archive bucket does not decode
@@ -94,6 +97,7 @@ impl Outcome {
             Outcome::Duplicate { conflicting: true } => "conflicting_duplicate",
             Outcome::Unprovable => "unprovable",
             Outcome::Ignored { .. } => "ignored",
+            Outcome::Erased => "erased",
             Outcome::Rejected(_) => "rejected",
             Outcome::Quarantined(_) => "quarantined",
             Outcome::Failed(_) => "failed",
@@ -175,6 +179,8 @@ pub struct EnrichCounters {
     pub applied_late: u64,
     pub unprovable: u64,
     pub ignored: u64,
+    /// Dropped: they occurred at or before their customer was erased.
+    pub erased: u64,
     pub rejected: u64,
     /// Dead-lettered because the customer's stored item does not decode.
     pub quarantined: u64,
@@ -190,6 +196,8 @@ pub struct EnrichCounters {
     /// Archive bucket updates (pending entries leaving items, split copies and clean-ups).
     pub archive_writes: u64,
     pub archive_splits: u64,
+    /// Erasure markers looked for (the enricher held no item of the customer).
+    pub erasure_reads: u64,
 }
 
 impl EnrichCounters {
@@ -202,6 +210,7 @@ impl EnrichCounters {
         self.applied_late += other.applied_late;
         self.unprovable += other.unprovable;
         self.ignored += other.ignored;
+        self.erased += other.erased;
         self.rejected += other.rejected;
         self.quarantined += other.quarantined;
         self.failed += other.failed;
@@ -212,6 +221,7 @@ impl EnrichCounters {
         self.archive_reads += other.archive_reads;
         self.archive_writes += other.archive_writes;
         self.archive_splits += other.archive_splits;
+        self.erasure_reads += other.erasure_reads;
     }
 
     pub(super) fn count(&mut self, outcome: &Outcome) {
@@ -223,6 +233,7 @@ impl EnrichCounters {
             }
             Outcome::Unprovable => self.unprovable += 1,
             Outcome::Ignored { .. } => self.ignored += 1,
+            Outcome::Erased => self.erased += 1,
             Outcome::Rejected(_) => self.rejected += 1,
             Outcome::Quarantined(_) => self.quarantined += 1,
             Outcome::Failed(_) => self.failed += 1,

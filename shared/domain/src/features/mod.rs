@@ -134,6 +134,10 @@ pub struct CustomerFeatures {
     /// What the message policy judges that change by: when its trigger event occurred and
     /// the score it carried. `None` on items written before it was kept.
     pub trigger: Option<Trigger>,
+    /// Set on the item of a customer who came back after `referral customers forget`: events
+    /// that occurred at or before it were the erased customer's and are dropped, so that a
+    /// redelivery cannot bring the erased data back.
+    pub erased_through: Option<DateTime<Utc>>,
 }
 
 /// The trigger event of a write, as the message policy needs it.
@@ -164,6 +168,7 @@ impl CustomerFeatures {
             field_sources: FieldSources::default(),
             trigger_event_id: None,
             trigger: None,
+            erased_through: None,
         }
     }
 

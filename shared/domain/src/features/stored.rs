@@ -104,6 +104,11 @@ struct StoredRef<'a> {
     trigger_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trigger_score: Option<u32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_optional_time"
+    )]
+    erased_through: Option<DateTime<Utc>>,
 }
 
 fn serialize_optional_time<S: Serializer>(
@@ -145,6 +150,7 @@ impl Serialize for CustomerFeatures {
             trigger_event_id: self.trigger_event_id.as_deref(),
             trigger_at: self.trigger.map(|trigger| trigger.occurred_at),
             trigger_score: self.trigger.and_then(|trigger| trigger.score_micros),
+            erased_through: self.erased_through,
         }
         .serialize(serializer)
     }
@@ -213,6 +219,8 @@ struct Stored {
     trigger_at: Option<String>,
     #[serde(default)]
     trigger_score: Option<u32>,
+    #[serde(default)]
+    erased_through: Option<String>,
     // Written by the first release: migrated below.
     #[serde(default)]
     applied_events: BTreeMap<String, String>,
@@ -301,6 +309,12 @@ impl<'de> Deserialize<'de> for CustomerFeatures {
             field_sources,
             trigger_event_id: stored.trigger_event_id,
             trigger,
+            erased_through: stored
+                .erased_through
+                .as_deref()
+                .map(rfc3339::parse)
+                .transpose()
+                .map_err(de::Error::custom)?,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! in these signatures is an AWS type.
 
 mod change_feed;
+mod erasure_log;
 mod event_archive;
 mod feature_store;
 mod generator;
@@ -19,6 +20,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use thiserror::Error;
 
 pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
+pub use erasure_log::{ErasureLog, ErasureMarker};
 pub use event_archive::EventArchive;
 pub use feature_store::{FeatureStore, FeatureWrite, WriteOutcome};
 pub use generator::{
@@ -109,6 +111,16 @@ macro_rules! forward_ports {
             fn buckets(&self, customer_email: &str)
                 -> impl Future<Output = Result<Vec<(u32, Vec<ArchivedEvent>)>, AdapterError>> + Send {
                 (**self).buckets(customer_email)
+            }
+        }
+        impl<T: ErasureLog + ?Sized> ErasureLog for $wrapper {
+            fn record(&self, marker: &ErasureMarker)
+                -> impl Future<Output = Result<(), AdapterError>> + Send {
+                (**self).record(marker)
+            }
+            fn find(&self, hash: &str)
+                -> impl Future<Output = Result<Option<ErasureMarker>, AdapterError>> + Send {
+                (**self).find(hash)
             }
         }
         impl<T: MessageStore + ?Sized> MessageStore for $wrapper {

@@ -1,12 +1,12 @@
 //! The event archive in memory: buckets as sets, with the same union-and-remove contract as
 //! the DynamoDB table's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::{Future, ready};
 use std::sync::Mutex;
 
 use referral_domain::features::ArchivedEvent;
-use referral_domain::ports::{AdapterError, EventArchive};
+use referral_domain::ports::{AdapterError, ErasureLog, ErasureMarker, EventArchive};
 
 use super::lock;
 
@@ -15,6 +15,9 @@ type Buckets = BTreeMap<(String, u32), BTreeSet<ArchivedEvent>>;
 #[derive(Debug, Default)]
 pub struct EmbeddedArchive {
     buckets: Mutex<Buckets>,
+    /// Erasure markers by hash: kept beside the buckets, as the DynamoDB adapter keeps them in
+    /// the archive table.
+    erasures: Mutex<HashMap<String, ErasureMarker>>,
 }
 
 impl EmbeddedArchive {
@@ -85,5 +88,22 @@ impl EventArchive for EmbeddedArchive {
             .map(|((_, bucket), events)| (*bucket, events.iter().copied().collect()))
             .collect();
         ready(Ok(held))
+    }
+}
+
+impl ErasureLog for EmbeddedArchive {
+    fn record(
+        &self,
+        marker: &ErasureMarker,
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send {
+        lock(&self.erasures).insert(marker.hash.clone(), marker.clone());
+        ready(Ok(()))
+    }
+
+    fn find(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<ErasureMarker>, AdapterError>> + Send {
+        ready(Ok(lock(&self.erasures).get(hash).cloned()))
     }
 }

@@ -1,0 +1,248 @@
+//! `referral customers forget` against moto's server: after a run, the address is in no
+//! table and no queue in any case, the marker holds none of it, a redelivered old event is
+//! dropped and a new one starts a fresh customer after the marker, with a message.
+// Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use referral_aws::dynamo::DynamoEventArchive;
+use referral_domain::ports::ErasureLog;
+use referral_domain::redact::erasure_hash;
+use referral_tests::emulator::{endpoint, sdk_config, unique};
+use serde_json::{Value, json};
+
+const JANE: &str = "jane.doe@example.com";
+
+struct Names {
+    features: String,
+    archive: String,
+    messages: String,
+    queue: String,
+    dlq: String,
+    stream_failures: String,
+}
+
+impl Names {
+    fn flags(&self, url: &str) -> Vec<String> {
+        [
+            ("--features-table", &self.features),
+            ("--archive-table", &self.archive),
+            ("--messages-table", &self.messages),
+            ("--queue", &self.queue),
+            ("--dlq", &self.dlq),
+            ("--stream-failures", &self.stream_failures),
+            ("--endpoint-url", &url.to_owned()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value.clone()])
+        .collect()
+    }
+}
+
+fn referral(args: &[&str], names: &Names, url: &str) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_referral"))
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .args(args)
+        .args(names.flags(url))
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("CUSTOMER_REF_KEY")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run the referral binary");
+    assert!(
+        output.status.success(),
+        "referral {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        args[0] != "customers" || !stdout.to_lowercase().contains(JANE),
+        "the output names the address: {stdout}"
+    );
+    // `run --json` prints one document; `customers forget --json` one line per customer.
+    serde_json::from_str(&stdout)
+        .or_else(|_| serde_json::from_str(stdout.lines().last().unwrap_or("null")))
+        .expect("a JSON document")
+}
+
+fn write_event(dir: &Path, name: &str, event: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, event.to_string()).unwrap();
+    path.display().to_string()
+}
+
+fn jane_event(id: &str, occurred_at: &str) -> Value {
+    json!({
+        "event_id": id,
+        "event_type": "service.completed",
+        "occurred_at": occurred_at,
+        "customer": {"email": "JANE.DOE@example.COM", "name": "Jane Doe",
+                     "address": {"city": "Austin", "state": "TX", "zip": "78701"}},
+        "service": {"type": "pest_control", "satisfaction_score": 5.0},
+        "property_info": {"type": "single_family", "square_feet": 2400}
+    })
+}
+
+/// Every table's items and every queue's bodies, as one lower-cased text.
+async fn everything(names: &Names) -> String {
+    let config = sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let mut text = String::new();
+    for table in [&names.features, &names.archive, &names.messages] {
+        let output = dynamo.scan().table_name(table).send().await.unwrap();
+        text.push_str(&format!("{:?}", output.items()));
+    }
+    for queue in [&names.queue, &names.dlq, &names.stream_failures] {
+        let url = sqs
+            .get_queue_url()
+            .queue_name(queue)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages() {
+            text.push_str(message.body().unwrap_or_default());
+        }
+    }
+    text.to_lowercase()
+}
+
+async fn send(names: &Names, queue: &str, body: &Value) {
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let _ = names;
+}
+
+#[tokio::test]
+async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
+    let url = endpoint();
+    let names = Names {
+        features: unique("features"),
+        archive: unique("archive"),
+        messages: unique("messages"),
+        queue: unique("queue"),
+        dlq: unique("dlq"),
+        stream_failures: unique("failures"),
+    };
+    let first = referral(&["run", "--json", "events/webhooks/valid"], &names, &url);
+    let jane = first["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|feature| feature["customerEmail"] == JANE)
+        .expect("Jane was loaded")
+        .clone();
+    let last_version = jane["version"].as_u64().unwrap();
+    // A dead letter and a queued webhook of Jane's, and one of someone else's that stays.
+    send(
+        &names,
+        &names.dlq,
+        &jane_event("evt-dead", "2026-01-01T00:00:00Z"),
+    )
+    .await;
+    let mut other = jane_event("evt-other", "2026-01-01T00:00:00Z");
+    other["customer"]["email"] = json!("someone.else@example.com");
+    send(&names, &names.queue, &other).await;
+    assert!(everything(&names).await.contains(JANE));
+
+    let dry = referral(
+        &[
+            "customers",
+            "forget",
+            "Jane.Doe@Example.com",
+            "--dry-run",
+            "--json",
+        ],
+        &names,
+        &url,
+    );
+    assert_eq!(dry["features_item"], 1, "{dry}");
+    assert!(
+        everything(&names).await.contains(JANE),
+        "a dry run removes nothing"
+    );
+
+    let removed = referral(
+        &["customers", "forget", "Jane.Doe@Example.com", "--json"],
+        &names,
+        &url,
+    );
+    assert_eq!(removed["features_item"], 1, "{removed}");
+    assert!(removed["messages_rows"].as_u64().unwrap() > 0, "{removed}");
+    assert_eq!(removed["queued_webhooks"][&names.dlq], 1, "{removed}");
+    assert_eq!(removed["queued_webhooks"][&names.queue], 0, "{removed}");
+    assert_eq!(removed["marker_last_version"], last_version, "{removed}");
+    let left = everything(&names).await;
+    assert!(
+        !left.contains(JANE),
+        "the address is still somewhere: {left}"
+    );
+    assert!(
+        left.contains("someone.else@example.com"),
+        "another's webhook was lost"
+    );
+
+    let archive = DynamoEventArchive::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config().await),
+        &names.archive,
+    );
+    let marker = archive
+        .find(&erasure_hash(JANE))
+        .await
+        .unwrap()
+        .expect("a marker");
+    assert_eq!(marker.last_version, last_version);
+
+    let again = referral(&["customers", "forget", JANE, "--json"], &names, &url);
+    assert_eq!(again["features_item"], 0, "idempotent: {again}");
+    assert_eq!(again["marker_last_version"], last_version, "{again}");
+
+    // The old events redelivered, then a new one: only the new one counts.
+    let dir = std::env::temp_dir().join(unique("forget-events"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    let fresh = write_event(&dir, "2-new.json", &jane_event("evt-after-erasure", &now));
+    let old = "events/webhooks/valid/01-jane-doe-first-service.json";
+    let second = referral(&["run", "--json", old, &fresh], &names, &url);
+    let jane = second["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|feature| feature["customerEmail"] == JANE)
+        .expect("Jane came back")
+        .clone();
+    assert_eq!(jane["version"], last_version + 1, "{jane}");
+    assert_eq!(jane["service_count"], 1, "{jane}");
+    let messages = second["messages"].as_array().unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|message| message["customerEmail"] == JANE),
+        "the fresh customer gets a message: {second}"
+    );
+}
