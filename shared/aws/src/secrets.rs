@@ -1,6 +1,7 @@
 //! Secrets a function reads once at start-up from Secrets Manager, so that their values sit
 //! in no environment variable and in no template output.
 
+use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 
@@ -28,13 +29,14 @@ pub enum SecretError {
 }
 
 /// The current `SecretString` of `secret_id` (an ARN or a name), which the environment
-/// variable `variable` gave.
+/// variable `variable` gave. One call, at start-up: a client of its own is cheaper than
+/// keeping one for the process's life.
 pub async fn read_secret_string(
-    client: &Client,
+    sdk: &SdkConfig,
     variable: &'static str,
     secret_id: &str,
 ) -> Result<String, SecretError> {
-    let output = client
+    let output = Client::new(sdk)
         .get_secret_value()
         .secret_id(secret_id)
         .send()
