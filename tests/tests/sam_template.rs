@@ -839,9 +839,10 @@ fn no_output_or_environment_variable_carries_a_secret() {
 fn ingest_reads_its_webhook_secrets_from_the_one_secret_it_may_read() {
     let template = template();
     let ingest = function_properties(&template, "IngestFunction");
-    let secret = ref_of(&ingest["Environment"]["Variables"][referral_ingest::config::SECRETS_ARN_VAR])
-        .map(str::to_owned)
-        .expect("WEBHOOK_SECRETS_ARN is !Ref <a secret>");
+    let secret =
+        ref_of(&ingest["Environment"]["Variables"][referral_ingest::config::SECRETS_ARN_VAR])
+            .map(str::to_owned)
+            .expect("WEBHOOK_SECRETS_ARN is !Ref <a secret>");
     let declared = resource(&template, &secret);
     assert_eq!(declared["Type"], "AWS::SecretsManager::Secret");
     assert_eq!(

@@ -383,7 +383,10 @@ mod tests {
         let err = settings(&[(SECRETS_ARN_VAR, ARN), (SECRETS_VAR, SECRET), QUEUE]).unwrap_err();
         assert_eq!(invalid_var(&err), Some(SECRETS_ARN_VAR));
         let shown = err.to_string();
-        assert!(shown.contains(SECRETS_VAR) && !shown.contains("whsec_"), "{shown}");
+        assert!(
+            shown.contains(SECRETS_VAR) && !shown.contains("whsec_"),
+            "{shown}"
+        );
     }
 
     #[test]

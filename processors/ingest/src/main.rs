@@ -2,9 +2,9 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use referral_aws::secrets::read_secret_string;
 use referral_aws::sqs::SqsQueue;
 use referral_aws::telemetry;
-use referral_aws::secrets::read_secret_string;
 use referral_ingest::config::{SECRETS_ARN_VAR, SecretsSource, Settings};
 use referral_ingest::{Deps, METRICS_SERVICE, RequestCounters, handle};
 

@@ -46,10 +46,8 @@ pub async fn read_secret_string(
             secret_id: secret_id.to_owned(),
             source: Box::new(SdkFailure(error)),
         })?;
-    output
-        .secret_string
-        .ok_or_else(|| SecretError::NotAString {
-            variable,
-            secret_id: secret_id.to_owned(),
-        })
+    output.secret_string.ok_or_else(|| SecretError::NotAString {
+        variable,
+        secret_id: secret_id.to_owned(),
+    })
 }

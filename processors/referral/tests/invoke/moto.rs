@@ -137,7 +137,10 @@ async fn ingest_reads_two_secrets_from_secrets_manager_and_accepts_either() {
     let url = endpoint();
     let config = sdk_config().await;
     let queues = fresh_queues(&config, 5).await;
-    let (current, previous) = ("whsec_current_secret_0123456789", "whsec_previous_secret_012345");
+    let (current, previous) = (
+        "whsec_current_secret_0123456789",
+        "whsec_previous_secret_012345",
+    );
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let created = secrets
         .create_secret()
@@ -153,7 +156,10 @@ async fn ingest_reads_two_secrets_from_secrets_manager_and_accepts_either() {
     let queue = queue_name(&queues.url);
     let mut logs = String::new();
     for (secrets, expected) in [
-        (&[current, "whsec_neither_secret_0123456789"][..], &[202, 401][..]),
+        (
+            &[current, "whsec_neither_secret_0123456789"][..],
+            &[202, 401][..],
+        ),
         (&[previous][..], &[202][..]),
     ] {
         let events: Vec<String> = secrets
