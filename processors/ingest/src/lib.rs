@@ -34,8 +34,9 @@ pub use signature::{SIGNATURE_HEADER, SignatureError, WebhookSecret, sign, verif
 /// The `service` dimension of the function's metrics.
 pub const METRICS_SERVICE: &str = "ingest";
 
-/// What the function's role must allow.
-pub const IAM_ACTIONS: &[&str] = &["sqs:SendMessage"];
+/// What the function's role must allow: reading its signing secrets at start-up, sending
+/// to the queue.
+pub const IAM_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue", "sqs:SendMessage"];
 
 /// Sent with a 503: how long a sender should wait before trying again.
 pub const RETRY_AFTER_SECONDS: u32 = 5;

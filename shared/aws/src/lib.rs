@@ -6,6 +6,7 @@ pub mod bedrock;
 pub mod config;
 pub mod dynamo;
 pub mod error;
+pub mod secrets;
 pub mod sqs;
 pub mod stream_record;
 pub mod telemetry;

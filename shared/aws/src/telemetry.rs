@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 /// A setting a function cannot start with, logged as the operator must read it: the
 /// runtime's own report of the error shows only its debug form.
-pub fn refused_setting(error: &referral_domain::env::EnvError) {
+pub fn refused_setting<E: std::fmt::Display + ?Sized>(error: &E) {
     tracing::error!(error = %error, "function not started: fix this setting");
 }
 

@@ -1,6 +1,8 @@
 //! The function's variables filled for a local run: literals as the template writes them,
 //! parameters from their defaults, the resources the template creates from their local
-//! equivalents (the flags of the other `referral` commands), and the AWS endpoint with
+//! equivalents (the flags of the other `referral` commands; the webhook secrets' Secrets
+//! Manager secret becomes the development variable `WEBHOOK_SECRETS`, which holds them in
+//! clear), and the AWS endpoint with
 //! credentials that keep the SDK on loopback. Whatever cannot be filled is an error that
 //! names the variable and the flag to use: a function started with an empty variable
 //! fails in ways that do not point back here.
@@ -8,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use referral_aws::config::is_loopback;
+use referral_ingest::config::SECRETS_VAR;
 
 use referral_lambda_emulator::ids::ACCOUNT;
 use referral_lambda_emulator::template::{Expression, FunctionTemplate};
@@ -47,6 +50,7 @@ enum LocalResource {
     Queue,
     DeadLetterQueue,
     StreamFailureQueue,
+    WebhookSecrets,
 }
 
 fn local_resource(logical_id: &str) -> Option<LocalResource> {
@@ -57,14 +61,7 @@ fn local_resource(logical_id: &str) -> Option<LocalResource> {
         "WebhookQueue" => Some(LocalResource::Queue),
         "WebhookDeadLetterQueue" => Some(LocalResource::DeadLetterQueue),
         "StreamFailureQueue" => Some(LocalResource::StreamFailureQueue),
-        _ => None,
-    }
-}
-
-/// The parameters whose value a local run supplies itself instead of the default.
-fn local_parameter<'a>(local: &'a Local, parameter: &str) -> Option<&'a str> {
-    match parameter {
-        "WebhookSecrets" => Some(&local.webhook_secrets),
+        "WebhookSecret" => Some(LocalResource::WebhookSecrets),
         _ => None,
     }
 }
@@ -81,9 +78,19 @@ pub fn fill(
     let overridden = |name: &str| overrides.iter().any(|(n, _)| n == name);
     let mut env = BTreeMap::new();
     for (name, expression) in &function.variables {
-        if !overridden(name) {
-            env.insert(name.clone(), value(function, local, name, expression)?);
+        if overridden(name) {
+            continue;
         }
+        // The deployed function reads its secrets from Secrets Manager; a local run gives
+        // them in the variable the function reads for development instead of creating a
+        // secret in the emulator. `--env` with the secret's variable reaches the real path.
+        if let Expression::Ref(target) = expression
+            && matches!(local_resource(target), Some(LocalResource::WebhookSecrets))
+        {
+            env.insert(SECRETS_VAR.to_owned(), local.webhook_secrets.clone());
+            continue;
+        }
+        env.insert(name.clone(), value(function, local, name, expression)?);
     }
     if let Some(level) = &function.log_level {
         env.insert("AWS_LAMBDA_LOG_LEVEL".to_owned(), level.clone());
@@ -135,9 +142,6 @@ fn value(
         Expression::Ref(target) => target,
     };
     if let Some(parameter) = function.parameters.get(target) {
-        if let Some(value) = local_parameter(local, target) {
-            return Ok(value.to_owned());
-        }
         return parameter.default.clone().ok_or_else(|| {
             unfillable(
                 format!("the template sets it to the parameter {target}, which has no default"),
@@ -165,6 +169,8 @@ fn value(
         Some(LocalResource::StreamFailureQueue) => {
             queue(&local.stream_failures, "--stream-failures")
         }
+        // `fill` gives it under the development variable; named here for a complete match.
+        Some(LocalResource::WebhookSecrets) => Ok(local.webhook_secrets.clone()),
         None => {
             let kind = function
                 .resources

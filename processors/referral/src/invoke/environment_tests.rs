@@ -4,13 +4,13 @@ use referral_lambda_emulator::template;
 const TEMPLATE: &str = r#"
 Parameters:
   Secrets: { Type: String, NoEcho: true }
-  WebhookSecrets: { Type: String, NoEcho: true }
   Model: { Type: String, Default: model-1 }
 Globals:
   Function:
     LoggingConfig: { LogFormat: JSON, ApplicationLogLevel: WARN }
 Resources:
   WebhookQueue: { Type: AWS::SQS::Queue }
+  WebhookSecret: { Type: AWS::SecretsManager::Secret }
   Topic: { Type: AWS::SNS::Topic }
   CustomerFeaturesTable: { Type: AWS::DynamoDB::Table }
   Fn:
@@ -22,7 +22,7 @@ Resources:
           TABLE: !Ref CustomerFeaturesTable
           QUEUE_URL: !Ref WebhookQueue
           MODEL: !Ref Model
-          WEBHOOK_SECRETS: !Ref WebhookSecrets
+          WEBHOOK_SECRETS_ARN: !Ref WebhookSecret
           COUNT: "8"
 "#;
 
@@ -63,6 +63,7 @@ fn fills_literals_defaults_tables_queues_and_secrets() {
     );
     assert_eq!(env["MODEL"], "model-1");
     assert_eq!(env["WEBHOOK_SECRETS"], "whsec_test_secret_0123456789");
+    assert!(!env.contains_key("WEBHOOK_SECRETS_ARN"));
     assert_eq!(env["COUNT"], "8");
     assert_eq!(env["AWS_LAMBDA_LOG_LEVEL"], "WARN");
     assert_eq!(env["AWS_LAMBDA_LOG_FORMAT"], "JSON");
@@ -71,6 +72,20 @@ fn fills_literals_defaults_tables_queues_and_secrets() {
     assert_eq!(env["AWS_SECRET_ACCESS_KEY"], "test");
     assert_eq!(env["AWS_REGION"], "us-east-1");
     assert_eq!(env["AWS_EC2_METADATA_DISABLED"], "true");
+}
+
+#[test]
+fn a_secret_arn_given_with_env_replaces_the_development_secrets() {
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhooks-AbCdEf";
+    let env = fill(
+        &function(""),
+        &local(Some("http://127.0.0.1:5000/")),
+        &[("WEBHOOK_SECRETS_ARN".to_owned(), arn.to_owned())],
+        no_parent,
+    )
+    .unwrap();
+    assert_eq!(env["WEBHOOK_SECRETS_ARN"], arn);
+    assert!(!env.contains_key("WEBHOOK_SECRETS"), "{env:?}");
 }
 
 #[test]

@@ -102,3 +102,109 @@ async fn an_sqs_batch_reaches_the_features_table_through_the_enricher() {
     let dead_letters = queue_depth(&sqs, &queues.dlq_url).await;
     assert_eq!(dead_letters, (1, 0), "{}", show(&output));
 }
+
+/// A request of the API Gateway fixture signed now with `secret`.
+fn signed_request(secret: &str) -> Value {
+    let mut request = unsigned_request();
+    let body = request["body"].as_str().unwrap().to_owned();
+    let signature = referral_ingest::sign(secret, chrono::Utc::now().timestamp(), body.as_bytes());
+    request["headers"]["x-signature"] = Value::from(signature);
+    request
+}
+
+/// `referral invoke ingest` with its secrets in the Secrets Manager secret `secret_id`, as
+/// deployed: the development secrets are replaced by `WEBHOOK_SECRETS_ARN`.
+fn invoke_ingest_with_secret_arn(url: &str, queue: &str, secret_id: &str, events: &str) -> Output {
+    let ingest = lambda_binary("ingest");
+    let setting = format!("WEBHOOK_SECRETS_ARN={secret_id}");
+    let args = [
+        "--event",
+        "-",
+        "--endpoint-url",
+        url,
+        "--queue",
+        queue,
+        "--env",
+        &setting,
+        "--binary",
+        ingest.to_str().unwrap(),
+    ];
+    tokio::task::block_in_place(|| invoke("ingest", &args, events.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_reads_two_secrets_from_secrets_manager_and_accepts_either() {
+    let url = endpoint();
+    let config = sdk_config().await;
+    let queues = fresh_queues(&config, 5).await;
+    let (current, previous) = (
+        "whsec_current_secret_0123456789",
+        "whsec_previous_secret_012345",
+    );
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let created = secrets
+        .create_secret()
+        .name(format!("webhooks-{}", queue_name(&queues.url)))
+        .secret_string(format!("{current},{previous}"))
+        .send()
+        .await
+        .unwrap();
+    let arn = created.arn().expect("moto answers with the ARN");
+
+    // One process per secret: a process answers a request it has already queued with 200,
+    // and the same fixture is sent with each.
+    let queue = queue_name(&queues.url);
+    let mut logs = String::new();
+    for (secrets, expected) in [
+        (
+            &[current, "whsec_neither_secret_0123456789"][..],
+            &[202, 401][..],
+        ),
+        (&[previous][..], &[202][..]),
+    ] {
+        let events: Vec<String> = secrets
+            .iter()
+            .map(|secret| signed_request(secret).to_string())
+            .collect();
+        let output = invoke_ingest_with_secret_arn(&url, queue, arn, &events.join("\n"));
+        assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+        let statuses: Vec<u64> = stdout_lines(&output)
+            .iter()
+            .map(|line| http_answer(line).0)
+            .collect();
+        assert_eq!(statuses, expected, "{}", show(&output));
+        logs.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (2, 0));
+    // Neither secret reaches the function's log.
+    assert!(
+        !logs.contains(current) && !logs.contains(previous),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_ingest_cannot_read_stops_it_at_start_up_naming_the_variable() {
+    let url = endpoint();
+    let config = sdk_config().await;
+    let queues = fresh_queues(&config, 5).await;
+    let missing = format!(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:no-such-{}",
+        queue_name(&queues.url)
+    );
+    let events = signed_request(SECRET).to_string();
+    let output = invoke_ingest_with_secret_arn(&url, queue_name(&queues.url), &missing, &events);
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    assert!(output.stdout.is_empty(), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("function not started")
+            && stderr.contains("WEBHOOK_SECRETS_ARN")
+            && stderr.contains("ResourceNotFoundException"),
+        "{}",
+        show(&output)
+    );
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (0, 0));
+}
