@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::result::SdkError;
 use chrono::{DateTime, Utc};
 
-use super::{CUSTOMER_KEY, Item};
+use super::{CUSTOMER_KEY, Item, get_latest};
 use crate::error::{adapter_error, corrupt};
 use referral_domain::features::ArchivedEvent;
 use referral_domain::ports::{AdapterError, ErasureLog, ErasureMarker, EventArchive};
@@ -261,17 +261,8 @@ impl ErasureLog for DynamoEventArchive {
     }
 
     async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::marker_key(hash)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| adapter_error("GetItem", error))?;
-        output
-            .item
+        get_latest(&self.client, &self.table, Self::marker_key(hash))
+            .await?
             .map(|item| Self::marker_of(hash, &item))
             .transpose()
     }

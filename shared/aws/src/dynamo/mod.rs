@@ -65,6 +65,20 @@ fn key_of(email: &str) -> (String, AttributeValue) {
     (CUSTOMER_KEY.to_owned(), AttributeValue::S(email.to_owned()))
 }
 
+/// The item under `key`, read strongly consistent: every read here decides a conditional
+/// write (a fold's version, a cooldown, an erasure), which must start from the latest write.
+async fn get_latest(client: &Client, table: &str, key: Item) -> Result<Option<Item>, AdapterError> {
+    let output = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|error| adapter_error("GetItem", error))?;
+    Ok(output.item)
+}
+
 /// The `CustomerFeatures` table.
 #[derive(Debug, Clone)]
 pub struct DynamoFeatureStore {
@@ -136,19 +150,9 @@ impl DynamoFeatureStore {
 
 impl FeatureStore for DynamoFeatureStore {
     async fn load(&self, customer_email: &str) -> Result<Option<CustomerFeatures>, AdapterError> {
-        let (name, value) = key_of(customer_email);
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(name, value)
-            // The fold must start from the latest write, or its guard fails needlessly.
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| adapter_error("GetItem", error))?;
-        output
-            .item
+        let key = Item::from([key_of(customer_email)]);
+        get_latest(&self.client, &self.table, key)
+            .await?
             .map(|item| Self::decode("GetItem", item))
             .transpose()
     }

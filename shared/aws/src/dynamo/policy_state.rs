@@ -21,7 +21,7 @@ use referral_domain::features::rfc3339;
 use referral_domain::ports::{AdapterError, MessageSlot, SlotTaken};
 
 use super::messages::STATUS;
-use super::{CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, DynamoMessageStore, MESSAGE_KEY};
+use super::{CLAIM_TTL_ATTRIBUTE, CUSTOMER_KEY, DynamoMessageStore, MESSAGE_KEY, get_latest};
 use crate::error::{adapter_error, corrupt};
 
 type Item = HashMap<String, AttributeValue>;
@@ -131,17 +131,8 @@ impl DynamoMessageStore {
         &self,
         customer_email: &str,
     ) -> Result<Option<MessageSlot>, AdapterError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(customer_email, SLOT_ID)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| adapter_error("GetItem", error))?;
-        output
-            .item
+        get_latest(&self.client, &self.table, key(customer_email, SLOT_ID))
+            .await?
             .map(|item| slot_of("GetItem", &item))
             .transpose()
     }
