@@ -77,14 +77,12 @@ pub fn cold_start_line(
     timestamp_millis: i64,
 ) -> String {
     serde_json::json!({
-        "_aws": {
-            "Timestamp": timestamp_millis,
-            "CloudWatchMetrics": [{
-                "Namespace": namespace,
-                "Dimensions": [["function_name", "service"]],
-                "Metrics": [{ "Name": COLD_START_METRIC, "Unit": "Count" }],
-            }],
-        },
+        "_aws": emf_metadata(
+            namespace,
+            &["function_name", "service"],
+            [COLD_START_METRIC],
+            timestamp_millis,
+        ),
         "function_name": function_name,
         "service": service,
         COLD_START_METRIC: 1,
@@ -102,24 +100,40 @@ pub fn metrics_line<C: Serialize>(
     let serde_json::Value::Object(mut fields) = serde_json::to_value(counters).ok()? else {
         return None;
     };
-    let metrics: Vec<serde_json::Value> = fields
-        .iter()
-        .filter(|(_, value)| value.is_number())
-        .map(|(name, _)| serde_json::json!({ "Name": name, "Unit": "Count" }))
-        .collect();
-    fields.insert("service".to_owned(), service.into());
-    fields.insert(
-        "_aws".to_owned(),
-        serde_json::json!({
-            "Timestamp": timestamp_millis,
-            "CloudWatchMetrics": [{
-                "Namespace": namespace,
-                "Dimensions": [["service"]],
-                "Metrics": metrics,
-            }],
-        }),
+    let metadata = emf_metadata(
+        namespace,
+        &["service"],
+        fields
+            .iter()
+            .filter(|(_, value)| value.is_number())
+            .map(|(name, _)| name.as_str()),
+        timestamp_millis,
     );
+    fields.insert("service".to_owned(), service.into());
+    fields.insert("_aws".to_owned(), metadata);
     serde_json::to_string(&fields).ok()
+}
+
+/// The `_aws` member of an EMF line: `metrics` (unit Count) of `namespace`, under one
+/// dimension set whose members the line carries at its top level.
+fn emf_metadata<'a>(
+    namespace: &str,
+    dimensions: &[&str],
+    metrics: impl IntoIterator<Item = &'a str>,
+    timestamp_millis: i64,
+) -> serde_json::Value {
+    let metrics: Vec<serde_json::Value> = metrics
+        .into_iter()
+        .map(|name| serde_json::json!({ "Name": name, "Unit": "Count" }))
+        .collect();
+    serde_json::json!({
+        "Timestamp": timestamp_millis,
+        "CloudWatchMetrics": [{
+            "Namespace": namespace,
+            "Dimensions": [dimensions],
+            "Metrics": metrics,
+        }],
+    })
 }
 
 #[cfg(test)]
