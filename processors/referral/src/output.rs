@@ -242,6 +242,9 @@ pub fn text(report: &RunReport, results: &RunResults, mode: &str) -> String {
             );
         }
     }
-    let _ = writeln!(out, "\nFull features, messages and prompts: add --json.");
+    let _ = writeln!(
+        out,
+        "\nFull features and messages (with the prompt's version and hash): add --json."
+    );
     out
 }
