@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, ErasureLog, ErasureMarker,
+    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, ErasureFilter, ErasureLog, ErasureMarker,
     EventArchive, FeatureStore, FeatureWrite, Holder, MessageKey, MessageSlot, MessageStore,
     OutgoingMessage, QueueMessage, Recorded, ReferralMessage, SlotTaken, WorkQueue, WriteOutcome,
 };
@@ -98,6 +98,14 @@ impl ErasureLog for OverwritingArchive {
     async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
         self.0.find(hash).await
     }
+
+    async fn filter_generation(&self) -> Result<u64, AdapterError> {
+        self.0.filter_generation().await
+    }
+
+    async fn filter(&self) -> Result<(u64, ErasureFilter), AdapterError> {
+        self.0.filter().await
+    }
 }
 
 #[tokio::test]
@@ -107,6 +115,74 @@ async fn the_erasure_suite_catches_a_log_that_keeps_the_first_marker() {
             erasure_log_contract(&OverwritingArchive(EmbeddedArchive::new()), "broken-").await;
         },
         "keeps the first marker of a hash",
+    )
+    .await;
+}
+
+/// An erasure log that never publishes a new generation: an enricher holding the filter of
+/// before the erasure would rule the erased customer out and recreate them.
+struct UnpublishedFilter(EmbeddedArchive);
+
+impl EventArchive for UnpublishedFilter {
+    async fn bucket(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+    ) -> Result<Vec<ArchivedEvent>, AdapterError> {
+        self.0.bucket(customer_email, bucket).await
+    }
+
+    async fn add(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+        events: &[ArchivedEvent],
+    ) -> Result<(), AdapterError> {
+        self.0.add(customer_email, bucket, events).await
+    }
+
+    async fn remove(
+        &self,
+        customer_email: &str,
+        bucket: u32,
+        events: &[ArchivedEvent],
+    ) -> Result<(), AdapterError> {
+        self.0.remove(customer_email, bucket, events).await
+    }
+
+    async fn buckets(
+        &self,
+        customer_email: &str,
+    ) -> Result<Vec<(u32, Vec<ArchivedEvent>)>, AdapterError> {
+        self.0.buckets(customer_email).await
+    }
+}
+
+impl ErasureLog for UnpublishedFilter {
+    async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
+        self.0.record(marker).await
+    }
+
+    async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
+        self.0.find(hash).await
+    }
+
+    async fn filter_generation(&self) -> Result<u64, AdapterError> {
+        Ok(0)
+    }
+
+    async fn filter(&self) -> Result<(u64, ErasureFilter), AdapterError> {
+        self.0.filter().await
+    }
+}
+
+#[tokio::test]
+async fn the_erasure_suite_catches_a_filter_generation_that_never_moves() {
+    must_fail(
+        async {
+            erasure_log_contract(&UnpublishedFilter(EmbeddedArchive::new()), "broken-").await;
+        },
+        "never publishes a new filter generation",
     )
     .await;
 }

@@ -302,3 +302,69 @@ async fn an_erased_customer_stays_erased_and_comes_back_fresh_after_the_marker()
     let after = store.load(email).await.unwrap().expect("still there");
     assert_eq!(after, fresh, "the redeliveries changed nothing");
 }
+
+/// The erasure filter spares the marker read of customers never erased: a batch of cold
+/// customers costs one read of the filter's generation (and of the filter once it moved),
+/// and only the erased customer's marker is read. A filter generation moved by an erasure
+/// after the filter was read makes the enricher read it again.
+#[tokio::test]
+async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() {
+    use referral_domain::ports::{ErasureLog, ErasureMarker};
+    use referral_domain::redact::erasure_hash;
+
+    let store = EmbeddedFeatureStore::new();
+    let archive = EmbeddedArchive::new();
+    let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
+    let strangers: Vec<_> = (0..8)
+        .map(|n| {
+            let email = format!("stranger{n}@example.com");
+            message(&format!("m-{n}"), event_body(&format!("e-{n}"), &email, 1, Some(4.0)))
+        })
+        .collect();
+    let report = enricher.process(&raw_batch(&strangers), chrono::Utc::now()).await;
+    assert_eq!(report.counters.applied, 8);
+    assert_eq!(report.counters.erasure_reads, 0, "an empty log rules all out");
+    assert_eq!(report.counters.erasure_filter_reads, 1, "one generation read");
+
+    let email = "erin@example.com";
+    let erased_at = referral_tests::base_time() + chrono::Duration::minutes(10);
+    archive
+        .record(&ErasureMarker {
+            hash: erasure_hash(email),
+            last_version: 5,
+            erased_at,
+        })
+        .await
+        .unwrap();
+    let mut batch = vec![message("m-old", event_body("e-old", email, 3, Some(5.0)))];
+    batch.extend((8..16).map(|n| {
+        let email = format!("stranger{n}@example.com");
+        message(&format!("m-{n}"), event_body(&format!("e-{n}"), &email, 1, Some(4.0)))
+    }));
+    let report = enricher.process(&raw_batch(&batch), chrono::Utc::now()).await;
+    assert_eq!(report.counters.erased, 1, "the erased customer stays erased");
+    assert_eq!(report.counters.applied, 8);
+    assert_eq!(
+        report.counters.erasure_filter_reads, 2,
+        "the generation moved: the filter is read again"
+    );
+    assert!(
+        report.counters.erasure_reads <= 2,
+        "the erased customer's marker, and a false positive at most: {}",
+        report.counters.erasure_reads
+    );
+    assert!(report.counters.erasure_reads >= 1);
+    assert!(store.load(email).await.unwrap().is_none());
+
+    // Only held customers: no read at all.
+    let again: Vec<_> = (0..8)
+        .map(|n| {
+            let email = format!("stranger{n}@example.com");
+            message(&format!("m2-{n}"), event_body(&format!("e2-{n}"), &email, 2, Some(4.0)))
+        })
+        .collect();
+    let report = enricher.process(&raw_batch(&again), chrono::Utc::now()).await;
+    assert_eq!(report.counters.applied, 8);
+    assert_eq!(report.counters.erasure_filter_reads, 0);
+    assert_eq!(report.counters.erasure_reads, 0);
+}

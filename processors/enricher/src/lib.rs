@@ -281,6 +281,7 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue> EnricherHandle
             archive_writes = counters.enrich.archive_writes,
             archive_splits = counters.enrich.archive_splits,
             erasure_reads = counters.enrich.erasure_reads,
+            erasure_filter_reads = counters.enrich.erasure_filter_reads,
             dead_lettered = counters.dead_lettered,
             dead_letter_failures = counters.dead_letter_failures,
             batch_item_failures = counters.batch_item_failures,

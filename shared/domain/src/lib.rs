@@ -10,6 +10,7 @@ pub mod digits;
 pub mod duration;
 pub mod enricher;
 pub mod env;
+pub mod erasure_filter;
 pub mod event;
 pub mod fallback;
 pub mod features;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, ErasureLog, ErasureMarker, EventArchive, FeatureStore,
+    AdapterError, Claim, Decision, ErasureFilter, ErasureLog, ErasureMarker, EventArchive, FeatureStore,
     FeatureWrite, Holder, MessageKey, MessageStore, Recorded, WriteOutcome,
 };
 use tokio::sync::Notify;
@@ -373,6 +373,14 @@ impl<A: ErasureLog> ErasureLog for CrashingArchive<A> {
 
     async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
         self.inner.find(hash).await
+    }
+
+    async fn filter_generation(&self) -> Result<u64, AdapterError> {
+        self.inner.filter_generation().await
+    }
+
+    async fn filter(&self) -> Result<(u64, ErasureFilter), AdapterError> {
+        self.inner.filter().await
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::orchestrator::policy::SuppressionReason;
 use referral_domain::ports::{
-    AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite,
+    AdapterError, ErasureFilter, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite,
     MessageStore, WriteOutcome,
 };
 use serde::Serialize;
@@ -195,5 +195,13 @@ impl<A: ErasureLog> ErasureLog for PacedArchive<A> {
 
     async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
         self.archive.find(hash).await
+    }
+
+    async fn filter_generation(&self) -> Result<u64, AdapterError> {
+        self.archive.filter_generation().await
+    }
+
+    async fn filter(&self) -> Result<(u64, ErasureFilter), AdapterError> {
+        self.archive.filter().await
     }
 }

@@ -6,9 +6,13 @@
 //!
 //! Erasure markers live in the same table, keyed `erased#<hash>` (bucket 0): no address can
 //! take that key (normalised addresses have an `@` and no `#`), the table has no stream to
-//! trip a reader, and the enricher may read it already.
+//! trip a reader, and the enricher may read it already. The filter of their hashes sits
+//! under `erasure-filter`: bucket 0 holds only its generation (a read unit per batch with a
+//! customer the enricher holds no item of), bucket 1 the generation and the pages (read when
+//! the generation moved).
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -18,7 +22,9 @@ use chrono::{DateTime, Utc};
 use super::{CUSTOMER_KEY, Item, get_latest};
 use crate::error::{adapter_error, corrupt};
 use referral_domain::features::ArchivedEvent;
-use referral_domain::ports::{AdapterError, ErasureLog, ErasureMarker, EventArchive};
+use referral_domain::ports::{
+    AdapterError, ErasureFilter, ErasureLog, ErasureMarker, EventArchive,
+};
 
 /// Sort key of the archive table.
 pub const BUCKET_KEY: &str = "bucket";
@@ -29,6 +35,14 @@ pub const ERASURE_KEY_PREFIX: &str = "erased#";
 const LAST_VERSION: &str = "last_version";
 /// Epoch milliseconds.
 const ERASED_AT: &str = "erased_at_ms";
+/// Partition key of the erasure filter: no `@`, so no address, and not a marker's prefix.
+const FILTER_KEY: &str = "erasure-filter";
+const FILTER_GENERATION_BUCKET: u32 = 0;
+const FILTER_PAGES_BUCKET: u32 = 1;
+const GENERATION: &str = "generation";
+const PAGES: &str = "pages";
+/// Concurrent `forget`s retry their read-modify-write of the filter this often at most.
+const FILTER_WRITE_ATTEMPTS: u32 = 16;
 
 /// SDK operations the enricher makes on the archive (its IAM policy; checked against the
 /// template). `buckets` (Query) is for operators' tools only.
@@ -239,6 +253,110 @@ impl DynamoEventArchive {
     }
 }
 
+impl DynamoEventArchive {
+    fn generation_of(operation: &'static str, item: &Item) -> Result<u64, AdapterError> {
+        match item.get(GENERATION) {
+            Some(AttributeValue::N(number)) => number
+                .parse()
+                .map_err(|_| corrupt(operation, "the erasure filter's `generation` is not a count")),
+            _ => Err(corrupt(operation, "the erasure filter has no `generation`")),
+        }
+    }
+
+    fn filter_of(item: &Item) -> Result<(u64, ErasureFilter), AdapterError> {
+        let generation = Self::generation_of("GetItem", item)?;
+        let pages: Vec<&[u8]> = match item.get(PAGES) {
+            Some(AttributeValue::L(pages)) => pages
+                .iter()
+                .map(|page| match page {
+                    AttributeValue::B(bytes) => Ok(bytes.as_ref()),
+                    _ => Err(corrupt("GetItem", "an erasure filter page is not binary")),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(corrupt("GetItem", "the erasure filter has no `pages` list")),
+        };
+        let filter =
+            ErasureFilter::from_pages(pages).map_err(|error| corrupt("GetItem", error))?;
+        Ok((generation, filter))
+    }
+
+    /// Adds `hash` to the stored filter (a conditional read-modify-write, retried against
+    /// concurrent `forget`s); returns the generation that holds it.
+    async fn add_to_filter(&self, hash: &str) -> Result<u64, AdapterError> {
+        for _ in 0..FILTER_WRITE_ATTEMPTS {
+            let (generation, mut filter) = self.filter().await?;
+            if !filter.insert(hash) {
+                return Ok(generation);
+            }
+            let next = generation + 1;
+            let mut item = Self::key(FILTER_KEY, FILTER_PAGES_BUCKET);
+            item.insert(GENERATION.to_owned(), AttributeValue::N(next.to_string()));
+            item.insert(
+                PAGES.to_owned(),
+                AttributeValue::L(
+                    filter
+                        .pages()
+                        .iter()
+                        .map(|page| AttributeValue::B(Blob::new(page.to_bytes())))
+                        .collect(),
+                ),
+            );
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#key) OR #generation = :generation")
+                .expression_attribute_names("#key", CUSTOMER_KEY)
+                .expression_attribute_names("#generation", GENERATION)
+                .expression_attribute_values(":generation", AttributeValue::N(generation.to_string()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(next),
+                Err(SdkError::ServiceError(context))
+                    if matches!(
+                        context.err(),
+                        PutItemError::ConditionalCheckFailedException(_)
+                    ) => {}
+                Err(error) => return Err(adapter_error("PutItem", error)),
+            }
+        }
+        Err(AdapterError::Transient {
+            operation: "PutItem",
+            source: "the erasure filter kept changing under concurrent erasures; run again".into(),
+        })
+    }
+
+    /// Moves the small generation item up to `generation`, never down.
+    async fn publish_generation(&self, generation: u64) -> Result<(), AdapterError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(FILTER_KEY, FILTER_GENERATION_BUCKET)))
+            .update_expression("SET #generation = :generation")
+            .condition_expression("attribute_not_exists(#generation) OR #generation < :generation")
+            .expression_attribute_names("#generation", GENERATION)
+            .expression_attribute_values(":generation", AttributeValue::N(generation.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A later erasure published a later generation, which holds this one's hash.
+            Err(SdkError::ServiceError(context))
+                if matches!(
+                    context.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(adapter_error("UpdateItem", error)),
+        }
+    }
+}
+
 impl ErasureLog for DynamoEventArchive {
     async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
         let mut item = Self::marker_key(&marker.hash);
@@ -257,7 +375,10 @@ impl ErasureLog for DynamoEventArchive {
             .send()
             .await
             .map_err(|error| adapter_error("PutItem", error))?;
-        Ok(())
+        // Published only once the pages hold the hash: an enricher that sees the new
+        // generation reads pages that have it.
+        let generation = self.add_to_filter(&marker.hash).await?;
+        self.publish_generation(generation).await
     }
 
     async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
@@ -265,5 +386,21 @@ impl ErasureLog for DynamoEventArchive {
             .await?
             .map(|item| Self::marker_of(hash, &item))
             .transpose()
+    }
+
+    async fn filter_generation(&self) -> Result<u64, AdapterError> {
+        get_latest(
+            &self.client,
+            &self.table,
+            Self::key(FILTER_KEY, FILTER_GENERATION_BUCKET),
+        )
+        .await?
+        .map_or(Ok(0), |item| Self::generation_of("GetItem", &item))
+    }
+
+    async fn filter(&self) -> Result<(u64, ErasureFilter), AdapterError> {
+        get_latest(&self.client, &self.table, Self::key(FILTER_KEY, FILTER_PAGES_BUCKET))
+            .await?
+            .map_or(Ok((0, ErasureFilter::default())), |item| Self::filter_of(&item))
     }
 }

@@ -11,10 +11,11 @@
 //! goes to the archive before the write that lets it go (see `features::AppliedMemory` for
 //! the order that keeps this exact through any crash).
 //!
-//! A customer erased by `referral customers forget` stays erased: when the enricher holds no
-//! item of a customer it looks for an erasure marker (one read, never for a customer whose
-//! item it holds), drops the events of before the erasure, and starts the fresh item after
-//! the erased versions.
+//! A customer erased by `referral customers forget` stays erased: before it writes a customer
+//! it holds no item of, the enricher asks the erasure log's filter (its generation is one
+//! small read per batch with such customers; the filter is read again only when that moved)
+//! and reads the customer's marker only when the filter says "maybe". With a marker, it drops
+//! the events of before the erasure and starts the fresh item after the erased versions.
 
 mod cache;
 mod report;
@@ -41,6 +42,7 @@ use crate::features::{
 use crate::ports::{
     AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite, WriteOutcome,
 };
+use crate::erasure_filter::ErasureFilter;
 use crate::redact::erasure_hash;
 
 /// How far ahead of this process's clock an event may be dated. Further, it is refused:
@@ -101,6 +103,8 @@ pub struct Enricher<S, A> {
     archive: A,
     config: EnricherConfig,
     cache: Mutex<ItemCache>,
+    /// The erasure filter last read, with its generation.
+    erasures: Mutex<Option<(u64, Arc<ErasureFilter>)>>,
 }
 
 impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
@@ -109,6 +113,7 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
             store,
             archive,
             cache: Mutex::new(ItemCache::new(config.cache_bytes)),
+            erasures: Mutex::new(None),
             config,
         }
     }
@@ -156,18 +161,32 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
             customers: groups.len() as u64,
             ..EnrichCounters::default()
         };
+        let cold: Vec<bool> = groups
+            .iter()
+            .map(|(email, _)| self.cache().get(email).is_none())
+            .collect();
+        let known_erasures = if cold.contains(&true) {
+            self.known_erasures(&mut counters).await
+        } else {
+            None
+        };
         // Collected before streaming: a lazy `map` closure here makes the future's
         // lifetimes higher-ranked, and then it is not `Send` for callers that need it.
         // Boxed: a customer's future holds its item and write inline (kilobytes), and
         // `buffer_unordered` would otherwise copy each one twice on its way to being polled.
         let work: Vec<_> = groups
             .iter()
-            .map(|(email, indices)| {
+            .zip(&cold)
+            .map(|((email, indices), &cold)| {
                 let customer_events: Vec<&ServiceEvent> = indices
                     .iter()
                     .filter_map(|&i| events[i].as_deref())
                     .collect();
-                Box::pin(self.enrich_customer(email, customer_events, indices))
+                let never_erased = cold
+                    && known_erasures
+                        .as_ref()
+                        .is_some_and(|filter| !filter.may_contain(&erasure_hash(email)));
+                Box::pin(self.enrich_customer(email, customer_events, indices, never_erased))
             })
             .collect();
         let results: Vec<CustomerResult> = stream::iter(work)
@@ -191,16 +210,43 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
         }
     }
 
+    /// The erasure filter as of now: its generation read, the filter itself only when that
+    /// moved since the last read. `None` when the log cannot say: every customer without an
+    /// item then has its marker read instead.
+    async fn known_erasures(&self, counters: &mut EnrichCounters) -> Option<Arc<ErasureFilter>> {
+        counters.erasure_filter_reads += 1;
+        let generation = self.archive.filter_generation().await.ok()?;
+        if generation == 0 {
+            return Some(Arc::new(ErasureFilter::default()));
+        }
+        if let Some((held, filter)) = &*self.erasures_held()
+            && *held >= generation
+        {
+            return Some(Arc::clone(filter));
+        }
+        counters.erasure_filter_reads += 1;
+        let (read, filter) = self.archive.filter().await.ok()?;
+        let filter = Arc::new(filter);
+        *self.erasures_held() = Some((read, Arc::clone(&filter)));
+        Some(filter)
+    }
+
+    fn erasures_held(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<ErasureFilter>)>> {
+        self.erasures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `never_erased`: the erasure filter, read in this batch, has no place for the customer.
     async fn enrich_customer(
         &self,
         email: &str,
         events: Vec<&ServiceEvent>,
         indices: &[usize],
+        never_erased: bool,
     ) -> CustomerResult {
         let mut result = CustomerResult::default();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(events.len());
         for chunk in events.chunks(self.config.max_events_per_write.max(1)) {
-            match self.write_chunk(email, chunk, &mut result).await {
+            match self.write_chunk(email, chunk, never_erased, &mut result).await {
                 Ok(chunk_outcomes) => outcomes.extend(chunk_outcomes),
                 // What earlier chunks applied stays applied; the rest comes back from SQS,
                 // unless the customer's stored data does not decode: then every delivery
@@ -231,6 +277,7 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
         &self,
         email: &str,
         events: &[&ServiceEvent],
+        never_erased: bool,
         result: &mut CustomerResult,
     ) -> Result<Vec<Outcome>, Failure> {
         let limits = self.config.memory;
@@ -243,8 +290,11 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
         // Whether `current` came straight from the store: a refusal then means a concurrent
         // writer, worth backing off from; a refusal of what the cache held does not.
         let mut fresh = false;
-        // Looked for once, the first time this writer knows no item of the customer.
-        let mut marker: Option<Option<ErasureMarker>> = None;
+        // Looked for once, the first time this writer knows no item of the customer, unless
+        // the filter rules an erasure out; again whenever the store shows the item gone
+        // (an erasure may have just happened).
+        let mut marker: Option<Option<ErasureMarker>> =
+            (never_erased && current.is_none()).then_some(None);
         for attempt in 0..self.config.max_write_attempts {
             if current.is_none() && marker.is_none() {
                 result.io.erasure_reads += 1;
@@ -346,7 +396,10 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
             };
             match &current {
                 Some(item) => self.cache().put(Arc::new(item.clone())),
-                None => self.cache().remove(email),
+                None => {
+                    self.cache().remove(email);
+                    marker = None;
+                }
             }
             fresh = true;
         }

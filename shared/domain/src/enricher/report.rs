@@ -196,8 +196,10 @@ pub struct EnrichCounters {
     /// Archive bucket updates (pending entries leaving items, split copies and clean-ups).
     pub archive_writes: u64,
     pub archive_splits: u64,
-    /// Erasure markers looked for (the enricher held no item of the customer).
+    /// Erasure markers looked for (no item held, and the filter could not rule it out).
     pub erasure_reads: u64,
+    /// Reads of the erasure filter's generation, and of the filter when it moved.
+    pub erasure_filter_reads: u64,
 }
 
 impl EnrichCounters {
@@ -222,6 +224,7 @@ impl EnrichCounters {
         self.archive_writes += other.archive_writes;
         self.archive_splits += other.archive_splits;
         self.erasure_reads += other.erasure_reads;
+        self.erasure_filter_reads += other.erasure_filter_reads;
     }
 
     pub(super) fn count(&mut self, outcome: &Outcome) {

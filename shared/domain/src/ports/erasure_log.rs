@@ -3,12 +3,17 @@
 //! enricher needs to keep an erased customer erased: events of before the erasure are
 //! dropped, and a fresh customer's versions start after the erased ones, so that its first
 //! change gets a message id of its own.
+//!
+//! Beside the markers the log keeps an [`ErasureFilter`] of every hash and a generation that
+//! moves with it, so that the enricher reads a marker only for a customer the filter says
+//! may have been erased.
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
 use super::AdapterError;
+use crate::erasure_filter::ErasureFilter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErasureMarker {
@@ -29,7 +34,9 @@ impl ErasureMarker {
 
 pub trait ErasureLog: Send + Sync {
     /// Stores the marker, replacing any of the same hash: the caller gives the highest
-    /// version it knows (see `referral customers forget`).
+    /// version it knows (see `referral customers forget`). Before it returns, the filter
+    /// holds the hash and the generation has moved past every one read before (unless the
+    /// filter held the hash already).
     fn record(
         &self,
         marker: &ErasureMarker,
@@ -41,4 +48,11 @@ pub trait ErasureLog: Send + Sync {
         &self,
         hash: &str,
     ) -> impl Future<Output = Result<Option<ErasureMarker>, AdapterError>> + Send;
+
+    /// The filter's generation, read strongly consistent (a few bytes): 0 for an empty log.
+    fn filter_generation(&self) -> impl Future<Output = Result<u64, AdapterError>> + Send;
+
+    /// The filter of every recorded hash, with its generation (at least any read before),
+    /// read strongly consistent.
+    fn filter(&self) -> impl Future<Output = Result<(u64, ErasureFilter), AdapterError>> + Send;
 }

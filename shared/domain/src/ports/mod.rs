@@ -20,6 +20,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use thiserror::Error;
 
 pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
+pub use crate::erasure_filter::ErasureFilter;
 pub use erasure_log::{ErasureLog, ErasureMarker};
 pub use event_archive::EventArchive;
 pub use feature_store::{FeatureStore, FeatureWrite, WriteOutcome};
@@ -121,6 +122,14 @@ macro_rules! forward_ports {
             fn find(&self, hash: &str)
                 -> impl Future<Output = Result<Option<ErasureMarker>, AdapterError>> + Send {
                 (**self).find(hash)
+            }
+            fn filter_generation(&self)
+                -> impl Future<Output = Result<u64, AdapterError>> + Send {
+                (**self).filter_generation()
+            }
+            fn filter(&self)
+                -> impl Future<Output = Result<(u64, ErasureFilter), AdapterError>> + Send {
+                (**self).filter()
             }
         }
         impl<T: MessageStore + ?Sized> MessageStore for $wrapper {

@@ -6,7 +6,7 @@ use std::future::{Future, ready};
 use std::sync::Mutex;
 
 use referral_domain::features::ArchivedEvent;
-use referral_domain::ports::{AdapterError, ErasureLog, ErasureMarker, EventArchive};
+use referral_domain::ports::{AdapterError, ErasureFilter, ErasureLog, ErasureMarker, EventArchive};
 
 use super::lock;
 
@@ -18,6 +18,8 @@ pub struct EmbeddedArchive {
     /// Erasure markers by hash: kept beside the buckets, as the DynamoDB adapter keeps them in
     /// the archive table.
     erasures: Mutex<HashMap<String, ErasureMarker>>,
+    /// The filter of the markers' hashes and its generation.
+    erasure_filter: Mutex<(u64, ErasureFilter)>,
 }
 
 impl EmbeddedArchive {
@@ -97,6 +99,10 @@ impl ErasureLog for EmbeddedArchive {
         marker: &ErasureMarker,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send {
         lock(&self.erasures).insert(marker.hash.clone(), marker.clone());
+        let mut filter = lock(&self.erasure_filter);
+        if filter.1.insert(&marker.hash) {
+            filter.0 += 1;
+        }
         ready(Ok(()))
     }
 
@@ -105,5 +111,13 @@ impl ErasureLog for EmbeddedArchive {
         hash: &str,
     ) -> impl Future<Output = Result<Option<ErasureMarker>, AdapterError>> + Send {
         ready(Ok(lock(&self.erasures).get(hash).cloned()))
+    }
+
+    fn filter_generation(&self) -> impl Future<Output = Result<u64, AdapterError>> + Send {
+        ready(Ok(lock(&self.erasure_filter).0))
+    }
+
+    fn filter(&self) -> impl Future<Output = Result<(u64, ErasureFilter), AdapterError>> + Send {
+        ready(Ok(lock(&self.erasure_filter).clone()))
     }
 }
