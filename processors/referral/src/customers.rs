@@ -35,6 +35,7 @@ enum CustomersCommand {
     /// Erase customers: their features, messages, suppressions, claims, message slot,
     /// archive, and the queued and dead-lettered webhooks that carry their address; leaves
     /// an erasure marker (a keyed hash, the last version, the time). Idempotent.
+    /// Quarantined stream records that name the customer go too.
     Forget(ForgetArgs),
 }
 
@@ -107,7 +108,12 @@ pub async fn run(args: &CustomersArgs, sdk: &SdkConfig) -> Result<ExitCode, Forg
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let log = DynamoEventArchive::new(dynamo.clone(), &args.resources.archive_table);
     let mut queues = Vec::new();
-    for name in [&args.resources.queue, &args.resources.dlq] {
+    // The stream-failure queue too: a quarantined record names its customer by address.
+    for name in [
+        &args.resources.queue,
+        &args.resources.dlq,
+        &args.resources.stream_failures,
+    ] {
         queues.push(Queue::resolve(&sqs, name).await?);
     }
     for email in &emails {

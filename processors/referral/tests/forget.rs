@@ -165,6 +165,16 @@ async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
         &jane_event("evt-dead", "2026-01-01T00:00:00Z"),
     )
     .await;
+    // A stream record the orchestrator quarantined names the customer by key.
+    send(
+        &names,
+        &names.stream_failures,
+        &json!({
+            "DDBStreamBatchInfo": {"startSequenceNumber": "100", "batchSize": 1},
+            "quarantine": {"customer_email": JANE, "reason": "image does not decode"},
+        }),
+    )
+    .await;
     let mut other = jane_event("evt-other", "2026-01-01T00:00:00Z");
     other["customer"]["email"] = json!("someone.else@example.com");
     send(&names, &names.queue, &other).await;
@@ -196,6 +206,10 @@ async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
     assert!(removed["messages_rows"].as_u64().unwrap() > 0, "{removed}");
     assert_eq!(removed["queued_webhooks"][&names.dlq], 1, "{removed}");
     assert_eq!(removed["queued_webhooks"][&names.queue], 0, "{removed}");
+    assert_eq!(
+        removed["queued_webhooks"][&names.stream_failures], 1,
+        "{removed}"
+    );
     assert_eq!(removed["marker_last_version"], last_version, "{removed}");
     let left = everything(&names).await;
     assert!(
