@@ -10,9 +10,10 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, ErasureFilter, ErasureLog, ErasureMarker,
-    EventArchive, FeatureStore, FeatureWrite, Holder, MessageKey, MessageSlot, MessageStore,
-    OutgoingMessage, QueueMessage, Recorded, ReferralMessage, SlotTaken, WorkQueue, WriteOutcome,
+    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, ErasureFilter, ErasureLog,
+    ErasureMarker, EventArchive, FeatureStore, FeatureWrite, Holder, MessageKey, MessageSlot,
+    MessageStore, OutgoingMessage, QueueMessage, Recorded, ReferralMessage, SlotTaken, WorkQueue,
+    WriteOutcome,
 };
 use referral_local::embedded::{
     EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,

@@ -318,13 +318,24 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
     let strangers: Vec<_> = (0..8)
         .map(|n| {
             let email = format!("stranger{n}@example.com");
-            message(&format!("m-{n}"), event_body(&format!("e-{n}"), &email, 1, Some(4.0)))
+            message(
+                &format!("m-{n}"),
+                event_body(&format!("e-{n}"), &email, 1, Some(4.0)),
+            )
         })
         .collect();
-    let report = enricher.process(&raw_batch(&strangers), chrono::Utc::now()).await;
+    let report = enricher
+        .process(&raw_batch(&strangers), chrono::Utc::now())
+        .await;
     assert_eq!(report.counters.applied, 8);
-    assert_eq!(report.counters.erasure_reads, 0, "an empty log rules all out");
-    assert_eq!(report.counters.erasure_filter_reads, 1, "one generation read");
+    assert_eq!(
+        report.counters.erasure_reads, 0,
+        "an empty log rules all out"
+    );
+    assert_eq!(
+        report.counters.erasure_filter_reads, 1,
+        "one generation read"
+    );
 
     let email = "erin@example.com";
     let erased_at = referral_tests::base_time() + chrono::Duration::minutes(10);
@@ -339,10 +350,18 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
     let mut batch = vec![message("m-old", event_body("e-old", email, 3, Some(5.0)))];
     batch.extend((8..16).map(|n| {
         let email = format!("stranger{n}@example.com");
-        message(&format!("m-{n}"), event_body(&format!("e-{n}"), &email, 1, Some(4.0)))
+        message(
+            &format!("m-{n}"),
+            event_body(&format!("e-{n}"), &email, 1, Some(4.0)),
+        )
     }));
-    let report = enricher.process(&raw_batch(&batch), chrono::Utc::now()).await;
-    assert_eq!(report.counters.erased, 1, "the erased customer stays erased");
+    let report = enricher
+        .process(&raw_batch(&batch), chrono::Utc::now())
+        .await;
+    assert_eq!(
+        report.counters.erased, 1,
+        "the erased customer stays erased"
+    );
     assert_eq!(report.counters.applied, 8);
     assert_eq!(
         report.counters.erasure_filter_reads, 2,
@@ -360,10 +379,15 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
     let again: Vec<_> = (0..8)
         .map(|n| {
             let email = format!("stranger{n}@example.com");
-            message(&format!("m2-{n}"), event_body(&format!("e2-{n}"), &email, 2, Some(4.0)))
+            message(
+                &format!("m2-{n}"),
+                event_body(&format!("e2-{n}"), &email, 2, Some(4.0)),
+            )
         })
         .collect();
-    let report = enricher.process(&raw_batch(&again), chrono::Utc::now()).await;
+    let report = enricher
+        .process(&raw_batch(&again), chrono::Utc::now())
+        .await;
     assert_eq!(report.counters.applied, 8);
     assert_eq!(report.counters.erasure_filter_reads, 0);
     assert_eq!(report.counters.erasure_reads, 0);

@@ -714,7 +714,7 @@ fn a_customer_managed_key_when_given_encrypts_every_table_queue_and_log_group() 
         assert_by_key(&properties["KmsMasterKeyId"], key(), none(), id);
     }
     let secrets = resources_of_type(&template, "AWS::SecretsManager::Secret");
-    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    assert_eq!(secrets.len(), 2, "{secrets:?}");
     for id in secrets {
         let properties = &resource(&template, id)["Properties"];
         assert_by_key(&properties["KmsKeyId"], key(), none(), id);
@@ -783,9 +783,6 @@ fn a_prod_stack_keeps_its_tables_when_deleted_or_replaced() {
 }
 
 /// NoEcho parameters that still reach a function's environment, and why.
-/// `CustomerRefKey` keys the customer refs in logs; moving it to Secrets Manager as well is
-/// not done yet (README, "Privacy").
-const SECRET_PARAMETERS_IN_ENVIRONMENT: &[&str] = &["CustomerRefKey"];
 
 #[test]
 fn no_output_or_environment_variable_carries_a_secret() {
@@ -813,8 +810,7 @@ fn no_output_or_environment_variable_carries_a_secret() {
         let environment = function_properties(&template, id)["Environment"].clone();
         for parameter in &secret_parameters {
             assert!(
-                SECRET_PARAMETERS_IN_ENVIRONMENT.contains(parameter)
-                    || !shows(&environment.to_string(), parameter),
+                !shows(&environment.to_string(), parameter),
                 "{id}: an environment variable carries the NoEcho parameter {parameter}"
             );
         }
@@ -836,6 +832,43 @@ fn no_output_or_environment_variable_carries_a_secret() {
 }
 
 #[test]
+fn every_function_reads_the_customer_ref_key_from_its_secret_and_only_that_secret() {
+    let template = template();
+    let variable = referral_domain::redact::CUSTOMER_REF_KEY_ARN_VAR;
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    let secret = ref_of(&globals[variable])
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("Globals set {variable} to !Ref <a secret>"));
+    let declared = resource(&template, &secret);
+    assert_eq!(declared["Type"], "AWS::SecretsManager::Secret");
+    assert!(
+        declared["Properties"]["GenerateSecretString"]["PasswordLength"]
+            .as_u64()
+            .unwrap_or(0)
+            >= referral_domain::redact::MIN_CUSTOMER_REF_KEY_BYTES as u64 * 2
+    );
+    assert!(declared["Properties"].get("SecretString").is_none());
+    assert!(
+        globals
+            .get(referral_domain::redact::CUSTOMER_REF_KEY_VAR)
+            .is_none(),
+        "the key itself is in no variable"
+    );
+    for function in functions() {
+        let grants = code_grants(
+            &template,
+            function.logical_id,
+            "secretsmanager:GetSecretValue",
+        );
+        assert!(
+            grants.contains(&json!({ "Ref": secret })),
+            "{}: may read {secret}",
+            function.logical_id
+        );
+    }
+}
+
+#[test]
 fn ingest_reads_its_webhook_secrets_from_the_one_secret_it_may_read() {
     let template = template();
     let ingest = function_properties(&template, "IngestFunction");
@@ -847,13 +880,17 @@ fn ingest_reads_its_webhook_secrets_from_the_one_secret_it_may_read() {
     assert_eq!(declared["Type"], "AWS::SecretsManager::Secret");
     assert_eq!(
         code_grants(&template, "IngestFunction", "secretsmanager:GetSecretValue"),
-        vec![json!({ "Ref": secret })],
-        "GetSecretValue on that secret only"
+        vec![
+            json!({ "Ref": secret }),
+            json!({ "Ref": "CustomerRefKeySecret" })
+        ],
+        "GetSecretValue on that secret and the customer-ref key only"
     );
     for function in ["EnricherFunction", "OrchestratorFunction"] {
-        assert!(
-            code_grants(&template, function, "secretsmanager:GetSecretValue").is_empty(),
-            "{function} reads no secret"
+        assert_eq!(
+            code_grants(&template, function, "secretsmanager:GetSecretValue"),
+            vec![json!({ "Ref": "CustomerRefKeySecret" })],
+            "{function} reads the customer-ref key only"
         );
     }
     // A generated value is letters and digits: a comma would split it into two secrets,

@@ -26,7 +26,7 @@ use referral_domain::env::{EnvError, Vars};
 use referral_domain::features::{LifetimeValueRule, MemoryLimits};
 use referral_domain::ports::{ErasureLog, EventArchive, FeatureStore, WorkQueue};
 use referral_domain::redact::{
-    CUSTOMER_REF_KEY_VAR, check_customer_ref_key, customer_ref, mask_emails,
+    CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key, customer_ref, mask_emails,
 };
 use serde::Serialize;
 
@@ -59,7 +59,7 @@ pub const ENV_VARS: &[&str] = &[
     LifetimeValueRule::ENV_VARS[1],
     LifetimeValueRule::ENV_VARS[2],
     LifetimeValueRule::ENV_VARS[3],
-    CUSTOMER_REF_KEY_VAR,
+    CUSTOMER_REF_KEY_ARN_VAR,
 ];
 const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
 const ENV_ARCHIVE_TABLE: &str = "ARCHIVE_TABLE";
@@ -74,6 +74,7 @@ const ENV_MEMORY_DAYS: &str = "ENRICHER_MEMORY_DAYS";
 pub fn iam_actions() -> Vec<&'static str> {
     let mut actions: Vec<&'static str> = FEATURE_STORE_IAM_ACTIONS.to_vec();
     actions.extend(ARCHIVE_IAM_ACTIONS);
+    actions.extend(referral_aws::secrets::SECRETS_IAM_ACTIONS);
     actions.sort_unstable();
     actions.dedup();
     actions.push("sqs:SendMessage");

@@ -5,7 +5,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use referral_aws::{config, telemetry};
+use referral_aws::{config, secrets, telemetry};
 use referral_enricher::{Config, EnricherHandler, METRICS_SERVICE};
 
 // One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
@@ -13,7 +13,11 @@ use referral_enricher::{Config, EnricherHandler, METRICS_SERVICE};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env().inspect_err(telemetry::refused_setting)?;
-    let handler = &EnricherHandler::from_sdk(&config::load(None).await, &config);
+    let sdk = config::load(None).await;
+    secrets::load_customer_ref_key(&sdk)
+        .await
+        .inspect_err(telemetry::refused_setting)?;
+    let handler = &EnricherHandler::from_sdk(&sdk, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let outcome = handler.handle(&event.payload, chrono::Utc::now()).await;
         telemetry::emit_metrics(telemetry::NAMESPACE, METRICS_SERVICE, &outcome.counters);

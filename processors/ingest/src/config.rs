@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use referral_domain::env::{EnvError, Vars};
-use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key};
+use referral_domain::redact::{CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key};
 
 use crate::signature::WebhookSecret;
 
@@ -26,7 +26,7 @@ pub const ENV_VARS: &[&str] = &[
     SECRETS_ARN_VAR,
     QUEUE_URL_VAR,
     TOLERANCE_VAR,
-    CUSTOMER_REF_KEY_VAR,
+    CUSTOMER_REF_KEY_ARN_VAR,
 ];
 
 /// At most two secrets are live at once: the current one and the one being rotated out.
@@ -224,6 +224,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use referral_domain::redact::CUSTOMER_REF_KEY_VAR;
 
     const SECRET: &str = "whsec_fixture_only_not_a_real_secret";
 
@@ -421,7 +422,7 @@ mod tests {
                 SECRETS_ARN_VAR,
                 QUEUE_URL_VAR,
                 TOLERANCE_VAR,
-                CUSTOMER_REF_KEY_VAR
+                CUSTOMER_REF_KEY_ARN_VAR
             ]
         );
     }

@@ -34,7 +34,7 @@ use referral_domain::orchestrator::{
 use referral_domain::ports::{
     ENV_MESSAGE_RETENTION_DAYS, MessageGenerator, MessageRetention, MessageStore, WorkQueue,
 };
-use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key, mask_emails};
+use referral_domain::redact::{CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key, mask_emails};
 use referral_domain::template::TemplateGenerator;
 
 const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
@@ -61,7 +61,7 @@ pub fn env_vars() -> Vec<&'static str> {
         ENV_THROTTLE_RETRY_SECONDS,
         ENV_MESSAGE_RETENTION_DAYS,
         quarantine::ENV_STREAM_FAILURE_QUEUE_URL,
-        CUSTOMER_REF_KEY_VAR,
+        CUSTOMER_REF_KEY_ARN_VAR,
     ];
     vars.extend_from_slice(bedrock::ENV_VARS);
     vars.extend_from_slice(policy::ENV_VARS);
@@ -72,6 +72,7 @@ pub fn env_vars() -> Vec<&'static str> {
 pub fn iam_actions() -> Vec<&'static str> {
     let mut actions = MESSAGE_WRITE_IAM_ACTIONS.to_vec();
     actions.extend_from_slice(bedrock::IAM_ACTIONS);
+    actions.extend_from_slice(referral_aws::secrets::SECRETS_IAM_ACTIONS);
     // Quarantined records, on the stream mapping's failure destination.
     actions.push("sqs:SendMessage");
     actions

@@ -7,7 +7,7 @@ use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use referral_aws::bedrock::BedrockConfig;
-use referral_aws::{config, telemetry};
+use referral_aws::{config, secrets, telemetry};
 use referral_orchestrator::{Config, METRICS_SERVICE, OrchestratorHandler, time_left};
 
 // One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
@@ -17,6 +17,9 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env().inspect_err(telemetry::refused_setting)?;
     let bedrock = BedrockConfig::from_env().inspect_err(telemetry::refused_setting)?;
     let sdk = config::load(None).await;
+    secrets::load_customer_ref_key(&sdk)
+        .await
+        .inspect_err(telemetry::refused_setting)?;
     let handler = &OrchestratorHandler::from_sdk(&sdk, &config, bedrock);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         let now = chrono::Utc::now();

@@ -5,7 +5,13 @@ use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 
+use referral_domain::env::{EnvError, Vars};
+use referral_domain::redact::{CUSTOMER_REF_KEY_ARN_VAR, install_customer_ref_key};
+
 use crate::error::SdkFailure;
+
+/// What reading a secret takes (every function reads the customer-ref key).
+pub const SECRETS_IAM_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];
 
 /// A secret a function cannot start without, said with the variable that names it. The
 /// secret's value never appears in it.
@@ -26,6 +32,8 @@ pub enum SecretError {
         variable: &'static str,
         secret_id: String,
     },
+    #[error(transparent)]
+    Refused(#[from] EnvError),
 }
 
 /// The current `SecretString` of `secret_id` (an ARN or a name), which the environment
@@ -50,4 +58,17 @@ pub async fn read_secret_string(
         variable,
         secret_id: secret_id.to_owned(),
     })
+}
+
+/// Reads the customer-ref key from the secret that `CUSTOMER_REF_KEY_ARN` names and makes
+/// it the process's, when the variable is set (as deployed); otherwise the process keeps to
+/// `CUSTOMER_REF_KEY` or plain hashes. Every function calls it at start-up, before its first
+/// ref.
+pub async fn load_customer_ref_key(sdk: &SdkConfig) -> Result<(), SecretError> {
+    let Some(secret_id) = Vars::process().get(CUSTOMER_REF_KEY_ARN_VAR) else {
+        return Ok(());
+    };
+    let key = read_secret_string(sdk, CUSTOMER_REF_KEY_ARN_VAR, &secret_id).await?;
+    install_customer_ref_key(CUSTOMER_REF_KEY_ARN_VAR, key)?;
+    Ok(())
 }

@@ -165,7 +165,10 @@ mod tests {
     fn inserted_hashes_are_always_found_and_pages_round_trip() {
         let mut filter = ErasureFilter::default();
         assert!(filter.is_empty());
-        assert!(!filter.may_contain(&hash(0)), "an empty filter holds nothing");
+        assert!(
+            !filter.may_contain(&hash(0)),
+            "an empty filter holds nothing"
+        );
         for n in 0..6_000 {
             filter.insert(&hash(n));
         }

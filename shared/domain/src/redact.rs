@@ -1,6 +1,6 @@
 //! Keeping personal data out of logs: customers appear in logs only as a stable hash.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
@@ -14,14 +14,48 @@ use crate::env::{EnvError, Vars};
 /// share it, or refs in logs and queue attributes stop matching. Unset, refs are plain
 /// hashes: anyone with a list of addresses can hash them and find who a ref is, which is
 /// acceptable in development (refs stay comparable across runs without a secret to share)
-/// and not in production, where the template sets it.
+/// and not in production, where the functions read it from Secrets Manager instead (see
+/// [`CUSTOMER_REF_KEY_ARN_VAR`]).
 pub const CUSTOMER_REF_KEY_VAR: &str = "CUSTOMER_REF_KEY";
+/// The Secrets Manager secret holding the key, as deployed: the key itself then sits in no
+/// environment variable. Read at start-up and given to [`install_customer_ref_key`].
+pub const CUSTOMER_REF_KEY_ARN_VAR: &str = "CUSTOMER_REF_KEY_ARN";
 /// Shorter keys are refused: they could be guessed from refs and a list of addresses.
 pub const MIN_CUSTOMER_REF_KEY_BYTES: usize = 16;
 
-/// The process's key, read once, the first time a ref is computed.
-static PROCESS_KEY: LazyLock<Option<String>> =
-    LazyLock::new(|| Vars::process().get(CUSTOMER_REF_KEY_VAR));
+/// The process's key: installed at start-up, or read from [`CUSTOMER_REF_KEY_VAR`] the
+/// first time a ref is computed.
+static PROCESS_KEY: OnceLock<Option<String>> = OnceLock::new();
+
+fn process_key() -> Option<&'static [u8]> {
+    PROCESS_KEY
+        .get_or_init(|| Vars::process().get(CUSTOMER_REF_KEY_VAR))
+        .as_deref()
+        .map(str::as_bytes)
+}
+
+/// Makes `key` (read from a secret store) the process's key. Call it at start-up, before the
+/// first ref: refs computed before would be keyed otherwise, so a process that computed one
+/// already, under another key, refuses it. Short keys are refused as in
+/// [`check_customer_ref_key`]; `source` names where the key came from in the error.
+pub fn install_customer_ref_key(source: &'static str, key: String) -> Result<(), EnvError> {
+    if key.len() < MIN_CUSTOMER_REF_KEY_BYTES {
+        return Err(EnvError::Invalid {
+            name: source,
+            expected: "a secret of at least 16 bytes",
+            value: format!("<{} bytes, not shown>", key.len()),
+        });
+    }
+    let installed = PROCESS_KEY.get_or_init(|| Some(key.clone()));
+    if installed.as_deref() != Some(key.as_str()) {
+        return Err(EnvError::Invalid {
+            name: source,
+            expected: "to be installed before the first customer ref is computed",
+            value: "<a key, not shown>".to_owned(),
+        });
+    }
+    Ok(())
+}
 
 /// Refuses a key too short to be secret. Each binary calls it at start-up with the rest of
 /// its settings, so that a bad key stops it before the first ref is logged.
@@ -49,7 +83,7 @@ pub fn short_hash(bytes: &[u8]) -> String {
 /// keyed with the process's `CUSTOMER_REF_KEY` when one is set (see
 /// [`CUSTOMER_REF_KEY_VAR`]). The one function every component calls.
 pub fn customer_ref(email: &str) -> String {
-    customer_ref_with(PROCESS_KEY.as_deref().map(str::as_bytes), email)
+    customer_ref_with(process_key(), email)
 }
 
 /// [`customer_ref`] with an explicit key: HMAC-SHA256 of `customer:<email>` under `key`, or
@@ -63,7 +97,7 @@ pub fn customer_ref_with(key: Option<&[u8]>, email: &str) -> String {
 /// another domain separator, all 256 bits, because a collision here would drop a stranger's
 /// events instead of merely blurring a log line.
 pub fn erasure_hash(email: &str) -> String {
-    erasure_hash_with(PROCESS_KEY.as_deref().map(str::as_bytes), email)
+    erasure_hash_with(process_key(), email)
 }
 
 /// [`erasure_hash`] with an explicit key.

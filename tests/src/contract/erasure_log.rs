@@ -28,9 +28,7 @@ async fn generation<L: ErasureLog>(log: &L) -> u64 {
 }
 
 async fn filter<L: ErasureLog>(log: &L) -> (u64, ErasureFilter) {
-    log.filter()
-        .await
-        .unwrap_or_else(|e| panic!("filter: {e}"))
+    log.filter().await.unwrap_or_else(|e| panic!("filter: {e}"))
 }
 
 async fn record<L: ErasureLog>(log: &L, marker: &ErasureMarker) {

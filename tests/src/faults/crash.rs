@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, ErasureFilter, ErasureLog, ErasureMarker, EventArchive, FeatureStore,
-    FeatureWrite, Holder, MessageKey, MessageStore, Recorded, WriteOutcome,
+    AdapterError, Claim, Decision, ErasureFilter, ErasureLog, ErasureMarker, EventArchive,
+    FeatureStore, FeatureWrite, Holder, MessageKey, MessageStore, Recorded, WriteOutcome,
 };
 use tokio::sync::Notify;
 

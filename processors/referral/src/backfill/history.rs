@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::orchestrator::policy::SuppressionReason;
 use referral_domain::ports::{
-    AdapterError, ErasureFilter, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite,
-    MessageStore, WriteOutcome,
+    AdapterError, ErasureFilter, ErasureLog, ErasureMarker, EventArchive, FeatureStore,
+    FeatureWrite, MessageStore, WriteOutcome,
 };
 use serde::Serialize;
 

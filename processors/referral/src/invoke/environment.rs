@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use referral_aws::config::is_loopback;
+use referral_domain::redact::CUSTOMER_REF_KEY_VAR;
 use referral_ingest::config::SECRETS_VAR;
 
 use referral_lambda_emulator::ids::ACCOUNT;
@@ -51,6 +52,7 @@ enum LocalResource {
     DeadLetterQueue,
     StreamFailureQueue,
     WebhookSecrets,
+    CustomerRefKey,
 }
 
 fn local_resource(logical_id: &str) -> Option<LocalResource> {
@@ -62,6 +64,7 @@ fn local_resource(logical_id: &str) -> Option<LocalResource> {
         "WebhookDeadLetterQueue" => Some(LocalResource::DeadLetterQueue),
         "StreamFailureQueue" => Some(LocalResource::StreamFailureQueue),
         "WebhookSecret" => Some(LocalResource::WebhookSecrets),
+        "CustomerRefKeySecret" => Some(LocalResource::CustomerRefKey),
         _ => None,
     }
 }
@@ -84,11 +87,22 @@ pub fn fill(
         // The deployed function reads its secrets from Secrets Manager; a local run gives
         // them in the variable the function reads for development instead of creating a
         // secret in the emulator. `--env` with the secret's variable reaches the real path.
-        if let Expression::Ref(target) = expression
-            && matches!(local_resource(target), Some(LocalResource::WebhookSecrets))
-        {
-            env.insert(SECRETS_VAR.to_owned(), local.webhook_secrets.clone());
-            continue;
+        if let Expression::Ref(target) = expression {
+            match local_resource(target) {
+                Some(LocalResource::WebhookSecrets) => {
+                    env.insert(SECRETS_VAR.to_owned(), local.webhook_secrets.clone());
+                    continue;
+                }
+                // The key's development variable, when this process has one; else the
+                // function hashes without a key, as every other local command does.
+                Some(LocalResource::CustomerRefKey) => {
+                    if let Some(key) = parent(CUSTOMER_REF_KEY_VAR) {
+                        env.insert(CUSTOMER_REF_KEY_VAR.to_owned(), key);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
         }
         env.insert(name.clone(), value(function, local, name, expression)?);
     }
@@ -169,8 +183,10 @@ fn value(
         Some(LocalResource::StreamFailureQueue) => {
             queue(&local.stream_failures, "--stream-failures")
         }
-        // `fill` gives it under the development variable; named here for a complete match.
+        // `fill` gives these under their development variables; named here for a complete
+        // match (an empty ARN is read as unset).
         Some(LocalResource::WebhookSecrets) => Ok(local.webhook_secrets.clone()),
+        Some(LocalResource::CustomerRefKey) => Ok(String::new()),
         None => {
             let kind = function
                 .resources

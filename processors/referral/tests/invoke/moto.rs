@@ -115,21 +115,92 @@ fn signed_request(secret: &str) -> Value {
 /// `referral invoke ingest` with its secrets in the Secrets Manager secret `secret_id`, as
 /// deployed: the development secrets are replaced by `WEBHOOK_SECRETS_ARN`.
 fn invoke_ingest_with_secret_arn(url: &str, queue: &str, secret_id: &str, events: &str) -> Output {
-    let ingest = lambda_binary("ingest");
-    let setting = format!("WEBHOOK_SECRETS_ARN={secret_id}");
-    let args = [
-        "--event",
-        "-",
-        "--endpoint-url",
+    invoke_ingest_with_env(
         url,
-        "--queue",
         queue,
-        "--env",
-        &setting,
-        "--binary",
-        ingest.to_str().unwrap(),
-    ];
+        &[format!("WEBHOOK_SECRETS_ARN={secret_id}")],
+        events,
+    )
+}
+
+/// `referral invoke ingest` with `settings` (`NAME=VALUE`) given with `--env`.
+fn invoke_ingest_with_env(url: &str, queue: &str, settings: &[String], events: &str) -> Output {
+    let ingest = lambda_binary("ingest");
+    let mut args = vec!["--event", "-", "--endpoint-url", url, "--queue", queue];
+    for setting in settings {
+        args.extend(["--env", setting.as_str()]);
+    }
+    args.extend(["--binary", ingest.to_str().unwrap()]);
     tokio::task::block_in_place(|| invoke("ingest", &args, events.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_ref_key_comes_from_its_secret_and_keys_the_logged_refs() {
+    let url = endpoint();
+    let config = sdk_config().await;
+    let queues = fresh_queues(&config, 5).await;
+    let queue = queue_name(&queues.url);
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let arn_of = |name: String, value: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            let created = secrets
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap();
+            created.arn().expect("moto answers with the ARN").to_owned()
+        }
+    };
+    let key = "ref-key-from-secrets-manager-0123456789";
+    let webhooks = arn_of(format!("webhooks-{queue}"), SECRET).await;
+    let key_arn = arn_of(format!("ref-key-{queue}"), key).await;
+    let request = signed_request(SECRET);
+    let body: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+    let email =
+        referral_domain::event::normalise_email(body["customer"]["email"].as_str().unwrap())
+            .unwrap();
+
+    let output = invoke_ingest_with_env(
+        &url,
+        queue,
+        &[
+            format!("WEBHOOK_SECRETS_ARN={webhooks}"),
+            format!("CUSTOMER_REF_KEY_ARN={key_arn}"),
+        ],
+        &request.to_string(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let keyed = referral_domain::redact::customer_ref_with(Some(key.as_bytes()), &email);
+    let unkeyed = referral_domain::redact::customer_ref_with(None, &email);
+    assert!(
+        logs.contains(&keyed),
+        "the ref under the secret's key: {logs}"
+    );
+    assert!(!logs.contains(&unkeyed), "{logs}");
+    assert!(!logs.contains(key), "the key reaches no log line: {logs}");
+
+    // A key too short to be secret stops the function before its first request.
+    let short = arn_of(format!("short-key-{queue}"), "short").await;
+    let output = invoke_ingest_with_env(
+        &url,
+        queue,
+        &[
+            format!("WEBHOOK_SECRETS_ARN={webhooks}"),
+            format!("CUSTOMER_REF_KEY_ARN={short}"),
+        ],
+        &request.to_string(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("function not started") && stderr.contains("CUSTOMER_REF_KEY_ARN"),
+        "{}",
+        show(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,9 +256,12 @@ impl DynamoEventArchive {
 impl DynamoEventArchive {
     fn generation_of(operation: &'static str, item: &Item) -> Result<u64, AdapterError> {
         match item.get(GENERATION) {
-            Some(AttributeValue::N(number)) => number
-                .parse()
-                .map_err(|_| corrupt(operation, "the erasure filter's `generation` is not a count")),
+            Some(AttributeValue::N(number)) => number.parse().map_err(|_| {
+                corrupt(
+                    operation,
+                    "the erasure filter's `generation` is not a count",
+                )
+            }),
             _ => Err(corrupt(operation, "the erasure filter has no `generation`")),
         }
     }
@@ -275,8 +278,7 @@ impl DynamoEventArchive {
                 .collect::<Result<_, _>>()?,
             _ => return Err(corrupt("GetItem", "the erasure filter has no `pages` list")),
         };
-        let filter =
-            ErasureFilter::from_pages(pages).map_err(|error| corrupt("GetItem", error))?;
+        let filter = ErasureFilter::from_pages(pages).map_err(|error| corrupt("GetItem", error))?;
         Ok((generation, filter))
     }
 
@@ -309,7 +311,10 @@ impl DynamoEventArchive {
                 .condition_expression("attribute_not_exists(#key) OR #generation = :generation")
                 .expression_attribute_names("#key", CUSTOMER_KEY)
                 .expression_attribute_names("#generation", GENERATION)
-                .expression_attribute_values(":generation", AttributeValue::N(generation.to_string()))
+                .expression_attribute_values(
+                    ":generation",
+                    AttributeValue::N(generation.to_string()),
+                )
                 .send()
                 .await;
             match result {
@@ -399,8 +404,14 @@ impl ErasureLog for DynamoEventArchive {
     }
 
     async fn filter(&self) -> Result<(u64, ErasureFilter), AdapterError> {
-        get_latest(&self.client, &self.table, Self::key(FILTER_KEY, FILTER_PAGES_BUCKET))
-            .await?
-            .map_or(Ok((0, ErasureFilter::default())), |item| Self::filter_of(&item))
+        get_latest(
+            &self.client,
+            &self.table,
+            Self::key(FILTER_KEY, FILTER_PAGES_BUCKET),
+        )
+        .await?
+        .map_or(Ok((0, ErasureFilter::default())), |item| {
+            Self::filter_of(&item)
+        })
     }
 }

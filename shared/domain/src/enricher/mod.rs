@@ -34,6 +34,7 @@ pub use report::{
     Refusal, UNPROVABLE_KIND,
 };
 
+use crate::erasure_filter::ErasureFilter;
 use crate::event::{EventError, Rejection, ServiceEvent, Webhook, parse_webhook};
 use crate::features::{
     ArchiveAnswers, ArchiveView, ArchivedEvent, ArchivedKnowledge, CustomerFeatures, Disposition,
@@ -42,7 +43,6 @@ use crate::features::{
 use crate::ports::{
     AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite, WriteOutcome,
 };
-use crate::erasure_filter::ErasureFilter;
 use crate::redact::erasure_hash;
 
 /// How far ahead of this process's clock an event may be dated. Further, it is refused:
@@ -246,7 +246,10 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
         let mut result = CustomerResult::default();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(events.len());
         for chunk in events.chunks(self.config.max_events_per_write.max(1)) {
-            match self.write_chunk(email, chunk, never_erased, &mut result).await {
+            match self
+                .write_chunk(email, chunk, never_erased, &mut result)
+                .await
+            {
                 Ok(chunk_outcomes) => outcomes.extend(chunk_outcomes),
                 // What earlier chunks applied stays applied; the rest comes back from SQS,
                 // unless the customer's stored data does not decode: then every delivery

@@ -19,8 +19,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use thiserror::Error;
 
-pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
 pub use crate::erasure_filter::ErasureFilter;
+pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
 pub use erasure_log::{ErasureLog, ErasureMarker};
 pub use event_archive::EventArchive;
 pub use feature_store::{FeatureStore, FeatureWrite, WriteOutcome};

@@ -6,7 +6,9 @@ use std::future::{Future, ready};
 use std::sync::Mutex;
 
 use referral_domain::features::ArchivedEvent;
-use referral_domain::ports::{AdapterError, ErasureFilter, ErasureLog, ErasureMarker, EventArchive};
+use referral_domain::ports::{
+    AdapterError, ErasureFilter, ErasureLog, ErasureMarker, EventArchive,
+};
 
 use super::lock;
 
