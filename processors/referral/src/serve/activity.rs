@@ -100,12 +100,15 @@ impl Activity {
             let Some(event_id) = message.event_id.as_deref().map(mask_emails) else {
                 continue;
             };
-            // The newest row of the event: a replayed dead letter updates the webhook's.
-            if let Some(row) = state
+            // The oldest row of the event still waiting (the queue is about in order); a
+            // replayed dead letter, which no row waits for, updates the newest.
+            let of_event = |row: &Webhook| row.event_id.as_deref() == Some(event_id.as_str());
+            let waiting = state
                 .webhooks
-                .iter_mut()
-                .find(|row| row.event_id.as_deref() == Some(event_id.as_str()))
-            {
+                .iter()
+                .rposition(|row| of_event(row) && row.enricher.is_none());
+            let row = waiting.or_else(|| state.webhooks.iter().position(of_event));
+            if let Some(row) = row.and_then(|row| state.webhooks.get_mut(row)) {
                 row.enricher = Some(message.outcome.label().to_owned());
                 row.customer = message.customer_email.as_deref().map(mask_emails);
             }

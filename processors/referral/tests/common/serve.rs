@@ -104,6 +104,11 @@ impl Server {
         )
     }
 
+    /// `POST path` with no body: the status and the body.
+    pub fn post(&self, path: &str) -> (u16, String) {
+        self.exchange("POST", path, &[], "")
+    }
+
     fn exchange(
         &self,
         method: &str,
