@@ -240,7 +240,17 @@ fn the_page_shows_the_pipeline_in_a_browser_with_addresses_masked() {
 
     // What the button posts: the letter goes back to the webhook queue, is refused again
     // (its content still conflicts) and comes back as a new letter.
-    let (status, answer) = server.post(&format!("/dead-letters/{letter_id}/replay"));
+    let replay = format!("/dead-letters/{letter_id}/replay");
+    assert!(
+        dom.contains(r#""X-Referral-Replay": "page""#),
+        "the button's header"
+    );
+    assert_eq!(
+        server.post(&replay, &[]).0,
+        403,
+        "a replay without the header"
+    );
+    let (status, answer) = server.post(&replay, &[("X-Referral-Replay", "page")]);
     assert_eq!(status, 202, "{answer}");
     let counters = wait_for(&server, "/counters", |counters| {
         counters["enricher"]["conflicting_duplicate"] == json!(2)
@@ -251,7 +261,7 @@ fn the_page_shows_the_pipeline_in_a_browser_with_addresses_masked() {
     });
     assert_ne!(letters[0]["message_id"], json!(letter_id), "{letters}");
     assert_eq!(
-        server.post(&format!("/dead-letters/{letter_id}/replay")).0,
+        server.post(&replay, &[("X-Referral-Replay", "page")]).0,
         404
     );
 }

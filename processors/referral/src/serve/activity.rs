@@ -139,3 +139,7 @@ impl Activity {
         self.state().customers.iter().cloned().collect()
     }
 }
+
+#[cfg(test)]
+#[path = "activity_tests.rs"]
+mod tests;

@@ -42,7 +42,7 @@ pub use activity::Activity;
 pub use listener::{HEADER_TIMEOUT, Limits, MAX_CONNECTIONS, MAX_HEADER_BYTES, REQUEST_TIMEOUT};
 pub use lookups::{DEAD_LETTERS_SHOWN, DeadLetters, LookupError, Lookups};
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-pub use routes::{MAX_BODY_BYTES, Routes};
+pub use routes::{MAX_BODY_BYTES, REPLAY_HEADER, Routes};
 
 const DEFAULT_PORT: u16 = 8080;
 /// How long an idle poller sleeps before it looks again. In memory a look is free, and a

@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -40,6 +40,11 @@ pub struct Routes<Q, S, M, D> {
     pub lookups: Lookups<S, M, D>,
     pub activity: Arc<Activity>,
 }
+
+/// The header the page's replay button sends. A header no form can set makes a browser ask
+/// first (a CORS preflight, which this server never grants), so another site open in the
+/// same browser cannot replay letters through it.
+pub const REPLAY_HEADER: &str = "x-referral-replay";
 
 /// The page: one file, its script and style inline, nothing from elsewhere.
 const PAGE: &str = include_str!("page.html");
@@ -104,8 +109,15 @@ where
     /// in between leaves it in both, and the enricher takes the second copy as a duplicate.
     async fn replay(
         State(routes): State<Arc<Self>>,
+        headers: HeaderMap,
         message_id: Result<Path<String>, PathRejection>,
     ) -> Response {
+        if !headers.contains_key(REPLAY_HEADER) {
+            return error_answer(
+                StatusCode::FORBIDDEN,
+                &format!("a replay needs the {REPLAY_HEADER} header, as the page sends it"),
+            );
+        }
         let Ok(Path(message_id)) = message_id else {
             return error_answer(StatusCode::BAD_REQUEST, "the message id is not valid UTF-8");
         };

@@ -144,6 +144,7 @@ async fn send(routes: &Arc<EmbeddedRoutes>, method: &str, path: &str) -> Respons
     let request = axum::http::Request::builder()
         .method(method)
         .uri(path)
+        .header(REPLAY_HEADER, "test")
         .body(Body::empty())
         .unwrap();
     let Ok(answer) = Arc::clone(routes).router().oneshot(request).await;
@@ -206,6 +207,16 @@ async fn replay_sends_a_dead_letter_back_to_the_webhook_queue() {
     let message_id = letters[0]["message_id"].as_str().unwrap().to_owned();
 
     let path = format!("/dead-letters/{message_id}/replay");
+    // Without the page's header, as a form on another site would post: refused.
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(&path)
+        .body(Body::empty())
+        .unwrap();
+    let Ok(refused) = Arc::clone(&routes).router().oneshot(request).await;
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(get(&routes, "/dead-letters").await.0, 200);
+    assert!(routes.ingest.queue.receive(10).await.unwrap().is_empty());
     let answer = send(&routes, "POST", &path).await;
     assert_eq!(answer.status().as_u16(), 202);
     assert_eq!(get(&routes, "/dead-letters").await, (200, json!([])));

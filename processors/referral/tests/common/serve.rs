@@ -104,9 +104,9 @@ impl Server {
         )
     }
 
-    /// `POST path` with no body: the status and the body.
-    pub fn post(&self, path: &str) -> (u16, String) {
-        self.exchange("POST", path, &[], "")
+    /// `POST path` with no body and `headers`: the status and the body.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        self.exchange("POST", path, headers, "")
     }
 
     fn exchange(
