@@ -229,6 +229,11 @@ fn the_page_shows_the_pipeline_in_a_browser_with_addresses_masked() {
         "trace id column: {message_row}"
     );
     assert!(message_row.contains(">p***@example.com<"), "{message_row}");
+    // The prompt, rebuilt from the features it was written from (its hash says so).
+    assert!(
+        message_row.contains("&lt;customer_data&gt;") && message_row.contains("Test Customer"),
+        "prompt: {message_row}"
+    );
 
     let letter_row = row_of(&dom, &format!(r#"data-message-id="{letter_id}""#));
     assert!(
@@ -263,5 +268,21 @@ fn the_page_shows_the_pipeline_in_a_browser_with_addresses_masked() {
     assert_eq!(
         server.post(&replay, &[("X-Referral-Replay", "page")]).0,
         404
+    );
+
+    // Once the features move on, the first message's prompt can no longer be rebuilt: the
+    // page says so rather than show another prompt.
+    let later = webhook("page-2", customer, DAY * 40, 4.8);
+    assert_eq!(server.post_signed(&later.to_string()).0, 202);
+    let customers = wait_for(&server, "/customers", |customers| {
+        customers[0]["features"]["service_count"] == json!(2)
+    });
+    let messages = customers[0]["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["prompt"], Value::Null, "{customers}");
+    assert!(
+        messages[0]["prompt_hash"]
+            .as_str()
+            .is_some_and(|hash| !hash.is_empty()),
+        "{customers}"
     );
 }

@@ -6,6 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use referral_domain::ports::{AdapterError, FeatureStore, MessageStore, QueueMessage};
+use referral_domain::prompt::{PROMPT_VERSION, build_prompt};
+use referral_domain::redact::short_hash;
 use referral_local::embedded::EmbeddedQueue;
 use serde_json::{Value, json};
 
@@ -104,21 +106,36 @@ impl<S: FeatureStore, M: MessageStore, D: DeadLetters> Lookups<S, M, D> {
     }
 
     /// Each customer's features and messages, e-mail addresses masked as in the dead
-    /// letters; a customer whose features are gone (forgotten) is left out.
+    /// letters; a customer whose features are gone (forgotten) is left out. A message's
+    /// prompt is not stored: it is rebuilt from the current features, and shown only when
+    /// its version and hash say it is the one the message was written from.
     pub async fn customers(&self, emails: &[String]) -> Result<Value, LookupError> {
         let mut customers = Vec::new();
         for email in emails {
-            let Some(mut features) = self.features(email).await? else {
+            let Some(features) = self.features.load(email).await? else {
                 continue;
             };
-            let mut messages = self.messages(email).await?;
-            mask_json(&mut features);
-            mask_json(&mut messages);
-            customers.push(json!({
-                "customer": show(email, false),
-                "features": features,
+            let prompt = build_prompt(Some(&features)).user;
+            let prompt_hash = short_hash(prompt.as_bytes());
+            let mut messages = Vec::new();
+            for message in self.messages.list(email).await? {
+                let rebuilt =
+                    message.prompt_version == PROMPT_VERSION && message.prompt_hash == prompt_hash;
+                let mut shown = serde_json::to_value(&message)?;
+                shown["prompt"] = if rebuilt {
+                    Value::String(prompt.clone())
+                } else {
+                    Value::Null
+                };
+                messages.push(shown);
+            }
+            let mut customer = json!({
+                "customer": email,
+                "features": serde_json::to_value(features.view())?,
                 "messages": messages,
-            }));
+            });
+            mask_json(&mut customer);
+            customers.push(customer);
         }
         Ok(Value::Array(customers))
     }
