@@ -180,6 +180,12 @@ fn the_page_shows_the_pipeline_in_a_browser_with_addresses_masked() {
             .is_some_and(|list| list.len() == 1)
     });
 
+    // The counters are updated once a batch's handling returns, just after its writes.
+    wait_for(&server, "/counters", |counters| {
+        counters["enricher"]["messages"] == json!(2)
+            && counters["orchestrator"]["created"] == json!(1)
+    });
+
     let dom = rendered_dom(&page);
     println!("{browser:?} rendered {} bytes of DOM", dom.len());
     assert!(
