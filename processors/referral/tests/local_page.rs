@@ -201,8 +201,8 @@ fn the_page_shows_the_pipeline_in_a_browser_with_addresses_masked() {
     );
     assert_eq!(text_of(&dom, r#"data-counter="orchestrator.created""#), "1");
     assert!(
-        dom.contains(">invalid_event<"),
-        "the refused webhook:\n{dom}"
+        dom.contains(">invalid_event: service.satisfaction_score<"),
+        "the refused webhook and its field:\n{dom}"
     );
     let webhooks =
         &dom[dom.find(r#"id="webhooks""#).unwrap()..dom.find(r#"id="customers""#).unwrap()];

@@ -46,7 +46,8 @@ struct IngestCounters {
 struct Webhook {
     received_at: DateTime<Utc>,
     status: u16,
-    /// The ingest handler's word: `accepted`, `already_accepted`, or its error.
+    /// The ingest handler's word: `accepted`, `already_accepted`, or its error (with the
+    /// field it names).
     ingest: String,
     event_id: Option<String>,
     /// Masked, once the enricher named it.
@@ -68,9 +69,16 @@ impl Activity {
                 .and_then(Value::as_str)
                 .map(mask_emails)
         };
-        let ingest = field("status")
+        let refused_field = answer
+            .and_then(|answer| answer.pointer("/errors/0/field"))
+            .and_then(Value::as_str)
+            .map(mask_emails);
+        let mut ingest = field("status")
             .or_else(|| field("error"))
             .unwrap_or_else(|| if status < 300 { "accepted" } else { "refused" }.to_owned());
+        if let Some(refused_field) = refused_field {
+            ingest = format!("{ingest}: {refused_field}");
+        }
         let mut state = self.state();
         match status {
             200..=299 => state.ingest.success += 1,

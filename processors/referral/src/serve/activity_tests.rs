@@ -26,7 +26,10 @@ fn report(outcomes: &[(&str, &str, Outcome)]) -> BatchReport {
 fn each_webhook_gets_its_own_outcome_and_no_address_in_clear() {
     let activity = Activity::default();
     activity.webhook(202, Some(&json!({"event_id": "evt-1"})));
-    activity.webhook(400, Some(&json!({"error": "invalid_event"})));
+    activity.webhook(
+        400,
+        Some(&json!({"error": "invalid_event", "errors": [{"field": "customer.email", "message": "x"}]})),
+    );
     activity.webhook(202, Some(&json!({"event_id": "evt-1"})));
     activity.webhook(
         200,
@@ -59,7 +62,7 @@ fn each_webhook_gets_its_own_outcome_and_no_address_in_clear() {
             json!("refused"),
             json!("already_accepted"),
             json!("accepted"),
-            json!("invalid_event"),
+            json!("invalid_event: customer.email"),
             json!("accepted")
         ]
     );
