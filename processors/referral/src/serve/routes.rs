@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -116,6 +116,18 @@ where
             return error_answer(
                 StatusCode::FORBIDDEN,
                 &format!("a replay needs the {REPLAY_HEADER} header, as the page sends it"),
+            );
+        }
+        // A page whose name was rebound to this address is same-origin and may send the
+        // header; its requests still carry its own name.
+        if !headers
+            .get(HOST)
+            .and_then(|host| host.to_str().ok())
+            .is_some_and(is_loopback_host)
+        {
+            return error_answer(
+                StatusCode::FORBIDDEN,
+                "a replay is accepted only for a loopback host (127.0.0.1, localhost, [::1])",
             );
         }
         let Ok(Path(message_id)) = message_id else {
@@ -262,6 +274,18 @@ fn lookup_failed(error: &LookupError, route: &str) -> Response {
     error_answer(
         StatusCode::SERVICE_UNAVAILABLE,
         &format!("the store did not answer: {error}"),
+    )
+}
+
+/// Whether a `Host` header names this machine's loopback interface, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "localhost" | "[::1]"
     )
 }
 

@@ -145,6 +145,7 @@ async fn send(routes: &Arc<EmbeddedRoutes>, method: &str, path: &str) -> Respons
         .method(method)
         .uri(path)
         .header(REPLAY_HEADER, "test")
+        .header("host", "127.0.0.1:8080")
         .body(Body::empty())
         .unwrap();
     let Ok(answer) = Arc::clone(routes).router().oneshot(request).await;
@@ -215,6 +216,16 @@ async fn replay_sends_a_dead_letter_back_to_the_webhook_queue() {
         .unwrap();
     let Ok(refused) = Arc::clone(&routes).router().oneshot(request).await;
     assert_eq!(refused.status().as_u16(), 403);
+    // With it, from a name rebound to this address: refused too.
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(&path)
+        .header(REPLAY_HEADER, "page")
+        .header("host", "attacker.example:8080")
+        .body(Body::empty())
+        .unwrap();
+    let Ok(refused) = Arc::clone(&routes).router().oneshot(request).await;
+    assert_eq!(refused.status().as_u16(), 403);
     assert_eq!(get(&routes, "/dead-letters").await.0, 200);
     assert!(routes.ingest.queue.receive(10).await.unwrap().is_empty());
     let answer = send(&routes, "POST", &path).await;
@@ -229,4 +240,28 @@ async fn replay_sends_a_dead_letter_back_to_the_webhook_queue() {
     assert_eq!(send(&routes, "POST", &path).await.status().as_u16(), 404);
     assert_eq!(send(&routes, "GET", &path).await.status().as_u16(), 404);
     assert!(routes.ingest.queue.receive(10).await.unwrap().is_empty());
+}
+
+#[test]
+fn loopback_hosts_are_recognised_with_or_without_a_port() {
+    for host in [
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "localhost:1",
+        "LOCALHOST",
+        "[::1]:8080",
+        "[::1]",
+    ] {
+        assert!(is_loopback_host(host), "{host}");
+    }
+    for host in [
+        "",
+        ":8080",
+        "example.com",
+        "127.0.0.1.nip.io:8080",
+        "localhost.evil:80",
+        "[::2]:80",
+    ] {
+        assert!(!is_loopback_host(host), "{host}");
+    }
 }
