@@ -105,8 +105,9 @@ where
         }
     }
 
-    /// Sends a dead letter back to the webhook queue as it was, then removes it: a failure
-    /// in between leaves it in both, and the enricher takes the second copy as a duplicate.
+    /// Sends a dead letter back to the webhook queue as it was (body and attributes), then
+    /// removes it: a failure in between leaves it in both, never in neither, and a second
+    /// replay of it is a duplicate the enricher recognises.
     async fn replay(
         State(routes): State<Arc<Self>>,
         headers: HeaderMap,
