@@ -6,12 +6,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use referral_domain::ports::{AdapterError, FeatureStore, MessageStore, QueueMessage};
+use referral_domain::prompt::{PROMPT_VERSION, build_prompt};
+use referral_domain::redact::short_hash;
 use referral_local::embedded::EmbeddedQueue;
 use serde_json::{Value, json};
 
 use referral_enricher::dead_letter::ERROR_KIND;
 
-use crate::dlq::redact::{body_value, show};
+use crate::dlq::redact::{body_value, mask_json, show};
 use crate::dlq::{self, DlqError};
 
 /// Dead letters shown at most: a local look, not an export (`referral dlq export` is).
@@ -27,22 +29,40 @@ pub enum LookupError {
     DeadLetters(#[from] DlqError),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "the page replays dead letters of the embedded pipeline only; use `referral dlq replay`"
+    )]
+    ReplayElsewhere,
 }
 
 /// A dead-letter queue looked at without consuming it.
 pub trait DeadLetters: Send + Sync {
+    /// Whether the page may replay these letters (see [`DeadLetters::remove`]).
+    const REPLAYS: bool;
     fn look(&self) -> impl Future<Output = Result<Vec<QueueMessage>, LookupError>> + Send;
+    /// Removes one dead letter once its replay was sent; false: it was gone already.
+    fn remove(&self, message_id: &str) -> impl Future<Output = Result<bool, LookupError>> + Send;
 }
 
 impl DeadLetters for Arc<EmbeddedQueue> {
+    const REPLAYS: bool = true;
+
     async fn look(&self) -> Result<Vec<QueueMessage>, LookupError> {
         let mut messages = self.peek_all();
         messages.truncate(DEAD_LETTERS_SHOWN);
         Ok(messages)
     }
+
+    async fn remove(&self, message_id: &str) -> Result<bool, LookupError> {
+        Ok(self.take(message_id).is_some())
+    }
 }
 
 impl DeadLetters for dlq::Queue {
+    /// An SQS dead letter is replayed by `referral dlq replay`, which paces, filters and
+    /// reports; one look's receipt is not enough to delete it safely from a page.
+    const REPLAYS: bool = false;
+
     async fn look(&self) -> Result<Vec<QueueMessage>, LookupError> {
         let seen = dlq::look(self, DEAD_LETTERS_SHOWN as u64, LOOK_LEASE_SECONDS).await?;
         Ok(seen
@@ -55,6 +75,10 @@ impl DeadLetters for dlq::Queue {
                 receive_count: message.receive_count,
             })
             .collect())
+    }
+
+    async fn remove(&self, _message_id: &str) -> Result<bool, LookupError> {
+        Err(LookupError::ReplayElsewhere)
     }
 }
 
@@ -79,6 +103,41 @@ impl<S: FeatureStore, M: MessageStore, D: DeadLetters> Lookups<S, M, D> {
     /// them (empty for an unknown customer).
     pub async fn messages(&self, email: &str) -> Result<Value, LookupError> {
         Ok(serde_json::to_value(self.messages.list(email).await?)?)
+    }
+
+    /// Each customer's features and messages, e-mail addresses masked as in the dead
+    /// letters; a customer whose features are gone (forgotten) is left out. A message's
+    /// prompt is not stored: it is rebuilt from the current features, and shown only when
+    /// its version and hash say it is the one the message was written from.
+    pub async fn customers(&self, emails: &[String]) -> Result<Value, LookupError> {
+        let mut customers = Vec::new();
+        for email in emails {
+            let Some(features) = self.features.load(email).await? else {
+                continue;
+            };
+            let prompt = build_prompt(Some(&features)).user;
+            let prompt_hash = short_hash(prompt.as_bytes());
+            let mut messages = Vec::new();
+            for message in self.messages.list(email).await? {
+                let rebuilt =
+                    message.prompt_version == PROMPT_VERSION && message.prompt_hash == prompt_hash;
+                let mut shown = serde_json::to_value(&message)?;
+                shown["prompt"] = if rebuilt {
+                    Value::String(prompt.clone())
+                } else {
+                    Value::Null
+                };
+                messages.push(shown);
+            }
+            let mut customer = json!({
+                "customer": email,
+                "features": serde_json::to_value(features.view())?,
+                "messages": messages,
+            });
+            mask_json(&mut customer);
+            customers.push(customer);
+        }
+        Ok(Value::Array(customers))
     }
 
     /// The dead letters, e-mail addresses masked as `referral dlq peek` masks them.

@@ -5,6 +5,7 @@
 //! network beyond loopback. With `--endpoint-url` (or `--aws`) the same loops run against
 //! AWS APIs.
 
+mod activity;
 mod listener;
 mod lookups;
 mod routes;
@@ -37,10 +38,11 @@ use crate::dlq::{self, DlqError};
 use crate::lifetime::LifetimeValueArgs;
 use crate::policy::PolicyArgs;
 use crate::remote::{self, LambdaEnricher, ResourceArgs};
+pub use activity::Activity;
 pub use listener::{HEADER_TIMEOUT, Limits, MAX_CONNECTIONS, MAX_HEADER_BYTES, REQUEST_TIMEOUT};
 pub use lookups::{DEAD_LETTERS_SHOWN, DeadLetters, LookupError, Lookups};
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-pub use routes::{MAX_BODY_BYTES, Routes};
+pub use routes::{MAX_BODY_BYTES, REPLAY_HEADER, Routes};
 
 const DEFAULT_PORT: u16 = 8080;
 /// How long an idle poller sleeps before it looks again. In memory a look is free, and a
@@ -197,6 +199,7 @@ async fn serve_embedded(
             messages,
             dead_letters,
         },
+        activity: Arc::default(),
     });
     eprintln!("referral local serve: embedded pipeline in memory (nothing is kept after it stops)");
     run_loops(
@@ -248,6 +251,7 @@ async fn serve_aws(
             messages,
             dead_letters: dlq::Queue::resolve(&sqs, &resources.queues.dlq_url).await?,
         },
+        activity: Arc::default(),
     });
     eprintln!("referral local serve: pipeline through AWS APIs (tables and queues as named)");
     run_loops(
@@ -301,6 +305,8 @@ where
         "referral local serve: listening on http://127.0.0.1:{port}/webhooks; \
          GET /features/{{email}}, /messages/{{email}}, /dead-letters (Ctrl-C to stop)"
     );
+    eprintln!("referral local serve: page: http://127.0.0.1:{port}/");
+    let activity = Arc::clone(&routes.activity);
     let (stop, stopped) = watch::channel(false);
     let http_loop = listener::serve(listener, routes.router(), args.limits(), stopped.clone());
     let sqs_loop = enricher_loop(
@@ -308,9 +314,9 @@ where
         enricher,
         usize::from(args.batch_size),
         idle,
-        stopped.clone(),
+        (&activity, stopped.clone()),
     );
-    let stream_loop = stream_loop(stream, idle, stopped);
+    let stream_loop = stream_loop(stream, idle, (&activity, stopped));
     let signal = async {
         let result = tokio::signal::ctrl_c().await;
         let _ = stop.send(true);
@@ -332,7 +338,7 @@ async fn enricher_loop<R: WorkQueue, H: BatchHandler>(
     enricher: &H,
     batch_size: usize,
     idle: Duration,
-    stopped: watch::Receiver<bool>,
+    (activity, stopped): (&Activity, watch::Receiver<bool>),
 ) -> u64 {
     let mut batches = 0;
     while !*stopped.borrow() {
@@ -350,6 +356,7 @@ async fn enricher_loop<R: WorkQueue, H: BatchHandler>(
         }
         batches += 1;
         let report = enricher.handle_batch(&received).await;
+        activity.enriched(&report);
         let mut done = Vec::new();
         for (message, result) in received.iter().zip(&report.messages) {
             if let Outcome::Failed(_) = result.outcome {
@@ -378,13 +385,13 @@ async fn enricher_loop<R: WorkQueue, H: BatchHandler>(
 async fn stream_loop<C: StreamConsumer>(
     stream: &C,
     idle: Duration,
-    stopped: watch::Receiver<bool>,
+    (activity, stopped): (&Activity, watch::Receiver<bool>),
 ) -> u64 {
     let mut counters = StreamCounters::default();
     while !*stopped.borrow() {
         match stream.consume(100, &mut counters).await {
             Ok(0) => tokio::time::sleep(idle).await,
-            Ok(_) => {}
+            Ok(_) => activity.orchestrated(counters),
             Err(error) => {
                 tracing::warn!(error = %referral_domain::error_chain(&error), "stream poll failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;

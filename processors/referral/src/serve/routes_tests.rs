@@ -45,6 +45,7 @@ fn routes() -> (Arc<EmbeddedRoutes>, EmbeddedQueue) {
             messages: EmbeddedMessageStore::new(),
             dead_letters,
         },
+        activity: Arc::default(),
     };
     (Arc::new(routes), redriving)
 }
@@ -136,5 +137,131 @@ async fn other_methods_reach_the_ingest_handler() {
         // The ingest handler's own answers: 405 for anything but POST, 415 for no JSON.
         let expected = if method == "POST" { 415 } else { 405 };
         assert_eq!(answer.status().as_u16(), expected, "{method} {path}");
+    }
+}
+
+async fn send(routes: &Arc<EmbeddedRoutes>, method: &str, path: &str) -> Response {
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(REPLAY_HEADER, "test")
+        .header("host", "127.0.0.1:8080")
+        .body(Body::empty())
+        .unwrap();
+    let Ok(answer) = Arc::clone(routes).router().oneshot(request).await;
+    answer
+}
+
+#[tokio::test]
+async fn the_page_is_one_file_that_names_no_other_origin() {
+    let (routes, _) = routes();
+    let answer = send(&routes, "GET", "/").await;
+    assert_eq!(answer.status().as_u16(), 200);
+    let header = |name| {
+        answer
+            .headers()
+            .get(name)
+            .and_then(|value: &axum::http::HeaderValue| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    let policy = header("content-security-policy");
+    for directive in [
+        "default-src 'none'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    assert!(!policy.contains("http"), "{policy}");
+    let page = answer.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8(page.to_vec()).unwrap();
+    // Nothing loaded from elsewhere: no URL, no external script, style sheet or font.
+    for outside in ["http:", "https:", "//", "<link", "src=", "@import", "url("] {
+        let found = page
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .any(|line| line.contains(outside));
+        assert!(!found, "the page refers to {outside}");
+    }
+    for endpoint in ["/counters", "/webhooks", "/customers", "/dead-letters"] {
+        assert!(page.contains(&format!("\"{endpoint}\"")), "{endpoint}");
+        assert_eq!(get(&routes, endpoint).await.0, 200, "{endpoint}");
+    }
+}
+
+#[tokio::test]
+async fn replay_sends_a_dead_letter_back_to_the_webhook_queue() {
+    let (routes, queue) = routes();
+    let body = json!({"event_id": "evt-replayed", "customer": {"email": "ann@example.com"}});
+    queue
+        .send(vec![OutgoingMessage {
+            body: body.to_string(),
+            attributes: BTreeMap::from([("error_kind".to_owned(), "rejected".to_owned())]),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(queue.receive(10).await.unwrap().len(), 1);
+    assert!(queue.receive(10).await.unwrap().is_empty());
+    let (_, letters) = get(&routes, "/dead-letters").await;
+    let message_id = letters[0]["message_id"].as_str().unwrap().to_owned();
+
+    let path = format!("/dead-letters/{message_id}/replay");
+    // Without the page's header, as a form on another site would post: refused.
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(&path)
+        .body(Body::empty())
+        .unwrap();
+    let Ok(refused) = Arc::clone(&routes).router().oneshot(request).await;
+    assert_eq!(refused.status().as_u16(), 403);
+    // With it, from a name rebound to this address: refused too.
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(&path)
+        .header(REPLAY_HEADER, "page")
+        .header("host", "attacker.example:8080")
+        .body(Body::empty())
+        .unwrap();
+    let Ok(refused) = Arc::clone(&routes).router().oneshot(request).await;
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(get(&routes, "/dead-letters").await.0, 200);
+    assert!(routes.ingest.queue.receive(10).await.unwrap().is_empty());
+    let answer = send(&routes, "POST", &path).await;
+    assert_eq!(answer.status().as_u16(), 202);
+    assert_eq!(get(&routes, "/dead-letters").await, (200, json!([])));
+    let resent = routes.ingest.queue.receive(10).await.unwrap();
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    assert_eq!(resent[0].body, body.to_string());
+    assert_eq!(resent[0].attributes["error_kind"], "rejected");
+
+    // Replayed already, or never there: not found, and nothing sent.
+    assert_eq!(send(&routes, "POST", &path).await.status().as_u16(), 404);
+    assert_eq!(send(&routes, "GET", &path).await.status().as_u16(), 404);
+    assert!(routes.ingest.queue.receive(10).await.unwrap().is_empty());
+}
+
+#[test]
+fn loopback_hosts_are_recognised_with_or_without_a_port() {
+    for host in [
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "localhost:1",
+        "LOCALHOST",
+        "[::1]:8080",
+        "[::1]",
+    ] {
+        assert!(is_loopback_host(host), "{host}");
+    }
+    for host in [
+        "",
+        ":8080",
+        "example.com",
+        "127.0.0.1.nip.io:8080",
+        "localhost.evil:80",
+        "[::2]:80",
+    ] {
+        assert!(!is_loopback_host(host), "{host}");
     }
 }

@@ -104,6 +104,11 @@ impl Server {
         )
     }
 
+    /// `POST path` with no body and `headers`: the status and the body.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        self.exchange("POST", path, headers, "")
+    }
+
     fn exchange(
         &self,
         method: &str,

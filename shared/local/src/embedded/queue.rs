@@ -80,6 +80,17 @@ impl EmbeddedQueue {
             .collect()
     }
 
+    /// Removes one message, visible or not, by its id (`local serve`'s replay button).
+    pub fn take(&self, message_id: &str) -> Option<QueueMessage> {
+        let mut state = lock(&self.state);
+        let key = state
+            .messages
+            .iter()
+            .find(|(_, stored)| stored.message.message_id == message_id)
+            .map(|(key, _)| *key)?;
+        state.messages.remove(&key).map(|stored| stored.message)
+    }
+
     /// Takes in a message redriven from another queue, id and receive count kept.
     fn enqueue(&self, message: QueueMessage) {
         let mut state = lock(&self.state);
