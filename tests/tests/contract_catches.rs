@@ -34,11 +34,30 @@ async fn must_fail(suite: impl Future<Output = ()> + Send + 'static, what: &str)
     );
 }
 
-/// An archive whose add overwrites the bucket (a PutItem where an ADD belongs): a retried
-/// archive step would drop what an earlier one archived.
-struct OverwritingArchive(EmbeddedArchive);
+/// An archive with one fault on purpose.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ArchiveFault {
+    /// Add overwrites the bucket (a PutItem where an ADD belongs): a retried archive step
+    /// would drop what an earlier one archived.
+    OverwritingAdd,
+    /// The erasure log keeps the first marker of a hash: a second `forget` after a customer
+    /// came back would leave the marker of the first erasure, and the newer events would
+    /// return.
+    FirstMarkerKept,
+    /// The erasure filter's generation never moves: an enricher holding the filter of before
+    /// an erasure would rule the erased customer out and recreate them.
+    GenerationFrozen,
+}
 
-impl EventArchive for OverwritingArchive {
+struct BrokenArchive(EmbeddedArchive, ArchiveFault);
+
+impl BrokenArchive {
+    fn new(fault: ArchiveFault) -> Self {
+        BrokenArchive(EmbeddedArchive::new(), fault)
+    }
+}
+
+impl EventArchive for BrokenArchive {
     async fn bucket(
         &self,
         customer_email: &str,
@@ -53,8 +72,10 @@ impl EventArchive for OverwritingArchive {
         bucket: u32,
         events: &[ArchivedEvent],
     ) -> Result<(), AdapterError> {
-        let held = self.0.bucket(customer_email, bucket).await?;
-        self.0.remove(customer_email, bucket, &held).await?;
+        if self.1 == ArchiveFault::OverwritingAdd {
+            let held = self.0.bucket(customer_email, bucket).await?;
+            self.0.remove(customer_email, bucket, &held).await?;
+        }
         self.0.add(customer_email, bucket, events).await
     }
 
@@ -75,25 +96,12 @@ impl EventArchive for OverwritingArchive {
     }
 }
 
-#[tokio::test]
-async fn the_archive_suite_catches_an_add_that_overwrites() {
-    must_fail(
-        async {
-            event_archive_contract(&OverwritingArchive(EmbeddedArchive::new()), "broken-").await;
-        },
-        "overwrites a bucket on add",
-    )
-    .await;
-}
-
-/// Its erasure log keeps the first marker of a hash: a second `forget` after a customer came
-/// back would leave the marker of the first erasure, and the newer events would return.
-impl ErasureLog for OverwritingArchive {
+impl ErasureLog for BrokenArchive {
     async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
-        if self.0.find(&marker.hash).await?.is_none() {
-            self.0.record(marker).await?;
+        if self.1 == ArchiveFault::FirstMarkerKept && self.0.find(&marker.hash).await?.is_some() {
+            return Ok(());
         }
-        Ok(())
+        self.0.record(marker).await
     }
 
     async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
@@ -101,6 +109,9 @@ impl ErasureLog for OverwritingArchive {
     }
 
     async fn filter_generation(&self) -> Result<u64, AdapterError> {
+        if self.1 == ArchiveFault::GenerationFrozen {
+            return Ok(0);
+        }
         self.0.filter_generation().await
     }
 
@@ -110,78 +121,41 @@ impl ErasureLog for OverwritingArchive {
 }
 
 #[tokio::test]
+async fn the_archive_suite_catches_an_add_that_overwrites() {
+    must_fail(
+        async {
+            event_archive_contract(&BrokenArchive::new(ArchiveFault::OverwritingAdd), "broken-")
+                .await;
+        },
+        "overwrites a bucket on add",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn the_erasure_suite_catches_a_log_that_keeps_the_first_marker() {
     must_fail(
         async {
-            erasure_log_contract(&OverwritingArchive(EmbeddedArchive::new()), "broken-").await;
+            erasure_log_contract(
+                &BrokenArchive::new(ArchiveFault::FirstMarkerKept),
+                "broken-",
+            )
+            .await;
         },
         "keeps the first marker of a hash",
     )
     .await;
 }
 
-/// An erasure log that never publishes a new generation: an enricher holding the filter of
-/// before the erasure would rule the erased customer out and recreate them.
-struct UnpublishedFilter(EmbeddedArchive);
-
-impl EventArchive for UnpublishedFilter {
-    async fn bucket(
-        &self,
-        customer_email: &str,
-        bucket: u32,
-    ) -> Result<Vec<ArchivedEvent>, AdapterError> {
-        self.0.bucket(customer_email, bucket).await
-    }
-
-    async fn add(
-        &self,
-        customer_email: &str,
-        bucket: u32,
-        events: &[ArchivedEvent],
-    ) -> Result<(), AdapterError> {
-        self.0.add(customer_email, bucket, events).await
-    }
-
-    async fn remove(
-        &self,
-        customer_email: &str,
-        bucket: u32,
-        events: &[ArchivedEvent],
-    ) -> Result<(), AdapterError> {
-        self.0.remove(customer_email, bucket, events).await
-    }
-
-    async fn buckets(
-        &self,
-        customer_email: &str,
-    ) -> Result<Vec<(u32, Vec<ArchivedEvent>)>, AdapterError> {
-        self.0.buckets(customer_email).await
-    }
-}
-
-impl ErasureLog for UnpublishedFilter {
-    async fn record(&self, marker: &ErasureMarker) -> Result<(), AdapterError> {
-        self.0.record(marker).await
-    }
-
-    async fn find(&self, hash: &str) -> Result<Option<ErasureMarker>, AdapterError> {
-        self.0.find(hash).await
-    }
-
-    async fn filter_generation(&self) -> Result<u64, AdapterError> {
-        Ok(0)
-    }
-
-    async fn filter(&self) -> Result<(u64, ErasureFilter), AdapterError> {
-        self.0.filter().await
-    }
-}
-
 #[tokio::test]
 async fn the_erasure_suite_catches_a_filter_generation_that_never_moves() {
     must_fail(
         async {
-            erasure_log_contract(&UnpublishedFilter(EmbeddedArchive::new()), "broken-").await;
+            erasure_log_contract(
+                &BrokenArchive::new(ArchiveFault::GenerationFrozen),
+                "broken-",
+            )
+            .await;
         },
         "never publishes a new filter generation",
     )

@@ -315,17 +315,21 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
     let store = EmbeddedFeatureStore::new();
     let archive = EmbeddedArchive::new();
     let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
-    let strangers: Vec<_> = (0..8)
-        .map(|n| {
-            let email = format!("stranger{n}@example.com");
-            message(
-                &format!("m-{n}"),
-                event_body(&format!("e-{n}"), &email, 1, Some(4.0)),
-            )
-        })
-        .collect();
+    // One event each of customers `numbers`, at `minute`.
+    let strangers = |numbers: std::ops::Range<u32>, minute: i64| -> Vec<(String, String)> {
+        numbers
+            .map(|n| {
+                let email = format!("stranger{n}@example.com");
+                let id = format!("e{minute}-{n}");
+                message(
+                    &format!("m-{id}"),
+                    event_body(&id, &email, minute, Some(4.0)),
+                )
+            })
+            .collect()
+    };
     let report = enricher
-        .process(&raw_batch(&strangers), chrono::Utc::now())
+        .process(&raw_batch(&strangers(0..8, 1)), chrono::Utc::now())
         .await;
     assert_eq!(report.counters.applied, 8);
     assert_eq!(
@@ -348,13 +352,7 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
         .await
         .unwrap();
     let mut batch = vec![message("m-old", event_body("e-old", email, 3, Some(5.0)))];
-    batch.extend((8..16).map(|n| {
-        let email = format!("stranger{n}@example.com");
-        message(
-            &format!("m-{n}"),
-            event_body(&format!("e-{n}"), &email, 1, Some(4.0)),
-        )
-    }));
+    batch.extend(strangers(8..16, 1));
     let report = enricher
         .process(&raw_batch(&batch), chrono::Utc::now())
         .await;
@@ -376,17 +374,8 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
     assert!(store.load(email).await.unwrap().is_none());
 
     // Only held customers: no read at all.
-    let again: Vec<_> = (0..8)
-        .map(|n| {
-            let email = format!("stranger{n}@example.com");
-            message(
-                &format!("m2-{n}"),
-                event_body(&format!("e2-{n}"), &email, 2, Some(4.0)),
-            )
-        })
-        .collect();
     let report = enricher
-        .process(&raw_batch(&again), chrono::Utc::now())
+        .process(&raw_batch(&strangers(0..8, 2)), chrono::Utc::now())
         .await;
     assert_eq!(report.counters.applied, 8);
     assert_eq!(report.counters.erasure_filter_reads, 0);

@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use chrono::{DateTime, Utc};
 
@@ -177,18 +178,7 @@ impl EventArchive for DynamoEventArchive {
             .expression_attribute_values(":events", Self::set_of(events))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(context))
-                if matches!(
-                    context.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(adapter_error("UpdateItem", error)),
-        }
+        condition_may_fail(result)
     }
 
     async fn buckets(
@@ -346,19 +336,26 @@ impl DynamoEventArchive {
             .expression_attribute_values(":generation", AttributeValue::N(generation.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A later erasure published a later generation, which holds this one's hash.
-            Err(SdkError::ServiceError(context))
-                if matches!(
-                    context.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(adapter_error("UpdateItem", error)),
+        // Refused: a later erasure published a later generation, which holds this one's hash.
+        condition_may_fail(result)
+    }
+}
+
+/// An UpdateItem whose refused condition means there was nothing to do.
+fn condition_may_fail<O>(
+    result: Result<O, SdkError<UpdateItemError, HttpResponse>>,
+) -> Result<(), AdapterError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(context))
+            if matches!(
+                context.err(),
+                UpdateItemError::ConditionalCheckFailedException(_)
+            ) =>
+        {
+            Ok(())
         }
+        Err(error) => Err(adapter_error("UpdateItem", error)),
     }
 }
 
