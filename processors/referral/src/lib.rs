@@ -7,7 +7,6 @@ pub mod backfill;
 pub mod customers;
 pub mod dlq;
 pub mod events;
-pub mod inputs;
 pub mod invoke;
 pub mod lifetime;
 pub mod local;
@@ -15,6 +14,9 @@ pub mod output;
 pub mod policy;
 pub mod remote;
 pub mod serve;
+
+/// Reading webhook files, shared with the fixture generator.
+pub use referral_fixtures::inputs;
 
 /// A webhook secret for local development only, so `local serve`, `local send` and
 /// `invoke` agree out of the box.

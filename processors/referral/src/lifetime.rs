@@ -10,6 +10,7 @@
 //! as suppressed with reason `recompute`, its one outcome; the new version carries no
 //! trigger (it applied no service), so the orchestrator makes no message of it either.
 
+use referral_fixtures::item_size;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,7 +32,6 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::events::item_size;
 use crate::policy::RetentionArgs;
 
 /// The lifetime-value bands: high needs both high thresholds, medium either medium one.
