@@ -1,33 +1,15 @@
-//! `referral dlq ...`: inspect, export, import and replay dead-letter queues, against any
-//! AWS-API endpoint (an account, or a local emulator).
-//!
-//! Every command works by receive → act → delete (or release), never by
-//! `StartMessageMoveTask`: filtering and inspection need each message in hand, and the
-//! emulator used in development does not implement the move task. A message taken from a
-//! queue is hidden for a lease while this process holds it; whatever it does not delete it
-//! makes visible again before it exits, and a crashed run's messages come back by
-//! themselves when the lease runs out. So no command can lose a message.
-
-mod filter;
-mod interrupt;
-mod origin;
-pub(crate) mod pace;
-mod queue;
-pub(crate) mod redact;
-mod replay;
-mod show;
-mod stream;
-mod transfer;
-
-pub use queue::{Queue, Scan};
-pub(crate) use show::look;
+//! `referral dlq ...`: the commands over the dead-letter queues. The work is in
+//! `referral_dlq`; this module is the command line and its wiring.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aws_config::SdkConfig;
-use referral_domain::env::{EnvError, Vars};
-use referral_domain::ports::AdapterError;
+pub use referral_dlq::{DlqError, Queue, Scan, look, pace, redact};
+use referral_dlq::{
+    ExportOptions, ImportOptions, PeekOptions, ReplayOptions, StatsOptions, Tables,
+};
+use referral_domain::env::Vars;
 use referral_domain::redact::check_customer_ref_key;
 
 #[derive(Debug, clap::Args)]
@@ -39,98 +21,207 @@ pub struct DlqArgs {
 #[derive(Debug, clap::Subcommand)]
 enum DlqCommand {
     /// Depth, age of the oldest message and counts by error kind.
-    Stats(show::StatsArgs),
+    Stats(StatsArgs),
     /// Show messages without consuming them (they are made visible again at once).
-    Peek(show::PeekArgs),
+    Peek(PeekArgs),
     /// Write messages to a JSON Lines file, optionally deleting them once it is safe on disk.
-    Export(transfer::ExportArgs),
+    Export(ExportArgs),
     /// Send the messages of a JSON Lines file (from `export`, possibly fixed by hand) to a queue.
-    Import(transfer::ImportArgs),
+    Import(ImportArgs),
     /// Move messages back to their source queue, or re-run the orchestrator for stream
     /// failure records.
-    #[command(after_help = filter::HELP)]
-    Replay(replay::ReplayArgs),
-}
-
-/// What stops a `dlq` command before it could do its work. Per-message failures of a
-/// replay are not errors: they are counted, reported, and the messages stay in the queue.
-#[derive(Debug, thiserror::Error)]
-pub enum DlqError {
-    #[error(
-        "queue {queue}: {source}. Check the queue name (or give its URL) and --endpoint-url / \
-         AWS_ENDPOINT_URL"
-    )]
-    Queue {
-        queue: String,
-        #[source]
-        source: AdapterError,
-    },
-    #[error(
-        "no queue names {dlq} as its dead-letter queue (ListDeadLetterSourceQueues is empty): \
-         pass --to QUEUE to say where the messages go"
-    )]
-    NoSourceQueue { dlq: String },
-    #[error(
-        "{count} queues send their dead letters to {dlq} ({sources}): pass --to QUEUE to choose one"
-    )]
-    SeveralSourceQueues {
-        dlq: String,
-        count: usize,
-        sources: String,
-    },
-    #[error(
-        "refusing to replay {queue} onto itself: every message would come straight back; pass \
-         --to with the queue the messages came from"
-    )]
-    SameQueue { queue: String },
-    #[error(transparent)]
-    Filter(#[from] filter::FilterError),
-    #[error("{path} exists already: choose another --out, or pass --force to overwrite it")]
-    OutputExists { path: PathBuf },
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "{path}:{line}: {detail}. Each line must be one JSON object with a \"body\" string and \
-         optional \"attributes\" of string values; fix the line and import again (nothing was sent)"
-    )]
-    ImportLine {
-        path: PathBuf,
-        line: usize,
-        detail: String,
-    },
-    #[error(
-        "{path}:{line} could not be sent to {queue}: {source}. Lines before it were sent; import \
-         the file again once the cause is fixed (a message sent twice is harmless: the enricher \
-         skips events it has applied)"
-    )]
-    ImportSend {
-        path: PathBuf,
-        line: usize,
-        queue: String,
-        #[source]
-        source: AdapterError,
-    },
-    #[error("Bedrock is configured for stream re-runs but not usable: {0}")]
-    Bedrock(#[from] EnvError),
-    #[error("{0}; `customer=` filters match refs only when CUSTOMER_REF_KEY is the functions' key")]
-    CustomerRefKey(#[source] EnvError),
-    #[error("cannot encode the output as JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    #[command(after_help = referral_dlq::FILTER_HELP)]
+    Replay(ReplayArgs),
 }
 
 pub async fn run(args: &DlqArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
     // `customer=` filters compute refs with this process's key, like the functions do.
     check_customer_ref_key(&Vars::process()).map_err(DlqError::CustomerRefKey)?;
     match &args.command {
-        DlqCommand::Stats(args) => show::stats(args, sdk).await,
-        DlqCommand::Peek(args) => show::peek(args, sdk).await,
-        DlqCommand::Export(args) => transfer::export(args, sdk).await,
-        DlqCommand::Import(args) => transfer::import(args, sdk).await,
-        DlqCommand::Replay(args) => replay::run(args, sdk).await,
+        DlqCommand::Stats(args) => referral_dlq::stats(&args.options(), sdk).await,
+        DlqCommand::Peek(args) => referral_dlq::peek(&args.options(), sdk).await,
+        DlqCommand::Export(args) => referral_dlq::export(&args.options(), sdk).await,
+        DlqCommand::Import(args) => referral_dlq::import(&args.options(), sdk).await,
+        DlqCommand::Replay(args) => referral_dlq::replay(&args.options(), sdk).await,
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// The queue, by name or URL.
+    queue: String,
+    /// Messages examined at most for the age and the counts by kind (the depth is exact
+    /// whatever this is).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    scan: u64,
+    /// Seconds the examined messages stay hidden at most (they are made visible again as
+    /// soon as the scan ends; this bounds it if the process dies).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+    lease: u32,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PeekArgs {
+    /// The queue, by name or URL.
+    queue: String,
+    /// Messages shown at most.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    max: u64,
+    /// Show e-mail addresses in clear (they are masked by default).
+    #[arg(long)]
+    reveal: bool,
+    /// Seconds the shown messages stay hidden at most (they are made visible again as soon
+    /// as the peek ends; this bounds it if the process dies).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+    lease: u32,
+    /// Print one JSON object per message instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The queue, by name or URL.
+    queue: String,
+    /// The JSON Lines file to write (created with owner-only permissions: it holds customer
+    /// data in clear).
+    #[arg(long, value_name = "FILE.jsonl")]
+    out: PathBuf,
+    /// Delete the exported messages from the queue, once the whole file is written and
+    /// synced to disk.
+    #[arg(long)]
+    delete: bool,
+    /// Messages exported at most (default: all).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max: Option<u64>,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Seconds the exported messages stay hidden while the export runs; it must cover
+    /// writing the file, or a message could be received twice.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+    lease: u32,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A JSON Lines file written by `referral dlq export` (possibly fixed by hand).
+    file: PathBuf,
+    /// The queue to send the messages to, by name or URL.
+    #[arg(long)]
+    to: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The dead-letter queue, by name or URL.
+    queue: String,
+    /// Where the messages go, by name or URL. Default: the queue whose redrive policy names
+    /// this DLQ (ListDeadLetterSourceQueues).
+    #[arg(long, value_name = "QUEUE")]
+    to: Option<String>,
+    /// Replay only the messages matching EXPR; the others are skipped and made visible again
+    /// when the run ends. Grammar below.
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
+    /// Messages replayed at most (skipped ones do not count).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max: Option<u64>,
+    /// Messages per second at most, e.g. 50 or 50/s. Default: as fast as the queues answer.
+    #[arg(long, value_name = "N/s", value_parser = pace::parse_rate)]
+    rate: Option<f64>,
+    /// Print what would be replayed and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Send copies and leave the originals in the dead-letter queue.
+    #[arg(long)]
+    copy: bool,
+    /// Seconds a received message stays hidden while this run holds it. If the process dies,
+    /// the messages it held come back after this; a rerun sooner does not see them yet.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+    lease: u32,
+    /// Print the summary as one JSON object on stdout (per-message lines go to stderr).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tables: TableArgs,
+}
+
+/// The tables of the orchestrator's stream failure records.
+#[derive(Debug, Clone, clap::Args)]
+struct TableArgs {
+    /// The features table, whose stream the failure records point into.
+    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
+    features_table: String,
+    /// The messages table the re-run orchestrator writes to.
+    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
+    messages_table: String,
+}
+
+impl StatsArgs {
+    fn options(&self) -> StatsOptions {
+        StatsOptions {
+            queue: self.queue.clone(),
+            scan: self.scan,
+            lease: self.lease,
+            json: self.json,
+        }
+    }
+}
+
+impl PeekArgs {
+    fn options(&self) -> PeekOptions {
+        PeekOptions {
+            queue: self.queue.clone(),
+            max: self.max,
+            reveal: self.reveal,
+            lease: self.lease,
+            json: self.json,
+        }
+    }
+}
+
+impl ExportArgs {
+    fn options(&self) -> ExportOptions {
+        ExportOptions {
+            queue: self.queue.clone(),
+            out: self.out.clone(),
+            delete: self.delete,
+            max: self.max,
+            force: self.force,
+            lease: self.lease,
+        }
+    }
+}
+
+impl ImportArgs {
+    fn options(&self) -> ImportOptions {
+        ImportOptions {
+            file: self.file.clone(),
+            to: self.to.clone(),
+        }
+    }
+}
+
+impl ReplayArgs {
+    fn options(&self) -> ReplayOptions {
+        ReplayOptions {
+            queue: self.queue.clone(),
+            to: self.to.clone(),
+            filter: self.filter.clone(),
+            max: self.max,
+            rate: self.rate,
+            dry_run: self.dry_run,
+            copy: self.copy,
+            lease: self.lease,
+            json: self.json,
+            tables: Tables {
+                features_table: self.tables.features_table.clone(),
+                messages_table: self.tables.messages_table.clone(),
+            },
+        }
     }
 }

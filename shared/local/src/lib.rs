@@ -4,4 +4,5 @@
 
 pub mod embedded;
 pub mod mapping;
+pub mod output;
 pub mod pipeline;

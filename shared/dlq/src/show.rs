@@ -14,45 +14,38 @@ use super::filter::Facts;
 use super::queue::{BATCH_LIMIT, DlqMessage, Queue, Scan};
 use super::redact;
 
-#[derive(Debug, clap::Args)]
-pub struct StatsArgs {
+#[derive(Debug, Clone)]
+pub struct StatsOptions {
     /// The queue, by name or URL.
-    queue: String,
+    pub queue: String,
     /// Messages examined at most for the age and the counts by kind (the depth is exact
     /// whatever this is).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    scan: u64,
+    pub scan: u64,
     /// Seconds the examined messages stay hidden at most (they are made visible again as
     /// soon as the scan ends; this bounds it if the process dies).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
-    lease: u32,
+    pub lease: u32,
     /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct PeekArgs {
+#[derive(Debug, Clone)]
+pub struct PeekOptions {
     /// The queue, by name or URL.
-    queue: String,
+    pub queue: String,
     /// Messages shown at most.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    max: u64,
+    pub max: u64,
     /// Show e-mail addresses in clear (they are masked by default).
-    #[arg(long)]
-    reveal: bool,
+    pub reveal: bool,
     /// Seconds the shown messages stay hidden at most (they are made visible again as soon
     /// as the peek ends; this bounds it if the process dies).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
-    lease: u32,
+    pub lease: u32,
     /// Print one JSON object per message instead of text.
-    #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Receives up to `max` messages, each once, and makes them visible again, whatever
 /// happened in between.
-pub(crate) async fn look(queue: &Queue, max: u64, lease: u32) -> Result<Vec<DlqMessage>, DlqError> {
+pub async fn look(queue: &Queue, max: u64, lease: u32) -> Result<Vec<DlqMessage>, DlqError> {
     if let Some(limit) = queue.max_receive_count().await? {
         // Looking is receiving: on a queue with a redrive policy it brings its messages
         // closer to the dead-letter queue.
@@ -84,7 +77,7 @@ pub(crate) async fn look(queue: &Queue, max: u64, lease: u32) -> Result<Vec<DlqM
     Ok(messages)
 }
 
-pub async fn stats(args: &StatsArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
+pub async fn stats(args: &StatsOptions, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
     let queue = Queue::resolve(&aws_sdk_sqs::Client::new(sdk), &args.queue).await?;
     let role = queue.role().await?;
     let depth = queue.depth().await?;
@@ -160,7 +153,7 @@ pub async fn stats(args: &StatsArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqErr
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn peek(args: &PeekArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
+pub async fn peek(args: &PeekOptions, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
     let queue = Queue::resolve(&aws_sdk_sqs::Client::new(sdk), &args.queue).await?;
     let role = queue.role().await?;
     let messages = look(&queue, args.max, args.lease).await?;

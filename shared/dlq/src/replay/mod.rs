@@ -26,7 +26,7 @@ use super::DlqError;
 use super::filter::{Facts, Filter};
 use super::interrupt::{INTERRUPTED_EXIT, Interrupt};
 use super::origin::QueueRole;
-use super::pace::{Pacer, parse_rate};
+use super::pace::Pacer;
 use super::queue::{BATCH_LIMIT, DlqMessage, Outgoing, Queue, Scan};
 use super::stream::{Rerun, Rerunner, StreamFailure};
 use referral_domain::orchestrator::StreamCounters;
@@ -80,56 +80,45 @@ fn abort_after() -> Option<u64> {
     None
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
     /// The dead-letter queue, by name or URL.
-    queue: String,
+    pub queue: String,
     /// Where the messages go, by name or URL. Default: the queue whose redrive policy names
     /// this DLQ (ListDeadLetterSourceQueues).
-    #[arg(long, value_name = "QUEUE")]
-    to: Option<String>,
+    pub to: Option<String>,
     /// Replay only the messages matching EXPR; the others are skipped and made visible again
     /// when the run ends. Grammar below.
-    #[arg(long, value_name = "EXPR")]
-    filter: Option<String>,
+    pub filter: Option<String>,
     /// Messages replayed at most (skipped ones do not count).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    max: Option<u64>,
+    pub max: Option<u64>,
     /// Messages per second at most, e.g. 50 or 50/s. Default: as fast as the queues answer.
-    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
-    rate: Option<f64>,
+    pub rate: Option<f64>,
     /// Print what would be replayed and change nothing.
-    #[arg(long)]
-    dry_run: bool,
+    pub dry_run: bool,
     /// Send copies and leave the originals in the dead-letter queue.
-    #[arg(long)]
-    copy: bool,
+    pub copy: bool,
     /// Seconds a received message stays hidden while this run holds it. If the process dies,
     /// the messages it held come back after this; a rerun sooner does not see them yet.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=43_200))]
-    lease: u32,
+    pub lease: u32,
     /// Print the summary as one JSON object on stdout (per-message lines go to stderr).
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    tables: TableArgs,
+    pub json: bool,
+    pub tables: Tables,
 }
 
 /// The tables of the orchestrator's stream failure records.
-#[derive(Debug, Clone, clap::Args)]
-struct TableArgs {
+#[derive(Debug, Clone)]
+pub struct Tables {
     /// The features table, whose stream the failure records point into.
-    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-    features_table: String,
+    pub features_table: String,
     /// The messages table the re-run orchestrator writes to.
-    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-    messages_table: String,
+    pub messages_table: String,
 }
 
 /// What a replay did.
 /// One replay run.
 struct Replay<'a> {
-    args: &'a ReplayArgs,
+    args: &'a ReplayOptions,
     sdk: &'a SdkConfig,
     dlq: &'a Queue,
     /// Whether the DLQ can hold stream-failure records at all.
@@ -191,7 +180,7 @@ impl SendLog {
     }
 }
 
-pub async fn run(args: &ReplayArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
+pub async fn run(args: &ReplayOptions, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
     let filter = args.filter.as_deref().map(Filter::parse).transpose()?;
     let client = aws_sdk_sqs::Client::new(sdk);
     let dlq = Queue::resolve(&client, &args.queue).await?;

@@ -22,37 +22,31 @@ use serde::{Deserialize, Serialize};
 use super::DlqError;
 use super::queue::{BATCH_LIMIT, Outgoing, Queue, Scan};
 
-#[derive(Debug, clap::Args)]
-pub struct ExportArgs {
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
     /// The queue, by name or URL.
-    queue: String,
+    pub queue: String,
     /// The JSON Lines file to write (created with owner-only permissions: it holds customer
     /// data in clear).
-    #[arg(long, value_name = "FILE.jsonl")]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Delete the exported messages from the queue, once the whole file is written and
     /// synced to disk.
-    #[arg(long)]
-    delete: bool,
+    pub delete: bool,
     /// Messages exported at most (default: all).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    max: Option<u64>,
+    pub max: Option<u64>,
     /// Overwrite FILE if it exists.
-    #[arg(long)]
-    force: bool,
+    pub force: bool,
     /// Seconds the exported messages stay hidden while the export runs; it must cover
     /// writing the file, or a message could be received twice.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=43_200))]
-    lease: u32,
+    pub lease: u32,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ImportArgs {
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
     /// A JSON Lines file written by `referral dlq export` (possibly fixed by hand).
-    file: PathBuf,
+    pub file: PathBuf,
     /// The queue to send the messages to, by name or URL.
-    #[arg(long)]
-    to: String,
+    pub to: String,
 }
 
 /// One exported message.
@@ -108,7 +102,7 @@ fn create_file(path: &Path, force: bool) -> Result<File, DlqError> {
     })
 }
 
-pub async fn export(args: &ExportArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
+pub async fn export(args: &ExportOptions, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
     let queue = Queue::resolve(&aws_sdk_sqs::Client::new(sdk), &args.queue).await?;
     let file = create_file(&args.out, args.force)?;
     let mut scan = Scan::new(&queue, args.lease);
@@ -161,7 +155,7 @@ pub async fn export(args: &ExportArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqE
 async fn write_export(
     scan: &mut Scan<'_>,
     file: File,
-    args: &ExportArgs,
+    args: &ExportOptions,
 ) -> Result<(u64, usize), DlqError> {
     let mut writer = BufWriter::new(file);
     let mut count: u64 = 0;
@@ -241,7 +235,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<(usize, Line)>, DlqError> {
     Ok(lines)
 }
 
-pub async fn import(args: &ImportArgs, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
+pub async fn import(args: &ImportOptions, sdk: &SdkConfig) -> Result<ExitCode, DlqError> {
     let lines = read_lines(&args.file)?;
     let queue = Queue::resolve(&aws_sdk_sqs::Client::new(sdk), &args.to).await?;
     // FIFO deduplication ids are fresh for each import, yet equal for the same line of the

@@ -5,8 +5,9 @@ use std::fmt::Write;
 use referral_domain::features::{CustomerFeatures, FeaturesView};
 use referral_domain::ports::{ReferralMessage, Suppression};
 use referral_domain::redact::mask_email;
-use referral_local::pipeline::{RejectedEvent, RunReport, RunResults};
 use serde::Serialize;
+
+use crate::pipeline::{RejectedEvent, RunReport, RunResults};
 
 /// The `--json` document. `features` and `messages` use the tables' attribute names.
 #[derive(Debug, Serialize)]

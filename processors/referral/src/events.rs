@@ -7,24 +7,19 @@
 //! `--timestamp`, whose default is 2 s after the latest `occurred_at` of the inputs.
 //! `events/lambda/generate.sh` regenerates the fixtures of `events/lambda/` with it.
 
-mod apigw;
-mod md5;
-mod sqs;
-mod stream;
-mod wire;
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use referral_fixtures::{
+    ApigwOptions, SentWebhook, Signature, SqsOptions, StreamOptions, When, apigw_requests,
+    parse_when, render, send_time, sqs_batches, stream_events, webhooks,
+};
 use serde_json::Value;
 
 use crate::DEVELOPMENT_SECRET;
-use crate::inputs::{InputError, read_inputs};
-pub use apigw::{ApigwOptions, Signature};
-pub use sqs::SqsOptions;
-pub use stream::StreamOptions;
-pub use wire::{SentWebhook, When, item_size, parse_when, send_time, webhooks};
+use crate::inputs::read_inputs;
+pub use referral_fixtures::EventsError;
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
@@ -109,29 +104,6 @@ pub struct StreamArgs {
     pub table: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EventsError {
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error("no {what}: {why}")]
-    Nothing {
-        what: &'static str,
-        why: &'static str,
-    },
-    #[error("a feature item does not serialise: {0}")]
-    Item(#[from] serde_dynamo::Error),
-    #[error("an event does not serialise as JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("cannot write {}: {source}. Check the directory exists and is writable.", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot write to stdout: {0}")]
-    Stdout(#[source] std::io::Error),
-}
-
 /// Runs the command: the events on stdout or in `--out`.
 pub fn run(args: &EventsArgs) -> Result<ExitCode, EventsError> {
     let (common, events) = match &args.kind {
@@ -175,7 +147,7 @@ fn generate_apigw(args: &ApigwArgs) -> Result<Vec<Value>, EventsError> {
         base64: args.base64,
         sent_at: send_time(&webhooks, args.common.timestamp),
     };
-    Ok(apigw::requests(&webhooks, &options))
+    Ok(apigw_requests(&webhooks, &options))
 }
 
 fn generate_sqs(args: &SqsArgs) -> Result<Vec<Value>, EventsError> {
@@ -186,7 +158,7 @@ fn generate_sqs(args: &SqsArgs) -> Result<Vec<Value>, EventsError> {
         queue: args.queue.clone(),
         sent_at: send_time(&webhooks, args.common.timestamp),
     };
-    Ok(sqs::batches(&webhooks, &options))
+    Ok(sqs_batches(&webhooks, &options))
 }
 
 fn generate_stream(args: &StreamArgs) -> Result<Vec<Value>, EventsError> {
@@ -197,7 +169,7 @@ fn generate_stream(args: &StreamArgs) -> Result<Vec<Value>, EventsError> {
         table: args.table.clone(),
         sent_at: send_time(&webhooks, args.common.timestamp),
     };
-    let events = stream::events(&webhooks, &options)?;
+    let events = stream_events(&webhooks, &options)?;
     if events.is_empty() {
         return Err(EventsError::Nothing {
             what: "stream record",
@@ -206,24 +178,4 @@ fn generate_stream(args: &StreamArgs) -> Result<Vec<Value>, EventsError> {
         });
     }
     Ok(events)
-}
-
-/// One event: an indented JSON document. Several: JSONL, one event a line, which `referral
-/// invoke --event` delivers as one invocation each. Keys are sorted: whether serde_json
-/// keeps insertion order depends on the features other crates of a build turn on, and the
-/// same inputs must give the same bytes in every build.
-pub fn render(events: &[Value]) -> Result<String, serde_json::Error> {
-    let mut events = events.to_vec();
-    events.iter_mut().for_each(wire::sort_keys);
-    Ok(match events.as_slice() {
-        [one] => serde_json::to_string_pretty(one)? + "\n",
-        many => {
-            let mut text = String::new();
-            for event in many {
-                text.push_str(&serde_json::to_string(event)?);
-                text.push('\n');
-            }
-            text
-        }
-    })
 }
