@@ -12,6 +12,7 @@
 //! so a rerun after an interruption skips them; a complete run removes its state directory.
 
 pub mod csv;
+mod s3;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -40,8 +41,18 @@ use crate::policy::RetentionArgs;
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
     /// Webhook files (.json, .jsonl, .ndjson), CSV exports (.csv) or directories of them.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "status")]
     paths: Vec<PathBuf>,
+    /// Validate, then write the valid events to S3 partitioned by customer (JSONL objects
+    /// `PREFIX/part-NNNN.jsonl`), for the template's backfill state machine; no table is written.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = s3::S3Location::parse, conflicts_with = "status")]
+    to: Option<s3::S3Location>,
+    /// With `--to`: how many objects the customers are spread over (the map's items).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_PARTITIONS), requires = "to")]
+    partitions: u64,
+    /// Follow a run of the backfill state machine until it ends (its execution ARN).
+    #[arg(long, value_name = "EXECUTION_ARN")]
+    status: Option<String>,
     /// Where refused events go, one JSON object a line (source, field, kind, error, body).
     #[arg(long, default_value = "backfill-rejects.jsonl")]
     rejects: PathBuf,
@@ -91,6 +102,8 @@ pub enum BackfillError {
     Store(#[from] AdapterError),
     #[error("cannot encode the report as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("{action}: {detail}")]
+    Aws { action: String, detail: String },
 }
 
 /// Input bytes per partition: the second pass holds one partition in memory.
@@ -144,6 +157,12 @@ struct Scan {
 }
 
 pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, BackfillError> {
+    if let Some(execution) = &args.status {
+        return s3::follow(execution, args.json, sdk).await;
+    }
+    if let Some(target) = &args.to {
+        return s3::upload(args, target, sdk).await;
+    }
     let rule = args.rule.rule()?;
     let pace = args
         .max_write_units
@@ -197,7 +216,7 @@ where
                 detail: error.to_string(),
             })?
         }
-        false => first_pass(&files, &state, &args.rejects)?,
+        false => first_pass(&files, &state, &args.rejects, partitions_for(&files))?,
     };
     let done_path = state.join("done");
     let done = finished_customers(&done_path)?;
@@ -284,13 +303,12 @@ where
 }
 
 /// Streams every input, refuses what ingest would, spills the rest by customer.
-fn first_pass(files: &[PathBuf], state: &Path, rejects_path: &Path) -> Result<Scan, BackfillError> {
-    let bytes: u64 = files
-        .iter()
-        .filter_map(|file| fs::metadata(file).ok())
-        .map(|metadata| metadata.len())
-        .sum();
-    let partitions = bytes.div_ceil(PARTITION_BYTES).clamp(1, MAX_PARTITIONS);
+fn first_pass(
+    files: &[PathBuf],
+    state: &Path,
+    rejects_path: &Path,
+    partitions: u64,
+) -> Result<Scan, BackfillError> {
     fs::create_dir_all(state).map_err(state_error(state))?;
     let mut parts = Vec::new();
     for partition in 0..partitions {
@@ -342,6 +360,16 @@ fn first_pass(files: &[PathBuf], state: &Path, rejects_path: &Path) -> Result<Sc
     fs::write(&partial, serde_json::to_vec(&scan)?).map_err(state_error(&partial))?;
     fs::rename(&partial, &scan_path).map_err(state_error(&scan_path))?;
     Ok(scan)
+}
+
+/// Enough partitions that one fits in memory.
+fn partitions_for(files: &[PathBuf]) -> u64 {
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|file| fs::metadata(file).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    bytes.div_ceil(PARTITION_BYTES).clamp(1, MAX_PARTITIONS)
 }
 
 /// What the first pass reads: an event, or a CSV row that is no event at all (with its text).
