@@ -22,6 +22,7 @@ use referral_aws::dynamo::{
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::features::LifetimeValueRule;
 use referral_domain::ports::{ENV_MESSAGE_RETENTION_DAYS, MessageRetention};
+use referral_domain::redact::{CUSTOMER_REF_KEY_VAR, check_customer_ref_key};
 use serde::{Deserialize, Serialize};
 
 /// The `service` dimension of this function's metrics ([`Counters`]).
@@ -38,6 +39,8 @@ pub const ENV_VARS: &[&str] = &[
     LifetimeValueRule::ENV_VARS[1],
     LifetimeValueRule::ENV_VARS[2],
     LifetimeValueRule::ENV_VARS[3],
+    // Set on every function by the template's Globals; checked so a bad key fails here too.
+    CUSTOMER_REF_KEY_VAR,
 ];
 const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
 const ENV_ARCHIVE_TABLE: &str = "ARCHIVE_TABLE";
@@ -71,6 +74,7 @@ impl Config {
     }
 
     pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
+        check_customer_ref_key(vars)?;
         Ok(Config {
             tables: HistoryTables {
                 features: vars.required(ENV_FEATURES_TABLE, "the CustomerFeatures table's name")?,
