@@ -15,7 +15,7 @@ if [[ ! -x "$venv/bin/cargo-lambda" ]] || ! cmp -s infra/build-requirements.txt 
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 
-functions=(ingest enricher orchestrator)
+functions=(ingest enricher orchestrator backfill)
 packages=()
 for function in "${functions[@]}"; do
   packages+=(-p "referral-$function")

@@ -130,5 +130,9 @@ pub fn emitted_metrics() -> Vec<(&'static str, BTreeSet<String>)> {
             metric_names::<referral_enricher::HandlerCounters>(),
         ),
         (referral_orchestrator::METRICS_SERVICE, orchestrator),
+        (
+            referral_backfill::METRICS_SERVICE,
+            metric_names::<referral_backfill::Counters>(),
+        ),
     ]
 }

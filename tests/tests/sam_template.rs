@@ -2,7 +2,7 @@
 //! binary reads, its role grants exactly the SDK operations its code calls (the lists live
 //! next to that code) plus its event-source mapping's and its logs' fixed needs, nothing
 //! anywhere is granted on a wildcard, and the three functions are built and run as Rust
-//! binaries on `provided.al2023` / arm64 (the `Architecture` parameter's default).
+//! binaries on `provided.al2023` / arm64 (four: ingest, enricher, orchestrator, backfill) (the `Architecture` parameter's default).
 //!
 //! The template is read by `referral_tests::sam`, with short-form intrinsics in their long
 //! form. Its alarms are checked against the metrics the code emits in `sam_alarms.rs`.
@@ -77,6 +77,15 @@ fn functions() -> Vec<Function> {
             env_vars: referral_orchestrator::env_vars(),
             code_actions: referral_orchestrator::iam_actions(),
             mapping_actions: STREAM_MAPPING_ACTIONS,
+        },
+        // Invoked by the backfill state machine (`sam_backfill.rs`), no event source.
+        Function {
+            logical_id: "BackfillFunction",
+            binary: "backfill",
+            package_dir: "processors/backfill",
+            env_vars: referral_backfill::ENV_VARS.to_vec(),
+            code_actions: referral_backfill::iam_actions(),
+            mapping_actions: &[],
         },
     ]
 }
@@ -191,7 +200,7 @@ fn role_statements(template: &Value, function: &str) -> Vec<Value> {
 }
 
 #[test]
-fn the_template_declares_exactly_the_three_functions() {
+fn the_template_declares_exactly_the_four_functions() {
     let template = template();
     let declared = resources_of_type(&template, "AWS::Serverless::Function");
     let expected: BTreeSet<&str> = functions().iter().map(|f| f.logical_id).collect();
@@ -719,8 +728,17 @@ fn a_customer_managed_key_when_given_encrypts_every_table_queue_and_log_group() 
         let properties = &resource(&template, id)["Properties"];
         assert_by_key(&properties["KmsKeyId"], key(), none(), id);
     }
+    // The backfill's partitions hold customer data too.
+    let bucket = &resource(&template, "BackfillBucket")["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        [0]["ServerSideEncryptionByDefault"];
+    assert_by_key(
+        bucket,
+        json!({ "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key() }),
+        json!({ "SSEAlgorithm": "AES256" }),
+        "BackfillBucket",
+    );
     let log_groups = resources_of_type(&template, "AWS::Logs::LogGroup");
-    assert_eq!(log_groups.len(), 3, "{log_groups:?}");
+    assert_eq!(log_groups.len(), 4, "{log_groups:?}");
     for id in log_groups {
         let properties = &resource(&template, id)["Properties"];
         assert_by_key(&properties["KmsKeyId"], key(), none(), id);

@@ -7,10 +7,8 @@ use std::process::ExitCode;
 use aws_config::SdkConfig;
 use referral_domain::features::{LifetimeValueRule, RuleError};
 use referral_domain::orchestrator::policy::parse_score;
+pub use referral_maintenance::recompute::RecomputeError;
 use referral_maintenance::recompute::RecomputeOptions;
-pub use referral_maintenance::recompute::{
-    RecomputeError, WritePace, record_suppressed, write_units,
-};
 
 use crate::policy::RetentionArgs;
 

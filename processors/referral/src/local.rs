@@ -138,6 +138,9 @@ pub enum LocalError {
     Url(String),
 }
 
+/// The bucket `local setup` creates for `referral backfill --to` (the stack's `BackfillBucket`).
+pub const LOCAL_BACKFILL_BUCKET: &str = "referral-backfill";
+
 pub async fn run(args: &LocalArgs, endpoint: Option<&str>) -> Result<ExitCode, LocalError> {
     match &args.command {
         LocalCommand::Setup(setup) => {
@@ -148,6 +151,11 @@ pub async fn run(args: &LocalArgs, endpoint: Option<&str>) -> Result<ExitCode, L
             println!("features    {}", resources.tables.features);
             println!("messages    {}", resources.tables.messages);
             println!("stream      {}", resources.stream_arn);
+            let s3 = referral_backfill::s3_client(&sdk);
+            referral_aws_local::provision::ensure_bucket(&s3, LOCAL_BACKFILL_BUCKET).await?;
+            println!(
+                "bucket      {LOCAL_BACKFILL_BUCKET}   (referral backfill --to s3://{LOCAL_BACKFILL_BUCKET}/PREFIX)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         LocalCommand::Serve(serve_args) => {

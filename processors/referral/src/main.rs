@@ -172,7 +172,8 @@ fn exit_status(error: &CliError) -> u8 {
         CliError::Backfill(
             backfill::BackfillError::State { .. }
             | backfill::BackfillError::Store(_)
-            | backfill::BackfillError::Json(_),
+            | backfill::BackfillError::Json(_)
+            | backfill::BackfillError::Aws { .. },
         ) => FAILURE,
         CliError::Backfill(_) => USAGE,
         CliError::Forget(customers::ForgetError::Aws(_) | customers::ForgetError::Output(_)) => {

@@ -1,6 +1,7 @@
 //! Creating what a local run needs, the way the SAM template creates it in an account: the
 //! queue with its dead-letter queue (redrive policy) and the three tables (`CustomerFeatures`
-//! with its stream, its event archive, `ReferralMessages` with TTL on abandoned claims). For `referral local setup`,
+//! with its stream, its event archive, `ReferralMessages` with TTL on abandoned claims) and
+//! the backfill bucket. For `referral local setup`,
 //! `run --endpoint-url` and the tests; nothing deployed links this.
 
 use aws_sdk_dynamodb::types::{
@@ -277,4 +278,20 @@ pub async fn queue_arn(client: &aws_sdk_sqs::Client, url: &str) -> Result<String
         .attributes
         .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
         .ok_or_else(|| corrupt("GetQueueAttributes", "no QueueArn in the answer"))
+}
+
+/// The bucket `referral backfill --to s3://…` writes the partitions to, as the template's
+/// `BackfillBucket` (created if missing; one that exists is used as it is).
+pub async fn ensure_bucket(client: &aws_sdk_s3::Client, name: &str) -> Result<(), AdapterError> {
+    match client.create_bucket().bucket(name).send().await {
+        Ok(_) => Ok(()),
+        Err(error)
+            if error.as_service_error().is_some_and(|service| {
+                service.is_bucket_already_owned_by_you() || service.is_bucket_already_exists()
+            }) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(adapter_error("CreateBucket", error)),
+    }
 }

@@ -2,6 +2,7 @@
 //! configuration, error classification, logs and metrics. Everything AWS-shaped stays in
 //! here; the domain only sees the ports' own types.
 
+pub mod backfill;
 pub mod bedrock;
 pub mod config;
 pub mod dynamo;

@@ -12,24 +12,18 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_config::SdkConfig;
-use chrono::Utc;
+use referral_aws::backfill::{WritePace, record_suppressed, write_units};
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_domain::features::{CustomerFeatures, LifetimeValue, LifetimeValueRule, RuleError};
-use referral_domain::orchestrator::message_id_for;
 use referral_domain::orchestrator::policy::{SuppressionReason, format_score};
 use referral_domain::ports::{
-    AdapterError, Decision, FeatureStore, FeatureWrite, Holder, MessageRetention, MessageStore,
-    Recorded, Suppression, WriteOutcome,
+    AdapterError, FeatureStore, FeatureWrite, MessageRetention, WriteOutcome,
 };
 use referral_domain::redact::mask_email;
-use referral_fixtures::item_size;
 use serde::Serialize;
-use tokio::sync::Mutex;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 /// What `referral features recompute` was asked.
 #[derive(Debug, Clone)]
@@ -148,43 +142,6 @@ impl Tally {
         self.failed.extend(other.failed);
         self.undecodable.extend(other.undecodable);
     }
-}
-
-/// A shared cap on write units per second: each write books its units on one schedule.
-#[derive(Debug)]
-pub struct WritePace {
-    per_unit: Duration,
-    next: Mutex<Option<Instant>>,
-}
-
-impl WritePace {
-    pub fn new(units_per_second: f64) -> Self {
-        WritePace {
-            per_unit: Duration::from_secs_f64(1.0 / units_per_second),
-            next: Mutex::new(None),
-        }
-    }
-
-    pub async fn take(&self, units: u64) {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let slot = next.map_or(now, |next| next.max(now));
-            *next = Some(
-                slot + self
-                    .per_unit
-                    .saturating_mul(u32::try_from(units).unwrap_or(1)),
-            );
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
-    }
-}
-
-/// The write units of putting `item`: one per started KB of its stored form.
-pub fn write_units(item: &CustomerFeatures) -> u64 {
-    serde_dynamo::to_item::<_, serde_dynamo::Item>(item)
-        .map_or(1, |stored| item_size(&stored).div_ceil(1024).max(1))
 }
 
 #[derive(Debug)]
@@ -391,35 +348,5 @@ impl Worker {
             HOLDER,
         )
         .await
-    }
-}
-
-/// Records a change a tool wrote as its one outcome, suppressed for `reason`, so that no
-/// message is made of it. `false` when it could not be recorded.
-pub async fn record_suppressed<M: MessageStore>(
-    messages: &M,
-    written: &CustomerFeatures,
-    reason: SuppressionReason,
-    holder: &str,
-) -> bool {
-    let now = Utc::now();
-    let suppression = Suppression {
-        customer_email: written.customer_email.clone(),
-        message_id: message_id_for(written),
-        features_version: written.version,
-        trigger_event_id: None,
-        reason: reason.as_str().to_owned(),
-        decided_at: now,
-    };
-    let recorded = messages
-        .record(Decision::Suppressed(suppression), &Holder::new(holder), now)
-        .await;
-    match recorded {
-        Ok(Recorded::Recorded | Recorded::AlreadyDecided) => true,
-        Ok(Recorded::ClaimHeldElsewhere) => false,
-        Err(error) => {
-            tracing::warn!(error = %referral_domain::error_chain(&error), reason = reason.as_str(), "could not record a suppression");
-            false
-        }
     }
 }

@@ -12,9 +12,9 @@
 //! so a rerun after an interruption skips them; a complete run removes its state directory.
 
 pub mod csv;
-pub mod history;
+mod s3;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -23,27 +23,36 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
-use referral_domain::enricher::{Enricher, EnricherConfig, Outcome, QueuedWebhook};
-use referral_domain::event::{Webhook, parse_webhook};
+use referral_aws::backfill::{
+    Classified, HistoryEnricher, HistoryTables, WritePace, WriteTally, batches, classify,
+    customer_histories, dynamo_enricher, load_batch, partition_of,
+};
+use referral_domain::enricher::Outcome;
 use referral_domain::ports::{AdapterError, ErasureLog, EventArchive, FeatureStore, MessageStore};
-use referral_domain::redact::mask_email;
 use referral_local::pipeline::{InputEvent, RejectedEvent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::inputs::{self, InputError};
-use crate::lifetime::{LifetimeValueArgs, WritePace, parse_units};
+use crate::lifetime::{LifetimeValueArgs, parse_units};
 use crate::policy::RetentionArgs;
-use history::{HistoryStore, PacedArchive, WriteTally};
 
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
     /// Webhook files (.json, .jsonl, .ndjson), CSV exports (.csv) or directories of them.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "status")]
     paths: Vec<PathBuf>,
+    /// Validate, then write the valid events to S3 partitioned by customer (JSONL objects
+    /// `PREFIX/part-NNNN.jsonl`), for the template's backfill state machine; no table is written.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = s3::S3Location::parse, conflicts_with = "status")]
+    to: Option<s3::S3Location>,
+    /// With `--to`: how many objects the customers are spread over (the map's items).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_PARTITIONS), requires = "to")]
+    partitions: u64,
+    /// Follow a run of the backfill state machine until it ends (its execution ARN).
+    #[arg(long, value_name = "EXECUTION_ARN")]
+    status: Option<String>,
     /// Where refused events go, one JSON object a line (source, field, kind, error, body).
     #[arg(long, default_value = "backfill-rejects.jsonl")]
     rejects: PathBuf,
@@ -93,15 +102,13 @@ pub enum BackfillError {
     Store(#[from] AdapterError),
     #[error("cannot encode the report as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("{action}: {detail}")]
+    Aws { action: String, detail: String },
 }
 
 /// Input bytes per partition: the second pass holds one partition in memory.
 const PARTITION_BYTES: u64 = 64 << 20;
 const MAX_PARTITIONS: u64 = 4096;
-/// Events and customers handed to the enricher at once (it writes customers concurrently):
-/// a checkpoint follows each batch, so an interruption redoes at most one.
-const BATCH_EVENTS: usize = 2_000;
-const BATCH_CUSTOMERS: usize = 32;
 
 /// What a backfill did.
 #[derive(Debug, Default, Serialize)]
@@ -150,29 +157,26 @@ struct Scan {
 }
 
 pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, BackfillError> {
+    if let Some(execution) = &args.status {
+        return s3::follow(execution, args.json, sdk).await;
+    }
+    if let Some(target) = &args.to {
+        return s3::upload(args, target, sdk).await;
+    }
     let rule = args.rule.rule()?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let pace = args
         .max_write_units
         .map(|units| Arc::new(WritePace::new(units)));
-    let tally = Arc::new(Mutex::new(WriteTally::default()));
-    let enricher = Enricher::new(
-        HistoryStore::new(
-            DynamoFeatureStore::new(dynamodb.clone(), &args.features_table),
-            DynamoMessageStore::new(dynamodb.clone(), &args.messages_table)
-                .with_retention(args.retention.message_retention),
-            pace.clone(),
-            Arc::clone(&tally),
-        ),
-        PacedArchive::new(
-            DynamoEventArchive::new(dynamodb, &args.archive_table),
-            pace,
-            Arc::clone(&tally),
-        ),
-        EnricherConfig {
-            lifetime_value: rule,
-            ..EnricherConfig::default()
+    let (enricher, tally) = dynamo_enricher(
+        &aws_sdk_dynamodb::Client::new(sdk),
+        &HistoryTables {
+            features: args.features_table.clone(),
+            archive: args.archive_table.clone(),
+            messages: args.messages_table.clone(),
         },
+        args.retention.message_retention,
+        rule,
+        pace,
     );
     let report = backfill(args, &enricher, &tally).await?;
     if args.json {
@@ -191,7 +195,7 @@ pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, Backf
 /// The whole backfill on any adapters (the CLI's are DynamoDB's).
 pub async fn backfill<S, M, A>(
     args: &BackfillArgs,
-    enricher: &Enricher<HistoryStore<S, M>, PacedArchive<A>>,
+    enricher: &HistoryEnricher<S, M, A>,
     tally: &Mutex<WriteTally>,
 ) -> Result<Report, BackfillError>
 where
@@ -212,7 +216,7 @@ where
                 detail: error.to_string(),
             })?
         }
-        false => first_pass(&files, &state, &args.rejects)?,
+        false => first_pass(&files, &state, &args.rejects, partitions_for(&files))?,
     };
     let done_path = state.join("done");
     let done = finished_customers(&done_path)?;
@@ -238,54 +242,50 @@ where
     let progress = progress_bar(scan.valid);
     for partition in 0..scan.partitions {
         let path = partition_path(&state, partition);
-        let mut customers: BTreeMap<String, Vec<(i64, String, String)>> = BTreeMap::new();
         let file = File::open(&path).map_err(state_error(&path))?;
+        let mut spilled = Vec::new();
         for (index, line) in BufReader::new(file).lines().enumerate() {
             let line = line.map_err(state_error(&path))?;
-            let spilled: Spilled =
+            let event: Spilled =
                 serde_json::from_str(&line).map_err(|error| BackfillError::Damaged {
                     path: path.clone(),
                     detail: format!("line {}: {error}", index + 1),
                 })?;
-            customers.entry(spilled.customer).or_default().push((
-                spilled.at,
-                spilled.source,
-                spilled.body,
-            ));
+            spilled.push((event.customer, event.at, event.source, event.body));
         }
-        let mut batch: Vec<(String, Vec<(String, String)>)> = Vec::new();
-        let mut batch_events = 0;
-        let mut customers = customers.into_iter().peekable();
-        while let Some((customer, mut events)) = customers.next() {
-            events.sort_by_key(|(at, _, _)| *at);
-            let events: Vec<(String, String)> = events
-                .into_iter()
-                .map(|(_, source, body)| (source, body))
-                .collect();
+        let mut pending = Vec::new();
+        for (customer, events) in customer_histories(spilled) {
             report.customers += 1;
             if done.contains(&customer_hash(&customer)) {
                 report.customers_skipped += 1;
                 progress.inc(events.len() as u64);
-                continue;
+            } else {
+                pending.push((customer, events));
             }
-            batch_events += events.len();
-            batch.push((customer, events));
-            if batch_events >= BATCH_EVENTS
-                || batch.len() >= BATCH_CUSTOMERS
-                || customers.peek().is_none()
-            {
-                let finished = load_batch(enricher, &batch, resumed, &mut report, &mut rejects)
-                    .await
+        }
+        for batch in batches(pending) {
+            let loaded = load_batch(enricher, &batch, resumed).await;
+            report.applied += loaded.applied;
+            report.duplicates += loaded.duplicates;
+            report.failed.extend(loaded.unfinished);
+            for refused in &loaded.refused {
+                report.rejected += 1;
+                let rejected = RejectedEvent {
+                    source: refused.source.clone(),
+                    event_id: refused.event_id.clone(),
+                    kind: refused.kind,
+                    field: refused.field,
+                    error: refused.error.clone(),
+                };
+                reject(&mut rejects, &rejected, &refused.body)
                     .map_err(state_error(&args.rejects))?;
-                for customer in finished {
-                    writeln!(checkpoint, "{}", customer_hash(&customer))
-                        .and_then(|()| checkpoint.flush())
-                        .map_err(state_error(&done_path))?;
-                }
-                progress.inc(batch_events as u64);
-                batch.clear();
-                batch_events = 0;
             }
+            for customer in loaded.finished {
+                writeln!(checkpoint, "{}", customer_hash(&customer))
+                    .and_then(|()| checkpoint.flush())
+                    .map_err(state_error(&done_path))?;
+            }
+            progress.inc(batch.iter().map(|(_, events)| events.len() as u64).sum());
         }
     }
     progress.finish_and_clear();
@@ -302,99 +302,13 @@ where
     Ok(report)
 }
 
-/// Hands one batch of customers to the enricher; the customers it finished.
-async fn load_batch<S, M, A>(
-    enricher: &Enricher<HistoryStore<S, M>, PacedArchive<A>>,
-    batch: &[(String, Vec<(String, String)>)],
-    resumed: bool,
-    report: &mut Report,
-    rejects: &mut File,
-) -> std::io::Result<Vec<String>>
-where
-    S: FeatureStore,
-    M: MessageStore,
-    A: EventArchive + ErasureLog,
-{
-    let store = enricher.store();
-    let mut unfinished = HashSet::new();
-    for (customer, _) in batch {
-        // What the table holds, so that events it has already cost this read and no write.
-        match store.load(customer).await {
-            Ok(Some(item)) => {
-                // An interrupted run may have stopped between a write and its outcome.
-                if resumed && item.trigger_event_id.is_none() && item.version > 0 {
-                    store.record(&item).await;
-                }
-                enricher.remember(item);
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(error = %referral_domain::error_chain(&error), "backfill could not read a customer's item");
-                unfinished.insert(customer.as_str());
-            }
-        }
-    }
-    let queued: Vec<QueuedWebhook<'_>> = batch
-        .iter()
-        .filter(|(customer, _)| !unfinished.contains(customer.as_str()))
-        .flat_map(|(_, events)| events)
-        .map(|(source, body)| QueuedWebhook {
-            message_id: source,
-            body,
-        })
-        .collect();
-    let processed = enricher.process(&queued, Utc::now()).await;
-    let bodies: BTreeMap<&str, &str> = queued.iter().map(|q| (q.message_id, q.body)).collect();
-    for message in processed.messages {
-        match &message.outcome {
-            Outcome::Applied => report.applied += 1,
-            Outcome::Duplicate { conflicting: false } => report.duplicates += 1,
-            Outcome::Failed(failure) => {
-                tracing::warn!(source = message.message_id, error = %failure, "backfill left an event unapplied");
-                if let Some(customer) = &message.customer_email {
-                    unfinished.insert(
-                        batch
-                            .iter()
-                            .find(|(key, _)| key == customer)
-                            .map_or("", |(key, _)| key.as_str()),
-                    );
-                }
-            }
-            outcome => {
-                if let Some(refusal) = outcome.refusal() {
-                    report.rejected += 1;
-                    let rejected = RejectedEvent {
-                        source: message.message_id.clone(),
-                        event_id: message.event_id.clone(),
-                        kind: refusal.kind,
-                        field: refusal.field,
-                        error: refusal.message,
-                    };
-                    let body = bodies.get(message.message_id.as_str()).copied();
-                    reject(rejects, &rejected, body.unwrap_or_default())?;
-                }
-            }
-        }
-    }
-    let mut finished = Vec::new();
-    for (customer, _) in batch {
-        if unfinished.contains(customer.as_str()) {
-            report.failed.push(mask_email(customer));
-        } else {
-            finished.push(customer.clone());
-        }
-    }
-    Ok(finished)
-}
-
 /// Streams every input, refuses what ingest would, spills the rest by customer.
-fn first_pass(files: &[PathBuf], state: &Path, rejects_path: &Path) -> Result<Scan, BackfillError> {
-    let bytes: u64 = files
-        .iter()
-        .filter_map(|file| fs::metadata(file).ok())
-        .map(|metadata| metadata.len())
-        .sum();
-    let partitions = bytes.div_ceil(PARTITION_BYTES).clamp(1, MAX_PARTITIONS);
+fn first_pass(
+    files: &[PathBuf],
+    state: &Path,
+    rejects_path: &Path,
+    partitions: u64,
+) -> Result<Scan, BackfillError> {
     fs::create_dir_all(state).map_err(state_error(state))?;
     let mut parts = Vec::new();
     for partition in 0..partitions {
@@ -448,6 +362,16 @@ fn first_pass(files: &[PathBuf], state: &Path, rejects_path: &Path) -> Result<Sc
     Ok(scan)
 }
 
+/// Enough partitions that one fits in memory.
+fn partitions_for(files: &[PathBuf]) -> u64 {
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|file| fs::metadata(file).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    bytes.div_ceil(PARTITION_BYTES).clamp(1, MAX_PARTITIONS)
+}
+
 /// What the first pass reads: an event, or a CSV row that is no event at all (with its text).
 enum Read {
     Event(InputEvent),
@@ -465,25 +389,24 @@ fn spill(
         scan.rejected += 1;
         return reject(rejects, &refused, &event.body);
     }
-    match parse_webhook(&event.body) {
-        Ok(Webhook::ServiceCompleted(parsed)) => {
+    match classify(&event.body) {
+        Classified::Service { customer, at } => {
             scan.valid += 1;
-            let customer = parsed.customer.email.clone();
             let partition = partition_of(&customer, parts.len());
             let spilled = Spilled {
                 customer,
-                at: parsed.occurred_at.timestamp(),
+                at,
                 source: event.source,
                 body: event.body,
             };
             let line = serde_json::to_string(&spilled).map_err(std::io::Error::other)?;
             writeln!(parts[partition], "{line}")
         }
-        Ok(Webhook::Other { .. }) => {
+        Classified::Other => {
             scan.ignored += 1;
             Ok(())
         }
-        Err(rejection) => {
+        Classified::Refused(rejection) => {
             scan.rejected += 1;
             let event_id = rejection.event_id.clone();
             let refusal = Outcome::Rejected(rejection).refusal();
@@ -596,13 +519,6 @@ fn run_key(files: &[PathBuf], table: &str) -> Result<String, BackfillError> {
 /// A customer in the checkpoint: a hash, so the file holds no e-mail address.
 fn customer_hash(customer: &str) -> String {
     hex(&Sha256::digest(customer.as_bytes())[..12])
-}
-
-fn partition_of(customer: &str, partitions: usize) -> usize {
-    let digest = Sha256::digest(customer.as_bytes());
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&digest[..8]);
-    usize::try_from(u64::from_le_bytes(head) % partitions as u64).unwrap_or(0)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -14,10 +14,12 @@
 mod archive;
 mod messages;
 mod policy_state;
+mod size;
 
 pub use archive::{ARCHIVE_IAM_ACTIONS, BUCKET_KEY, DynamoEventArchive, ERASURE_KEY_PREFIX};
 pub use messages::DynamoMessageStore;
 pub use policy_state::{BUDGET_PARTITION, SLOT_ID};
+pub use size::{item_size, put_write_units};
 
 use std::collections::HashMap;
 

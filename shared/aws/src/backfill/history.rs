@@ -18,7 +18,7 @@ use referral_domain::ports::{
 };
 use serde::Serialize;
 
-use crate::lifetime::{WritePace, record_suppressed, write_units};
+use super::pace::{WritePace, record_suppressed, write_units};
 
 /// Who records a backfill's suppressions in the messages table.
 const HOLDER: &str = "backfill";
