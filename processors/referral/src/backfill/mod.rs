@@ -11,7 +11,7 @@
 //! version condition. After each batch its finished customers are appended to a checkpoint,
 //! so a rerun after an interruption skips them; a complete run removes its state directory.
 
-pub mod csv;
+pub use referral_fixtures::csv;
 mod s3;
 
 use std::collections::HashSet;
