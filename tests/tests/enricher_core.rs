@@ -18,6 +18,24 @@ fn message(id: &str, body: impl ToString) -> (String, String) {
     (id.to_owned(), body.to_string())
 }
 
+/// Records an erasure of `email` as `referral customers forget` does.
+async fn erase(
+    archive: &EmbeddedArchive,
+    email: &str,
+    last_version: u64,
+    erased_at: chrono::DateTime<chrono::Utc>,
+) {
+    use referral_domain::ports::{ErasureLog, ErasureMarker};
+    archive
+        .record(&ErasureMarker {
+            hash: referral_domain::redact::erasure_hash(email),
+            last_version,
+            erased_at,
+        })
+        .await
+        .unwrap();
+}
+
 fn labels(outcomes: &[referral_domain::enricher::MessageReport]) -> Vec<&'static str> {
     outcomes.iter().map(|r| r.outcome.label()).collect()
 }
@@ -245,22 +263,12 @@ async fn an_event_from_year_9999_is_refused_and_writes_nothing() {
 
 #[tokio::test]
 async fn an_erased_customer_stays_erased_and_comes_back_fresh_after_the_marker() {
-    use referral_domain::ports::{ErasureLog, ErasureMarker};
-    use referral_domain::redact::erasure_hash;
-
     let store = EmbeddedFeatureStore::new();
     let archive = EmbeddedArchive::new();
     let email = "erin@example.com";
     // Erased with version 5 at minute 10 of the fixtures' clock.
     let erased_at = referral_tests::base_time() + chrono::Duration::minutes(10);
-    archive
-        .record(&ErasureMarker {
-            hash: erasure_hash(email),
-            last_version: 5,
-            erased_at,
-        })
-        .await
-        .unwrap();
+    erase(&archive, email, 5, erased_at).await;
     let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
 
     let old = message("m-old", event_body("e-old", email, 3, Some(5.0)));
@@ -309,9 +317,6 @@ async fn an_erased_customer_stays_erased_and_comes_back_fresh_after_the_marker()
 /// after the filter was read makes the enricher read it again.
 #[tokio::test]
 async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() {
-    use referral_domain::ports::{ErasureLog, ErasureMarker};
-    use referral_domain::redact::erasure_hash;
-
     let store = EmbeddedFeatureStore::new();
     let archive = EmbeddedArchive::new();
     let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
@@ -343,14 +348,7 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
 
     let email = "erin@example.com";
     let erased_at = referral_tests::base_time() + chrono::Duration::minutes(10);
-    archive
-        .record(&ErasureMarker {
-            hash: erasure_hash(email),
-            last_version: 5,
-            erased_at,
-        })
-        .await
-        .unwrap();
+    erase(&archive, email, 5, erased_at).await;
     let mut batch = vec![message("m-old", event_body("e-old", email, 3, Some(5.0)))];
     batch.extend(strangers(8..16, 1));
     let report = enricher

@@ -5,7 +5,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use referral_aws::{config, secrets, telemetry};
+use referral_aws::{secrets, telemetry};
 use referral_backfill::{BackfillHandler, Config, METRICS_SERVICE, MapItem, Summary};
 
 // One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
@@ -13,8 +13,7 @@ use referral_backfill::{BackfillHandler, Config, METRICS_SERVICE, MapItem, Summa
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env().inspect_err(telemetry::refused_setting)?;
-    let sdk = config::load(None).await;
-    secrets::load_customer_ref_key(&sdk)
+    let sdk = secrets::function_sdk_config()
         .await
         .inspect_err(telemetry::refused_setting)?;
     let handler = &BackfillHandler::from_sdk(&sdk, &config);

@@ -5,7 +5,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use referral_aws::{config, secrets, telemetry};
+use referral_aws::{secrets, telemetry};
 use referral_enricher::{Config, EnricherHandler, METRICS_SERVICE};
 
 // One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
@@ -13,8 +13,7 @@ use referral_enricher::{Config, EnricherHandler, METRICS_SERVICE};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env().inspect_err(telemetry::refused_setting)?;
-    let sdk = config::load(None).await;
-    secrets::load_customer_ref_key(&sdk)
+    let sdk = secrets::function_sdk_config()
         .await
         .inspect_err(telemetry::refused_setting)?;
     let handler = &EnricherHandler::from_sdk(&sdk, &config);

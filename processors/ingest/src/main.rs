@@ -2,7 +2,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use referral_aws::secrets::{load_customer_ref_key, read_secret_string};
+use referral_aws::secrets::{function_sdk_config, read_secret_string};
 use referral_aws::sqs::SqsQueue;
 use referral_aws::telemetry;
 use referral_ingest::config::{SECRETS_ARN_VAR, SecretsSource, Settings};
@@ -17,8 +17,7 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env().inspect_err(telemetry::refused_setting)?;
     // The shared SDK configuration bounds every SQS call (shared/aws/src/config.rs) well
     // inside the function's timeout: a slow queue is answered 503 with Retry-After.
-    let sdk_config = referral_aws::config::load(None).await;
-    load_customer_ref_key(&sdk_config)
+    let sdk_config = function_sdk_config()
         .await
         .inspect_err(telemetry::refused_setting)?;
     // Read once per process: a rotation (a second secret added) reaches the function at its

@@ -7,7 +7,7 @@ use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use referral_aws::bedrock::BedrockConfig;
-use referral_aws::{config, secrets, telemetry};
+use referral_aws::{secrets, telemetry};
 use referral_orchestrator::{Config, METRICS_SERVICE, OrchestratorHandler, time_left};
 
 // One thread: a function gets a fraction of a vCPU, and cross-thread wake-ups only cost.
@@ -16,8 +16,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env().inspect_err(telemetry::refused_setting)?;
     let bedrock = BedrockConfig::from_env().inspect_err(telemetry::refused_setting)?;
-    let sdk = config::load(None).await;
-    secrets::load_customer_ref_key(&sdk)
+    let sdk = secrets::function_sdk_config()
         .await
         .inspect_err(telemetry::refused_setting)?;
     let handler = &OrchestratorHandler::from_sdk(&sdk, &config, bedrock);

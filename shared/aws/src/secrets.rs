@@ -60,15 +60,16 @@ pub async fn read_secret_string(
     })
 }
 
-/// Reads the customer-ref key from the secret that `CUSTOMER_REF_KEY_ARN` names and makes
-/// it the process's, when the variable is set (as deployed); otherwise the process keeps to
-/// `CUSTOMER_REF_KEY` or plain hashes. Every function calls it at start-up, before its first
-/// ref.
-pub async fn load_customer_ref_key(sdk: &SdkConfig) -> Result<(), SecretError> {
-    let Some(secret_id) = Vars::process().get(CUSTOMER_REF_KEY_ARN_VAR) else {
-        return Ok(());
-    };
-    let key = read_secret_string(sdk, CUSTOMER_REF_KEY_ARN_VAR, &secret_id).await?;
-    install_customer_ref_key(CUSTOMER_REF_KEY_ARN_VAR, key)?;
-    Ok(())
+/// What every function does first with the AWS APIs: the deployed SDK configuration
+/// ([`crate::config::load`]), then the customer-ref key read from the secret that
+/// `CUSTOMER_REF_KEY_ARN` names and made the process's, when the variable is set (as
+/// deployed; otherwise the process keeps to `CUSTOMER_REF_KEY` or plain hashes). One call, so
+/// that no function can compute a ref before its key is installed.
+pub async fn function_sdk_config() -> Result<SdkConfig, SecretError> {
+    let sdk = crate::config::load(None).await;
+    if let Some(secret_id) = Vars::process().get(CUSTOMER_REF_KEY_ARN_VAR) {
+        let key = read_secret_string(&sdk, CUSTOMER_REF_KEY_ARN_VAR, &secret_id).await?;
+        install_customer_ref_key(CUSTOMER_REF_KEY_ARN_VAR, key)?;
+    }
+    Ok(sdk)
 }
