@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::backfill::csv::COLUMNS;
 use referral_cli::remote::{self, ResourceArgs, STREAM_FAILURE_QUEUE};
+use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::event::ServiceEvent;
 use referral_domain::features::{CustomerFeatures, MemoryLimits};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
@@ -175,18 +176,8 @@ async fn scan_all(store: &DynamoFeatureStore) -> Vec<CustomerFeatures> {
     }
 }
 
-/// Whether the run's checkpoint has finished customers in it.
-fn checkpointed(state: &Path) -> bool {
-    std::fs::read_dir(state)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|run| std::fs::metadata(run.path().join("done")).is_ok_and(|done| done.len() > 0))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages() {
-    let sdk = sdk_config().await;
+/// Fresh tables and queues, and their stream read from now on.
+async fn fresh_tables(sdk: &aws_config::SdkConfig) -> (ResourceArgs, DynamoStreamFeed) {
     let names = ResourceArgs {
         features_table: unique("features"),
         archive_table: unique("archive"),
@@ -196,16 +187,20 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
         stream_failures: STREAM_FAILURE_QUEUE.to_owned(),
         max_receive_count: 5,
     };
-    let resources = remote::setup(&sdk, &names).await.expect("setup");
+    let resources = remote::setup(sdk, &names).await.expect("setup");
     let feed = DynamoStreamFeed::start(
-        aws_sdk_dynamodbstreams::Client::new(&sdk),
+        aws_sdk_dynamodbstreams::Client::new(sdk),
         resources.stream_arn.clone(),
         StartingPosition::Latest,
     )
     .await
     .expect("stream");
-    let inputs = write_inputs();
-    let args: Vec<String> = [
+    (names, feed)
+}
+
+/// `referral backfill` of [`write_inputs`]' two files into `names`' tables.
+fn backfill_args(names: &ResourceArgs) -> Vec<String> {
+    [
         "backfill",
         "history.jsonl",
         "history.csv",
@@ -225,8 +220,24 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
     ]
     .iter()
     .map(|arg| (*arg).to_owned())
-    .collect();
+    .collect()
+}
 
+/// Whether the run's checkpoint has finished customers in it.
+fn checkpointed(state: &Path) -> bool {
+    std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|run| std::fs::metadata(run.path().join("done")).is_ok_and(|done| done.len() > 0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages() {
+    let sdk = sdk_config().await;
+    let (names, feed) = fresh_tables(&sdk).await;
+    let inputs = write_inputs();
+    let args = backfill_args(&names);
     // Interrupted once: killed as soon as it has finished some customers.
     let mut paced = args.clone();
     paced.extend(["--max-write-units".to_owned(), "40".to_owned()]);
@@ -378,5 +389,174 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
         "{again}"
     );
     assert_eq!(scan_all(&features).await, stored);
+    std::fs::remove_dir_all(&inputs.dir).ok();
+}
+
+/// Live traffic while a backfill runs, on the same customers: the live path's conditional
+/// writes and the backfill's merge leave exactly the fold of history and live events
+/// together; each live change is decided as live changes are (the policy, a message), and
+/// every change the backfill wrote stays suppressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_traffic_during_a_backfill_stays_exact_and_only_live_changes_message() {
+    let sdk = sdk_config().await;
+    let (names, feed) = fresh_tables(&sdk).await;
+    let inputs = write_inputs();
+
+    // A service today for 25 of the history's customers, each delivered twice.
+    let now = chrono::Utc::now();
+    let mut live_bodies = Vec::new();
+    let mut live_customers = BTreeSet::new();
+    for delivery in &Corpus::shuffled_history().deliveries {
+        if live_customers.len() == 25 || !live_customers.insert(delivery.customer.clone()) {
+            continue;
+        }
+        let mut body: Value = serde_json::from_str(&delivery.body).unwrap();
+        body["event_id"] = Value::from(format!("evt_live_{:03}", live_customers.len()));
+        body["occurred_at"] = Value::from(
+            (now - chrono::Duration::minutes(live_customers.len() as i64))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        live_bodies.push(body.to_string());
+    }
+    let live_events: Vec<ServiceEvent> = live_bodies
+        .iter()
+        .map(|body| service_event(&serde_json::from_str(body).unwrap()))
+        .collect();
+    let mut deliveries: Vec<&String> = live_bodies.iter().chain(live_bodies.iter().rev()).collect();
+    deliveries.rotate_left(7);
+
+    // The backfill, paced so that it is still writing while the live batches come.
+    let mut args = backfill_args(&names);
+    args.extend(["--max-write-units".to_owned(), "40".to_owned()]);
+    let mut backfill = referral(&args, &inputs.dir).spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !checkpointed(&inputs.dir.join("state")) {
+        assert!(
+            Instant::now() < deadline,
+            "no customer finished in 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let features = DynamoFeatureStore::new(dynamodb.clone(), &names.features_table);
+    let enricher = Enricher::new(
+        &features,
+        DynamoEventArchive::new(dynamodb.clone(), &names.archive_table),
+        EnricherConfig::default(),
+    );
+    let mut applied = 0;
+    for (nth, batch) in deliveries.chunks(10).enumerate() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ids: Vec<String> = (0..batch.len())
+            .map(|i| format!("live-{nth}-{i}"))
+            .collect();
+        let queued: Vec<QueuedWebhook<'_>> = batch
+            .iter()
+            .zip(&ids)
+            .map(|(body, id)| QueuedWebhook {
+                message_id: id,
+                body,
+            })
+            .collect();
+        let report = enricher.process(&queued, chrono::Utc::now()).await;
+        assert_eq!(
+            (report.counters.failed, report.counters.rejected),
+            (0, 0),
+            "{:?}",
+            report.counters
+        );
+        applied += report.counters.applied;
+    }
+    assert_eq!(applied, live_events.len() as u64, "each live event once");
+    assert!(
+        backfill.try_wait().unwrap().is_none(),
+        "the backfill ended before the live traffic did: pace it slower"
+    );
+    let finished = backfill.wait_with_output().expect("wait");
+    let summary = report(&finished);
+    assert_eq!(summary["unrecorded"], 0, "{summary}");
+    assert!(
+        summary["failed"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
+    assert!(
+        summary["item_writes"].as_u64().unwrap() > 0,
+        "the backfill wrote after the live traffic began: {summary}"
+    );
+
+    // Exactly the reference fold of history and live events together.
+    let stored = scan_all(&features).await;
+    let mut all_events = inputs.distinct.clone();
+    all_events.extend(live_events.iter().cloned());
+    let expected = expected_features(&all_events, MemoryLimits::default());
+    assert_eq!(stored.len(), expected.len());
+    for item in &stored {
+        assert_eq!(
+            comparable(item.clone()),
+            comparable(expected[&item.customer_email].clone()),
+            "{}",
+            item.customer_email
+        );
+    }
+
+    // Every change the table's stream carries, through the orchestrator.
+    let messages = DynamoMessageStore::new(dynamodb, &names.messages_table);
+    let orchestrator =
+        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
+    let mapping = StreamMapping::new(feed, &orchestrator);
+    let changes: u64 = stored.iter().map(|item| item.version).sum();
+    let mut counters = StreamCounters::default();
+    for _ in 0..50 {
+        mapping.consume(1000, &mut counters).await.expect("consume");
+        if counters.records >= changes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counters.records, changes, "{counters:?}");
+
+    // One decision per change; a message only for a live change, one per live customer
+    // (their first); the backfill's changes suppressed.
+    let mut messaged = BTreeSet::new();
+    for item in &stored {
+        let decisions = messages.decisions(&item.customer_email).await.unwrap();
+        let versions: BTreeSet<u64> = decisions
+            .iter()
+            .map(|decision| match decision {
+                Decision::Message(message) => message.features_version,
+                Decision::Suppressed(suppression) => suppression.features_version,
+            })
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=item.version).collect(),
+            "{}",
+            item.customer_email
+        );
+        for decision in &decisions {
+            match decision {
+                Decision::Message(message) => {
+                    let trigger = message.trigger_event_id.as_deref().unwrap_or_default();
+                    assert!(
+                        trigger.starts_with("evt_live_"),
+                        "history messaged: {message:?}"
+                    );
+                    assert!(messaged.insert(item.customer_email.clone()));
+                }
+                Decision::Suppressed(suppression) => {
+                    let live = suppression
+                        .trigger_event_id
+                        .as_deref()
+                        .is_some_and(|id| id.starts_with("evt_live_"));
+                    assert_eq!(suppression.reason == "backfill", !live, "{suppression:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(
+        messaged, live_customers,
+        "a first message for each live customer"
+    );
     std::fs::remove_dir_all(&inputs.dir).ok();
 }

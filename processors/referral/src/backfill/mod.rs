@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -53,6 +53,9 @@ pub struct BackfillArgs {
     /// Follow a run of the backfill state machine until it ends (its execution ARN).
     #[arg(long, value_name = "EXECUTION_ARN")]
     status: Option<String>,
+    /// With `--status`: seconds between two looks at the execution.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "status")]
+    poll_seconds: u64,
     /// Where refused events go, one JSON object a line (source, field, kind, error, body).
     #[arg(long, default_value = "backfill-rejects.jsonl")]
     rejects: PathBuf,
@@ -158,7 +161,13 @@ struct Scan {
 
 pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, BackfillError> {
     if let Some(execution) = &args.status {
-        return s3::follow(execution, args.json, sdk).await;
+        return s3::follow(
+            execution,
+            Duration::from_secs(args.poll_seconds),
+            args.json,
+            sdk,
+        )
+        .await;
     }
     if let Some(target) = &args.to {
         return s3::upload(args, target, sdk).await;
