@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::backfill::csv::COLUMNS;
-use referral_cli::remote::{self, ResourceArgs, STREAM_FAILURE_QUEUE};
+use referral_cli::names::{ResourceNames, STREAM_FAILURE_QUEUE, TableNames};
+use referral_cli::remote;
 use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::event::ServiceEvent;
 use referral_domain::features::{CustomerFeatures, MemoryLimits};
@@ -177,17 +178,18 @@ async fn scan_all(store: &DynamoFeatureStore) -> Vec<CustomerFeatures> {
 }
 
 /// Fresh tables and queues, and their stream read from now on.
-async fn fresh_tables(sdk: &aws_config::SdkConfig) -> (ResourceArgs, DynamoStreamFeed) {
-    let names = ResourceArgs {
-        features_table: unique("features"),
-        archive_table: unique("archive"),
-        messages_table: unique("messages"),
+async fn fresh_tables(sdk: &aws_config::SdkConfig) -> (ResourceNames, DynamoStreamFeed) {
+    let names = ResourceNames {
+        tables: TableNames {
+            features_table: unique("features"),
+            archive_table: unique("archive"),
+            messages_table: unique("messages"),
+        },
         queue: unique("queue"),
         dlq: unique("dlq"),
         stream_failures: STREAM_FAILURE_QUEUE.to_owned(),
-        max_receive_count: 5,
     };
-    let resources = remote::setup(sdk, &names).await.expect("setup");
+    let resources = remote::setup(sdk, &names, 5).await.expect("setup");
     let feed = DynamoStreamFeed::start(
         aws_sdk_dynamodbstreams::Client::new(sdk),
         resources.stream_arn.clone(),
@@ -199,7 +201,7 @@ async fn fresh_tables(sdk: &aws_config::SdkConfig) -> (ResourceArgs, DynamoStrea
 }
 
 /// `referral backfill` of [`write_inputs`]' two files into `names`' tables.
-fn backfill_args(names: &ResourceArgs) -> Vec<String> {
+fn backfill_args(names: &ResourceNames) -> Vec<String> {
     [
         "backfill",
         "history.jsonl",
@@ -210,11 +212,11 @@ fn backfill_args(names: &ResourceArgs) -> Vec<String> {
         "--rejects",
         "rejects.jsonl",
         "--features-table",
-        &names.features_table,
+        &names.tables.features_table,
         "--archive-table",
-        &names.archive_table,
+        &names.tables.archive_table,
         "--messages-table",
-        &names.messages_table,
+        &names.tables.messages_table,
         "--endpoint-url",
         &endpoint(),
     ]
@@ -271,7 +273,7 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
 
     // Exactly the reference fold of the distinct events.
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let features = DynamoFeatureStore::new(dynamodb.clone(), &names.features_table);
+    let features = DynamoFeatureStore::new(dynamodb.clone(), &names.tables.features_table);
     let stored = scan_all(&features).await;
     let expected = expected_features(&inputs.distinct, MemoryLimits::default());
     assert_eq!(stored.len(), expected.len());
@@ -289,7 +291,7 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
     }
 
     // One outcome per change: every version suppressed, reason backfill; no message.
-    let messages = DynamoMessageStore::new(dynamodb, &names.messages_table);
+    let messages = DynamoMessageStore::new(dynamodb, &names.tables.messages_table);
     let mut changes = 0;
     for item in &stored {
         let decisions = messages.decisions(&item.customer_email).await.unwrap();
@@ -439,10 +441,10 @@ async fn live_traffic_during_a_backfill_stays_exact_and_only_live_changes_messag
     }
 
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let features = DynamoFeatureStore::new(dynamodb.clone(), &names.features_table);
+    let features = DynamoFeatureStore::new(dynamodb.clone(), &names.tables.features_table);
     let enricher = Enricher::new(
         &features,
-        DynamoEventArchive::new(dynamodb.clone(), &names.archive_table),
+        DynamoEventArchive::new(dynamodb.clone(), &names.tables.archive_table),
         EnricherConfig::default(),
     );
     let mut applied = 0;
@@ -501,7 +503,7 @@ async fn live_traffic_during_a_backfill_stays_exact_and_only_live_changes_messag
     }
 
     // Every change the table's stream carries, through the orchestrator.
-    let messages = DynamoMessageStore::new(dynamodb, &names.messages_table);
+    let messages = DynamoMessageStore::new(dynamodb, &names.tables.messages_table);
     let orchestrator =
         Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
     let mapping = StreamMapping::new(feed, &orchestrator);

@@ -12,7 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use referral_aws::dynamo::DynamoFeatureStore;
-use referral_cli::remote::{self, ResourceArgs, STREAM_FAILURE_QUEUE};
+use referral_cli::names::{ResourceNames, STREAM_FAILURE_QUEUE, TableNames};
+use referral_cli::remote;
 use referral_domain::features::CustomerFeatures;
 use referral_lambda_emulator::{FunctionSpec, InvocationOutcome, Payload, run_function};
 use referral_tests::comparable;
@@ -49,17 +50,18 @@ fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("--json prints one JSON document")
 }
 
-async fn tables(sdk: &aws_config::SdkConfig) -> ResourceArgs {
-    let names = ResourceArgs {
-        features_table: unique("features"),
-        archive_table: unique("archive"),
-        messages_table: unique("messages"),
+async fn tables(sdk: &aws_config::SdkConfig) -> ResourceNames {
+    let names = ResourceNames {
+        tables: TableNames {
+            features_table: unique("features"),
+            archive_table: unique("archive"),
+            messages_table: unique("messages"),
+        },
         queue: unique("queue"),
         dlq: unique("dlq"),
         stream_failures: STREAM_FAILURE_QUEUE.to_owned(),
-        max_receive_count: 5,
     };
-    remote::setup(sdk, &names).await.expect("setup");
+    remote::setup(sdk, &names, 5).await.expect("setup");
     names
 }
 
@@ -102,12 +104,12 @@ async fn map_items(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<V
         .collect()
 }
 
-async fn run_backfill_lambda(names: &ResourceArgs, bucket: &str, items: &[Value]) -> Vec<Value> {
+async fn run_backfill_lambda(names: &ResourceNames, bucket: &str, items: &[Value]) -> Vec<Value> {
     let mut spec = FunctionSpec::new(lambda_binary("backfill"), "backfill");
     spec.env = [
-        ("FEATURES_TABLE", names.features_table.as_str()),
-        ("ARCHIVE_TABLE", &names.archive_table),
-        ("MESSAGES_TABLE", &names.messages_table),
+        ("FEATURES_TABLE", names.tables.features_table.as_str()),
+        ("ARCHIVE_TABLE", &names.tables.archive_table),
+        ("MESSAGES_TABLE", &names.tables.messages_table),
         ("BACKFILL_BUCKET", bucket),
         ("AWS_ENDPOINT_URL", &endpoint()),
         ("AWS_ACCESS_KEY_ID", "test"),
@@ -220,11 +222,11 @@ async fn partitions_on_s3_load_through_the_lambda_as_the_cli_loads_the_files() {
             "--rejects",
             "rejects-local.jsonl",
             "--features-table",
-            &local.features_table,
+            &local.tables.features_table,
             "--archive-table",
-            &local.archive_table,
+            &local.tables.archive_table,
             "--messages-table",
-            &local.messages_table,
+            &local.tables.messages_table,
             "--endpoint-url",
             &endpoint,
         ],
@@ -253,12 +255,12 @@ async fn partitions_on_s3_load_through_the_lambda_as_the_cli_loads_the_files() {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let want = scan_all(&DynamoFeatureStore::new(
         dynamodb.clone(),
-        &local.features_table,
+        &local.tables.features_table,
     ))
     .await;
     let got = scan_all(&DynamoFeatureStore::new(
         dynamodb.clone(),
-        &remote.features_table,
+        &remote.tables.features_table,
     ))
     .await;
     assert_eq!(got.len(), want.len());

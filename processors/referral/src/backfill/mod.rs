@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::inputs::{self, InputError};
 use crate::lifetime::{LifetimeValueArgs, parse_units};
+use crate::names::TableNames;
 use crate::policy::RetentionArgs;
 
 #[derive(Debug, clap::Args)]
@@ -68,12 +69,8 @@ pub struct BackfillArgs {
     /// One JSON object instead of the summary line.
     #[arg(long)]
     json: bool,
-    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-    features_table: String,
-    #[arg(long, env = "ARCHIVE_TABLE", default_value = "CustomerFeaturesArchive")]
-    archive_table: String,
-    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-    messages_table: String,
+    #[command(flatten)]
+    tables: TableNames,
     #[command(flatten)]
     rule: LifetimeValueArgs,
     #[command(flatten)]
@@ -179,9 +176,9 @@ pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, Backf
     let (enricher, tally) = dynamo_enricher(
         &aws_sdk_dynamodb::Client::new(sdk),
         &HistoryTables {
-            features: args.features_table.clone(),
-            archive: args.archive_table.clone(),
-            messages: args.messages_table.clone(),
+            features: args.tables.features_table.clone(),
+            archive: args.tables.archive_table.clone(),
+            messages: args.tables.messages_table.clone(),
         },
         args.retention.message_retention,
         rule,
@@ -214,7 +211,9 @@ where
 {
     let started = Instant::now();
     let files = inputs::input_files(&args.paths, is_backfill_file)?;
-    let state = args.state_dir.join(run_key(&files, &args.features_table)?);
+    let state = args
+        .state_dir
+        .join(run_key(&files, &args.tables.features_table)?);
     let scan_path = state.join("scan.json");
     let resumed = scan_path.is_file();
     let scan = match resumed {
