@@ -17,7 +17,7 @@ use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::backfill::csv::COLUMNS;
 use referral_cli::names::{ResourceNames, STREAM_FAILURE_QUEUE, TableNames};
 use referral_cli::remote;
-use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
+use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::event::ServiceEvent;
 use referral_domain::features::{CustomerFeatures, MemoryLimits};
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
@@ -26,7 +26,7 @@ use referral_domain::template::TemplateGenerator;
 use referral_local::mapping::{StreamConsumer, StreamMapping};
 use referral_tests::corpus::Corpus;
 use referral_tests::emulator::{endpoint, sdk_config, unique};
-use referral_tests::{comparable, expected_features, service_event};
+use referral_tests::{comparable, expected_features, raw_batch, service_event};
 use serde_json::{Map, Value};
 
 fn referral(args: &[String], dir: &Path) -> Command {
@@ -225,6 +225,49 @@ fn backfill_args(names: &ResourceNames) -> Vec<String> {
     .collect()
 }
 
+/// The orchestrator over the table's stream, as its mapping runs it, until it has had
+/// `changes` records.
+async fn orchestrate(
+    feed: DynamoStreamFeed,
+    messages: &DynamoMessageStore,
+    changes: u64,
+) -> StreamCounters {
+    let orchestrator =
+        Orchestrator::new(TemplateGenerator, messages, OrchestratorConfig::default());
+    let mapping = StreamMapping::new(feed, &orchestrator);
+    let mut counters = StreamCounters::default();
+    for _ in 0..50 {
+        mapping.consume(1000, &mut counters).await.expect("consume");
+        if counters.records >= changes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counters.records, changes, "{counters:?}");
+    counters
+}
+
+/// `args` at 40 write units a second, started and left running once it has finished
+/// some customers.
+fn paced_backfill(args: &[String], dir: &Path) -> std::process::Child {
+    let mut paced = args.to_vec();
+    paced.extend(["--max-write-units".to_owned(), "40".to_owned()]);
+    let mut backfill = referral(&paced, dir).spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !checkpointed(&dir.join("state")) {
+        assert!(
+            Instant::now() < deadline,
+            "no customer finished in 2 minutes"
+        );
+        assert!(
+            backfill.try_wait().unwrap().is_none(),
+            "finished before any customer was checkpointed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    backfill
+}
+
 /// Whether the run's checkpoint has finished customers in it.
 fn checkpointed(state: &Path) -> bool {
     std::fs::read_dir(state)
@@ -241,21 +284,11 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
     let inputs = write_inputs();
     let args = backfill_args(&names);
     // Interrupted once: killed as soon as it has finished some customers.
-    let mut paced = args.clone();
-    paced.extend(["--max-write-units".to_owned(), "40".to_owned()]);
-    let mut first = referral(&paced, &inputs.dir).spawn().expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !checkpointed(&inputs.dir.join("state")) {
-        assert!(
-            Instant::now() < deadline,
-            "no customer finished in 2 minutes"
-        );
-        assert!(
-            first.try_wait().unwrap().is_none(),
-            "finished before it was interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = paced_backfill(&args, &inputs.dir);
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "finished before it was interrupted"
+    );
     first.kill().expect("kill");
     first.wait().expect("wait");
 
@@ -313,18 +346,7 @@ async fn a_shuffled_history_in_jsonl_and_csv_loads_exactly_once_without_messages
 
     // The orchestrator, fed every change the backfill wrote, makes no message (so no
     // model is called).
-    let orchestrator =
-        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
-    let mapping = StreamMapping::new(feed, &orchestrator);
-    let mut counters = StreamCounters::default();
-    for _ in 0..50 {
-        mapping.consume(1000, &mut counters).await.expect("consume");
-        if counters.records >= changes {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(counters.records, changes, "{counters:?}");
+    let counters = orchestrate(feed, &messages, changes).await;
     assert_eq!(
         (counters.created, counters.skipped),
         (0, changes),
@@ -428,17 +450,7 @@ async fn live_traffic_during_a_backfill_stays_exact_and_only_live_changes_messag
     deliveries.rotate_left(7);
 
     // The backfill, paced so that it is still writing while the live batches come.
-    let mut args = backfill_args(&names);
-    args.extend(["--max-write-units".to_owned(), "40".to_owned()]);
-    let mut backfill = referral(&args, &inputs.dir).spawn().expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !checkpointed(&inputs.dir.join("state")) {
-        assert!(
-            Instant::now() < deadline,
-            "no customer finished in 2 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut backfill = paced_backfill(&backfill_args(&names), &inputs.dir);
 
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let features = DynamoFeatureStore::new(dynamodb.clone(), &names.tables.features_table);
@@ -450,17 +462,12 @@ async fn live_traffic_during_a_backfill_stays_exact_and_only_live_changes_messag
     let mut applied = 0;
     for (nth, batch) in deliveries.chunks(10).enumerate() {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let ids: Vec<String> = (0..batch.len())
-            .map(|i| format!("live-{nth}-{i}"))
-            .collect();
-        let queued: Vec<QueuedWebhook<'_>> = batch
+        let batch: Vec<(String, String)> = batch
             .iter()
-            .zip(&ids)
-            .map(|(body, id)| QueuedWebhook {
-                message_id: id,
-                body,
-            })
+            .enumerate()
+            .map(|(i, body)| (format!("live-{nth}-{i}"), (*body).clone()))
             .collect();
+        let queued = raw_batch(&batch);
         let report = enricher.process(&queued, chrono::Utc::now()).await;
         assert_eq!(
             (report.counters.failed, report.counters.rejected),
@@ -504,19 +511,8 @@ async fn live_traffic_during_a_backfill_stays_exact_and_only_live_changes_messag
 
     // Every change the table's stream carries, through the orchestrator.
     let messages = DynamoMessageStore::new(dynamodb, &names.tables.messages_table);
-    let orchestrator =
-        Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
-    let mapping = StreamMapping::new(feed, &orchestrator);
     let changes: u64 = stored.iter().map(|item| item.version).sum();
-    let mut counters = StreamCounters::default();
-    for _ in 0..50 {
-        mapping.consume(1000, &mut counters).await.expect("consume");
-        if counters.records >= changes {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(counters.records, changes, "{counters:?}");
+    orchestrate(feed, &messages, changes).await;
 
     // One decision per change; a message only for a live change, one per live customer
     // (their first); the backfill's changes suppressed.
