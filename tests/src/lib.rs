@@ -62,6 +62,14 @@ pub fn service_event(body: &Value) -> ServiceEvent {
     }
 }
 
+/// The SQS event of first deliveries of (message id, body) pairs, from the webhook queue.
+pub fn sqs_batch(deliveries: &[(String, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
+    referral_aws_local::sqs_event::sqs_event(
+        &referral_aws_local::sqs_event::first_deliveries(deliveries),
+        "arn:aws:sqs:us-east-1:123456789012:referral-webhooks",
+    )
+}
+
 /// A batch of owned `(message id, body)` pairs as the enricher takes it.
 pub fn raw_batch(batch: &[(String, String)]) -> Vec<QueuedWebhook<'_>> {
     batch

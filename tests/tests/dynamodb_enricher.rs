@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore};
 use referral_aws::sqs::SqsQueue;
@@ -18,25 +18,19 @@ use referral_enricher::EnricherHandler;
 use referral_tests::emulator::{RequestCounter, fresh_queues, fresh_tables, sdk_config};
 use referral_tests::{
     base_time, comparable, enricher_clock, event_body, expected_features, raw_batch, service_event,
+    sqs_batch,
 };
 use serde_json::{Value, json};
 
+/// The batch as the mapping hands it over, first received at 2026-06-01T09:00:00Z.
 fn sqs_event(bodies: &[(String, String)]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = bodies
-        .iter()
-        .map(|(id, body)| {
-            let mut record = SqsMessage::default();
-            record.message_id = Some(id.clone());
-            record.body = Some(body.clone());
-            record.attributes = [(
-                "ApproximateFirstReceiveTimestamp".to_owned(),
-                "1780304400000".to_owned(),
-            )]
-            .into();
-            record
-        })
-        .collect();
+    let mut event = sqs_batch(bodies);
+    for record in &mut event.records {
+        record.attributes.insert(
+            "ApproximateFirstReceiveTimestamp".to_owned(),
+            "1780304400000".to_owned(),
+        );
+    }
     event
 }
 

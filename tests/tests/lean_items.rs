@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore};
@@ -20,7 +19,7 @@ use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore};
 use referral_tests::corpus::{Corpus, CorpusSpec, Delivery};
 use referral_tests::counting::SizeWatchingStore;
 use referral_tests::emulator::{fresh_queues, fresh_tables, queue_depth, sdk_config};
-use referral_tests::{comparable, expected_features, service_event};
+use referral_tests::{comparable, expected_features, service_event, sqs_batch};
 use serde_json::{Value, json};
 
 fn start() -> DateTime<Utc> {
@@ -111,20 +110,6 @@ fn legacy_event(i: u32) -> Value {
     })
 }
 
-fn sqs_event(deliveries: &[(String, String)]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = deliveries
-        .iter()
-        .map(|(id, body)| {
-            let mut record = SqsMessage::default();
-            record.message_id = Some(id.clone());
-            record.body = Some(body.clone());
-            record
-        })
-        .collect();
-    event
-}
-
 #[tokio::test]
 async fn an_item_the_first_release_wrote_is_read_and_rewritten_compactly() {
     let config = sdk_config().await;
@@ -164,7 +149,7 @@ async fn an_item_the_first_release_wrote_is_read_and_rewritten_compactly() {
         ("m3", new_event),
     ]
     .map(|(id, body)| (id.to_owned(), body.to_string()));
-    let outcome = handler.handle(&sqs_event(&deliveries), Utc::now()).await;
+    let outcome = handler.handle(&sqs_batch(&deliveries), Utc::now()).await;
     let labels: Vec<&str> = outcome
         .report
         .messages
@@ -252,7 +237,7 @@ async fn heavy_run(corpus: &Corpus, memory: MemoryLimits) -> HeavyRun {
             .map(|(i, delivery)| (format!("m{number}-{i}"), delivery.body.clone()))
             .collect();
         let now = batch.iter().map(|d: &Delivery| d.deliver_at).max().unwrap();
-        let outcome = handler.handle(&sqs_event(&deliveries), now).await;
+        let outcome = handler.handle(&sqs_batch(&deliveries), now).await;
         assert!(
             outcome.response.batch_item_failures.is_empty(),
             "batch {number}: {:?}",

@@ -158,7 +158,7 @@ fn generate_sqs(args: &SqsArgs) -> Result<Vec<Value>, EventsError> {
         queue: args.queue.clone(),
         sent_at: send_time(&webhooks, args.common.timestamp),
     };
-    Ok(sqs_batches(&webhooks, &options))
+    sqs_batches(&webhooks, &options)
 }
 
 fn generate_stream(args: &StreamArgs) -> Result<Vec<Value>, EventsError> {

@@ -4,7 +4,7 @@
 //! deployed Lambda.
 
 pub mod provision;
-mod sqs_event;
+pub mod sqs_event;
 pub mod stream_reader;
 
 pub use sqs_event::sqs_event;

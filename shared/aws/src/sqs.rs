@@ -285,6 +285,17 @@ pub fn string_attributes(
         .collect()
 }
 
+/// A received message as the port hands it out.
+pub fn queue_message(message: Message) -> QueueMessage {
+    QueueMessage {
+        receive_count: receive_count_of(&message),
+        attributes: attributes_of(&message),
+        message_id: message.message_id.unwrap_or_default(),
+        receipt: message.receipt_handle.unwrap_or_default(),
+        body: message.body.unwrap_or_default(),
+    }
+}
+
 /// The string attributes of a received message.
 pub fn attributes_of(message: &Message) -> BTreeMap<String, String> {
     message
@@ -361,16 +372,7 @@ impl WorkQueue for SqsQueue {
 
     async fn receive(&self, max: usize) -> Result<Vec<QueueMessage>, AdapterError> {
         let messages = self.receive_raw(max, self.wait_seconds, None).await?;
-        Ok(messages
-            .into_iter()
-            .map(|message| QueueMessage {
-                receive_count: receive_count_of(&message),
-                attributes: attributes_of(&message),
-                message_id: message.message_id.unwrap_or_default(),
-                receipt: message.receipt_handle.unwrap_or_default(),
-                body: message.body.unwrap_or_default(),
-            })
-            .collect())
+        Ok(messages.into_iter().map(queue_message).collect())
     }
 
     async fn delete(&self, receipts: &[String]) -> Result<(), AdapterError> {

@@ -1,41 +1,25 @@
 //! The SQS batch events the enricher's event-source mapping would invoke it with.
 
+use referral_aws_local::sqs_event::{first_deliveries, sqs_event};
 use referral_lambda_emulator::Payload;
-use serde_json::{Value, json};
 
 use crate::corpus::Corpus;
 
 /// One SQS event per batch of the corpus, as JSON bytes.
 pub fn sqs_batches(corpus: &Corpus, queue_arn: &str) -> Vec<Vec<u8>> {
-    let first_receive = "1767225600000";
     corpus
         .batches()
         .enumerate()
         .map(|(batch, deliveries)| {
-            let records: Vec<Value> = deliveries
+            let deliveries: Vec<(String, String)> = deliveries
                 .iter()
                 .enumerate()
                 .map(|(index, delivery)| {
-                    let id = format!("msg-{batch:05}-{index:02}");
-                    json!({
-                        "messageId": id,
-                        "receiptHandle": format!("rh-{id}"),
-                        "body": delivery.body,
-                        "attributes": {
-                            "ApproximateReceiveCount": "1",
-                            "SentTimestamp": first_receive,
-                            "SenderId": "AIDAEXAMPLE",
-                            "ApproximateFirstReceiveTimestamp": first_receive
-                        },
-                        "messageAttributes": {},
-                        "md5OfBody": "",
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": queue_arn,
-                        "awsRegion": "us-east-1"
-                    })
+                    (format!("msg-{batch:05}-{index:02}"), delivery.body.clone())
                 })
                 .collect();
-            json!({ "Records": records }).to_string().into_bytes()
+            serde_json::to_vec(&sqs_event(&first_deliveries(&deliveries), queue_arn))
+                .unwrap_or_default()
         })
         .collect()
 }

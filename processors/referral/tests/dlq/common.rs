@@ -7,15 +7,15 @@ pub(crate) use std::process::Command;
 pub(crate) use std::time::{Duration, Instant};
 
 pub(crate) use aws_config::SdkConfig;
-pub(crate) use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 pub(crate) use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
     QueueAttributeName, SendMessageBatchRequestEntry,
 };
 pub(crate) use chrono::Utc;
 pub(crate) use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, DynamoMessageStore};
-pub(crate) use referral_aws::sqs::{SqsQueue, attributes_of};
+pub(crate) use referral_aws::sqs::{SqsQueue, attributes_of, queue_message};
 pub(crate) use referral_aws_local::provision::{QueuePair, TableNames, queue_arn, queue_url};
+pub(crate) use referral_aws_local::sqs_event::sqs_event;
 pub(crate) use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 pub(crate) use referral_domain::enricher::{Enricher, EnricherConfig};
 pub(crate) use referral_domain::event::ServiceEvent;
@@ -323,34 +323,8 @@ pub(crate) async fn enrich_with(
         if messages.is_empty() {
             return deliveries;
         }
-        let mut event = SqsEvent::default();
-        event.records = messages
-            .iter()
-            .map(|message| {
-                let mut record = SqsMessage::default();
-                record.message_id = message.message_id.clone();
-                record.receipt_handle = message.receipt_handle.clone();
-                record.body = message.body.clone();
-                record.attributes = message
-                    .attributes
-                    .iter()
-                    .flatten()
-                    .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
-                    .collect();
-                record.message_attributes = attributes_of(message)
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let mut attribute = SqsMessageAttribute::default();
-                        attribute.string_value = Some(value);
-                        attribute.data_type = Some("String".to_owned());
-                        (name, attribute)
-                    })
-                    .collect();
-                record.event_source = Some("aws:sqs".to_owned());
-                record.event_source_arn = Some(queues.arn.clone());
-                record
-            })
-            .collect();
+        let batch: Vec<_> = messages.iter().cloned().map(queue_message).collect();
+        let event = sqs_event(&batch, &queues.arn);
         let outcome = handler.handle(&event, Utc::now()).await;
         assert!(
             outcome.response.batch_item_failures.is_empty(),
