@@ -14,7 +14,7 @@ use aws_config::SdkConfig;
 use referral_aws::erasure::{self, Eraser, ErasureTables, Removed};
 use referral_aws::sqs::SqsQueue;
 use referral_domain::env::{EnvError, Vars};
-use referral_domain::event::normalise_email;
+use referral_domain::event::{EventError, normalise_email};
 use referral_domain::redact::{CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key, customer_ref};
 use serde::Serialize;
 use serde_json::Value;
@@ -168,6 +168,10 @@ fn request(event: &Value) -> Result<Request, EraseError> {
         let name = format!("{EMAILS}[{index}]");
         match entry.as_str().map(normalise_email) {
             Some(Ok(email)) => emails.push(email),
+            // The address's own field is `emails[i]` here, not a webhook's `customer.email`.
+            Some(Err(EventError::Invalid { problem, .. })) => {
+                rejected.insert(name, problem.to_owned());
+            }
             Some(Err(error)) => {
                 rejected.insert(name, error.to_string());
             }

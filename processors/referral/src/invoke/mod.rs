@@ -31,6 +31,8 @@ pub enum Function {
     Ingest,
     Enricher,
     Orchestrator,
+    /// Erasure by API: `{"emails": [...], "dry_run": false}`.
+    Eraser,
 }
 
 impl Function {
@@ -40,6 +42,7 @@ impl Function {
             Function::Ingest => "ingest",
             Function::Enricher => "enricher",
             Function::Orchestrator => "orchestrator",
+            Function::Eraser => "eraser",
         }
     }
 }
