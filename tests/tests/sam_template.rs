@@ -452,12 +452,15 @@ fn the_eraser_reaches_exactly_what_an_erasure_deletes() {
     let mut expected: Vec<(BTreeSet<String>, BTreeSet<String>)> = [
         (
             FEATURES_IAM_ACTIONS,
-            vec![arn_of(eraser::ENV_FEATURES_TABLE)],
+            vec![arn_of(referral_aws::dynamo::ENV_FEATURES_TABLE)],
         ),
-        (ARCHIVE_IAM_ACTIONS, vec![arn_of(eraser::ENV_ARCHIVE_TABLE)]),
+        (
+            ARCHIVE_IAM_ACTIONS,
+            vec![arn_of(referral_aws::dynamo::ENV_ARCHIVE_TABLE)],
+        ),
         (
             MESSAGES_IAM_ACTIONS,
-            vec![arn_of(eraser::ENV_MESSAGES_TABLE)],
+            vec![arn_of(referral_aws::dynamo::ENV_MESSAGES_TABLE)],
         ),
         (
             QUEUE_IAM_ACTIONS,

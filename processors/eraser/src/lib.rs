@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use referral_aws::erasure::{self, Eraser, ErasureTables, Removed};
+use referral_aws::dynamo::{TABLES_ENV_VARS, Tables};
+use referral_aws::erasure::{self, Eraser, Removed};
 use referral_aws::sqs::SqsQueue;
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::event::{EventError, normalise_email};
@@ -21,9 +22,9 @@ use serde_json::Value;
 
 /// Environment variables the binary reads (the template sets exactly these).
 pub const ENV_VARS: &[&str] = &[
-    ENV_FEATURES_TABLE,
-    ENV_ARCHIVE_TABLE,
-    ENV_MESSAGES_TABLE,
+    TABLES_ENV_VARS[0],
+    TABLES_ENV_VARS[1],
+    TABLES_ENV_VARS[2],
     ENV_WEBHOOK_QUEUE_URL,
     ENV_DEAD_LETTER_QUEUE_URL,
     ENV_STREAM_FAILURE_QUEUE_URL,
@@ -31,9 +32,6 @@ pub const ENV_VARS: &[&str] = &[
     // hashes, and must match those of the other functions.
     CUSTOMER_REF_KEY_ARN_VAR,
 ];
-pub const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
-pub const ENV_ARCHIVE_TABLE: &str = "ARCHIVE_TABLE";
-pub const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
 pub const ENV_WEBHOOK_QUEUE_URL: &str = "WEBHOOK_QUEUE_URL";
 pub const ENV_DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
 pub const ENV_STREAM_FAILURE_QUEUE_URL: &str = "STREAM_FAILURE_QUEUE_URL";
@@ -61,7 +59,7 @@ pub fn iam_actions() -> Vec<&'static str> {
 /// Settings of the function, from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub tables: ErasureTables,
+    pub tables: Tables,
     /// The webhook queue, its dead-letter queue and the stream failures, by URL.
     pub queue_urls: [String; 3],
 }
@@ -74,14 +72,7 @@ impl Config {
     pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         check_customer_ref_key(vars)?;
         Ok(Config {
-            tables: ErasureTables {
-                features: vars.required(ENV_FEATURES_TABLE, "the CustomerFeatures table's name")?,
-                archive: vars.required(
-                    ENV_ARCHIVE_TABLE,
-                    "the CustomerFeaturesArchive table's name",
-                )?,
-                messages: vars.required(ENV_MESSAGES_TABLE, "the ReferralMessages table's name")?,
-            },
+            tables: Tables::from_vars(vars)?,
             queue_urls: [
                 vars.required(ENV_WEBHOOK_QUEUE_URL, "the webhook queue's URL")?,
                 vars.required(ENV_DEAD_LETTER_QUEUE_URL, "the dead-letter queue's URL")?,

@@ -5,9 +5,8 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use referral_aws::dynamo::DynamoEventArchive;
 use referral_domain::ports::ErasureLog;
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 #[path = "common/lambda_binaries.rs"]
 #[allow(dead_code)]
 mod lambda_binaries;
-use lambda_binaries::lambda_binary;
+use lambda_binaries::{lambda_binary, output_with_stdin};
 
 const JANE: &str = "jane.doe@example.com";
 
@@ -50,27 +49,15 @@ impl Names {
 
 /// `referral ARGS` with the resources' flags, `stdin` fed to it; unkeyed customer refs.
 fn referral_output(args: &[&str], names: &Names, url: &str, stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_referral"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_referral"));
+    command
         .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
         .args(args)
         .args(names.flags(url))
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("CUSTOMER_REF_KEY")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the referral binary");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(stdin)
-        .expect("feed stdin");
-    child
-        .wait_with_output()
-        .expect("wait for the referral binary")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    output_with_stdin(command, stdin)
 }
 
 fn referral(args: &[&str], names: &Names, url: &str) -> Value {
@@ -220,6 +207,31 @@ async fn marker_version(names: &Names) -> Option<u64> {
         .map(|marker| marker.last_version)
 }
 
+/// What the erasure of Jane seeded by [`seed`] reports and leaves: her item, messages and
+/// queued webhooks gone, someone else's webhook kept, the marker after her last version.
+async fn assert_erased(removed: &Value, names: &Names, last_version: u64) {
+    assert_eq!(removed["features_item"], 1, "{removed}");
+    assert!(removed["messages_rows"].as_u64().unwrap() > 0, "{removed}");
+    assert_eq!(removed["queued_webhooks"][&names.dlq], 1, "{removed}");
+    assert_eq!(removed["queued_webhooks"][&names.queue], 0, "{removed}");
+    assert_eq!(
+        removed["queued_webhooks"][&names.stream_failures], 1,
+        "{removed}"
+    );
+    assert_eq!(removed["marker_last_version"], last_version, "{removed}");
+    let left = everything(names).await;
+    assert!(
+        !left.contains(JANE),
+        "the address is still somewhere: {left}"
+    );
+    assert!(
+        left.contains("someone.else@example.com"),
+        "another's webhook was lost"
+    );
+
+    assert_eq!(marker_version(names).await, Some(last_version));
+}
+
 #[tokio::test]
 async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
     let url = endpoint();
@@ -248,26 +260,7 @@ async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
         &names,
         &url,
     );
-    assert_eq!(removed["features_item"], 1, "{removed}");
-    assert!(removed["messages_rows"].as_u64().unwrap() > 0, "{removed}");
-    assert_eq!(removed["queued_webhooks"][&names.dlq], 1, "{removed}");
-    assert_eq!(removed["queued_webhooks"][&names.queue], 0, "{removed}");
-    assert_eq!(
-        removed["queued_webhooks"][&names.stream_failures], 1,
-        "{removed}"
-    );
-    assert_eq!(removed["marker_last_version"], last_version, "{removed}");
-    let left = everything(&names).await;
-    assert!(
-        !left.contains(JANE),
-        "the address is still somewhere: {left}"
-    );
-    assert!(
-        left.contains("someone.else@example.com"),
-        "another's webhook was lost"
-    );
-
-    assert_eq!(marker_version(&names).await, Some(last_version));
+    assert_erased(&removed, &names, last_version).await;
 
     let again = referral(&["customers", "forget", JANE, "--json"], &names, &url);
     assert_eq!(again["features_item"], 0, "idempotent: {again}");
@@ -358,8 +351,6 @@ async fn the_eraser_function_erases_by_api_and_logs_no_address() {
         1,
         "{answer}"
     );
-    assert_eq!(removed["features_item"], 1, "{answer}");
-    assert!(removed["messages_rows"].as_u64().unwrap() > 0, "{answer}");
     // The dry run counted what the erasure removed.
     for place in ["messages_rows", "archive_items", "queued_webhooks"] {
         assert_eq!(
@@ -367,26 +358,10 @@ async fn the_eraser_function_erases_by_api_and_logs_no_address() {
             "{place}"
         );
     }
-    assert_eq!(removed["queued_webhooks"][&names.dlq], 1, "{answer}");
-    assert_eq!(removed["queued_webhooks"][&names.queue], 0, "{answer}");
-    assert_eq!(
-        removed["queued_webhooks"][&names.stream_failures], 1,
-        "{answer}"
-    );
-    assert_eq!(removed["marker_last_version"], last_version, "{answer}");
     assert_eq!(
         answer["rejected"],
         json!({"emails[1]": "must contain exactly one `@`"}),
         "{answer}"
     );
-    let left = everything(&names).await;
-    assert!(
-        !left.contains(JANE),
-        "the address is still somewhere: {left}"
-    );
-    assert!(
-        left.contains("someone.else@example.com"),
-        "another's webhook was lost"
-    );
-    assert_eq!(marker_version(&names).await, Some(last_version));
+    assert_erased(removed, &names, last_version).await;
 }

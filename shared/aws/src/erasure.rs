@@ -17,7 +17,7 @@ use referral_domain::redact::{customer_ref, erasure_hash};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::dynamo::{BUCKET_KEY, CUSTOMER_KEY, DynamoEventArchive, MESSAGE_KEY};
+use crate::dynamo::{BUCKET_KEY, CUSTOMER_KEY, DynamoEventArchive, MESSAGE_KEY, Tables};
 use crate::error::adapter_error;
 use crate::sqs::SqsQueue;
 use crate::sqs::scan::Scan;
@@ -43,14 +43,6 @@ pub const QUEUE_IAM_ACTIONS: &[&str] = &[
     "sqs:DeleteMessage",
     "sqs:ReceiveMessage",
 ];
-
-/// The tables an erasure removes a customer from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErasureTables {
-    pub features: String,
-    pub archive: String,
-    pub messages: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ErasureError {
@@ -86,7 +78,7 @@ pub struct Removed {
 pub struct Eraser {
     dynamo: Dynamo,
     log: DynamoEventArchive,
-    tables: ErasureTables,
+    tables: Tables,
     /// The webhook queue, its dead-letter queue and the stream mapping's failure
     /// destination (a quarantined record names its customer by address).
     queues: Vec<SqsQueue>,
@@ -94,12 +86,7 @@ pub struct Eraser {
 }
 
 impl Eraser {
-    pub fn new(
-        dynamo: Dynamo,
-        tables: ErasureTables,
-        queues: Vec<SqsQueue>,
-        lease_seconds: u32,
-    ) -> Self {
+    pub fn new(dynamo: Dynamo, tables: Tables, queues: Vec<SqsQueue>, lease_seconds: u32) -> Self {
         Eraser {
             log: DynamoEventArchive::new(dynamo.clone(), &tables.archive),
             dynamo,

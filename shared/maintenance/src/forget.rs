@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client as Dynamo;
-use referral_aws::erasure::{Eraser, ErasureError, ErasureTables};
+use referral_aws::dynamo::Tables;
+use referral_aws::erasure::{Eraser, ErasureError};
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::provision::queue_url;
 use referral_domain::event::normalise_email;
@@ -82,7 +83,7 @@ pub async fn forget_all(args: &ForgetOptions, sdk: &SdkConfig) -> Result<ExitCod
             })?;
         queues.push(SqsQueue::new(sqs.clone(), url));
     }
-    let tables = ErasureTables {
+    let tables = Tables {
         features: resources.features_table.clone(),
         archive: resources.archive_table.clone(),
         messages: resources.messages_table.clone(),
