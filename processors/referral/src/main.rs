@@ -178,8 +178,7 @@ fn exit_status(error: &CliError) -> u8 {
         ) => FAILURE,
         CliError::Backfill(_) => USAGE,
         CliError::Forget(
-            customers::ForgetError::Aws(_)
-            | customers::ForgetError::Output(_)
+            customers::ForgetError::Output(_)
             | customers::ForgetError::Erasure(ErasureError::Store(_)),
         ) => FAILURE,
         // A queue the AWS API does not find is a wrong name, as for `dlq`.

@@ -11,7 +11,6 @@ use referral_aws::erasure::{Eraser, ErasureError};
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::provision::queue_url;
 use referral_domain::event::normalise_email;
-use referral_domain::ports::AdapterError;
 
 /// What `referral customers forget` was asked.
 #[derive(Debug, Clone)]
@@ -61,8 +60,6 @@ pub enum ForgetError {
     },
     #[error("no address given: name them, or --from-file")]
     Nothing,
-    #[error(transparent)]
-    Aws(#[from] AdapterError),
     #[error(transparent)]
     Erasure(#[from] ErasureError),
     #[error("cannot print the report: {0}")]
