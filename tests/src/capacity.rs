@@ -3,10 +3,9 @@
 //! sizing (here), the recording's parser ([`recording`]), the accounting ([`ledger`]) and
 //! its result ([`report`]).
 //!
-//! Sizes follow DynamoDB's rules on the JSON wire format (`{"S": "x"}`): attribute name
-//! bytes plus the value's size, where a string is its UTF-8 bytes, a number 1 byte plus one
-//! per two significant digits, a binary its raw bytes, a boolean or null 1 byte, and a list
-//! or map 3 bytes plus 1 per element (and a map's key bytes).
+//! A recorded item is in DynamoDB's JSON wire format (`{"S": "x"}`): it is checked and read
+//! into attribute values, then sized by the sizer the functions bill their own writes with
+//! (`referral_aws::dynamo::size`), so the bench and the code cannot disagree on a byte.
 
 mod items;
 pub mod ledger;
@@ -14,6 +13,9 @@ pub mod recording;
 pub mod report;
 
 use base64::Engine;
+use referral_aws::dynamo::size;
+pub use referral_aws::dynamo::size::{WRITE_UNIT_BYTES, write_units};
+use serde_dynamo::AttributeValue;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -25,8 +27,7 @@ pub use report::{CapacityError, CapacityReport, TableUsage};
 /// the bench kit's `capacity.py`, so the two tools' figures compare.
 pub const USD_PER_MILLION_WRITE_UNITS: f64 = 0.625;
 pub const USD_PER_MILLION_READ_UNITS: f64 = 0.125;
-/// A write unit covers up to 1 KB of item, a read unit up to 4 KB.
-pub const WRITE_UNIT_BYTES: u64 = 1024;
+/// A read unit covers up to 4 KB of item (a write unit 1 KB: [`WRITE_UNIT_BYTES`]).
 pub const READ_UNIT_BYTES: u64 = 4096;
 /// DynamoDB numbers carry at most 38 significant digits.
 pub const MAX_NUMBER_DIGITS: usize = 38;
@@ -60,38 +61,63 @@ pub fn item_map_size(item: &Map<String, Value>) -> Result<u64, SizeError> {
     })
 }
 
-/// Size of one attribute value, without its name.
+/// Size of one attribute value, without its name: the wire form read into the SDK's value,
+/// sized by the workspace's one sizer.
 pub fn attribute_size(value: &Value) -> Result<u64, SizeError> {
-    let (kind, inner) = typed(value)?;
-    match kind {
-        "S" => Ok(text(inner, "S")?.len() as u64),
-        "N" => number_size(text(inner, "N")?),
-        "B" => binary_size(text(inner, "B")?),
-        "BOOL" | "NULL" => Ok(1),
-        "SS" => sum(array(inner, "SS")?, |v| Ok(text(v, "SS")?.len() as u64)),
-        "NS" => sum(array(inner, "NS")?, |v| number_size(text(v, "NS")?)),
-        "BS" => sum(array(inner, "BS")?, |v| binary_size(text(v, "BS")?)),
-        "L" => Ok(3 + sum(array(inner, "L")?, |v| Ok(1 + attribute_size(v)?))?),
-        "M" => {
-            let map = inner.as_object().ok_or(SizeError::WrongShape("M"))?;
-            map.iter().try_fold(3, |total, (key, value)| {
-                Ok(total + key.len() as u64 + 1 + attribute_size(value)?)
-            })
-        }
-        other => Err(SizeError::UnknownType(other.to_owned())),
-    }
+    Ok(size::attribute_size(&attribute_value(value)?))
 }
 
-/// 1 byte plus one per two significant digits; leading and trailing zeros do not count.
+/// 1 byte plus one per two significant digits, of a valid DynamoDB number.
 pub fn number_size(text: &str) -> Result<u64, SizeError> {
-    let digits = normal_number(text)?.digits.len() as u64;
-    Ok(1 + digits.div_ceil(2))
+    normal_number(text)?;
+    Ok(size::number_size(text))
 }
 
-/// Write units of a write that replaces an item of `old` bytes with one of `new` bytes:
-/// DynamoDB charges the larger of the two, at least one unit.
-pub fn write_units(old: u64, new: u64) -> u64 {
-    old.max(new).div_ceil(WRITE_UNIT_BYTES).max(1)
+/// An attribute value in DynamoDB's JSON wire format (`{"S": "x"}`), checked.
+fn attribute_value(value: &Value) -> Result<AttributeValue, SizeError> {
+    let (kind, inner) = typed(value)?;
+    let texts = |kind: &'static str| -> Result<Vec<String>, SizeError> {
+        array(inner, kind)?
+            .iter()
+            .map(|v| text(v, kind).map(str::to_owned))
+            .collect()
+    };
+    let number = |text: &str| normal_number(text).map(|_| text.to_owned());
+    Ok(match kind {
+        "S" => AttributeValue::S(text(inner, "S")?.to_owned()),
+        "N" => AttributeValue::N(number(text(inner, "N")?)?),
+        "B" => AttributeValue::B(binary(text(inner, "B")?)?),
+        "BOOL" => AttributeValue::Bool(inner.as_bool().ok_or(SizeError::WrongShape("BOOL"))?),
+        "NULL" => AttributeValue::Null(true),
+        "SS" => AttributeValue::Ss(texts("SS")?),
+        "NS" => AttributeValue::Ns(
+            texts("NS")?
+                .iter()
+                .map(|text| number(text))
+                .collect::<Result<_, _>>()?,
+        ),
+        "BS" => AttributeValue::Bs(
+            array(inner, "BS")?
+                .iter()
+                .map(|v| binary(text(v, "BS")?))
+                .collect::<Result<_, _>>()?,
+        ),
+        "L" => AttributeValue::L(
+            array(inner, "L")?
+                .iter()
+                .map(attribute_value)
+                .collect::<Result<_, _>>()?,
+        ),
+        "M" => AttributeValue::M(
+            inner
+                .as_object()
+                .ok_or(SizeError::WrongShape("M"))?
+                .iter()
+                .map(|(key, value)| Ok((key.clone(), attribute_value(value)?)))
+                .collect::<Result<_, SizeError>>()?,
+        ),
+        other => return Err(SizeError::UnknownType(other.to_owned())),
+    })
 }
 
 /// Read units of reading an item of `size` bytes (0 when absent): at least one unit per
@@ -151,10 +177,9 @@ pub(crate) fn normal_number(text: &str) -> Result<NormalNumber, SizeError> {
     })
 }
 
-fn binary_size(encoded: &str) -> Result<u64, SizeError> {
+fn binary(encoded: &str) -> Result<Vec<u8>, SizeError> {
     base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .map(|bytes| bytes.len() as u64)
         .map_err(|_| SizeError::BadBase64)
 }
 
@@ -177,15 +202,6 @@ fn array<'a>(value: &'a Value, kind: &'static str) -> Result<&'a [Value], SizeEr
         .as_array()
         .map(Vec::as_slice)
         .ok_or(SizeError::WrongShape(kind))
-}
-
-fn sum(
-    values: &[Value],
-    size: impl Fn(&Value) -> Result<u64, SizeError>,
-) -> Result<u64, SizeError> {
-    values
-        .iter()
-        .try_fold(0, |total, value| Ok(total + size(value)?))
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use referral_domain::features::CustomerFeatures;
 use referral_domain::ports::{
-    AdapterError, Claim, Decision, FeatureStore, FeatureWrite, Generated, GenerationError,
-    GenerationRequest, Holder, MessageGenerator, MessageKey, MessageStore, Recorded,
-    ReferralMessage, WriteOutcome,
+    AdapterError, Claim, FeatureStore, FeatureWrite, Generated, GenerationError, GenerationRequest,
+    Holder, MessageGenerator, MessageKey, MessageStore, WriteOutcome,
 };
 use referral_domain::template::TemplateGenerator;
 
@@ -76,35 +75,11 @@ impl<M: MessageStore> MessageStore for FailingFor<M> {
         self.inner.claim(key, holder, now, lease).await
     }
 
-    async fn keep_draft(
-        &self,
-        holder: &Holder,
-        draft: &ReferralMessage,
-    ) -> Result<bool, AdapterError> {
-        self.inner.keep_draft(holder, draft).await
-    }
-
-    async fn record(
-        &self,
-        decision: Decision,
-        holder: &Holder,
-        now: DateTime<Utc>,
-    ) -> Result<Recorded, AdapterError> {
-        self.inner.record(decision, holder, now).await
-    }
-
-    async fn release(
-        &self,
-        key: &MessageKey,
-        holder: &Holder,
-        now: DateTime<Utc>,
-    ) -> Result<(), AdapterError> {
-        self.inner.release(key, holder, now).await
-    }
-
-    async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
-        self.inner.decisions(customer_email).await
-    }
+    crate::forward_message_store!(
+        inner;
+        keep_draft, record, release, decisions, take_message_slot, message_slot, spend_model_call,
+        model_calls
+    );
 }
 
 impl<S: FeatureStore> FeatureStore for FailingFor<S> {

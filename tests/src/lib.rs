@@ -11,6 +11,7 @@ pub mod corpus;
 pub mod counting;
 pub mod emulator;
 pub mod faults;
+pub mod forward;
 pub mod item_bytes;
 pub mod recorder;
 pub mod sam;

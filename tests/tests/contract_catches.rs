@@ -10,10 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use referral_domain::features::{ArchivedEvent, CustomerFeatures};
 use referral_domain::ports::{
-    AdapterError, ChangeFeed, ChangeRecord, Claim, Decision, ErasureFilter, ErasureLog,
-    ErasureMarker, EventArchive, FeatureStore, FeatureWrite, Holder, MessageKey, MessageSlot,
-    MessageStore, OutgoingMessage, QueueMessage, Recorded, ReferralMessage, SlotTaken, WorkQueue,
-    WriteOutcome,
+    AdapterError, ChangeFeed, ChangeRecord, Claim, ErasureFilter, ErasureLog, ErasureMarker,
+    EventArchive, FeatureStore, FeatureWrite, Holder, MessageKey, MessageSlot, MessageStore,
+    OutgoingMessage, QueueMessage, SlotTaken, WorkQueue, WriteOutcome,
 };
 use referral_local::embedded::{
     EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
@@ -240,35 +239,11 @@ impl MessageStore for OneHolder {
         self.0.claim(key, &Holder::new("anyone"), now, lease).await
     }
 
-    async fn keep_draft(
-        &self,
-        holder: &Holder,
-        draft: &ReferralMessage,
-    ) -> Result<bool, AdapterError> {
-        self.0.keep_draft(holder, draft).await
-    }
-
-    async fn record(
-        &self,
-        decision: Decision,
-        holder: &Holder,
-        now: DateTime<Utc>,
-    ) -> Result<Recorded, AdapterError> {
-        self.0.record(decision, holder, now).await
-    }
-
-    async fn release(
-        &self,
-        key: &MessageKey,
-        holder: &Holder,
-        now: DateTime<Utc>,
-    ) -> Result<(), AdapterError> {
-        self.0.release(key, holder, now).await
-    }
-
-    async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
-        self.0.decisions(customer_email).await
-    }
+    referral_tests::forward_message_store!(
+        0;
+        keep_draft, record, release, decisions, take_message_slot, message_slot, spend_model_call,
+        model_calls
+    );
 }
 
 #[tokio::test]
@@ -294,46 +269,6 @@ enum PolicyFlaw {
 struct BrokenPolicyState(EmbeddedMessageStore, PolicyFlaw);
 
 impl MessageStore for BrokenPolicyState {
-    async fn claim(
-        &self,
-        key: &MessageKey,
-        holder: &Holder,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<Claim, AdapterError> {
-        self.0.claim(key, holder, now, lease).await
-    }
-
-    async fn keep_draft(
-        &self,
-        holder: &Holder,
-        draft: &ReferralMessage,
-    ) -> Result<bool, AdapterError> {
-        self.0.keep_draft(holder, draft).await
-    }
-
-    async fn record(
-        &self,
-        decision: Decision,
-        holder: &Holder,
-        now: DateTime<Utc>,
-    ) -> Result<Recorded, AdapterError> {
-        self.0.record(decision, holder, now).await
-    }
-
-    async fn release(
-        &self,
-        key: &MessageKey,
-        holder: &Holder,
-        now: DateTime<Utc>,
-    ) -> Result<(), AdapterError> {
-        self.0.release(key, holder, now).await
-    }
-
-    async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
-        self.0.decisions(customer_email).await
-    }
-
     async fn take_message_slot(
         &self,
         customer_email: &str,
@@ -349,13 +284,6 @@ impl MessageStore for BrokenPolicyState {
             .await
     }
 
-    async fn message_slot(
-        &self,
-        customer_email: &str,
-    ) -> Result<Option<MessageSlot>, AdapterError> {
-        self.0.message_slot(customer_email).await
-    }
-
     async fn spend_model_call(&self, day: NaiveDate, limit: u64) -> Result<bool, AdapterError> {
         let limit = match self.1 {
             PolicyFlaw::NoLimit => u64::MAX,
@@ -364,9 +292,10 @@ impl MessageStore for BrokenPolicyState {
         self.0.spend_model_call(day, limit).await
     }
 
-    async fn model_calls(&self, day: NaiveDate) -> Result<u64, AdapterError> {
-        self.0.model_calls(day).await
-    }
+    referral_tests::forward_message_store!(
+        0;
+        claim, keep_draft, record, release, decisions, message_slot, model_calls
+    );
 }
 
 #[tokio::test]

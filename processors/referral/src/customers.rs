@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 pub use referral_maintenance::forget::ForgetError;
 use referral_maintenance::forget::{ForgetOptions, ForgetResources, forget_all};
 
-use crate::remote::ResourceArgs;
+use crate::names::ResourceNames;
 
 #[derive(Debug, clap::Args)]
 pub struct CustomersArgs {
@@ -42,7 +42,7 @@ pub struct ForgetArgs {
     #[arg(long, default_value_t = 60)]
     lease_seconds: u32,
     #[command(flatten)]
-    resources: ResourceArgs,
+    resources: ResourceNames,
 }
 
 impl ForgetArgs {
@@ -54,9 +54,9 @@ impl ForgetArgs {
             json: self.json,
             lease_seconds: self.lease_seconds,
             resources: ForgetResources {
-                features_table: self.resources.features_table.clone(),
-                archive_table: self.resources.archive_table.clone(),
-                messages_table: self.resources.messages_table.clone(),
+                features_table: self.resources.tables.features_table.clone(),
+                archive_table: self.resources.tables.archive_table.clone(),
+                messages_table: self.resources.tables.messages_table.clone(),
                 queue: self.resources.queue.clone(),
                 dlq: self.resources.dlq.clone(),
                 stream_failures: self.resources.stream_failures.clone(),

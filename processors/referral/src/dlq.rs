@@ -10,6 +10,8 @@ use referral_dlq::{
     ExportOptions, ImportOptions, PeekOptions, ReplayOptions, StatsOptions, Tables,
 };
 use referral_domain::env::Vars;
+
+use crate::names::TableNames;
 use referral_domain::redact::check_customer_ref_key;
 
 #[derive(Debug, clap::Args)]
@@ -147,18 +149,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    tables: TableArgs,
-}
-
-/// The tables of the orchestrator's stream failure records.
-#[derive(Debug, Clone, clap::Args)]
-struct TableArgs {
-    /// The features table, whose stream the failure records point into.
-    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-    features_table: String,
-    /// The messages table the re-run orchestrator writes to.
-    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-    messages_table: String,
+    tables: TableNames,
 }
 
 impl StatsArgs {

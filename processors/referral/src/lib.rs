@@ -12,6 +12,7 @@ pub mod events;
 pub mod invoke;
 pub mod lifetime;
 pub mod local;
+pub mod names;
 pub mod policy;
 pub mod remote;
 pub mod serve;

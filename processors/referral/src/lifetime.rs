@@ -10,6 +10,7 @@ use referral_domain::orchestrator::policy::parse_score;
 pub use referral_maintenance::recompute::RecomputeError;
 use referral_maintenance::recompute::RecomputeOptions;
 
+use crate::names::TableNames;
 use crate::policy::RetentionArgs;
 
 /// The lifetime-value bands: high needs both high thresholds, medium either medium one.
@@ -60,10 +61,8 @@ pub struct RecomputeArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
-    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-    features_table: String,
-    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-    messages_table: String,
+    #[command(flatten)]
+    tables: TableNames,
     #[command(flatten)]
     retention: RetentionArgs,
     /// Scan segments read (and written) at once.
@@ -90,8 +89,8 @@ impl RecomputeArgs {
             rule: self.rule.rule()?,
             plan: self.plan,
             json: self.json,
-            features_table: self.features_table.clone(),
-            messages_table: self.messages_table.clone(),
+            features_table: self.tables.features_table.clone(),
+            messages_table: self.tables.messages_table.clone(),
             message_retention: self.retention.message_retention,
             segments: self.segments,
             max_write_units: self.max_write_units,

@@ -28,8 +28,9 @@ use crate::DEVELOPMENT_SECRET;
 use crate::dlq::pace::parse_rate;
 use crate::inputs;
 use crate::lifetime::{RecomputeArgs, RecomputeError};
+use crate::names::{RedriveArgs, ResourceNames, TableNames};
 use crate::policy::{PreviewArgs, PreviewError};
-use crate::remote::{self, ResourceArgs};
+use crate::remote;
 use crate::serve::{self, ServeArgs, ServeError};
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +53,9 @@ enum LocalCommand {
 #[derive(Debug, clap::Args)]
 struct SetupArgs {
     #[command(flatten)]
-    resources: ResourceArgs,
+    resources: ResourceNames,
+    #[command(flatten)]
+    redrive: RedriveArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,8 +91,8 @@ enum FeaturesCommand {
     /// Print one customer's features as JSON.
     Get {
         email: String,
-        #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-        features_table: String,
+        #[command(flatten)]
+        tables: TableNames,
     },
     /// Move every customer to the lifetime-value band a rule gives them, from the stored
     /// aggregates; each move is recorded as suppressed (`recompute`), so no message is sent.
@@ -107,8 +110,8 @@ enum MessagesCommand {
     /// Print one customer's referral messages as JSON, oldest first.
     List {
         email: String,
-        #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-        messages_table: String,
+        #[command(flatten)]
+        tables: TableNames,
     },
     /// Print the prompt a customer's current features would produce and the message
     /// policy's decision on them; calls no model and writes nothing.
@@ -145,7 +148,8 @@ pub async fn run(args: &LocalArgs, endpoint: Option<&str>) -> Result<ExitCode, L
     match &args.command {
         LocalCommand::Setup(setup) => {
             let sdk = aws_access(endpoint).await?;
-            let resources = remote::setup(&sdk, &setup.resources).await?;
+            let resources =
+                remote::setup(&sdk, &setup.resources, setup.redrive.max_receive_count).await?;
             println!("queue       {}", resources.queues.url);
             println!("dlq         {}", resources.queues.dlq_url);
             println!("features    {}", resources.tables.features);
@@ -181,10 +185,7 @@ pub async fn aws_access(endpoint: Option<&str>) -> Result<SdkConfig, AccessError
 
 pub async fn features(args: &FeaturesArgs, sdk: &SdkConfig) -> Result<ExitCode, LocalError> {
     let (email, features_table) = match &args.command {
-        FeaturesCommand::Get {
-            email,
-            features_table,
-        } => (email, features_table),
+        FeaturesCommand::Get { email, tables } => (email, &tables.features_table),
         FeaturesCommand::Recompute(recompute) => {
             return Ok(crate::lifetime::recompute(recompute, sdk).await?);
         }
@@ -205,10 +206,7 @@ pub async fn features(args: &FeaturesArgs, sdk: &SdkConfig) -> Result<ExitCode, 
 
 pub async fn messages(args: &MessagesArgs, sdk: &SdkConfig) -> Result<ExitCode, LocalError> {
     let (email, messages_table) = match &args.command {
-        MessagesCommand::List {
-            email,
-            messages_table,
-        } => (email, messages_table),
+        MessagesCommand::List { email, tables } => (email, &tables.messages_table),
         MessagesCommand::Preview(preview) => return Ok(crate::policy::preview(preview, sdk).await?),
     };
     let store = referral_aws::dynamo::DynamoMessageStore::new(

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use referral_aws::erasure::ErasureError;
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
+use referral_cli::names::{RedriveArgs, ResourceNames};
 use referral_cli::{
     backfill, customers, dlq, events, inputs, invoke, lifetime, local, output, policy, remote,
     serve,
@@ -78,7 +79,9 @@ struct RunArgs {
     #[command(flatten)]
     lifetime_value: lifetime::LifetimeValueArgs,
     #[command(flatten)]
-    resources: remote::ResourceArgs,
+    resources: ResourceNames,
+    #[command(flatten)]
+    redrive: RedriveArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +242,7 @@ fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError>
         .map_err(CliError::Runtime)?;
     let config = RunConfig {
         batch_size: usize::from(args.batch_size),
-        max_receives: args.resources.max_receive_count,
+        max_receives: args.redrive.max_receive_count,
         policy: args.policy.policy(),
         retention: args.policy.retention.message_retention,
         lifetime_value,
@@ -247,7 +250,13 @@ fn run(args: &RunArgs, endpoint_url: Option<&str>) -> Result<ExitCode, CliError>
     };
     let (report, results, mode) = match endpoint_url {
         None => runtime.block_on(run_embedded(&inputs, config))?,
-        Some(url) => runtime.block_on(run_remote(&inputs, config, url, &args.resources))?,
+        Some(url) => runtime.block_on(run_remote(
+            &inputs,
+            config,
+            url,
+            &args.resources,
+            args.redrive.max_receive_count,
+        ))?,
     };
     if args.json {
         println!("{}", output::json(&report, &results)?);
@@ -281,10 +290,11 @@ async fn run_remote(
     inputs: &[InputEvent],
     config: RunConfig,
     endpoint_url: &str,
-    names: &remote::ResourceArgs,
+    names: &ResourceNames,
+    max_receive_count: u32,
 ) -> Result<RunOutput, CliError> {
     let sdk = referral_aws::config::load(Some(endpoint_url)).await;
-    let resources = remote::setup(&sdk, names).await?;
+    let resources = remote::setup(&sdk, names, max_receive_count).await?;
     // Only this run's changes: earlier runs against the same tables are not replayed.
     let feed = DynamoStreamFeed::start(
         aws_sdk_dynamodbstreams::Client::new(&sdk),

@@ -13,6 +13,8 @@ use referral_domain::ports::MessageRetention;
 pub use referral_maintenance::preview::PreviewError;
 use referral_maintenance::preview::PreviewOptions;
 
+use crate::names::TableNames;
+
 /// Who is asked for a referral, how often, and at what model cost. Unset: every change gets
 /// a message from the generator.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -64,10 +66,8 @@ impl PolicyArgs {
 #[derive(Debug, clap::Args)]
 pub struct PreviewArgs {
     email: String,
-    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-    features_table: String,
-    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-    messages_table: String,
+    #[command(flatten)]
+    tables: TableNames,
     #[command(flatten)]
     policy: PolicyArgs,
     /// One JSON object instead of text.
@@ -79,8 +79,8 @@ impl PreviewArgs {
     fn options(&self) -> PreviewOptions {
         PreviewOptions {
             email: self.email.clone(),
-            features_table: self.features_table.clone(),
-            messages_table: self.messages_table.clone(),
+            features_table: self.tables.features_table.clone(),
+            messages_table: self.tables.messages_table.clone(),
             policy: self.policy.policy(),
             json: self.json,
         }

@@ -19,34 +19,7 @@ use referral_domain::ports::{
 };
 use referral_local::pipeline::BatchHandler;
 
-/// Names of the resources a local run uses, and their settings.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ResourceArgs {
-    /// The features table.
-    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-    pub features_table: String,
-    /// The features table's event archive.
-    #[arg(long, env = "ARCHIVE_TABLE", default_value = "CustomerFeaturesArchive")]
-    pub archive_table: String,
-    /// The messages table.
-    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-    pub messages_table: String,
-    /// The webhook queue.
-    #[arg(long, env = "WEBHOOK_QUEUE", default_value = "referral-webhooks")]
-    pub queue: String,
-    /// The webhook queue's dead-letter queue.
-    #[arg(long, env = "WEBHOOK_DLQ", default_value = "referral-webhooks-dlq")]
-    pub dlq: String,
-    /// The stream mapping's on-failure destination (the template's StreamFailureQueue).
-    #[arg(long, env = "STREAM_FAILURE_QUEUE", default_value = STREAM_FAILURE_QUEUE)]
-    pub stream_failures: String,
-    /// Deliveries before SQS moves a message to the dead-letter queue.
-    #[arg(long, default_value_t = 5)]
-    pub max_receive_count: u32,
-}
-
-/// The local name of the template's StreamFailureQueue.
-pub const STREAM_FAILURE_QUEUE: &str = "referral-stream-failures";
+pub use crate::names::{ResourceNames, STREAM_FAILURE_QUEUE};
 
 /// What `setup` made sure exists.
 #[derive(Debug, Clone)]
@@ -59,21 +32,25 @@ pub struct Resources {
 
 /// Creates the tables (stream on), the queue and its DLQ (redrive policy), and the stream's
 /// failure destination if absent.
-pub async fn setup(sdk: &SdkConfig, args: &ResourceArgs) -> Result<Resources, AdapterError> {
+pub async fn setup(
+    sdk: &SdkConfig,
+    names: &ResourceNames,
+    max_receive_count: u32,
+) -> Result<Resources, AdapterError> {
     let tables = TableNames {
-        features: args.features_table.clone(),
-        archive: args.archive_table.clone(),
-        messages: args.messages_table.clone(),
+        features: names.tables.features_table.clone(),
+        archive: names.tables.archive_table.clone(),
+        messages: names.tables.messages_table.clone(),
     };
     let stream_arn = ensure_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let stream_failure_url = ensure_queue(&sqs, &args.stream_failures).await?;
+    let stream_failure_url = ensure_queue(&sqs, &names.stream_failures).await?;
     let queues = ensure_queue_pair(
         &sqs,
         &QueueSpec {
-            name: args.queue.clone(),
-            dlq_name: args.dlq.clone(),
-            max_receive_count: args.max_receive_count,
+            name: names.queue.clone(),
+            dlq_name: names.dlq.clone(),
+            max_receive_count,
             // Six times the enricher's timeout, as the event-source mapping requires.
             visibility_timeout_seconds: 180,
         },

@@ -12,7 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use referral_aws::dynamo::DynamoFeatureStore;
-use referral_cli::remote::{self, ResourceArgs, STREAM_FAILURE_QUEUE};
+use referral_cli::names::{ResourceNames, STREAM_FAILURE_QUEUE, TableNames};
+use referral_cli::remote;
 use referral_domain::features::CustomerFeatures;
 use referral_lambda_emulator::{FunctionSpec, InvocationOutcome, Payload, run_function};
 use referral_tests::comparable;
@@ -49,17 +50,18 @@ fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("--json prints one JSON document")
 }
 
-async fn tables(sdk: &aws_config::SdkConfig) -> ResourceArgs {
-    let names = ResourceArgs {
-        features_table: unique("features"),
-        archive_table: unique("archive"),
-        messages_table: unique("messages"),
+async fn tables(sdk: &aws_config::SdkConfig) -> ResourceNames {
+    let names = ResourceNames {
+        tables: TableNames {
+            features_table: unique("features"),
+            archive_table: unique("archive"),
+            messages_table: unique("messages"),
+        },
         queue: unique("queue"),
         dlq: unique("dlq"),
         stream_failures: STREAM_FAILURE_QUEUE.to_owned(),
-        max_receive_count: 5,
     };
-    remote::setup(sdk, &names).await.expect("setup");
+    remote::setup(sdk, &names, 5).await.expect("setup");
     names
 }
 
@@ -102,12 +104,12 @@ async fn map_items(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<V
         .collect()
 }
 
-async fn run_backfill_lambda(names: &ResourceArgs, bucket: &str, items: &[Value]) -> Vec<Value> {
+async fn run_backfill_lambda(names: &ResourceNames, bucket: &str, items: &[Value]) -> Vec<Value> {
     let mut spec = FunctionSpec::new(lambda_binary("backfill"), "backfill");
     spec.env = [
-        ("FEATURES_TABLE", names.features_table.as_str()),
-        ("ARCHIVE_TABLE", &names.archive_table),
-        ("MESSAGES_TABLE", &names.messages_table),
+        ("FEATURES_TABLE", names.tables.features_table.as_str()),
+        ("ARCHIVE_TABLE", &names.tables.archive_table),
+        ("MESSAGES_TABLE", &names.tables.messages_table),
         ("BACKFILL_BUCKET", bucket),
         ("AWS_ENDPOINT_URL", &endpoint()),
         ("AWS_ACCESS_KEY_ID", "test"),
@@ -220,11 +222,11 @@ async fn partitions_on_s3_load_through_the_lambda_as_the_cli_loads_the_files() {
             "--rejects",
             "rejects-local.jsonl",
             "--features-table",
-            &local.features_table,
+            &local.tables.features_table,
             "--archive-table",
-            &local.archive_table,
+            &local.tables.archive_table,
             "--messages-table",
-            &local.messages_table,
+            &local.tables.messages_table,
             "--endpoint-url",
             &endpoint,
         ],
@@ -253,12 +255,12 @@ async fn partitions_on_s3_load_through_the_lambda_as_the_cli_loads_the_files() {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let want = scan_all(&DynamoFeatureStore::new(
         dynamodb.clone(),
-        &local.features_table,
+        &local.tables.features_table,
     ))
     .await;
     let got = scan_all(&DynamoFeatureStore::new(
         dynamodb.clone(),
-        &remote.features_table,
+        &remote.tables.features_table,
     ))
     .await;
     assert_eq!(got.len(), want.len());
@@ -277,4 +279,90 @@ async fn partitions_on_s3_load_through_the_lambda_as_the_cli_loads_the_files() {
     assert_eq!(retried[0]["applied"], 0, "{}", retried[0]);
     assert_eq!(retried[0]["item_writes"], 0, "{}", retried[0]);
     assert_eq!(retried[0]["archive_writes"], 0, "{}", retried[0]);
+}
+
+/// `--status` follows an execution of the state machine: a line while it runs, a line when
+/// it ends, and the exit status says how it ended. moto runs no state machine, so its
+/// executions stay RUNNING until stopped, and it keeps no map run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_follows_an_execution_until_it_ends_and_fails_when_it_is_aborted() {
+    let sdk = sdk_config().await;
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let machine = sfn
+        .create_state_machine()
+        .name(unique("backfill"))
+        .definition(r#"{"StartAt":"Load","States":{"Load":{"Type":"Pass","End":true}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/backfill")
+        .send()
+        .await
+        .unwrap();
+    let execution = sfn
+        .start_execution()
+        .state_machine_arn(machine.state_machine_arn())
+        .input(r#"{"prefix":"history/run-1/"}"#)
+        .send()
+        .await
+        .unwrap();
+    let arn = execution.execution_arn().to_owned();
+
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_referral"))
+        .args([
+            "backfill",
+            "--status",
+            &arn,
+            "--poll-seconds",
+            "1",
+            "--json",
+            "--endpoint-url",
+            &endpoint(),
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(follower.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    let running: Value = serde_json::from_str(&first).expect("one JSON object a line");
+    assert_eq!(running["status"], "RUNNING", "{first}");
+    assert_eq!(running["items_total"], 0, "{first}");
+
+    sfn.stop_execution()
+        .execution_arn(&arn)
+        .error("Operator")
+        .send()
+        .await
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = follower.wait().unwrap();
+    let last: Value = serde_json::from_str(rest.lines().last().expect("a line when it ends"))
+        .expect("one JSON object a line");
+    assert_eq!(last["status"], "ABORTED", "{rest}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an execution that did not succeed fails the command"
+    );
+    // Unchanged progress is not printed again while it runs.
+    assert_eq!(rest.lines().count(), 1, "{rest}");
+
+    let unknown = referral(
+        &[
+            "backfill",
+            "--status",
+            &format!("{arn}-unknown"),
+            "--endpoint-url",
+            &endpoint(),
+        ],
+        &std::env::temp_dir(),
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains(&format!("{arn}-unknown")), "{stderr}");
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use referral_aws::dynamo::{DynamoFeatureStore, DynamoMessageStore};
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
-use referral_cli::remote::{self, ResourceArgs, STREAM_FAILURE_QUEUE};
+use referral_cli::names::{ResourceNames, STREAM_FAILURE_QUEUE, TableNames};
+use referral_cli::remote;
 use referral_domain::features::{CustomerFeatures, LifetimeValueRule};
 use referral_domain::orchestrator::{
     Orchestrator, OrchestratorConfig, StreamCounters, message_id_for,
@@ -81,21 +82,22 @@ fn moves(report: &Value) -> BTreeMap<String, u64> {
 async fn recompute_moves_every_customer_to_the_rules_band_and_sends_no_message() {
     let url = endpoint();
     let sdk = sdk_config().await;
-    let names = ResourceArgs {
-        features_table: unique("features"),
-        archive_table: unique("archive"),
-        messages_table: unique("messages"),
+    let names = ResourceNames {
+        tables: TableNames {
+            features_table: unique("features"),
+            archive_table: unique("archive"),
+            messages_table: unique("messages"),
+        },
         queue: unique("queue"),
         dlq: unique("dlq"),
         stream_failures: STREAM_FAILURE_QUEUE.to_owned(),
-        max_receive_count: 5,
     };
-    let resources = remote::setup(&sdk, &names).await.expect("setup");
+    let resources = remote::setup(&sdk, &names, 5).await.expect("setup");
     let tables = [
         "--features-table",
-        names.features_table.as_str(),
+        names.tables.features_table.as_str(),
         "--messages-table",
-        names.messages_table.as_str(),
+        names.tables.messages_table.as_str(),
         "--endpoint-url",
         url.as_str(),
     ];
@@ -105,7 +107,7 @@ async fn recompute_moves_every_customer_to_the_rules_band_and_sends_no_message()
             &tables,
             &[
                 "--archive-table",
-                &names.archive_table,
+                &names.tables.archive_table,
                 "--queue",
                 &names.queue,
                 "--dlq",
@@ -117,7 +119,7 @@ async fn recompute_moves_every_customer_to_the_rules_band_and_sends_no_message()
     let messages_before = seeded["messages"].as_array().map(Vec::len);
 
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let features = DynamoFeatureStore::new(dynamodb.clone(), &names.features_table);
+    let features = DynamoFeatureStore::new(dynamodb.clone(), &names.tables.features_table);
     let before = scan_all(&features).await;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for item in &before {
@@ -196,7 +198,7 @@ async fn recompute_moves_every_customer_to_the_rules_band_and_sends_no_message()
     );
 
     // The orchestrator, fed the recompute's changes, sends nothing.
-    let messages = DynamoMessageStore::new(dynamodb, &names.messages_table);
+    let messages = DynamoMessageStore::new(dynamodb, &names.tables.messages_table);
     let orchestrator =
         Orchestrator::new(TemplateGenerator, &messages, OrchestratorConfig::default());
     let mapping = StreamMapping::new(feed, &orchestrator);

@@ -326,14 +326,6 @@ impl<M: MessageStore> MessageStore for FaultyMessages<M> {
         Ok(claim)
     }
 
-    async fn keep_draft(
-        &self,
-        holder: &Holder,
-        draft: &referral_domain::ports::ReferralMessage,
-    ) -> Result<bool, AdapterError> {
-        self.inner.keep_draft(holder, draft).await
-    }
-
     async fn record(
         &self,
         decision: Decision,
@@ -352,18 +344,11 @@ impl<M: MessageStore> MessageStore for FaultyMessages<M> {
         Ok(recorded)
     }
 
-    async fn release(
-        &self,
-        key: &MessageKey,
-        holder: &Holder,
-        now: DateTime<Utc>,
-    ) -> Result<(), AdapterError> {
-        self.inner.release(key, holder, now).await
-    }
-
-    async fn decisions(&self, customer_email: &str) -> Result<Vec<Decision>, AdapterError> {
-        self.inner.decisions(customer_email).await
-    }
+    crate::forward_message_store!(
+        inner;
+        keep_draft, release, decisions, take_message_slot, message_slot, spend_model_call,
+        model_calls
+    );
 }
 
 impl<A: ErasureLog> ErasureLog for CrashingArchive<A> {

@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::inputs::{self, InputError};
 use crate::lifetime::{LifetimeValueArgs, parse_units};
+use crate::names::TableNames;
 use crate::policy::RetentionArgs;
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +54,9 @@ pub struct BackfillArgs {
     /// Follow a run of the backfill state machine until it ends (its execution ARN).
     #[arg(long, value_name = "EXECUTION_ARN")]
     status: Option<String>,
+    /// With `--status`: seconds between two looks at the execution.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "status")]
+    poll_seconds: u64,
     /// Where refused events go, one JSON object a line (source, field, kind, error, body).
     #[arg(long, default_value = "backfill-rejects.jsonl")]
     rejects: PathBuf,
@@ -65,12 +69,8 @@ pub struct BackfillArgs {
     /// One JSON object instead of the summary line.
     #[arg(long)]
     json: bool,
-    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-    features_table: String,
-    #[arg(long, env = "ARCHIVE_TABLE", default_value = "CustomerFeaturesArchive")]
-    archive_table: String,
-    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-    messages_table: String,
+    #[command(flatten)]
+    tables: TableNames,
     #[command(flatten)]
     rule: LifetimeValueArgs,
     #[command(flatten)]
@@ -158,7 +158,13 @@ struct Scan {
 
 pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, BackfillError> {
     if let Some(execution) = &args.status {
-        return s3::follow(execution, args.json, sdk).await;
+        return s3::follow(
+            execution,
+            Duration::from_secs(args.poll_seconds),
+            args.json,
+            sdk,
+        )
+        .await;
     }
     if let Some(target) = &args.to {
         return s3::upload(args, target, sdk).await;
@@ -170,9 +176,9 @@ pub async fn run(args: &BackfillArgs, sdk: &SdkConfig) -> Result<ExitCode, Backf
     let (enricher, tally) = dynamo_enricher(
         &aws_sdk_dynamodb::Client::new(sdk),
         &HistoryTables {
-            features: args.features_table.clone(),
-            archive: args.archive_table.clone(),
-            messages: args.messages_table.clone(),
+            features: args.tables.features_table.clone(),
+            archive: args.tables.archive_table.clone(),
+            messages: args.tables.messages_table.clone(),
         },
         args.retention.message_retention,
         rule,
@@ -205,7 +211,9 @@ where
 {
     let started = Instant::now();
     let files = inputs::input_files(&args.paths, is_backfill_file)?;
-    let state = args.state_dir.join(run_key(&files, &args.features_table)?);
+    let state = args
+        .state_dir
+        .join(run_key(&files, &args.tables.features_table)?);
     let scan_path = state.join("scan.json");
     let resumed = scan_path.is_file();
     let scan = match resumed {

@@ -145,9 +145,6 @@ pub async fn upload(
     Ok(ExitCode::SUCCESS)
 }
 
-/// How often `--status` asks.
-const POLL: Duration = Duration::from_secs(10);
-
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
 struct Progress {
     status: String,
@@ -164,6 +161,7 @@ struct Progress {
 /// succeeded, 1 otherwise.
 pub async fn follow(
     execution: &str,
+    poll: Duration,
     json: bool,
     sdk: &SdkConfig,
 ) -> Result<ExitCode, BackfillError> {
@@ -242,7 +240,7 @@ pub async fn follow(
             });
         }
         last = Some(progress);
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
     }
 }
 

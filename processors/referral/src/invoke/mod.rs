@@ -21,6 +21,7 @@ use referral_lambda_emulator::{
 };
 
 use crate::DEVELOPMENT_SECRET;
+use crate::names::ResourceNames;
 use environment::{Local, UnfillableError};
 
 /// Where the template is, from the project's root.
@@ -67,25 +68,8 @@ pub struct InvokeArgs {
     /// Seconds an invocation may take (default: the template's Timeout).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=900))]
     pub timeout: Option<u64>,
-    /// The features table (the template's CustomerFeaturesTable).
-    #[arg(long, env = "FEATURES_TABLE", default_value = "CustomerFeatures")]
-    pub features_table: String,
-    /// The features table's event archive (the template's CustomerFeaturesArchiveTable).
-    #[arg(long, env = "ARCHIVE_TABLE", default_value = "CustomerFeaturesArchive")]
-    pub archive_table: String,
-    /// The messages table (the template's ReferralMessagesTable).
-    #[arg(long, env = "MESSAGES_TABLE", default_value = "ReferralMessages")]
-    pub messages_table: String,
-    /// The webhook queue, by name (URL built for --endpoint-url) or URL.
-    #[arg(long, env = "WEBHOOK_QUEUE", default_value = "referral-webhooks")]
-    pub queue: String,
-    /// The webhook dead-letter queue, by name or URL.
-    #[arg(long, env = "WEBHOOK_DLQ", default_value = "referral-webhooks-dlq")]
-    pub dlq: String,
-    /// The stream mapping's failure destination, by name or URL (the orchestrator
-    /// quarantines undecodable records there).
-    #[arg(long, env = "STREAM_FAILURE_QUEUE", default_value = crate::remote::STREAM_FAILURE_QUEUE)]
-    pub stream_failures: String,
+    #[command(flatten)]
+    pub resources: ResourceNames,
     /// Webhook signing secrets, comma-separated (the template's WebhookSecrets).
     #[arg(long, env = "WEBHOOK_SECRETS", default_value = DEVELOPMENT_SECRET, hide_env_values = true)]
     pub webhook_secrets: String,
@@ -164,12 +148,12 @@ pub async fn run(
     let deployed = template::load(&template_path, function)?;
     let local = Local {
         endpoint_url: endpoint_url.map(str::to_owned),
-        features_table: args.features_table.clone(),
-        archive_table: args.archive_table.clone(),
-        messages_table: args.messages_table.clone(),
-        queue: args.queue.clone(),
-        dlq: args.dlq.clone(),
-        stream_failures: args.stream_failures.clone(),
+        features_table: args.resources.tables.features_table.clone(),
+        archive_table: args.resources.tables.archive_table.clone(),
+        messages_table: args.resources.tables.messages_table.clone(),
+        queue: args.resources.queue.clone(),
+        dlq: args.resources.dlq.clone(),
+        stream_failures: args.resources.stream_failures.clone(),
         webhook_secrets: args.webhook_secrets.clone(),
     };
     let env = environment::fill(&deployed, &local, &args.env, |name| {

@@ -36,8 +36,9 @@ use tokio::sync::watch;
 use crate::DEVELOPMENT_SECRET;
 use crate::dlq::{self, DlqError};
 use crate::lifetime::LifetimeValueArgs;
+use crate::names::{RedriveArgs, ResourceNames};
 use crate::policy::PolicyArgs;
-use crate::remote::{self, LambdaEnricher, ResourceArgs};
+use crate::remote::{self, LambdaEnricher};
 pub use activity::Activity;
 pub use listener::{HEADER_TIMEOUT, Limits, MAX_CONNECTIONS, MAX_HEADER_BYTES, REQUEST_TIMEOUT};
 pub use lookups::{DEAD_LETTERS_SHOWN, DeadLetters, LookupError, Lookups};
@@ -81,7 +82,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     lifetime_value: LifetimeValueArgs,
     #[command(flatten)]
-    resources: ResourceArgs,
+    resources: ResourceNames,
+    #[command(flatten)]
+    redrive: RedriveArgs,
 }
 
 fn duration_ms(duration: Duration) -> u64 {
@@ -170,7 +173,7 @@ async fn serve_embedded(
     ));
     let dead_letters = Arc::new(EmbeddedQueue::new());
     let queue = Arc::new(EmbeddedQueue::with_rules(QueueRules {
-        max_receive_count: Some(args.resources.max_receive_count),
+        max_receive_count: Some(args.redrive.max_receive_count),
         dead_letters: Some(Arc::clone(&dead_letters)),
         ..QueueRules::default()
     }));
@@ -219,7 +222,7 @@ async fn serve_aws(
     listener: TcpListener,
     enricher_config: EnricherConfig,
 ) -> Result<ExitCode, ServeError> {
-    let resources = remote::setup(sdk, &args.resources).await?;
+    let resources = remote::setup(sdk, &args.resources, args.redrive.max_receive_count).await?;
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let enricher = LambdaEnricher::new(sdk, &resources, enricher_config);
     let queue = SqsQueue::new(sqs.clone(), resources.queues.url.clone()).with_wait_seconds(1);

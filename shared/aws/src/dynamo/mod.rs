@@ -14,7 +14,7 @@
 mod archive;
 mod messages;
 mod policy_state;
-mod size;
+pub mod size;
 
 pub use archive::{ARCHIVE_IAM_ACTIONS, BUCKET_KEY, DynamoEventArchive, ERASURE_KEY_PREFIX};
 pub use messages::DynamoMessageStore;

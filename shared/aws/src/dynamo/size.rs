@@ -1,4 +1,5 @@
-//! DynamoDB's sizing of an item, which its write units are billed by.
+//! DynamoDB's sizing of an item, which its write units are billed by: the one sizer of the
+//! workspace (the bench prices moto's recorded requests with it too).
 
 use serde_dynamo::AttributeValue as Value;
 
@@ -9,7 +10,10 @@ pub fn item_size(item: &serde_dynamo::Item) -> u64 {
         .sum()
 }
 
-fn attribute_size(value: &Value) -> u64 {
+/// An attribute value's size, without its name: a string its UTF-8 bytes, a number 1 byte
+/// plus one per two significant digits, a binary its raw bytes, a boolean or null 1 byte, a
+/// list or map 3 bytes plus 1 per element (and a map's key bytes).
+pub fn attribute_size(value: &Value) -> u64 {
     match value {
         Value::S(text) => text.len() as u64,
         Value::N(number) => number_size(number),
@@ -28,14 +32,23 @@ fn attribute_size(value: &Value) -> u64 {
     }
 }
 
-/// The write units of putting an item of `item`'s stored form: one per started KB.
-pub fn put_write_units(item: &impl serde::Serialize) -> u64 {
-    serde_dynamo::to_item::<_, serde_dynamo::Item>(item)
-        .map_or(1, |stored| item_size(&stored).div_ceil(1024).max(1))
+/// A write unit covers up to 1 KB of item.
+pub const WRITE_UNIT_BYTES: u64 = 1024;
+
+/// Write units of a write that replaces an item of `old` bytes (0 when absent) with one of
+/// `new` bytes: DynamoDB charges the larger of the two, at least one unit.
+pub fn write_units(old: u64, new: u64) -> u64 {
+    old.max(new).div_ceil(WRITE_UNIT_BYTES).max(1)
 }
 
-/// One byte, plus one per two significant digits.
-fn number_size(text: &str) -> u64 {
+/// The write units of putting an item of `item`'s stored form where none was.
+pub fn put_write_units(item: &impl serde::Serialize) -> u64 {
+    serde_dynamo::to_item::<_, serde_dynamo::Item>(item)
+        .map_or(1, |stored| write_units(0, item_size(&stored)))
+}
+
+/// One byte, plus one per two significant digits (leading and trailing zeros do not count).
+pub fn number_size(text: &str) -> u64 {
     let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let significant = digits
