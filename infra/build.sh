@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the three Lambda functions as `sam build` would (cargo lambda, release profile) and
+# Builds the Lambda functions as `sam build` would (cargo lambda, release profile) and
 # prints the size of each bootstrap. cargo-lambda (with zig) comes pinned from PyPI
 # (infra/build-requirements.txt). Extra arguments go to `cargo lambda build`, e.g. --arm64
 # where the aarch64 Rust target is installed; without it the functions build for x86_64,
@@ -15,7 +15,7 @@ if [[ ! -x "$venv/bin/cargo-lambda" ]] || ! cmp -s infra/build-requirements.txt 
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 
-functions=(ingest enricher orchestrator backfill)
+functions=(ingest enricher orchestrator backfill eraser)
 packages=()
 for function in "${functions[@]}"; do
   packages+=(-p "referral-$function")

@@ -30,7 +30,7 @@ sam build --template-file infra/template.yaml --beta-features \
   --parameter-overrides "Architecture=${ARCHITECTURE:-x86_64}" "$@"
 echo "infra/sam-build.sh: sam build took $((SECONDS - start)) s"
 
-for function in IngestFunction EnricherFunction OrchestratorFunction; do
+for function in IngestFunction EnricherFunction OrchestratorFunction EraserFunction; do
   binary=.aws-sam/build/$function/bootstrap
   if [[ ! -x "$binary" ]]; then
     echo "infra/sam-build.sh: sam build did not write $binary" >&2

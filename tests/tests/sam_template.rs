@@ -2,7 +2,9 @@
 //! binary reads, its role grants exactly the SDK operations its code calls (the lists live
 //! next to that code) plus its event-source mapping's and its logs' fixed needs, nothing
 //! anywhere is granted on a wildcard, and the three functions are built and run as Rust
-//! binaries on `provided.al2023` / arm64 (four: ingest, enricher, orchestrator, backfill) (the `Architecture` parameter's default).
+//! binaries on `provided.al2023` / arm64 (five: ingest, enricher, orchestrator, backfill,
+//! eraser) (the `Architecture` parameter's default). The eraser's grants are each on exactly
+//! the resource its erasure deletes from.
 //!
 //! The template is read by `referral_tests::sam`, with short-form intrinsics in their long
 //! form. Its alarms are checked against the metrics the code emits in `sam_alarms.rs`.
@@ -85,6 +87,15 @@ fn functions() -> Vec<Function> {
             package_dir: "processors/backfill",
             env_vars: referral_backfill::ENV_VARS.to_vec(),
             code_actions: referral_backfill::iam_actions(),
+            mapping_actions: &[],
+        },
+        // Invoked by operators (`aws lambda invoke`), no event source.
+        Function {
+            logical_id: "EraserFunction",
+            binary: "eraser",
+            package_dir: "processors/eraser",
+            env_vars: referral_eraser::ENV_VARS.to_vec(),
+            code_actions: referral_eraser::iam_actions(),
             mapping_actions: &[],
         },
     ]
@@ -200,7 +211,7 @@ fn role_statements(template: &Value, function: &str) -> Vec<Value> {
 }
 
 #[test]
-fn the_template_declares_exactly_the_four_functions() {
+fn the_template_declares_exactly_the_five_functions() {
     let template = template();
     let declared = resources_of_type(&template, "AWS::Serverless::Function");
     let expected: BTreeSet<&str> = functions().iter().map(|f| f.logical_id).collect();
@@ -417,6 +428,81 @@ fn code_grants(template: &Value, function: &str, action: &str) -> Vec<Value> {
         .filter(|statement| action_set(&statement["Action"]).contains(action))
         .flat_map(|statement| strings(&statement["Resource"]).into_iter().cloned())
         .collect()
+}
+
+/// Each action list of the erasure core is granted in one statement, on exactly the
+/// resources of the variables the eraser reads (the three queues for the sweep): an erasure
+/// can reach nothing else, and a list that grows in the code fails here until the template
+/// follows.
+#[test]
+fn the_eraser_reaches_exactly_what_an_erasure_deletes() {
+    use referral_aws::erasure::{
+        ARCHIVE_IAM_ACTIONS, FEATURES_IAM_ACTIONS, MESSAGES_IAM_ACTIONS, QUEUE_IAM_ACTIONS,
+    };
+    use referral_eraser as eraser;
+
+    let template = template();
+    let eraser_env =
+        function_properties(&template, "EraserFunction")["Environment"]["Variables"].clone();
+    let arn_of = |variable: &str| {
+        let resource = ref_of(&eraser_env[variable])
+            .unwrap_or_else(|| panic!("EraserFunction's {variable} is !Ref <resource>"));
+        json!({ "Fn::GetAtt": [resource, "Arn"] })
+    };
+    let mut expected: Vec<(BTreeSet<String>, BTreeSet<String>)> = [
+        (
+            FEATURES_IAM_ACTIONS,
+            vec![arn_of(referral_aws::dynamo::ENV_FEATURES_TABLE)],
+        ),
+        (
+            ARCHIVE_IAM_ACTIONS,
+            vec![arn_of(referral_aws::dynamo::ENV_ARCHIVE_TABLE)],
+        ),
+        (
+            MESSAGES_IAM_ACTIONS,
+            vec![arn_of(referral_aws::dynamo::ENV_MESSAGES_TABLE)],
+        ),
+        (
+            QUEUE_IAM_ACTIONS,
+            vec![
+                arn_of(eraser::ENV_WEBHOOK_QUEUE_URL),
+                arn_of(eraser::ENV_DEAD_LETTER_QUEUE_URL),
+                arn_of(eraser::ENV_STREAM_FAILURE_QUEUE_URL),
+            ],
+        ),
+        (
+            referral_aws::secrets::SECRETS_IAM_ACTIONS,
+            vec![json!({ "Ref": "CustomerRefKeySecret" })],
+        ),
+    ]
+    .into_iter()
+    .map(|(actions, resources)| {
+        (
+            owned(actions),
+            resources.iter().map(Value::to_string).collect(),
+        )
+    })
+    .collect();
+    expected.sort();
+    let mut granted: Vec<(BTreeSet<String>, BTreeSet<String>)> =
+        role_statements(&template, "EraserFunction")
+            .iter()
+            .filter(|statement| {
+                let sid = statement["Sid"].as_str().unwrap_or_default();
+                !sid.starts_with(MAPPING_SID_PREFIX) && sid != LOGS_SID && sid != KMS_SID
+            })
+            .map(|statement| {
+                (
+                    action_set(&statement["Action"]),
+                    strings(&statement["Resource"])
+                        .into_iter()
+                        .map(Value::to_string)
+                        .collect(),
+                )
+            })
+            .collect();
+    granted.sort();
+    assert_eq!(granted, expected);
 }
 
 #[test]
@@ -738,7 +824,7 @@ fn a_customer_managed_key_when_given_encrypts_every_table_queue_and_log_group() 
         "BackfillBucket",
     );
     let log_groups = resources_of_type(&template, "AWS::Logs::LogGroup");
-    assert_eq!(log_groups.len(), 4, "{log_groups:?}");
+    assert_eq!(log_groups.len(), functions().len(), "{log_groups:?}");
     for id in log_groups {
         let properties = &resource(&template, id)["Properties"];
         assert_by_key(&properties["KmsKeyId"], key(), none(), id);

@@ -17,7 +17,7 @@ use referral_aws::backfill::{
     customer_histories, dynamo_enricher, load_batch,
 };
 use referral_aws::dynamo::{
-    ARCHIVE_IAM_ACTIONS, FEATURE_STORE_IAM_ACTIONS, MESSAGE_WRITE_IAM_ACTIONS,
+    ARCHIVE_IAM_ACTIONS, FEATURE_STORE_IAM_ACTIONS, MESSAGE_WRITE_IAM_ACTIONS, TABLES_ENV_VARS,
 };
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::features::LifetimeValueRule;
@@ -30,9 +30,9 @@ pub const METRICS_SERVICE: &str = "backfill";
 
 /// Environment variables the binary reads (the template sets exactly these).
 pub const ENV_VARS: &[&str] = &[
-    ENV_FEATURES_TABLE,
-    ENV_ARCHIVE_TABLE,
-    ENV_MESSAGES_TABLE,
+    TABLES_ENV_VARS[0],
+    TABLES_ENV_VARS[1],
+    TABLES_ENV_VARS[2],
     ENV_BUCKET,
     ENV_MESSAGE_RETENTION_DAYS,
     LifetimeValueRule::ENV_VARS[0],
@@ -42,9 +42,6 @@ pub const ENV_VARS: &[&str] = &[
     // Set on every function by the template's Globals; checked so a bad key fails here too.
     CUSTOMER_REF_KEY_ARN_VAR,
 ];
-const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
-const ENV_ARCHIVE_TABLE: &str = "ARCHIVE_TABLE";
-const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
 const ENV_BUCKET: &str = "BACKFILL_BUCKET";
 
 /// IAM actions of the SDK calls this function's code makes.
@@ -77,14 +74,7 @@ impl Config {
     pub fn from_vars(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         check_customer_ref_key(vars)?;
         Ok(Config {
-            tables: HistoryTables {
-                features: vars.required(ENV_FEATURES_TABLE, "the CustomerFeatures table's name")?,
-                archive: vars.required(
-                    ENV_ARCHIVE_TABLE,
-                    "the CustomerFeaturesArchive table's name",
-                )?,
-                messages: vars.required(ENV_MESSAGES_TABLE, "the ReferralMessages table's name")?,
-            },
+            tables: HistoryTables::from_vars(vars)?,
             bucket: vars.get(ENV_BUCKET).filter(|bucket| !bucket.is_empty()),
             retention: MessageRetention::from_vars(vars)?,
             lifetime_value: LifetimeValueRule::from_vars(vars)?,

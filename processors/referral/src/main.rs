@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use referral_aws::erasure::ErasureError;
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::stream_reader::{DynamoStreamFeed, StartingPosition};
 use referral_cli::names::{RedriveArgs, ResourceNames};
@@ -179,10 +180,11 @@ fn exit_status(error: &CliError) -> u8 {
             | backfill::BackfillError::Aws { .. },
         ) => FAILURE,
         CliError::Backfill(_) => USAGE,
-        CliError::Forget(customers::ForgetError::Aws(_) | customers::ForgetError::Output(_)) => {
-            FAILURE
-        }
-        CliError::Forget(customers::ForgetError::Queue(error)) => dlq(error),
+        CliError::Forget(
+            customers::ForgetError::Output(_)
+            | customers::ForgetError::Erasure(ErasureError::Store(_)),
+        ) => FAILURE,
+        // A queue the AWS API does not find is a wrong name, as for `dlq`.
         CliError::Forget(_) => USAGE,
         CliError::Local(error) => match error {
             local::LocalError::Aws(_)

@@ -1,17 +1,23 @@
 //! `referral customers forget` against moto's server: after a run, the address is in no
 //! table and no queue in any case, the marker holds none of it, a redelivered old event is
-//! dropped and a new one starts a fresh customer after the marker, with a message.
+//! dropped and a new one starts a fresh customer after the marker, with a message. The eraser
+//! Lambda, under `referral invoke`, does the same by API.
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use referral_aws::dynamo::DynamoEventArchive;
 use referral_domain::ports::ErasureLog;
-use referral_domain::redact::erasure_hash;
+use referral_domain::redact::{customer_ref_with, erasure_hash};
 use referral_tests::emulator::{endpoint, sdk_config, unique};
 use serde_json::{Value, json};
+
+#[path = "common/lambda_binaries.rs"]
+#[allow(dead_code)]
+mod lambda_binaries;
+use lambda_binaries::{lambda_binary, output_with_stdin};
 
 const JANE: &str = "jane.doe@example.com";
 
@@ -41,16 +47,21 @@ impl Names {
     }
 }
 
-fn referral(args: &[&str], names: &Names, url: &str) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_referral"))
+/// `referral ARGS` with the resources' flags, `stdin` fed to it; unkeyed customer refs.
+fn referral_output(args: &[&str], names: &Names, url: &str, stdin: &[u8]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_referral"));
+    command
         .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
         .args(args)
         .args(names.flags(url))
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("CUSTOMER_REF_KEY")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("run the referral binary");
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    output_with_stdin(command, stdin)
+}
+
+fn referral(args: &[&str], names: &Names, url: &str) -> Value {
+    let output = referral_output(args, names, url, b"");
     assert!(
         output.status.success(),
         "referral {args:?} failed: {}",
@@ -138,18 +149,21 @@ async fn send(names: &Names, queue: &str, body: &Value) {
     let _ = names;
 }
 
-#[tokio::test]
-async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
-    let url = endpoint();
-    let names = Names {
+fn fresh_names() -> Names {
+    Names {
         features: unique("features"),
         archive: unique("archive"),
         messages: unique("messages"),
         queue: unique("queue"),
         dlq: unique("dlq"),
         stream_failures: unique("failures"),
-    };
-    let first = referral(&["run", "--json", "events/webhooks/valid"], &names, &url);
+    }
+}
+
+/// Loads the valid webhooks through the pipeline, then queues a dead letter and a quarantined
+/// record of Jane's and a webhook of someone else's. Jane's last version.
+async fn seed(names: &Names, url: &str) -> u64 {
+    let first = referral(&["run", "--json", "events/webhooks/valid"], names, url);
     let jane = first["features"]
         .as_array()
         .unwrap()
@@ -158,16 +172,15 @@ async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
         .expect("Jane was loaded")
         .clone();
     let last_version = jane["version"].as_u64().unwrap();
-    // A dead letter and a queued webhook of Jane's, and one of someone else's that stays.
     send(
-        &names,
+        names,
         &names.dlq,
         &jane_event("evt-dead", "2026-01-01T00:00:00Z"),
     )
     .await;
     // A stream record the orchestrator quarantined names the customer by key.
     send(
-        &names,
+        names,
         &names.stream_failures,
         &json!({
             "DDBStreamBatchInfo": {"startSequenceNumber": "100", "batchSize": 1},
@@ -177,8 +190,53 @@ async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
     .await;
     let mut other = jane_event("evt-other", "2026-01-01T00:00:00Z");
     other["customer"]["email"] = json!("someone.else@example.com");
-    send(&names, &names.queue, &other).await;
-    assert!(everything(&names).await.contains(JANE));
+    send(names, &names.queue, &other).await;
+    assert!(everything(names).await.contains(JANE));
+    last_version
+}
+
+async fn marker_version(names: &Names) -> Option<u64> {
+    let archive = DynamoEventArchive::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config().await),
+        &names.archive,
+    );
+    archive
+        .find(&erasure_hash(JANE))
+        .await
+        .unwrap()
+        .map(|marker| marker.last_version)
+}
+
+/// What the erasure of Jane seeded by [`seed`] reports and leaves: her item, messages and
+/// queued webhooks gone, someone else's webhook kept, the marker after her last version.
+async fn assert_erased(removed: &Value, names: &Names, last_version: u64) {
+    assert_eq!(removed["features_item"], 1, "{removed}");
+    assert!(removed["messages_rows"].as_u64().unwrap() > 0, "{removed}");
+    assert_eq!(removed["queued_webhooks"][&names.dlq], 1, "{removed}");
+    assert_eq!(removed["queued_webhooks"][&names.queue], 0, "{removed}");
+    assert_eq!(
+        removed["queued_webhooks"][&names.stream_failures], 1,
+        "{removed}"
+    );
+    assert_eq!(removed["marker_last_version"], last_version, "{removed}");
+    let left = everything(names).await;
+    assert!(
+        !left.contains(JANE),
+        "the address is still somewhere: {left}"
+    );
+    assert!(
+        left.contains("someone.else@example.com"),
+        "another's webhook was lost"
+    );
+
+    assert_eq!(marker_version(names).await, Some(last_version));
+}
+
+#[tokio::test]
+async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
+    let url = endpoint();
+    let names = fresh_names();
+    let last_version = seed(&names, &url).await;
 
     let dry = referral(
         &[
@@ -202,35 +260,7 @@ async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
         &names,
         &url,
     );
-    assert_eq!(removed["features_item"], 1, "{removed}");
-    assert!(removed["messages_rows"].as_u64().unwrap() > 0, "{removed}");
-    assert_eq!(removed["queued_webhooks"][&names.dlq], 1, "{removed}");
-    assert_eq!(removed["queued_webhooks"][&names.queue], 0, "{removed}");
-    assert_eq!(
-        removed["queued_webhooks"][&names.stream_failures], 1,
-        "{removed}"
-    );
-    assert_eq!(removed["marker_last_version"], last_version, "{removed}");
-    let left = everything(&names).await;
-    assert!(
-        !left.contains(JANE),
-        "the address is still somewhere: {left}"
-    );
-    assert!(
-        left.contains("someone.else@example.com"),
-        "another's webhook was lost"
-    );
-
-    let archive = DynamoEventArchive::new(
-        aws_sdk_dynamodb::Client::new(&sdk_config().await),
-        &names.archive,
-    );
-    let marker = archive
-        .find(&erasure_hash(JANE))
-        .await
-        .unwrap()
-        .expect("a marker");
-    assert_eq!(marker.last_version, last_version);
+    assert_erased(&removed, &names, last_version).await;
 
     let again = referral(&["customers", "forget", JANE, "--json"], &names, &url);
     assert_eq!(again["features_item"], 0, "idempotent: {again}");
@@ -259,4 +289,79 @@ async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
             .any(|message| message["customerEmail"] == JANE),
         "the fresh customer gets a message: {second}"
     );
+}
+
+/// The eraser Lambda's binary under `referral invoke`: the same erasure, by API, answered and
+/// logged by customer ref only.
+#[tokio::test]
+async fn the_eraser_function_erases_by_api_and_logs_no_address() {
+    let url = endpoint();
+    let names = fresh_names();
+    let last_version = seed(&names, &url).await;
+    let eraser = lambda_binary("eraser");
+    let jane_ref = customer_ref_with(None, JANE);
+    let invoke = |event: Value| {
+        let output = referral_output(
+            &[
+                "invoke",
+                "eraser",
+                "--event",
+                "-",
+                "--binary",
+                eraser.to_str().unwrap(),
+            ],
+            &names,
+            &url,
+            event.to_string().as_bytes(),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout).to_lowercase();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+        assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+        for (name, text) in [("answer", &stdout), ("logs", &stderr)] {
+            assert!(!text.contains(JANE), "the {name} name the address: {text}");
+        }
+        assert!(
+            stderr.contains(&format!("\"customer_ref\":\"{jane_ref}\"")),
+            "one JSON log line per customer, by ref: {stderr}"
+        );
+        serde_json::from_str::<Value>(stdout.trim()).expect("one JSON answer")
+    };
+
+    let dry = invoke(json!({"emails": ["Jane.Doe@Example.com"], "dry_run": true}));
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["customers"][&jane_ref]["features_item"], 1, "{dry}");
+    assert_eq!(
+        dry["customers"][&jane_ref]["queued_webhooks"][&names.dlq], 1,
+        "{dry}"
+    );
+    assert!(
+        everything(&names).await.contains(JANE),
+        "a dry run removes nothing"
+    );
+    assert_eq!(
+        marker_version(&names).await,
+        None,
+        "a dry run leaves no marker"
+    );
+
+    let answer = invoke(json!({"emails": ["Jane.Doe@Example.com", "not-an-address"]}));
+    let removed = &answer["customers"][&jane_ref];
+    assert_eq!(
+        answer["customers"].as_object().unwrap().len(),
+        1,
+        "{answer}"
+    );
+    // The dry run counted what the erasure removed.
+    for place in ["messages_rows", "archive_items", "queued_webhooks"] {
+        assert_eq!(
+            removed[place], dry["customers"][&jane_ref][place],
+            "{place}"
+        );
+    }
+    assert_eq!(
+        answer["rejected"],
+        json!({"emails[1]": "must contain exactly one `@`"}),
+        "{answer}"
+    );
+    assert_erased(removed, &names, last_version).await;
 }

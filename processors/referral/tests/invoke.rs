@@ -13,7 +13,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use referral_lambda_emulator::{FunctionSpec, InvocationOutcome, Payload, run_function};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Nothing listens there: a function that tried AWS would fail, not reach anything.
 const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
@@ -223,6 +223,49 @@ fn a_variable_invoke_cannot_fill_is_named_before_anything_runs() {
     );
     assert!(lines[0].contains("WEBHOOK_QUEUE_URL"), "{}", show(&output));
     assert!(lines[0].contains("--endpoint-url"), "{}", show(&output));
+}
+
+/// A request the eraser cannot act on is refused naming the field, before any AWS call (the
+/// endpoint is a closed loopback port).
+#[test]
+fn the_eraser_refuses_a_bad_request_naming_the_field() {
+    let eraser = lambda_binary("eraser");
+    let events = [
+        json!({"emails": []}),
+        json!({"emails": "jane.doe@example.com"}),
+        json!({"emails": ["jane.doe@example.com"], "dryrun": true}),
+    ]
+    .map(|event| event.to_string())
+    .join("\n");
+    let args = [
+        "--event",
+        "-",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "--binary",
+        eraser.to_str().unwrap(),
+    ];
+    let output = invoke("eraser", &args, events.as_bytes());
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    let messages: Vec<String> = stdout_lines(&output)
+        .iter()
+        .map(|line| line["errorMessage"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "emails: the list is empty: name at least one address",
+            "emails: must be a list of addresses",
+            "dryrun: unknown field (expected emails, dry_run)",
+        ],
+        "{}",
+        show(&output)
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("jane.doe"),
+        "{}",
+        show(&output)
+    );
 }
 
 #[test]

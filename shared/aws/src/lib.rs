@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod bedrock;
 pub mod config;
 pub mod dynamo;
+pub mod erasure;
 pub mod error;
 pub mod secrets;
 pub mod sqs;

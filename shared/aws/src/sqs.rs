@@ -14,6 +14,8 @@ use crate::error::{adapter_error, corrupt};
 use referral_domain::ports::{AdapterError, OutgoingMessage, QueueMessage, WorkQueue};
 
 pub use referral_domain::ports::{BATCH_LIMIT as SQS_BATCH_LIMIT, MAX_MESSAGE_BYTES};
+
+pub mod scan;
 /// SQS's longest visibility timeout: 12 hours.
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// The most message attributes SQS accepts on one message.
@@ -49,6 +51,11 @@ impl SqsQueue {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The queue's name: the last segment of its URL.
+    pub fn name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
     }
 
     /// Receives up to `max` raw SDK messages with every attribute, for callers that need

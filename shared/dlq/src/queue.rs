@@ -1,7 +1,7 @@
 //! One queue as the DLQ commands see it (resolved by name or URL; depth; receive under a
 //! lease; release; delete; send), and the scan that holds every message it has seen.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
@@ -12,6 +12,7 @@ use referral_aws::error::adapter_error;
 /// A message to send: body, typed attributes and, on FIFO queues, group and deduplication
 /// ids.
 pub use referral_aws::sqs::RawMessage as Outgoing;
+use referral_aws::sqs::scan as sqs_scan;
 use referral_aws::sqs::{SQS_BATCH_LIMIT, SqsQueue, receive_count_of};
 use referral_domain::ports::AdapterError;
 
@@ -20,11 +21,6 @@ use referral_aws_local::provision::{queue_arn, queue_url};
 
 /// SQS takes at most ten messages per receive and ten entries per batch call.
 pub const BATCH_LIMIT: usize = SQS_BATCH_LIMIT;
-/// Long-poll wait of a receive: an empty answer then means the queue had nothing visible
-/// for this long, not that a short poll happened to sample empty servers.
-const RECEIVE_WAIT_SECONDS: i32 = 1;
-/// Empty-handed receives (only messages seen before) after which a scan is over.
-const IDLE_RECEIVES: u32 = 3;
 
 /// A queue, resolved to its URL. Receives, releases, deletes and sends go through the
 /// shared SQS adapter; this adds what only the DLQ commands read (depth, redrive policy,
@@ -71,8 +67,7 @@ impl Queue {
 
     /// The queue's name: the last segment of its URL.
     pub fn name(&self) -> &str {
-        let url = self.url();
-        url.rsplit('/').next().unwrap_or(url)
+        self.sqs.name()
     }
 
     pub fn is_fifo(&self) -> bool {
@@ -161,20 +156,6 @@ impl Queue {
         }
     }
 
-    /// Receives up to `max` messages, hidden from other consumers for `lease_seconds`.
-    pub async fn receive(
-        &self,
-        max: usize,
-        lease_seconds: i32,
-    ) -> Result<Vec<DlqMessage>, DlqError> {
-        let messages = self
-            .sqs
-            .receive_raw(max, RECEIVE_WAIT_SECONDS, Some(lease_seconds))
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(messages.into_iter().map(DlqMessage::from_sdk).collect())
-    }
-
     /// Makes held messages visible again at once. Returns how many could not be released:
     /// their lease had run out already, so they are visible anyway.
     pub async fn release(&self, receipts: &[String]) -> Result<usize, DlqError> {
@@ -260,136 +241,51 @@ impl DlqMessage {
     }
 }
 
-/// Receives a queue's messages once each and holds every message it has seen (hidden for
-/// the lease) until the caller deletes it or the scan releases it. Holding is what makes a
-/// scan finish: a message released at once would be received again by the next call, and
-/// a queue whose head does not match a filter would never be got past.
+/// Receives a queue's messages once each and holds every message it has seen until the
+/// caller deletes it or the scan releases it (`referral_aws::sqs::scan`), as DLQ messages.
 #[derive(Debug)]
 pub struct Scan<'q> {
     queue: &'q Queue,
-    lease_seconds: i32,
-    /// Message id → its latest receipt handle.
-    held: HashMap<String, String>,
-    seen: HashSet<String>,
-    exhausted: bool,
+    inner: sqs_scan::Scan<'q>,
 }
 
 impl<'q> Scan<'q> {
     pub fn new(queue: &'q Queue, lease_seconds: u32) -> Self {
         Scan {
             queue,
-            lease_seconds: i32::try_from(lease_seconds).unwrap_or(i32::MAX),
-            held: HashMap::new(),
-            seen: HashSet::new(),
-            exhausted: false,
+            inner: sqs_scan::Scan::new(&queue.sqs, lease_seconds),
         }
     }
 
     /// Up to `max` messages not seen before; empty once the queue has none left.
     pub async fn next(&mut self, max: usize) -> Result<Vec<DlqMessage>, DlqError> {
-        let mut idle = 0;
-        while !self.exhausted {
-            let batch = self.queue.receive(max, self.lease_seconds).await?;
-            if batch.is_empty() {
-                self.exhausted = true;
-                break;
-            }
-            let fresh = self.hold(batch);
-            if !fresh.is_empty() {
-                return Ok(fresh);
-            }
-            // Only messages seen before: their lease ran out while the scan went on (they
-            // are held again now). A few such answers in a row mean nothing new is left.
-            idle += 1;
-            if idle >= IDLE_RECEIVES {
-                self.exhausted = true;
-            }
-        }
-        Ok(Vec::new())
-    }
-
-    /// Holds a received batch, each message under the receipt of this receive: a message
-    /// received again (its lease ran out) has a new receipt, and SQS may refuse or ignore
-    /// the older one. Returns the messages not seen before.
-    fn hold(&mut self, batch: Vec<DlqMessage>) -> Vec<DlqMessage> {
-        let mut fresh = Vec::with_capacity(batch.len());
-        for message in batch {
-            self.held
-                .insert(message.message_id.clone(), message.receipt.clone());
-            if self.seen.insert(message.message_id.clone()) {
-                fresh.push(message);
-            }
-        }
-        fresh
+        let batch = self
+            .inner
+            .next(max)
+            .await
+            .map_err(|source| self.queue.error(source))?;
+        Ok(batch.into_iter().map(DlqMessage::from_sdk).collect())
     }
 
     /// The message is gone from the queue (deleted): nothing to release.
     pub fn forget(&mut self, message_id: &str) {
-        self.held.remove(message_id);
+        self.inner.forget(message_id);
     }
 
     /// Receipts of every held message, e.g. to delete them all.
     pub fn held_receipts(&self) -> Vec<String> {
-        self.held.values().cloned().collect()
+        self.inner.held_receipts()
     }
 
     /// Makes every held message visible again at once.
     pub async fn release_all(&mut self) -> Result<(), DlqError> {
-        let receipts: Vec<String> = self.held.drain().map(|(_, receipt)| receipt).collect();
-        self.queue.release(&receipts).await?;
-        Ok(())
+        self.inner
+            .release_all()
+            .await
+            .map_err(|source| self.queue.error(source))
     }
 
     pub fn clear(&mut self) {
-        self.held.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn queue() -> Queue {
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .build();
-        Queue {
-            sqs: SqsQueue::new(
-                Client::from_conf(config),
-                "http://127.0.0.1:1/000000000000/dead-letters",
-            ),
-        }
-    }
-
-    fn received(message_id: &str, receipt: &str) -> DlqMessage {
-        DlqMessage::from_sdk(
-            Message::builder()
-                .message_id(message_id)
-                .receipt_handle(receipt)
-                .body("{}")
-                .build(),
-        )
-    }
-
-    #[test]
-    fn a_message_received_again_is_held_under_its_newest_receipt() {
-        let queue = queue();
-        assert_eq!(queue.name(), "dead-letters");
-        let mut scan = Scan::new(&queue, 30);
-        let fresh = scan.hold(vec![received("m1", "r1-first"), received("m2", "r2")]);
-        assert_eq!(fresh.len(), 2);
-        // m1's lease ran out and the next receive got it again, with another receipt.
-        let fresh = scan.hold(vec![received("m1", "r1-second"), received("m3", "r3")]);
-        let ids: Vec<&str> = fresh.iter().map(|m| m.message_id.as_str()).collect();
-        assert_eq!(ids, ["m3"], "a message seen before is not handed out twice");
-        let mut receipts = scan.held_receipts();
-        receipts.sort();
-        assert_eq!(receipts, ["r1-second", "r2", "r3"]);
-
-        scan.forget("m2");
-        let mut receipts = scan.held_receipts();
-        receipts.sort();
-        assert_eq!(receipts, ["r1-second", "r3"]);
+        self.inner.clear();
     }
 }

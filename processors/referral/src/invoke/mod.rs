@@ -32,6 +32,8 @@ pub enum Function {
     Ingest,
     Enricher,
     Orchestrator,
+    /// Erasure by API: `{"emails": [...], "dry_run": false}`.
+    Eraser,
 }
 
 impl Function {
@@ -41,6 +43,7 @@ impl Function {
             Function::Ingest => "ingest",
             Function::Enricher => "enricher",
             Function::Orchestrator => "orchestrator",
+            Function::Eraser => "eraser",
         }
     }
 }

@@ -55,7 +55,8 @@ pub fn lambda_binary(name: &str) -> PathBuf {
 /// Runs `referral ARGS` in the workspace with `stdin`; the variables it reads are cleared, so
 /// that only the arguments count.
 pub fn run_referral(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_referral"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_referral"));
+    command
         .current_dir(workspace())
         .args(args)
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -64,7 +65,13 @@ pub fn run_referral(args: &[&str], stdin: &[u8]) -> Output {
         .env_remove("WEBHOOK_QUEUE")
         .env_remove("WEBHOOK_DLQ")
         .env_remove("FEATURES_TABLE")
-        .env_remove("MESSAGES_TABLE")
+        .env_remove("MESSAGES_TABLE");
+    output_with_stdin(command, stdin)
+}
+
+/// Runs `command` with `stdin` fed to it; its stdout and stderr.
+pub fn output_with_stdin(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -40,12 +40,7 @@ pub type DynamoHistoryEnricher =
 pub type CustomerHistory = (String, Vec<(String, String)>);
 
 /// The tables a backfill writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryTables {
-    pub features: String,
-    pub archive: String,
-    pub messages: String,
-}
+pub use crate::dynamo::Tables as HistoryTables;
 
 /// The backfill's enricher on DynamoDB, and the tally its writes are counted in.
 pub fn dynamo_enricher(

@@ -52,6 +52,36 @@ pub const MESSAGE_WRITE_IAM_ACTIONS: &[&str] = &["dynamodb:PutItem", "dynamodb:U
 
 type Item = HashMap<String, AttributeValue>;
 
+/// Variables naming the pipeline's tables, as the template sets them.
+pub const ENV_FEATURES_TABLE: &str = "FEATURES_TABLE";
+pub const ENV_ARCHIVE_TABLE: &str = "ARCHIVE_TABLE";
+pub const ENV_MESSAGES_TABLE: &str = "MESSAGES_TABLE";
+/// What [`Tables::from_vars`] reads.
+pub const TABLES_ENV_VARS: [&str; 3] = [ENV_FEATURES_TABLE, ENV_ARCHIVE_TABLE, ENV_MESSAGES_TABLE];
+
+/// The pipeline's three tables by name: what a backfill writes and an erasure deletes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub features: String,
+    pub archive: String,
+    pub messages: String,
+}
+
+impl Tables {
+    pub fn from_vars(
+        vars: &referral_domain::env::Vars<impl Fn(&str) -> Option<String>>,
+    ) -> Result<Self, referral_domain::env::EnvError> {
+        Ok(Tables {
+            features: vars.required(ENV_FEATURES_TABLE, "the CustomerFeatures table's name")?,
+            archive: vars.required(
+                ENV_ARCHIVE_TABLE,
+                "the CustomerFeaturesArchive table's name",
+            )?,
+            messages: vars.required(ENV_MESSAGES_TABLE, "the ReferralMessages table's name")?,
+        })
+    }
+}
+
 /// One page of a feature-table scan.
 #[derive(Debug, Default)]
 pub struct ScanPage {
