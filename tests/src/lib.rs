@@ -68,6 +68,7 @@ pub fn raw_batch(batch: &[(String, String)]) -> Vec<QueuedWebhook<'_>> {
         .map(|(id, body)| QueuedWebhook {
             message_id: id,
             body,
+            trace: None,
         })
         .collect()
 }

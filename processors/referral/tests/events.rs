@@ -255,6 +255,7 @@ async fn stream_records_are_the_enrichers_writes() {
             .map(|record| QueuedWebhook {
                 message_id: record.message_id.as_deref().unwrap(),
                 body: record.body.as_deref().unwrap(),
+                trace: None,
             })
             .collect();
         writes += enricher

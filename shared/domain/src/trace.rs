@@ -100,6 +100,18 @@ impl TraceContext {
         Self::checked(trace_id, span_id, SAMPLED).ok()
     }
 
+    /// A trace whose ids derive from `seed` (a SHA-256 of it), for runs whose output must be
+    /// reproducible (`referral run` starts one per input event, as ingest would).
+    pub fn derived(seed: &[u8]) -> Option<Self> {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(seed);
+        let mut trace_id = [0; 16];
+        trace_id.copy_from_slice(&digest[..16]);
+        let mut span_id = [0; 8];
+        span_id.copy_from_slice(&digest[16..24]);
+        Self::start(trace_id, span_id)
+    }
+
     /// The same trace, continued by a new span (`span_id`, random) of the one who forwards it.
     pub fn child(&self, span_id: [u8; 8]) -> Option<Self> {
         Self::checked(self.trace_id, span_id, self.flags).ok()
@@ -326,6 +338,14 @@ mod tests {
         );
         assert_eq!(TraceContext::start([0; 16], [2; 8]), None);
         assert_eq!(TraceContext::start([1; 16], [0; 8]), None);
+    }
+
+    #[test]
+    fn a_derived_trace_is_the_same_for_the_same_seed_only() {
+        let one = TraceContext::derived(b"events/a.json:1").unwrap();
+        assert_eq!(TraceContext::derived(b"events/a.json:1"), Some(one));
+        assert_ne!(TraceContext::derived(b"events/a.json:2"), Some(one));
+        assert!(one.sampled());
     }
 
     #[test]

@@ -217,6 +217,7 @@ where
         .map(|(source, body)| QueuedWebhook {
             message_id: source,
             body,
+            trace: None,
         })
         .collect();
     let processed = enricher.process(&queued, Utc::now()).await;
