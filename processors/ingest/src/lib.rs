@@ -5,6 +5,8 @@
 //! validation (400), enqueue (503 when worth retrying, else 500). Only a request that
 //! passes them all is enqueued, and answered 202 with its `event_id`. One log line per
 //! request says how it ended; the body, the secrets and e-mail addresses are never logged.
+//! Every request gets a trace (`trace.rs`): the sender's `traceparent` continued, or a new
+//! one; its id is on the log line, and the queued message carries it as `traceparent`.
 
 pub mod config;
 pub mod metrics;
