@@ -77,6 +77,7 @@ pub fn raw_batch(batch: &[(String, String)]) -> Vec<QueuedWebhook<'_>> {
         .map(|(id, body)| QueuedWebhook {
             message_id: id,
             body,
+            trace: None,
         })
         .collect()
 }
@@ -107,13 +108,15 @@ pub fn expected_features(
         .collect()
 }
 
-/// What is order-independent in an item: everything but the version, the trigger, and
+/// What is order-independent in an item: everything but the version, the trigger (and its
+/// trace), and
 /// where the memory keeps each applied id (recent, pending or archived depends on the order
 /// and the batching; that every applied id is somewhere is the fault suite's check).
 pub fn comparable(mut item: CustomerFeatures) -> CustomerFeatures {
     item.version = 0;
     item.trigger_event_id = None;
     item.trigger = None;
+    item.trace = None;
     item.memory = AppliedMemory::default();
     item
 }

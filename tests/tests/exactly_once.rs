@@ -86,6 +86,7 @@ impl<'a> Environment<'a> {
             .map(|(body, id)| QueuedWebhook {
                 message_id: id,
                 body,
+                trace: None,
             })
             .collect();
         let crash = Crash::new();

@@ -37,6 +37,7 @@ async fn the_sqs_batch_holds_two_good_events_a_redelivery_and_one_poison_message
         .map(|record| QueuedWebhook {
             message_id: record.message_id.as_deref().expect("messageId"),
             body: record.body.as_deref().expect("body"),
+            trace: None,
         })
         .collect();
     let store = EmbeddedFeatureStore::new();

@@ -61,6 +61,7 @@ async fn largest_item_over(count: i64, every: Duration) -> (u64, CustomerFeature
         let batch = [QueuedWebhook {
             message_id: "m",
             body: &body,
+            trace: None,
         }];
         let report = enricher.process(&batch, last).await;
         assert_eq!(report.counters.applied, 1, "event {i} was not applied");

@@ -37,6 +37,7 @@ async fn records_for(batches: &[&[(&str, &str, i64)]]) -> Vec<ChangeRecord> {
             .map(|((id, _, _), body)| QueuedWebhook {
                 message_id: id,
                 body,
+                trace: None,
             })
             .collect();
         enricher.process(&messages, chrono::Utc::now()).await;

@@ -23,6 +23,10 @@ const KMS_SID: &str = "CustomerManagedKey";
 /// What the functions need of the customer-managed key: reading and writing the queues,
 /// tables, streams and logs it encrypts.
 const KMS_ACTIONS: &[&str] = &["kms:Decrypt", "kms:GenerateDataKey"];
+/// Statement id of the grant X-Ray's active tracing needs, present only with `Tracing=Active`.
+const XRAY_SID: &str = "XRayTracing";
+/// What Lambda's active tracing needs: X-Ray takes these on no resource but `*`.
+const XRAY_ACTIONS: &[&str] = &["xray:PutTelemetryRecords", "xray:PutTraceSegments"];
 /// Statement ids of the grants that Lambda's pollers use, not the function's code.
 const MAPPING_SID_PREFIX: &str = "EventSourceMapping";
 /// Statement id of the grant that lets the function write its own log group.
@@ -172,10 +176,14 @@ fn when_granted(statement: &Value) -> Value {
         json!({ "Ref": "AWS::NoValue" }),
         "a conditional statement is granted or absent: {statement}"
     );
-    assert_eq!(
-        branches[1]["Sid"], KMS_SID,
-        "only the customer-managed key's grant is conditional: {statement}"
-    );
+    let condition = match branches[1]["Sid"].as_str() {
+        Some(KMS_SID) => "HasKmsKey",
+        Some(XRAY_SID) => "TracingActive",
+        _ => panic!(
+            "only the customer-managed key's and X-Ray's grants are conditional: {statement}"
+        ),
+    };
+    assert_eq!(branches[0], condition, "{statement}");
     branches[1].clone()
 }
 
@@ -324,7 +332,7 @@ fn each_role_grants_its_code_actions_its_mapping_actions_and_its_logs_only() {
     for function in functions() {
         let id = function.logical_id;
         let (mut code, mut mapping, mut logs) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-        let mut key = BTreeSet::new();
+        let (mut key, mut xray) = (BTreeSet::new(), BTreeSet::new());
         for statement in role_statements(&template, id) {
             assert_eq!(statement["Effect"], "Allow", "{id}: {statement}");
             let sid = statement["Sid"]
@@ -343,6 +351,9 @@ fn each_role_grants_its_code_actions_its_mapping_actions_and_its_logs_only() {
                     "{id}: the key's grant is on that key only"
                 );
                 key.extend(actions);
+            } else if sid == XRAY_SID {
+                assert_eq!(statement["Resource"], "*", "{id}: {statement}");
+                xray.extend(actions);
             } else {
                 code.extend(actions);
             }
@@ -359,6 +370,7 @@ fn each_role_grants_its_code_actions_its_mapping_actions_and_its_logs_only() {
             owned(KMS_ACTIONS),
             "{id}: customer-managed key actions"
         );
+        assert_eq!(xray, owned(XRAY_ACTIONS), "{id}: X-Ray actions");
     }
 }
 
@@ -373,6 +385,16 @@ fn no_policy_grants_a_wildcard_action_or_resource() {
         statements.len()
     );
     for statement in statements {
+        if statement["Sid"] == XRAY_SID {
+            // X-Ray's segments have no resource to name: its two actions on `*`, only
+            // when tracing is active (`when_granted` checked the condition).
+            assert_eq!(
+                action_set(&statement["Action"]),
+                owned(XRAY_ACTIONS),
+                "{statement}"
+            );
+            continue;
+        }
         for key in ["NotAction", "NotResource"] {
             assert!(
                 statement.get(key).is_none(),
@@ -423,7 +445,10 @@ fn code_grants(template: &Value, function: &str, action: &str) -> Vec<Value> {
         .iter()
         .filter(|statement| {
             let sid = statement["Sid"].as_str().unwrap_or_default();
-            !sid.starts_with(MAPPING_SID_PREFIX) && sid != LOGS_SID && sid != KMS_SID
+            !sid.starts_with(MAPPING_SID_PREFIX)
+                && sid != LOGS_SID
+                && sid != KMS_SID
+                && sid != XRAY_SID
         })
         .filter(|statement| action_set(&statement["Action"]).contains(action))
         .flat_map(|statement| strings(&statement["Resource"]).into_iter().cloned())
@@ -1009,4 +1034,52 @@ fn ingest_reads_its_webhook_secrets_from_the_one_secret_it_may_read() {
         declared["Properties"].get("SecretString").is_none(),
         "the value is not written in the template"
     );
+}
+
+#[test]
+fn x_ray_active_tracing_is_an_option_of_every_function_off_by_default() {
+    let template = template();
+    let parameter = &template["Parameters"]["Tracing"];
+    assert_eq!(parameter["Default"], "PassThrough");
+    assert_eq!(parameter["AllowedValues"], json!(["Active", "PassThrough"]));
+    assert_eq!(
+        template["Conditions"]["TracingActive"],
+        json!({ "Fn::Equals": [{ "Ref": "Tracing" }, "Active"] })
+    );
+    assert_eq!(
+        template.pointer("/Globals/Function/Tracing"),
+        Some(&json!({ "Ref": "Tracing" })),
+        "set once, in Globals"
+    );
+    for function in functions() {
+        let id = function.logical_id;
+        assert!(
+            resource(&template, id)["Properties"]
+                .get("Tracing")
+                .is_none(),
+            "{id}: overrides the Tracing parameter"
+        );
+        assert_eq!(
+            function_properties(&template, id)["Tracing"],
+            json!({ "Ref": "Tracing" }),
+            "{id}"
+        );
+        // Its role may send segments when (and only when) tracing is active.
+        let properties = &resource(&template, id)["Properties"];
+        let (role, _) = get_att(&properties["Role"]).unwrap();
+        let mut conditional = Vec::new();
+        for policy in resource(&template, role)["Properties"]["Policies"]
+            .as_array()
+            .unwrap()
+        {
+            for statement in strings(&policy["PolicyDocument"]["Statement"]) {
+                if let Some(branches) = statement.get("Fn::If")
+                    && branches[1]["Sid"] == XRAY_SID
+                {
+                    conditional.push(branches[0].clone());
+                }
+            }
+        }
+        assert_eq!(conditional, [json!("TracingActive")], "{id}: {role}");
+    }
 }

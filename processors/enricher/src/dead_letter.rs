@@ -98,6 +98,10 @@ mod tests {
             ("event_id", "e".repeat(MAX_EVENT_ID_LEN)),
             ("event_type", "service.completed".to_owned()),
             ("customer_ref", "c".repeat(64)),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+            ),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), string_attribute(&value)))
@@ -126,6 +130,10 @@ mod tests {
             &refusal,
             Utc::now(),
         );
+        // Every attribute ingest gives fits beside the reason: the trace goes on with it.
+        for (name, value) in &queued.attributes {
+            assert_eq!(letter.attributes.get(name), Some(value), "{name}");
+        }
         let added = letter.size() - queued.size();
         assert!(
             added <= DEAD_LETTER_REASON_MAX_BYTES,

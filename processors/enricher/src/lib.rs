@@ -28,6 +28,7 @@ use referral_domain::ports::{ErasureLog, EventArchive, FeatureStore, WorkQueue};
 use referral_domain::redact::{
     CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key, customer_ref, mask_emails,
 };
+use referral_domain::trace::{TRACEPARENT, links};
 use serde::Serialize;
 
 /// The enricher's version, stamped on every dead letter.
@@ -261,7 +262,11 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue> EnricherHandle
             }
         }
         counters.batch_item_failures = failures.len() as u64;
+        // One span link per record, as OpenTelemetry links a batch to the traces of its
+        // messages; without an OpenTelemetry SDK, a field of the batch's line.
+        let links = links(report.messages.iter().map(|message| message.trace.as_ref()));
         tracing::info!(
+            links,
             messages = counters.enrich.messages,
             customers = counters.enrich.customers,
             applied = counters.enrich.applied,
@@ -321,9 +326,14 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue> EnricherHandle
 /// The core's view of one SQS record. A record without an id or body is still handled (and
 /// refused as an empty body), never skipped.
 fn queued_webhook(record: &SqsMessage) -> QueuedWebhook<'_> {
+    let traceparent = record
+        .message_attributes
+        .get(TRACEPARENT)
+        .and_then(|attribute| attribute.string_value.as_deref());
     QueuedWebhook {
         message_id: record.message_id.as_deref().unwrap_or_default(),
         body: record.body.as_deref().unwrap_or_default(),
+        trace: QueuedWebhook::trace_of(traceparent),
     }
 }
 
@@ -333,10 +343,13 @@ fn log_outcome(message: &MessageReport) {
     let customer = message.customer_email.as_deref().map(customer_ref);
     let customer = customer.as_deref().unwrap_or_default();
     let event_id = message.event_id.as_deref().unwrap_or_default();
+    let trace_id = message.trace.map(|trace| trace.trace_id());
+    let trace_id = trace_id.as_deref();
     match &message.outcome {
         Outcome::Failed(failure) => tracing::warn!(
             event_id,
             customer,
+            trace_id,
             outcome = "failed",
             error_kind = failure.kind(),
             // A service's error text may quote the item's key: the customer's address.
@@ -347,6 +360,7 @@ fn log_outcome(message: &MessageReport) {
             Some(refusal) => tracing::warn!(
                 event_id,
                 customer,
+                trace_id,
                 outcome = outcome.label(),
                 error_kind = refusal.kind,
                 field = refusal.field,
@@ -355,6 +369,7 @@ fn log_outcome(message: &MessageReport) {
             None => tracing::info!(
                 event_id,
                 customer,
+                trace_id,
                 outcome = outcome.label(),
                 "message processed"
             ),

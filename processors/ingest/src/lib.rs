@@ -5,12 +5,15 @@
 //! validation (400), enqueue (503 when worth retrying, else 500). Only a request that
 //! passes them all is enqueued, and answered 202 with its `event_id`. One log line per
 //! request says how it ended; the body, the secrets and e-mail addresses are never logged.
+//! Every request gets a trace (`trace.rs`): the sender's `traceparent` continued, or a new
+//! one; its id is on the log line, and the queued message carries it as `traceparent`.
 
 pub mod config;
 pub mod metrics;
 pub mod queue;
 pub mod replay;
 pub mod signature;
+pub mod trace;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
@@ -22,9 +25,11 @@ use referral_domain::error_chain;
 use referral_domain::event::parse_webhook;
 use referral_domain::ports::{MAX_QUEUED_BYTES, WorkQueue};
 use referral_domain::redact::mask_emails;
+use referral_domain::trace::TRACEPARENT;
 use serde_json::{Value, json};
 
 use replay::{Fingerprint, ReplayCache};
+use trace::{RequestTrace, request_trace};
 
 pub use config::{Config, ENV_VARS};
 pub use metrics::RequestCounters;
@@ -68,7 +73,9 @@ pub async fn handle<Q: WorkQueue>(
     now: DateTime<Utc>,
 ) -> ApiGatewayV2httpResponse {
     let request_id = request.request_context.request_id.clone();
-    let outcome = process(deps, request, now).await;
+    let trace = request_trace(&request.headers);
+    let mut outcome = process(deps, request, trace, now).await;
+    outcome.trace = trace;
     outcome.log(request_id.as_deref());
     outcome.into_response()
 }
@@ -76,6 +83,7 @@ pub async fn handle<Q: WorkQueue>(
 async fn process<Q: WorkQueue>(
     deps: &Deps<Q>,
     request: ApiGatewayV2httpRequest,
+    trace: RequestTrace,
     now: DateTime<Utc>,
 ) -> Outcome {
     if request.request_context.http.method != Method::POST {
@@ -142,7 +150,12 @@ async fn process<Q: WorkQueue>(
         }
     };
     let event_id = webhook.event_id().to_owned();
-    let message = queue_message(text, &webhook);
+    let mut message = queue_message(text, &webhook);
+    if let Some(trace) = trace.trace {
+        message
+            .attributes
+            .insert(TRACEPARENT.to_owned(), trace.to_string());
+    }
     let customer = message.attributes.get(CUSTOMER_REF_ATTRIBUTE).cloned();
     let carried = [
         ("body", Some(&message.body)),
@@ -279,6 +292,8 @@ struct Outcome {
     event_id: Option<String>,
     customer_ref: Option<String>,
     secret_index: Option<usize>,
+    /// The request's trace: on the log line and, as `traceparent`, on the response.
+    trace: RequestTrace,
     /// For the log only: the invalid field, or the adapter's error.
     detail: Option<String>,
 }
@@ -293,6 +308,10 @@ impl Outcome {
             event_id: None,
             customer_ref: None,
             secret_index: None,
+            trace: RequestTrace {
+                trace: None,
+                refused: None,
+            },
             detail: None,
         }
     }
@@ -318,6 +337,9 @@ impl Outcome {
     }
 
     fn log(&self, request_id: Option<&str>) {
+        let trace_id = self.trace.trace.map(|trace| trace.trace_id());
+        let trace_id = trace_id.as_deref();
+        let traceparent_refused = self.trace.refused.map(|error| error.kind());
         macro_rules! log_at {
             ($level:expr) => {
                 tracing::event!(
@@ -328,6 +350,8 @@ impl Outcome {
                     customer_ref = self.customer_ref.as_deref(),
                     secret = self.secret_index.map(|index| index + 1),
                     detail = self.detail.as_deref(),
+                    trace_id,
+                    traceparent_refused,
                     request_id,
                     "webhook request handled"
                 )
@@ -350,6 +374,13 @@ impl Outcome {
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in self.headers {
             response.headers.insert(name, value);
+        }
+        // The sender learns the trace its webhook is found under (a trace it started, or
+        // the one it sent, continued by ingest's span).
+        if let Some(trace) = self.trace.trace
+            && let Ok(value) = HeaderValue::from_str(&trace.to_string())
+        {
+            response.headers.insert(TRACEPARENT, value);
         }
         response.body = Some(Body::Text(self.body.to_string()));
         response

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use common::{Failure, TestQueue};
 use referral_domain::ports::{MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES};
 use referral_domain::redact::customer_ref;
+use referral_domain::trace::TraceContext;
 use referral_ingest::{Config, Deps, WebhookSecret, handle, sign};
 use serde_json::Value;
 
@@ -174,9 +175,13 @@ async fn good_signature_is_accepted_and_enqueued_once_with_its_attributes() {
         "the body must be enqueued exactly as signed"
     );
     // The customer's ref (a hash of the normalised address), never the address itself.
-    let attributes = &message.attributes;
+    let mut attributes = message.attributes.clone();
+    // A trace started here (the request had no `traceparent`), the one the response names.
+    let traceparent = attributes.remove("traceparent").unwrap();
+    assert_eq!(header(&response, "traceparent"), Some(traceparent.as_str()));
+    assert!(TraceContext::parse(&traceparent).is_ok(), "{traceparent}");
     assert_eq!(
-        attributes,
+        &attributes,
         &BTreeMap::from([
             ("event_id".to_owned(), FIXTURE_EVENT_ID.to_owned()),
             ("event_type".to_owned(), "service.completed".to_owned()),
@@ -187,6 +192,76 @@ async fn good_signature_is_accepted_and_enqueued_once_with_its_attributes() {
         ])
     );
     assert!(attributes.values().all(|value| !value.contains('@')));
+}
+
+const SENDERS_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// The `traceparent` attribute of the one message a request queued.
+fn queued_trace(deps: &Deps<TestQueue>) -> TraceContext {
+    let sent = deps.queue.sent();
+    assert_eq!(sent.len(), 1);
+    TraceContext::parse(&sent[0].attributes["traceparent"]).unwrap()
+}
+
+#[tokio::test]
+async fn a_sender_s_traceparent_is_continued_on_the_queue_by_ingest_s_span() {
+    let deps = deps();
+    let mut request = plain_request();
+    set_header(&mut request, "traceparent", SENDERS_TRACE);
+    let response = call(&deps, request, now()).await;
+    assert_eq!(response.status_code, 202, "{:?}", response.body);
+
+    let queued = queued_trace(&deps);
+    assert_eq!(queued.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(
+        queued.parent_id(),
+        "00f067aa0ba902b7",
+        "ingest's own span is the parent"
+    );
+    assert!(queued.sampled());
+    assert_eq!(
+        header(&response, "traceparent"),
+        Some(queued.to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_traceparent_starts_a_new_trace_and_never_refuses_the_webhook() {
+    for malformed in [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "garbage",
+    ] {
+        let deps = deps();
+        let mut request = plain_request();
+        set_header(&mut request, "traceparent", malformed);
+        let response = call(&deps, request, now()).await;
+        assert_eq!(
+            response.status_code, 202,
+            "{malformed}: {:?}",
+            response.body
+        );
+        let queued = queued_trace(&deps);
+        assert_ne!(
+            queued.trace_id(),
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{malformed}"
+        );
+        assert_ne!(queued.trace_id(), "0".repeat(32), "{malformed}");
+    }
+}
+
+#[tokio::test]
+async fn each_request_without_a_traceparent_starts_its_own_trace() {
+    let first = deps();
+    call(&first, plain_request(), now()).await;
+    let second = deps();
+    call(&second, plain_request(), now()).await;
+    assert_ne!(
+        queued_trace(&first).trace_id(),
+        queued_trace(&second).trace_id()
+    );
 }
 
 #[tokio::test]

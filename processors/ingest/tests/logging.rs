@@ -108,6 +108,38 @@ async fn accepted_request_logs_one_line_with_event_and_customer_ref() {
 }
 
 #[tokio::test]
+async fn the_line_carries_the_trace_id_given_or_started() {
+    let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut traced = request();
+    traced.headers.insert("traceparent", given.parse().unwrap());
+    let queue = TestQueue::new();
+    let deps = deps(queue);
+    let lines = logged(&deps, traced, SIGNED_AT + 1).await;
+    assert_eq!(lines[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(lines[0].get("traceparent_refused").is_none(), "{lines:?}");
+
+    let mut malformed = request();
+    malformed
+        .headers
+        .insert("traceparent", "00-zz-00f067aa0ba902b7-01".parse().unwrap());
+    let lines = logged(&deps_fresh(), malformed, SIGNED_AT + 1).await;
+    assert_eq!(lines[0]["status"], 202);
+    assert_eq!(lines[0]["traceparent_refused"], "shape");
+    let started = lines[0]["trace_id"].as_str().unwrap();
+    assert_eq!(started.len(), 32);
+    assert_ne!(started, "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    // Even a refused request's line is findable by its trace.
+    let lines = logged(&deps_fresh(), request(), SIGNED_AT + 10_000).await;
+    assert_eq!(lines[0]["status"], 401);
+    assert_eq!(lines[0]["trace_id"].as_str().map(str::len), Some(32));
+}
+
+fn deps_fresh() -> Deps<TestQueue> {
+    deps(TestQueue::new())
+}
+
+#[tokio::test]
 async fn refusals_and_failures_log_their_reason() {
     let deps_ok = deps(TestQueue::new());
     let lines = logged(&deps_ok, request(), SIGNED_AT + 10_000).await;

@@ -32,7 +32,8 @@ use referral_domain::orchestrator::{
     Deadline, Orchestrator, OrchestratorConfig, StreamCounters, ThrottlePolicy,
 };
 use referral_domain::ports::{
-    ENV_MESSAGE_RETENTION_DAYS, MessageGenerator, MessageRetention, MessageStore, WorkQueue,
+    ChangeRecord, ENV_MESSAGE_RETENTION_DAYS, MessageGenerator, MessageRetention, MessageStore,
+    WorkQueue,
 };
 use referral_domain::redact::{CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key, mask_emails};
 use referral_domain::template::TemplateGenerator;
@@ -286,7 +287,11 @@ impl<G: MessageGenerator, M: MessageStore, Q: WorkQueue> OrchestratorHandler<G, 
             failed.then(|| position.to_owned())
         });
         let resume_from = resume_from.or_else(|| undecodable.map(str::to_owned));
+        // One span link per record, as OpenTelemetry links a batch to the traces of its
+        // messages; without an OpenTelemetry SDK, a field of the batch's line.
+        let links = referral_domain::trace::links(changes.iter().map(ChangeRecord::trace));
         tracing::info!(
+            links,
             records = counters.records,
             quarantined = counters.quarantined,
             created = counters.created,

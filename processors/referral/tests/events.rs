@@ -17,6 +17,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::features::CustomerFeatures;
 use referral_domain::ports::FeatureStore;
+use referral_domain::trace::TraceContext;
 use referral_ingest::{Config, Deps, SignatureError, WebhookSecret, handle, verify};
 use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore, EmbeddedQueue};
 use serde::Serialize;
@@ -214,11 +215,16 @@ async fn sqs_records_carry_what_ingest_queues() {
             .iter()
             .map(|(name, value)| (name.as_str(), value.string_value.as_deref().unwrap()))
             .collect();
-        let expected: BTreeMap<&str, &str> = message
+        let mut expected: BTreeMap<&str, &str> = message
             .attributes
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
+        // All but the trace ingest started at random: `events` output is reproducible.
+        let trace = expected
+            .remove("traceparent")
+            .expect("ingest queues a traceparent");
+        assert!(TraceContext::parse(trace).is_ok(), "{trace}");
         assert_eq!(attributes, expected);
         assert_eq!(
             record.event_source_arn.as_deref(),
@@ -255,6 +261,7 @@ async fn stream_records_are_the_enrichers_writes() {
             .map(|record| QueuedWebhook {
                 message_id: record.message_id.as_deref().unwrap(),
                 body: record.body.as_deref().unwrap(),
+                trace: None,
             })
             .collect();
         writes += enricher

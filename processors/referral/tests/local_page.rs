@@ -230,8 +230,11 @@ fn the_page_shows_the_pipeline_in_a_browser_with_addresses_masked() {
         message_row.contains(">template<"),
         "generator: {message_row}"
     );
+    // The trace ingest started for the webhook, as the message record carries it.
+    let trace_id = messages[0]["trace_id"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 32, "{messages}");
     assert!(
-        message_row.contains(r#"<td class="trace">—</td>"#),
+        message_row.contains(&format!(r#"<td class="trace">{trace_id}</td>"#)),
         "trace id column: {message_row}"
     );
     assert!(message_row.contains(">p***@example.com<"), "{message_row}");

@@ -228,6 +228,7 @@ fn out_of_file_descriptors_the_listener_pauses_instead_of_spinning() {
         child,
         port,
         log: Arc::default(),
+        stdout: Arc::default(),
     };
 
     // More idle connections than the server has descriptors left.

@@ -22,6 +22,7 @@ pub mod prompt;
 pub mod redact;
 pub mod shapes;
 pub mod template;
+pub mod trace;
 
 /// An error and its sources, `: `-separated, on one line: what a log line shows of a
 /// failure (mask e-mail addresses in it before logging). A source whose text an outer

@@ -33,6 +33,8 @@ pub struct MessageView<'a> {
     pub generator: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +44,8 @@ pub struct SuppressedView<'a> {
     pub trigger_event_id: Option<&'a str>,
     pub features_version: u64,
     pub reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a Suppression> for SuppressedView<'a> {
@@ -51,6 +55,7 @@ impl<'a> From<&'a Suppression> for SuppressedView<'a> {
             trigger_event_id: suppression.trigger_event_id.as_deref(),
             features_version: suppression.features_version,
             reason: &suppression.reason,
+            trace_id: suppression.trace_id.as_deref(),
         }
     }
 }
@@ -67,6 +72,7 @@ impl<'a> From<&'a ReferralMessage> for MessageView<'a> {
             prompt_hash: &message.prompt_hash,
             generator: &message.generator,
             fallback_reason: message.fallback_reason.as_deref(),
+            trace_id: message.trace_id.as_deref(),
         }
     }
 }

@@ -26,6 +26,7 @@ use referral_domain::ports::{
     WorkQueue,
 };
 use referral_domain::template::TemplateGenerator;
+use referral_domain::trace::{TRACEPARENT, TraceContext};
 
 /// Whatever handles a batch of queue messages: the enricher core itself, or the enricher
 /// Lambda's handler wrapped around it (which also dead-letters poison messages).
@@ -40,6 +41,9 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> BatchHandler for Enricher<S,
             .map(|message| QueuedWebhook {
                 message_id: &message.message_id,
                 body: &message.body,
+                trace: QueuedWebhook::trace_of(
+                    message.attributes.get(TRACEPARENT).map(String::as_str),
+                ),
             })
             .collect();
         self.process(&webhooks, Utc::now()).await
@@ -73,9 +77,16 @@ impl InputEvent {
         if !self.utf8 {
             return Err(refused("not_utf8", "`body` is not UTF-8 text".to_owned()));
         }
+        let mut attributes = BTreeMap::from([(SOURCE_ATTRIBUTE.to_owned(), self.source.clone())]);
+        // The trace ingest would start, from the event's source and body rather than at
+        // random, so that a run's output is the same every time.
+        let seed = format!("{}\n{}", self.source, self.body);
+        if let Some(trace) = TraceContext::derived(seed.as_bytes()) {
+            attributes.insert(TRACEPARENT.to_owned(), trace.to_string());
+        }
         let message = OutgoingMessage {
             body: self.body.clone(),
-            attributes: BTreeMap::from([(SOURCE_ATTRIBUTE.to_owned(), self.source.clone())]),
+            attributes,
         };
         if message.size() > MAX_QUEUED_BYTES {
             return Err(refused(

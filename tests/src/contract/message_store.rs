@@ -43,6 +43,8 @@ fn message(key: &MessageKey, body: &str) -> ReferralMessage {
         model_id: None,
         usage: None,
         fallback_reason: None,
+        // Kept by every store as written: the trace a message is found by.
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
         created_at: start(),
     }
 }
@@ -54,6 +56,7 @@ fn suppression(key: &MessageKey, reason: &str) -> Suppression {
         features_version: 1,
         trigger_event_id: None,
         reason: reason.to_owned(),
+        trace_id: Some("0af7651916cd43dd8448eb211c80319c".to_owned()),
         decided_at: start(),
     }
 }

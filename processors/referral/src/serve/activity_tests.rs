@@ -12,6 +12,7 @@ fn report(outcomes: &[(&str, &str, Outcome)]) -> BatchReport {
                 message_id: format!("msg-{event_id}"),
                 event_id: Some((*event_id).to_owned()),
                 customer_email: Some((*email).to_owned()),
+                trace: None,
                 outcome: outcome.clone(),
             })
             .collect(),

@@ -28,6 +28,8 @@ pub struct Server {
     pub port: u16,
     /// Everything the server wrote to stderr so far, for failure messages.
     pub log: Arc<Mutex<String>>,
+    /// Everything it wrote to stdout so far: its JSON log lines.
+    pub stdout: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -37,11 +39,23 @@ impl Server {
             .args(["local", "serve", "--port", "0"])
             .args(args)
             .env("WEBHOOK_SECRETS", SECRET)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start referral local serve");
         let stderr = child.stderr.take().expect("piped stderr");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let lines = child.stdout.take().expect("piped stdout");
+        let written = Arc::clone(&stdout);
+        // Read as it comes, so a chatty server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(lines).lines().map_while(Result::ok) {
+                if let Ok(mut stdout) = written.lock() {
+                    stdout.push_str(&line);
+                    stdout.push('\n');
+                }
+            }
+        });
         let log = Arc::new(Mutex::new(String::new()));
         let (port_found, port_announced) = mpsc::channel();
         let kept = Arc::clone(&log);
@@ -64,7 +78,25 @@ impl Server {
                     log.lock().map(|l| l.clone()).unwrap_or_default()
                 )
             });
-        Server { child, port, log }
+        Server {
+            child,
+            port,
+            log,
+            stdout,
+        }
+    }
+
+    /// The JSON lines of the server's log so far (others, such as EMF's, included).
+    pub fn log_lines(&self) -> Vec<Value> {
+        let stdout = self
+            .stdout
+            .lock()
+            .map(|text| text.clone())
+            .unwrap_or_default();
+        stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     pub fn webhook_url(&self) -> String {
@@ -81,17 +113,19 @@ impl Server {
 
     /// `POST /webhooks` signed with [`SECRET`]: the status and the body.
     pub fn post_signed(&self, body: &str) -> (u16, String) {
+        self.post_signed_with(body, &[])
+    }
+
+    /// [`Self::post_signed`] with more headers (a `traceparent`, say).
+    pub fn post_signed_with(&self, body: &str, extra: &[(&str, &str)]) -> (u16, String) {
         let signature =
             referral_ingest::sign(SECRET, chrono::Utc::now().timestamp(), body.as_bytes());
-        self.exchange(
-            "POST",
-            "/webhooks",
-            &[
-                ("Content-Type", "application/json"),
-                ("X-Signature", &signature),
-            ],
-            body,
-        )
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("X-Signature", signature.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        self.exchange("POST", "/webhooks", &headers, body)
     }
 
     /// `POST /webhooks` with no signature.

@@ -96,6 +96,7 @@ impl<S: FeatureStore, M: MessageStore> FeatureStore for HistoryStore<S, M> {
         let mut item = Arc::unwrap_or_clone(write.item);
         item.trigger_event_id = None;
         item.trigger = None;
+        item.trace = None;
         let units = write_units(&item);
         if let Some(pace) = &self.pace {
             pace.take(units).await;

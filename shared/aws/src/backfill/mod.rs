@@ -212,6 +212,7 @@ where
         .map(|(source, body)| QueuedWebhook {
             message_id: source,
             body,
+            trace: None,
         })
         .collect();
     let processed = enricher.process(&queued, Utc::now()).await;

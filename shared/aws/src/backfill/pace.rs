@@ -64,6 +64,8 @@ pub async fn record_suppressed<M: MessageStore>(
         features_version: written.version,
         trigger_event_id: None,
         reason: reason.as_str().to_owned(),
+        // Recomputed and backfilled changes come from no webhook: no trace.
+        trace_id: None,
         decided_at: now,
     };
     let recorded = messages

@@ -323,4 +323,35 @@ mod tests {
             [(REPLAY_COUNT.to_owned(), attribute("1"))].into();
         assert!(make_room(&mut few).is_empty());
     }
+
+    #[test]
+    fn a_dead_letter_s_trace_goes_back_with_it_whatever_must_make_room() {
+        // A dead letter as the enricher writes it from what ingest queued: ten attributes,
+        // the webhook's trace among them; the replay's count makes eleven.
+        let mut attributes: HashMap<String, MessageAttributeValue> = [
+            "error_kind",
+            "error_field",
+            "error_message",
+            "enricher_version",
+            "first_failure_at",
+            "source_message_id",
+            "event_id",
+            "event_type",
+            "customer_ref",
+            referral_domain::trace::TRACEPARENT,
+            REPLAY_COUNT,
+        ]
+        .into_iter()
+        .map(|name| (name.to_owned(), attribute("x")))
+        .collect();
+        make_room(&mut attributes);
+        assert!(attributes.contains_key("traceparent"));
+        // Even where it would be the first to go by name (after `a…`, before none).
+        let mut crowded: HashMap<String, MessageAttributeValue> = (0..10)
+            .map(|index| (format!("a{index}"), attribute("x")))
+            .chain([("traceparent".to_owned(), attribute("x"))])
+            .collect();
+        make_room(&mut crowded);
+        assert!(crowded.contains_key("traceparent"));
+    }
 }

@@ -58,6 +58,8 @@ const KEPT: &[&str] = &[
     "event_id",
     "event_type",
     "customer_ref",
+    // The webhook's trace goes on through the replay to its message.
+    referral_domain::trace::TRACEPARENT,
 ];
 
 /// Test hook for crash safety: when set to k, the process exits abruptly right after the

@@ -44,6 +44,7 @@ use crate::ports::{
     AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite, WriteOutcome,
 };
 use crate::redact::erasure_hash;
+use crate::trace::TraceContext;
 
 /// How far ahead of this process's clock an event may be dated. Further, it is refused:
 /// a date in the future would hold the customer's latest values and move the memory's
@@ -55,6 +56,16 @@ pub const MAX_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::days(1);
 pub struct QueuedWebhook<'a> {
     pub message_id: &'a str,
     pub body: &'a str,
+    /// Its `traceparent` attribute, read by the adapter ([`QueuedWebhook::trace_of`]).
+    pub trace: Option<TraceContext>,
+}
+
+impl QueuedWebhook<'_> {
+    /// The trace of a message's `traceparent` attribute. One that does not read is dropped,
+    /// never the message: the trace is for the operators, the event for the customer.
+    pub fn trace_of(traceparent: Option<&str>) -> Option<TraceContext> {
+        TraceContext::parse(traceparent?).ok()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,9 +189,9 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
             .iter()
             .zip(&cold)
             .map(|((email, indices), &cold)| {
-                let customer_events: Vec<&ServiceEvent> = indices
+                let customer_events: Vec<(&ServiceEvent, Option<TraceContext>)> = indices
                     .iter()
-                    .filter_map(|&i| events[i].as_deref())
+                    .filter_map(|&i| Some((events[i].as_deref()?, batch[i].trace)))
                     .collect();
                 let never_erased = cold
                     && known_erasures
@@ -239,15 +250,18 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
     async fn enrich_customer(
         &self,
         email: &str,
-        events: Vec<&ServiceEvent>,
+        traced_events: Vec<(&ServiceEvent, Option<TraceContext>)>,
         indices: &[usize],
         never_erased: bool,
     ) -> CustomerResult {
         let mut result = CustomerResult::default();
+        let (events, traces): (Vec<&ServiceEvent>, Vec<Option<TraceContext>>) =
+            traced_events.into_iter().unzip();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(events.len());
-        for chunk in events.chunks(self.config.max_events_per_write.max(1)) {
+        let chunk_size = self.config.max_events_per_write.max(1);
+        for (chunk, chunk_traces) in events.chunks(chunk_size).zip(traces.chunks(chunk_size)) {
             match self
-                .write_chunk(email, chunk, never_erased, &mut result)
+                .write_chunk(email, chunk, chunk_traces, never_erased, &mut result)
                 .await
             {
                 Ok(chunk_outcomes) => outcomes.extend(chunk_outcomes),
@@ -280,6 +294,7 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
         &self,
         email: &str,
         events: &[&ServiceEvent],
+        traces: &[Option<TraceContext>],
         never_erased: bool,
         result: &mut CustomerResult,
     ) -> Result<Vec<Outcome>, Failure> {
@@ -359,6 +374,7 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
                 next.version += marker.last_version;
                 next.erased_through = Some(marker.erased_at);
             }
+            next.trace = trigger_trace(events, traces, next.trigger_event_id.as_deref());
             let next = Arc::new(next);
             let write = FeatureWrite {
                 expected_version,
@@ -551,6 +567,21 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
     }
 }
 
+/// The trace of the write's trigger event: its first delivery in the chunk (a later one
+/// with the same id is a duplicate of it, and its trace not the one applied).
+fn trigger_trace(
+    events: &[&ServiceEvent],
+    traces: &[Option<TraceContext>],
+    trigger_event_id: Option<&str>,
+) -> Option<TraceContext> {
+    let trigger = trigger_event_id?;
+    events
+        .iter()
+        .zip(traces)
+        .find(|(event, _)| &*event.event_id == trigger)
+        .and_then(|(_, trace)| *trace)
+}
+
 /// Whether an event belongs to an erased predecessor of its customer.
 fn is_erased(erased_through: Option<DateTime<Utc>>, event: &ServiceEvent) -> bool {
     erased_through.is_some_and(|through| event.occurred_at <= through)
@@ -633,6 +664,7 @@ fn classify(
         message_id: message.message_id.to_owned(),
         event_id: None,
         customer_email: None,
+        trace: message.trace,
         outcome: Outcome::Failed(Failure::NotReached),
     };
     match parse_webhook(message.body) {

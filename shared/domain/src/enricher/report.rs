@@ -164,6 +164,8 @@ pub struct MessageReport {
     pub event_id: Option<String>,
     /// Normalised e-mail, when the body got that far. Hash it before logging.
     pub customer_email: Option<String>,
+    /// The trace the message came with (its `traceparent` attribute).
+    pub trace: Option<crate::trace::TraceContext>,
     pub outcome: Outcome,
 }
 

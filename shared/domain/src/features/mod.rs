@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{SCORE_SCALE, ServiceEvent};
+use crate::trace::TraceContext;
 
 pub use fold::{
     ArchiveView, Disposition, Fold, archive_questions, fold_events, fold_events_with, has_new,
@@ -138,6 +139,10 @@ pub struct CustomerFeatures {
     /// that occurred at or before it were the erased customer's and are dropped, so that a
     /// redelivery cannot bring the erased data back.
     pub erased_through: Option<DateTime<Utc>>,
+    /// The trace of the trigger event (the latest this write applied), as its queue message
+    /// carried it: the stream record takes it to the orchestrator and the message. `None`
+    /// on items written before traces were kept, and when the event came without one.
+    pub trace: Option<TraceContext>,
 }
 
 /// The trigger event of a write, as the message policy needs it.
@@ -169,6 +174,7 @@ impl CustomerFeatures {
             trigger_event_id: None,
             trigger: None,
             erased_through: None,
+            trace: None,
         }
     }
 

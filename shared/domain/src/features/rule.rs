@@ -269,6 +269,7 @@ impl CustomerFeatures {
         next.version = self.version + 1;
         next.trigger_event_id = None;
         next.trigger = None;
+        next.trace = None;
         Some(next)
     }
 }

@@ -6,7 +6,8 @@
 //! - `applied`: the dedupe memory, binary (about eleven bytes a recent event, nine a pending
 //!   one, and the archive's layout; see `memory/mod.rs`);
 //! - `sources`: for the "latest wins" fields, each distinct source event once
-//!   (`<unix seconds>[.<nanoseconds>]|<event id>`) with the letters of the fields it set.
+//!   (`<unix seconds>[.<nanoseconds>]|<event id>`) with the letters of the fields it set;
+//! - `trace`: the trigger event's trace, binary (25 bytes: `crate::trace`), absent when none.
 //!
 //! Items written before (with `applied_events`, one string per id, `applied_floor` and
 //! `field_sources`) still read: they are migrated as they are read, and written back in the
@@ -26,6 +27,7 @@ use super::{
     AppliedMemory, CustomerFeatures, EventKey, FieldSources, LifetimeValue, PropertyFeatures,
     Trigger, rfc3339,
 };
+use crate::trace::TraceContext;
 
 type SourceOf = fn(&FieldSources) -> &Option<EventKey>;
 
@@ -109,6 +111,47 @@ struct StoredRef<'a> {
         serialize_with = "serialize_optional_time"
     )]
     erased_through: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace: Option<TraceBytes>,
+}
+
+struct TraceBytes(TraceContext);
+
+impl Serialize for TraceBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0.to_bytes())
+    }
+}
+
+/// A stored trace, or nothing when it does not read: it is there for the operators, and an
+/// item must never become undecodable (and its customer quarantined) for it.
+struct StoredTrace(Option<TraceContext>);
+
+impl<'de> Deserialize<'de> for StoredTrace {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TraceVisitor;
+        impl<'de> Visitor<'de> for TraceVisitor {
+            type Value = StoredTrace;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a trace as bytes")
+            }
+
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<StoredTrace, E> {
+                Ok(StoredTrace(TraceContext::from_bytes(bytes).ok()))
+            }
+
+            // JSON has no bytes: a JSON copy of an item holds them as an array of numbers.
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StoredTrace, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(byte) = seq.next_element::<u8>()? {
+                    bytes.push(byte);
+                }
+                self.visit_bytes(&bytes)
+            }
+        }
+        deserializer.deserialize_bytes(TraceVisitor)
+    }
 }
 
 fn serialize_optional_time<S: Serializer>(
@@ -151,6 +194,7 @@ impl Serialize for CustomerFeatures {
             trigger_at: self.trigger.map(|trigger| trigger.occurred_at),
             trigger_score: self.trigger.and_then(|trigger| trigger.score_micros),
             erased_through: self.erased_through,
+            trace: self.trace.map(TraceBytes),
         }
         .serialize(serializer)
     }
@@ -221,6 +265,8 @@ struct Stored {
     trigger_score: Option<u32>,
     #[serde(default)]
     erased_through: Option<String>,
+    #[serde(default)]
+    trace: Option<StoredTrace>,
     // Written by the first release: migrated below.
     #[serde(default)]
     applied_events: BTreeMap<String, String>,
@@ -315,6 +361,7 @@ impl<'de> Deserialize<'de> for CustomerFeatures {
                 .map(rfc3339::parse)
                 .transpose()
                 .map_err(de::Error::custom)?,
+            trace: stored.trace.and_then(|trace| trace.0),
         })
     }
 }

@@ -14,6 +14,7 @@ use super::{Orchestrator, RecordOutcome, SuppressionReason};
 use crate::ports::{ChangeRecord, MessageGenerator, MessageStore};
 use crate::redact::customer_ref;
 use crate::template::TEMPLATE_GENERATOR;
+use crate::trace::TraceContext;
 
 /// Counts of change records, for log lines, metrics and run reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -180,7 +181,12 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
                 resume_from.get_or_insert_with(|| record.sequence_number.clone());
                 break;
             }
-            let span = tracing::info_span!("record", sequence_number = %record.sequence_number);
+            let trace_id = record.trace().map(TraceContext::trace_id);
+            let span = tracing::info_span!(
+                "record",
+                sequence_number = %record.sequence_number,
+                trace_id = trace_id.as_deref()
+            );
             let outcome = if waiting.contains(&record.customer_email.as_str()) {
                 RecordOutcome::Deferred
             } else {
@@ -213,6 +219,8 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
 /// their error chain (which never holds the prompt or the model's answer).
 fn log_outcome(record: &ChangeRecord, outcome: &RecordOutcome) {
     let customer = customer_ref(&record.customer_email);
+    let trace_id = record.trace().map(TraceContext::trace_id);
+    let trace_id = trace_id.as_deref();
     match outcome {
         RecordOutcome::Created {
             message_id,
@@ -220,6 +228,7 @@ fn log_outcome(record: &ChangeRecord, outcome: &RecordOutcome) {
             fallback_reason,
         } => tracing::info!(
             customer,
+            trace_id,
             message_id,
             generator,
             fallback_reason,
@@ -228,17 +237,20 @@ fn log_outcome(record: &ChangeRecord, outcome: &RecordOutcome) {
         ),
         RecordOutcome::Throttled => tracing::warn!(
             customer,
+            trace_id,
             outcome = "throttled",
             "model throttling; record handed back to be delivered again"
         ),
         RecordOutcome::Suppressed(reason) => tracing::info!(
             customer,
+            trace_id,
             reason = reason.as_str(),
             outcome = "suppressed",
             "record processed"
         ),
         RecordOutcome::Failed(failure) => tracing::warn!(
             customer,
+            trace_id,
             outcome = "failed",
             error_kind = failure.kind(),
             error = %crate::redact::mask_emails(&crate::error_chain(failure)),
@@ -246,10 +258,16 @@ fn log_outcome(record: &ChangeRecord, outcome: &RecordOutcome) {
         ),
         RecordOutcome::ClaimedElsewhere { expires_at } => tracing::warn!(
             customer,
+            trace_id,
             outcome = "claimed_elsewhere",
             claim_expires_at = %expires_at,
             "record held by another invocation's claim; it is delivered again"
         ),
-        other => tracing::info!(customer, outcome = other.label(), "record processed"),
+        other => tracing::info!(
+            customer,
+            trace_id,
+            outcome = other.label(),
+            "record processed"
+        ),
     }
 }

@@ -328,6 +328,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             features_version: features.version,
             trigger_event_id: features.trigger_event_id.clone(),
             reason: reason.as_str().to_owned(),
+            trace_id: features.trace.map(|trace| trace.trace_id()),
             decided_at: now,
         };
         match self
@@ -386,6 +387,7 @@ impl<G: MessageGenerator, M: MessageStore> Orchestrator<G, M> {
             fallback_reason: budget_reason
                 .or(generated.fallback_reason)
                 .map(str::to_owned),
+            trace_id: features.trace.map(|trace| trace.trace_id()),
             created_at: now,
         })
     }

@@ -33,6 +33,13 @@ pub struct ChangeRecord {
     pub written_at: Option<DateTime<Utc>>,
 }
 
+impl ChangeRecord {
+    /// The trace of the event the change applied (its new image's), when it carried one.
+    pub fn trace(&self) -> Option<&crate::trace::TraceContext> {
+        self.new_image.as_ref()?.trace.as_ref()
+    }
+}
+
 /// The table's stream, read as its event-source mapping reads it.
 ///
 /// The contract (`tests/src/contract/change_feed.rs`): a customer's records come in the

@@ -62,6 +62,9 @@ pub struct ReferralMessage {
     /// `budget`, ...); absent when the generator meant to write it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// The trace of the webhook the change applied (32 hex digits), when it carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     #[serde(with = "crate::features::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
@@ -85,6 +88,9 @@ pub struct Suppression {
     pub trigger_event_id: Option<String>,
     /// A stable word (`cooldown`, `satisfaction`, ...).
     pub reason: String,
+    /// The trace of the webhook the change applied (32 hex digits), when it carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     #[serde(with = "crate::features::rfc3339")]
     pub decided_at: DateTime<Utc>,
 }
