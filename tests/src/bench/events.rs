@@ -1,6 +1,7 @@
 //! The SQS batch events the enricher's event-source mapping would invoke it with.
 
 use referral_aws_local::sqs_event::{first_deliveries, sqs_event};
+use referral_domain::trace::{TRACEPARENT, TraceContext};
 use referral_lambda_emulator::Payload;
 
 use crate::corpus::Corpus;
@@ -18,8 +19,16 @@ pub fn sqs_batches(corpus: &Corpus, queue_arn: &str) -> Vec<Vec<u8>> {
                     (format!("msg-{batch:05}-{index:02}"), delivery.body.clone())
                 })
                 .collect();
-            serde_json::to_vec(&sqs_event(&first_deliveries(&deliveries), queue_arn))
-                .unwrap_or_default()
+            let mut messages = first_deliveries(&deliveries);
+            // As ingest queues it, every webhook carries its trace (and its item keeps it).
+            for message in &mut messages {
+                if let Some(trace) = TraceContext::derived(message.body.as_bytes()) {
+                    message
+                        .attributes
+                        .insert(TRACEPARENT.to_owned(), trace.to_string());
+                }
+            }
+            serde_json::to_vec(&sqs_event(&messages, queue_arn)).unwrap_or_default()
         })
         .collect()
 }
