@@ -134,5 +134,9 @@ pub fn emitted_metrics() -> Vec<(&'static str, BTreeSet<String>)> {
             referral_backfill::METRICS_SERVICE,
             metric_names::<referral_backfill::Counters>(),
         ),
+        (
+            referral_eraser::METRICS_SERVICE,
+            metric_names::<referral_eraser::Counters>(),
+        ),
     ]
 }

@@ -257,7 +257,7 @@ fn every_function_queue_and_table_is_drawn() {
         }
     };
     let functions = resources_of_type(&template, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 4, "{functions:?}");
+    assert_eq!(functions.len(), 5, "{functions:?}");
     for function in &functions {
         expect("AWS/Lambda", "Duration", format!("ref:{function}"), "p50");
         expect("AWS/Lambda", "Duration", format!("ref:{function}"), "p99");

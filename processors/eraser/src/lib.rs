@@ -14,6 +14,7 @@ use aws_config::SdkConfig;
 use referral_aws::dynamo::{TABLES_ENV_VARS, Tables};
 use referral_aws::erasure::{self, Eraser, Removed};
 use referral_aws::sqs::SqsQueue;
+use referral_aws::telemetry;
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::event::{EventError, normalise_email};
 use referral_domain::redact::{CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key, customer_ref};
@@ -107,6 +108,21 @@ fn field(field: &str, problem: &'static str) -> EraseError {
         field: field.to_owned(),
         problem,
     }
+}
+
+/// The `service` dimension of the eraser's metrics.
+pub const METRICS_SERVICE: &str = "eraser";
+
+/// What one invocation did, emitted as metrics (EMF; Powertools' `ColdStart` once a
+/// process), so that the dashboard draws the eraser like every other function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Customers erased (or, in a dry run, looked at).
+    pub erased: u64,
+    /// Entries that were not addresses.
+    pub rejected: u64,
+    /// Customers whose erasure failed: the invocation fails, and invoking again is safe.
+    pub failed: u64,
 }
 
 /// The answer of an invocation.
@@ -240,6 +256,12 @@ impl EraserHandler {
                 }
             }
         }
+        let counters = Counters {
+            erased: response.customers.len() as u64,
+            rejected: response.rejected.len() as u64,
+            failed: failed.len() as u64,
+        };
+        telemetry::emit_metrics(telemetry::NAMESPACE, METRICS_SERVICE, &counters);
         if failed.is_empty() {
             Ok(response)
         } else {
