@@ -438,18 +438,19 @@ fn collect_statements(value: &Value, statements: &mut Vec<Value>) {
     }
 }
 
+/// A statement the function's code needs, as opposed to its mapping's, or the logs, the key
+/// and X-Ray that every function is granted (checked on their own).
+fn is_code_statement(statement: &Value) -> bool {
+    let sid = statement["Sid"].as_str().unwrap_or_default();
+    !sid.starts_with(MAPPING_SID_PREFIX) && sid != LOGS_SID && sid != KMS_SID && sid != XRAY_SID
+}
+
 /// The resources of the code (not mapping, not log) statements of `function`'s role that
 /// grant `action`.
 fn code_grants(template: &Value, function: &str, action: &str) -> Vec<Value> {
     role_statements(template, function)
         .iter()
-        .filter(|statement| {
-            let sid = statement["Sid"].as_str().unwrap_or_default();
-            !sid.starts_with(MAPPING_SID_PREFIX)
-                && sid != LOGS_SID
-                && sid != KMS_SID
-                && sid != XRAY_SID
-        })
+        .filter(|statement| is_code_statement(statement))
         .filter(|statement| action_set(&statement["Action"]).contains(action))
         .flat_map(|statement| strings(&statement["Resource"]).into_iter().cloned())
         .collect()
@@ -512,14 +513,7 @@ fn the_eraser_reaches_exactly_what_an_erasure_deletes() {
     let mut granted: Vec<(BTreeSet<String>, BTreeSet<String>)> =
         role_statements(&template, "EraserFunction")
             .iter()
-            .filter(|statement| {
-                let sid = statement["Sid"].as_str().unwrap_or_default();
-                // Logs, the key and X-Ray are every function's, checked above.
-                !sid.starts_with(MAPPING_SID_PREFIX)
-                    && sid != LOGS_SID
-                    && sid != KMS_SID
-                    && sid != XRAY_SID
-            })
+            .filter(|statement| is_code_statement(statement))
             .map(|statement| {
                 (
                     action_set(&statement["Action"]),
