@@ -313,13 +313,17 @@ async fn an_erased_customer_stays_erased_and_comes_back_fresh_after_the_marker()
 
 /// The erasure filter spares the marker read of customers never erased: a batch of cold
 /// customers costs one read of the filter's generation (and of the filter once it moved),
-/// and only the erased customer's marker is read. A filter generation moved by an erasure
-/// after the filter was read makes the enricher read it again.
+/// and only the erased customer's marker is read. A generation read is trusted for the TTL:
+/// batches within it read nothing. Past it, a generation moved by an erasure makes the
+/// enricher read the filter again.
 #[tokio::test]
 async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() {
     let store = EmbeddedFeatureStore::new();
     let archive = EmbeddedArchive::new();
-    let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
+    let config = EnricherConfig::default();
+    let ttl = chrono::TimeDelta::from_std(config.erasure_generation_ttl).unwrap();
+    let enricher = Enricher::new(&store, &archive, config);
+    let start = chrono::Utc::now();
     // One event each of customers `numbers`, at `minute`.
     let strangers = |numbers: std::ops::Range<u32>, minute: i64| -> Vec<(String, String)> {
         numbers
@@ -334,7 +338,7 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
             .collect()
     };
     let report = enricher
-        .process(&raw_batch(&strangers(0..8, 1)), chrono::Utc::now())
+        .process(&raw_batch(&strangers(0..8, 1)), start)
         .await;
     assert_eq!(report.counters.applied, 8);
     assert_eq!(
@@ -345,15 +349,21 @@ async fn the_erasure_filter_spares_the_marker_reads_of_customers_never_erased() 
         report.counters.erasure_filter_reads, 1,
         "one generation read"
     );
+    let report = enricher
+        .process(&raw_batch(&strangers(100..108, 1)), start + ttl / 2)
+        .await;
+    assert_eq!(report.counters.applied, 8);
+    assert_eq!(
+        report.counters.erasure_filter_reads, 0,
+        "within the TTL, cold customers cost no read"
+    );
 
     let email = "erin@example.com";
     let erased_at = referral_tests::base_time() + chrono::Duration::minutes(10);
     erase(&archive, email, 5, erased_at).await;
     let mut batch = vec![message("m-old", event_body("e-old", email, 3, Some(5.0)))];
     batch.extend(strangers(8..16, 1));
-    let report = enricher
-        .process(&raw_batch(&batch), chrono::Utc::now())
-        .await;
+    let report = enricher.process(&raw_batch(&batch), start + ttl).await;
     assert_eq!(
         report.counters.erased, 1,
         "the erased customer stays erased"

@@ -305,6 +305,36 @@ fn the_ingest_timeout_outlasts_its_sqs_calls() {
     );
 }
 
+/// An erasure deletes only once no enricher can still act on an erasure filter read before
+/// its markers: the eraser's settle outlasts the enricher's timeout plus how long it trusts a
+/// filter read (`shared/aws/src/erasure.rs`), and the code's own bounds match the template.
+#[test]
+fn the_erasure_settles_past_any_enricher_that_read_the_filter_before() {
+    use referral_domain::ports::{ENRICHER_MAX_INVOCATION, ERASURE_GENERATION_TTL, ERASURE_SETTLE};
+    let template = template();
+    let enricher_timeout = function_properties(&template, "EnricherFunction")["Timeout"]
+        .as_u64()
+        .expect("EnricherFunction's Timeout is a number");
+    assert!(
+        enricher_timeout <= ENRICHER_MAX_INVOCATION.as_secs(),
+        "the enricher may run {enricher_timeout} s, the erasure assumes {} s",
+        ENRICHER_MAX_INVOCATION.as_secs()
+    );
+    let settle = function_properties(&template, "EraserFunction")["Environment"]["Variables"]
+        [referral_eraser::ENV_SETTLE_SECONDS]
+        .as_u64()
+        .expect("the eraser's ERASURE_SETTLE_SECONDS is a number");
+    let exposed = enricher_timeout + ERASURE_GENERATION_TTL.as_secs();
+    assert!(
+        settle > exposed,
+        "the eraser waits {settle} s; an enricher acts on an old filter up to {exposed} s"
+    );
+    assert!(
+        ERASURE_SETTLE.as_secs() > exposed,
+        "the CLI's default settle"
+    );
+}
+
 #[test]
 fn each_function_sets_exactly_the_environment_its_binary_reads() {
     let template = template();

@@ -9,6 +9,7 @@
 //! the operator (and the Errors alarm) sees it. Erasure is idempotent: invoke again.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use referral_aws::dynamo::{TABLES_ENV_VARS, Tables};
@@ -17,6 +18,7 @@ use referral_aws::sqs::SqsQueue;
 use referral_aws::telemetry;
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::event::{EventError, normalise_email};
+use referral_domain::ports::ERASURE_SETTLE;
 use referral_domain::redact::{CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key, customer_ref};
 use serde::Serialize;
 use serde_json::Value;
@@ -29,6 +31,7 @@ pub const ENV_VARS: &[&str] = &[
     ENV_WEBHOOK_QUEUE_URL,
     ENV_DEAD_LETTER_QUEUE_URL,
     ENV_STREAM_FAILURE_QUEUE_URL,
+    ENV_SETTLE_SECONDS,
     // Set on every function by the template's Globals: refs and erasure markers are keyed
     // hashes, and must match those of the other functions.
     CUSTOMER_REF_KEY_ARN_VAR,
@@ -36,6 +39,9 @@ pub const ENV_VARS: &[&str] = &[
 pub const ENV_WEBHOOK_QUEUE_URL: &str = "WEBHOOK_QUEUE_URL";
 pub const ENV_DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
 pub const ENV_STREAM_FAILURE_QUEUE_URL: &str = "STREAM_FAILURE_QUEUE_URL";
+/// Seconds between recording the markers and deleting (`referral_aws::erasure`); the
+/// template's value must exceed the enricher's timeout and its filter TTL (checked).
+pub const ENV_SETTLE_SECONDS: &str = "ERASURE_SETTLE_SECONDS";
 
 /// Seconds a queued webhook stays hidden while a queue is searched, as the CLI's default:
 /// others' webhooks are released at once after each queue's sweep anyway.
@@ -63,6 +69,7 @@ pub struct Config {
     pub tables: Tables,
     /// The webhook queue, its dead-letter queue and the stream failures, by URL.
     pub queue_urls: [String; 3],
+    pub settle: Duration,
 }
 
 impl Config {
@@ -82,6 +89,12 @@ impl Config {
                     "the stream failure queue's URL",
                 )?,
             ],
+            settle: Duration::from_secs(vars.parsed(
+                ENV_SETTLE_SECONDS,
+                ERASURE_SETTLE.as_secs(),
+                "whole seconds, at most 600 (the function's timeout is 900)",
+                |seconds| *seconds <= 600,
+            )?),
         })
     }
 }
@@ -215,7 +228,8 @@ impl EraserHandler {
                 config.tables,
                 queues,
                 LEASE_SECONDS,
-            ),
+            )
+            .with_settle(config.settle),
         }
     }
 
@@ -232,8 +246,9 @@ impl EraserHandler {
             rejected: request.rejected,
         };
         let mut failed = Vec::new();
-        for email in &request.emails {
-            match self.eraser.erase(email, request.dry_run).await {
+        let answers = self.eraser.erase(&request.emails, request.dry_run).await;
+        for (email, answer) in request.emails.iter().zip(answers) {
+            match answer {
                 Ok(removed) => {
                     tracing::info!(
                         customer_ref = %removed.customer_ref,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aws_config::SdkConfig;
+use referral_domain::ports::ERASURE_SETTLE;
 pub use referral_maintenance::forget::ForgetError;
 use referral_maintenance::forget::{ForgetOptions, ForgetResources, forget_all};
 
@@ -41,6 +42,11 @@ pub struct ForgetArgs {
     /// Seconds a queued webhook stays hidden while the queues are searched.
     #[arg(long, default_value_t = 60)]
     lease_seconds: u32,
+    /// Seconds between recording the erasure markers and deleting the data. Below the
+    /// default, an enricher that read the erasure filter just before may bring a customer
+    /// back from a redelivered event; 0 only where no enricher runs.
+    #[arg(long, default_value_t = ERASURE_SETTLE.as_secs())]
+    settle_seconds: u64,
     #[command(flatten)]
     resources: ResourceNames,
 }
@@ -53,6 +59,7 @@ impl ForgetArgs {
             dry_run: self.dry_run,
             json: self.json,
             lease_seconds: self.lease_seconds,
+            settle_seconds: self.settle_seconds,
             resources: ForgetResources {
                 features_table: self.resources.tables.features_table.clone(),
                 archive_table: self.resources.tables.archive_table.clone(),

@@ -7,11 +7,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use referral_aws::dynamo::DynamoEventArchive;
-use referral_domain::ports::ErasureLog;
+use referral_aws::dynamo::{DynamoEventArchive, DynamoFeatureStore, Tables};
+use referral_aws::erasure::Eraser;
+use referral_aws::sqs::SqsQueue;
+use referral_domain::enricher::{Enricher, EnricherConfig};
+use referral_domain::ports::{ErasureLog, FeatureStore};
 use referral_domain::redact::{customer_ref_with, erasure_hash};
 use referral_tests::emulator::{endpoint, sdk_config, unique};
+use referral_tests::raw_batch;
 use serde_json::{Value, json};
 
 #[path = "common/lambda_binaries.rs"]
@@ -256,13 +261,31 @@ async fn a_forgotten_customer_is_nowhere_and_comes_back_fresh() {
     );
 
     let removed = referral(
-        &["customers", "forget", "Jane.Doe@Example.com", "--json"],
+        &[
+            "customers",
+            "forget",
+            "Jane.Doe@Example.com",
+            "--json",
+            "--settle-seconds",
+            "0",
+        ],
         &names,
         &url,
     );
     assert_erased(&removed, &names, last_version).await;
 
-    let again = referral(&["customers", "forget", JANE, "--json"], &names, &url);
+    let again = referral(
+        &[
+            "customers",
+            "forget",
+            JANE,
+            "--json",
+            "--settle-seconds",
+            "0",
+        ],
+        &names,
+        &url,
+    );
     assert_eq!(again["features_item"], 0, "idempotent: {again}");
     assert_eq!(again["marker_last_version"], last_version, "{again}");
 
@@ -309,6 +332,8 @@ async fn the_eraser_function_erases_by_api_and_logs_no_address() {
                 "-",
                 "--binary",
                 eraser.to_str().unwrap(),
+                "--env",
+                "ERASURE_SETTLE_SECONDS=0",
             ],
             &names,
             &url,
@@ -364,4 +389,98 @@ async fn the_eraser_function_erases_by_api_and_logs_no_address() {
         "{answer}"
     );
     assert_erased(removed, &names, last_version).await;
+}
+
+/// The race an erasure settles. An enricher read the erasure filter just before the marker,
+/// holds no item of Jane, and trusts that read for its TTL: a redelivered old event of hers
+/// is written blind. Within the settle the write meets her item, still there, and the second
+/// pass deletes it with the rest; the marker covers its version, and a later redelivery stays
+/// erased. (Deleting right after the marker, the blind write would recreate her.)
+#[tokio::test]
+async fn a_write_from_a_filter_read_before_the_marker_is_taken_by_the_erasure() {
+    let url = endpoint();
+    let names = fresh_names();
+    let last_version = seed(&names, &url).await;
+    let config = sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let store = DynamoFeatureStore::new(dynamo.clone(), &names.features);
+    let archive = DynamoEventArchive::new(dynamo.clone(), &names.archive);
+    let enricher = Enricher::new(&store, &archive, EnricherConfig::default());
+    let mut stranger = jane_event("evt-stranger", "2026-01-02T00:00:00Z");
+    stranger["customer"]["email"] = json!("stranger@example.com");
+    let read_at = chrono::Utc::now();
+    let report = enricher
+        .process(
+            &raw_batch(&[("m-stranger".to_owned(), stranger.to_string())]),
+            read_at,
+        )
+        .await;
+    assert_eq!(
+        report.counters.erasure_filter_reads, 1,
+        "the filter, read once"
+    );
+
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let mut queues = Vec::new();
+    for queue in [&names.queue, &names.dlq, &names.stream_failures] {
+        let output = sqs.get_queue_url().queue_name(queue).send().await.unwrap();
+        queues.push(SqsQueue::new(sqs.clone(), output.queue_url.unwrap()));
+    }
+    let tables = Tables {
+        features: names.features.clone(),
+        archive: names.archive.clone(),
+        messages: names.messages.clone(),
+    };
+    let eraser =
+        Eraser::new(dynamo.clone(), tables, queues, 60).with_settle(Duration::from_secs(4));
+    let erasure = tokio::spawn(async move { eraser.erase(&[JANE.to_owned()], false).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while marker_version(&names).await.is_none() {
+        assert!(Instant::now() < deadline, "no marker after 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let old = (
+        "m-late".to_owned(),
+        jane_event("evt-late-redelivery", "2025-06-01T00:00:00Z").to_string(),
+    );
+    let report = enricher
+        .process(&raw_batch(std::slice::from_ref(&old)), read_at)
+        .await;
+    assert_eq!(
+        report.counters.erasure_filter_reads, 0,
+        "it trusted the filter read before the marker"
+    );
+    assert_eq!(report.messages[0].outcome.label(), "applied", "{report:?}");
+    assert!(
+        !erasure.is_finished(),
+        "the erasure deleted before the settle was over"
+    );
+
+    let removed = erasure.await.unwrap().remove(0).unwrap();
+    assert_eq!(removed.features_item, 1, "{removed:?}");
+    assert_eq!(removed.marker_last_version, last_version + 1, "{removed:?}");
+    assert_eq!(marker_version(&names).await, Some(last_version + 1));
+    assert!(store.load(JANE).await.unwrap().is_none(), "Jane came back");
+
+    // The warm process holds the event as applied and writes nothing; a cold one finds the
+    // marker.
+    let report = enricher
+        .process(&raw_batch(std::slice::from_ref(&old)), chrono::Utc::now())
+        .await;
+    assert_eq!(
+        report.messages[0].outcome.label(),
+        "duplicate",
+        "{report:?}"
+    );
+    assert_eq!(report.counters.store_writes, 0, "{report:?}");
+    let cold = Enricher::new(&store, &archive, EnricherConfig::default());
+    let report = cold.process(&raw_batch(&[old]), chrono::Utc::now()).await;
+    assert_eq!(report.messages[0].outcome.label(), "erased", "{report:?}");
+    assert!(store.load(JANE).await.unwrap().is_none(), "Jane came back");
+    let left = everything(&names).await;
+    assert!(
+        !left.contains(JANE),
+        "the address is still somewhere: {left}"
+    );
 }

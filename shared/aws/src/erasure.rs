@@ -2,17 +2,23 @@
 //! with no personal data (see `referral_domain::ports::ErasureLog`). `referral customers
 //! forget` and the eraser Lambda both run [`Eraser::erase`].
 //!
-//! The marker is written first, so that an event racing the erasure cannot recreate the
-//! customer from old data: once it is there, the enricher drops every event of before the
-//! erasure. Then the features item, the messages, the archive and the queued webhooks go.
+//! An erasure runs in two passes. The first records every customer's marker (and with it the
+//! erasure filter's new generation): from then on, an enricher that reads the generation
+//! drops every event of before the erasure. An enricher may still act for a while on a
+//! generation read before, and create a customer it holds no item of without looking for a
+//! marker; so the second pass waits [`ERASURE_SETTLE`], past the longest such invocation,
+//! and only then deletes the features items, the messages, the archive and the queued
+//! webhooks. A create from an old generation thus lands before the delete, which takes it
+//! with the rest; a write after the delete comes from a batch that saw the marker.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client as Dynamo;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::Utc;
 use referral_domain::event::normalise_email;
-use referral_domain::ports::{AdapterError, ErasureLog, ErasureMarker};
+use referral_domain::ports::{AdapterError, ERASURE_SETTLE, ErasureLog, ErasureMarker};
 use referral_domain::redact::{customer_ref, erasure_hash};
 use serde::Serialize;
 use serde_json::Value;
@@ -83,6 +89,9 @@ pub struct Eraser {
     /// destination (a quarantined record names its customer by address).
     queues: Vec<SqsQueue>,
     lease_seconds: u32,
+    /// The wait between the two passes: [`ERASURE_SETTLE`] unless a test has no enricher
+    /// running.
+    settle: Duration,
 }
 
 impl Eraser {
@@ -93,11 +102,53 @@ impl Eraser {
             tables,
             queues,
             lease_seconds,
+            settle: ERASURE_SETTLE,
         }
     }
 
-    /// Erases one customer, by canonical address (`normalise_email`). Idempotent.
-    pub async fn erase(&self, email: &str, dry_run: bool) -> Result<Removed, ErasureError> {
+    /// Waits `settle` instead of [`ERASURE_SETTLE`] between recording the markers and
+    /// deleting. Below it, an enricher that read the erasure filter just before may recreate
+    /// a customer from a redelivered event after the delete.
+    pub fn with_settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// Erases customers, by canonical address (`normalise_email`), in the two passes the
+    /// module describes; one answer per address, in order. A customer whose first pass failed
+    /// is left for a new run (erasure is idempotent) and does not stop the others.
+    pub async fn erase(
+        &self,
+        emails: &[String],
+        dry_run: bool,
+    ) -> Vec<Result<Removed, ErasureError>> {
+        let mut marked = Vec::with_capacity(emails.len());
+        for email in emails {
+            marked.push(self.mark(email, dry_run).await);
+        }
+        if dry_run {
+            return marked.into_iter().map(|mark| Ok(mark?.0)).collect();
+        }
+        if marked.iter().any(Result::is_ok) && !self.settle.is_zero() {
+            tokio::time::sleep(self.settle).await;
+        }
+        let mut answers = Vec::with_capacity(emails.len());
+        for (email, mark) in emails.iter().zip(marked) {
+            answers.push(match mark {
+                Ok((removed, marker)) => self.remove(email, removed, marker).await,
+                Err(error) => Err(error),
+            });
+        }
+        answers
+    }
+
+    /// The first pass: what the customer has, and (unless a dry run) the marker recorded.
+    /// A dry run counts everything here, the queues included, since it has no second pass.
+    async fn mark(
+        &self,
+        email: &str,
+        dry_run: bool,
+    ) -> Result<(Removed, ErasureMarker), ErasureError> {
         let tables = &self.tables;
         let dynamo = &self.dynamo;
         let hash = erasure_hash(email);
@@ -114,35 +165,55 @@ impl Eraser {
                 .unwrap_or(0),
             ..Removed::default()
         };
-        let message_keys = partition_keys(dynamo, &tables.messages, email, MESSAGE_KEY).await?;
-        let archive_keys = partition_keys(dynamo, &tables.archive, email, BUCKET_KEY).await?;
-        removed.messages_rows = message_keys.len() as u64;
-        removed.archive_items = archive_keys.len() as u64;
+        let marker = ErasureMarker {
+            hash,
+            last_version: removed.marker_last_version,
+            erased_at: Utc::now(),
+        };
         if dry_run {
+            removed.messages_rows = partition_keys(dynamo, &tables.messages, email, MESSAGE_KEY)
+                .await?
+                .len() as u64;
+            removed.archive_items = partition_keys(dynamo, &tables.archive, email, BUCKET_KEY)
+                .await?
+                .len() as u64;
             for queue in &self.queues {
                 let found = self.sweep(queue, email, false).await?;
                 removed
                     .queued_webhooks
                     .insert(queue.name().to_owned(), found);
             }
-            return Ok(removed);
-        }
-
-        let mut marker = ErasureMarker {
-            hash,
-            last_version: removed.marker_last_version,
-            erased_at: Utc::now(),
-        };
-        self.log.record(&marker).await?;
-        if let Some(deleted) = delete_features(dynamo, &tables.features, email).await?
-            && deleted > marker.last_version
-        {
-            // A write landed between the read and the delete: the marker must cover it too.
-            marker.last_version = deleted;
+        } else {
             self.log.record(&marker).await?;
-            removed.marker_last_version = deleted;
-            removed.features_item = 1;
         }
+        Ok((removed, marker))
+    }
+
+    /// The second pass, after the settle: everything of the customer goes, including what
+    /// was written while the markers settled.
+    async fn remove(
+        &self,
+        email: &str,
+        mut removed: Removed,
+        mut marker: ErasureMarker,
+    ) -> Result<Removed, ErasureError> {
+        let tables = &self.tables;
+        let dynamo = &self.dynamo;
+        if let Some(deleted) = delete_features(dynamo, &tables.features, email).await? {
+            removed.features_item = 1;
+            if deleted > marker.last_version {
+                // A write landed after the first pass: the marker must cover it, and its
+                // events, too, or a redelivery of one would bring it back.
+                marker.last_version = deleted;
+                marker.erased_at = Utc::now();
+                self.log.record(&marker).await?;
+                removed.marker_last_version = deleted;
+            }
+        }
+        let message_keys = partition_keys(dynamo, &tables.messages, email, MESSAGE_KEY).await?;
+        let archive_keys = partition_keys(dynamo, &tables.archive, email, BUCKET_KEY).await?;
+        removed.messages_rows = message_keys.len() as u64;
+        removed.archive_items = archive_keys.len() as u64;
         for key in message_keys {
             delete_item(dynamo, &tables.messages, key).await?;
         }

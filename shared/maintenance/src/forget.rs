@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client as Dynamo;
@@ -25,6 +26,8 @@ pub struct ForgetOptions {
     pub json: bool,
     /// Seconds a queued webhook stays hidden while the queues are searched.
     pub lease_seconds: u32,
+    /// Seconds between recording the markers and deleting (see `referral_aws::erasure`).
+    pub settle_seconds: u64,
     pub resources: ForgetResources,
 }
 
@@ -85,9 +88,24 @@ pub async fn forget_all(args: &ForgetOptions, sdk: &SdkConfig) -> Result<ExitCod
         archive: resources.archive_table.clone(),
         messages: resources.messages_table.clone(),
     };
-    let eraser = Eraser::new(Dynamo::new(sdk), tables, queues, args.lease_seconds);
-    for email in &emails {
-        let removed = eraser.erase(email, args.dry_run).await?;
+    let eraser = Eraser::new(Dynamo::new(sdk), tables, queues, args.lease_seconds)
+        .with_settle(Duration::from_secs(args.settle_seconds));
+    if !args.dry_run && args.settle_seconds > 0 {
+        eprintln!(
+            "referral: markers first; the data goes in {} s, once no enricher can act on an \
+             erasure filter read before them",
+            args.settle_seconds
+        );
+    }
+    let mut failure = None;
+    for removed in eraser.erase(&emails, args.dry_run).await {
+        let removed = match removed {
+            Ok(removed) => removed,
+            Err(error) => {
+                failure.get_or_insert(error);
+                continue;
+            }
+        };
         if args.json {
             println!("{}", serde_json::to_string(&removed)?);
         } else {
@@ -107,6 +125,9 @@ pub async fn forget_all(args: &ForgetOptions, sdk: &SdkConfig) -> Result<ExitCod
                 removed.marker_last_version,
             );
         }
+    }
+    if let Some(error) = failure {
+        return Err(error.into());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,9 +13,11 @@
 //!
 //! A customer erased by `referral customers forget` stays erased: before it writes a customer
 //! it holds no item of, the enricher asks the erasure log's filter (its generation is one
-//! small read per batch with such customers; the filter is read again only when that moved)
-//! and reads the customer's marker only when the filter says "maybe". With a marker, it drops
-//! the events of before the erasure and starts the fresh item after the erased versions.
+//! small read at most every [`ERASURE_GENERATION_TTL`]; the filter is read again only when
+//! that moved) and reads the customer's marker only when the filter says "maybe". With a
+//! marker, it drops the events of before the erasure and starts the fresh item after the
+//! erased versions. An erasure deletes only after the TTL and an invocation have passed
+//! (see `ports::ERASURE_SETTLE`), so a filter that is a little old is never a way back.
 
 mod cache;
 mod report;
@@ -41,7 +43,8 @@ use crate::features::{
     LifetimeValueRule, MemoryLimits, SplitPlan, archive_questions, fold_events_with, has_new,
 };
 use crate::ports::{
-    AdapterError, ErasureLog, ErasureMarker, EventArchive, FeatureStore, FeatureWrite, WriteOutcome,
+    AdapterError, ERASURE_GENERATION_TTL, ErasureLog, ErasureMarker, EventArchive, FeatureStore,
+    FeatureWrite, WriteOutcome,
 };
 use crate::redact::erasure_hash;
 use crate::trace::TraceContext;
@@ -87,6 +90,8 @@ pub struct EnricherConfig {
     /// The bands every write gives; `referral features recompute` moves the items written
     /// under an earlier rule.
     pub lifetime_value: LifetimeValueRule,
+    /// How long a filter generation read is trusted; an erasure's settle must exceed it.
+    pub erasure_generation_ttl: Duration,
 }
 
 impl EnricherConfig {
@@ -104,6 +109,7 @@ impl Default for EnricherConfig {
             max_events_per_write: 32,
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
             lifetime_value: LifetimeValueRule::default(),
+            erasure_generation_ttl: ERASURE_GENERATION_TTL,
         }
     }
 }
@@ -115,7 +121,16 @@ pub struct Enricher<S, A> {
     config: EnricherConfig,
     cache: Mutex<ItemCache>,
     /// The erasure filter last read, with its generation.
-    erasures: Mutex<Option<(u64, Arc<ErasureFilter>)>>,
+    erasures: Mutex<Option<HeldFilter>>,
+}
+
+/// The erasure filter as last read, and when its generation was last read: the batch's
+/// clock, which is no later than the read itself, so the TTL errs on the safe side.
+#[derive(Debug)]
+struct HeldFilter {
+    generation: u64,
+    filter: Arc<ErasureFilter>,
+    checked_at: DateTime<Utc>,
 }
 
 impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
@@ -177,7 +192,7 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
             .map(|(email, _)| self.cache().get(email).is_none())
             .collect();
         let known_erasures = if cold.contains(&true) {
-            self.known_erasures(&mut counters).await
+            self.known_erasures(&mut counters, now).await
         } else {
             None
         };
@@ -221,28 +236,46 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> Enricher<S, A> {
         }
     }
 
-    /// The erasure filter as of now: its generation read, the filter itself only when that
-    /// moved since the last read. `None` when the log cannot say: every customer without an
-    /// item then has its marker read instead.
-    async fn known_erasures(&self, counters: &mut EnrichCounters) -> Option<Arc<ErasureFilter>> {
+    /// The erasure filter as of now: the one held while its generation was read less than the
+    /// TTL ago (a clock gone backwards counts as expired); else its generation read, and the
+    /// filter itself only when that moved. `None` when the log cannot say: every customer
+    /// without an item then has its marker read instead.
+    async fn known_erasures(
+        &self,
+        counters: &mut EnrichCounters,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<ErasureFilter>> {
+        let ttl = chrono::TimeDelta::from_std(self.config.erasure_generation_ttl).ok()?;
+        if let Some(held) = &*self.erasures_held() {
+            let age = now.signed_duration_since(held.checked_at);
+            if age >= chrono::TimeDelta::zero() && age < ttl {
+                return Some(Arc::clone(&held.filter));
+            }
+        }
         counters.erasure_filter_reads += 1;
         let generation = self.archive.filter_generation().await.ok()?;
-        if generation == 0 {
-            return Some(Arc::new(ErasureFilter::default()));
-        }
-        if let Some((held, filter)) = &*self.erasures_held()
-            && *held >= generation
+        if let Some(held) = self.erasures_held().as_mut()
+            && held.generation >= generation
         {
-            return Some(Arc::clone(filter));
+            held.checked_at = now;
+            return Some(Arc::clone(&held.filter));
         }
-        counters.erasure_filter_reads += 1;
-        let (read, filter) = self.archive.filter().await.ok()?;
+        let (generation, filter) = if generation == 0 {
+            (0, ErasureFilter::default())
+        } else {
+            counters.erasure_filter_reads += 1;
+            self.archive.filter().await.ok()?
+        };
         let filter = Arc::new(filter);
-        *self.erasures_held() = Some((read, Arc::clone(&filter)));
+        *self.erasures_held() = Some(HeldFilter {
+            generation,
+            filter: Arc::clone(&filter),
+            checked_at: now,
+        });
         Some(filter)
     }
 
-    fn erasures_held(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<ErasureFilter>)>> {
+    fn erasures_held(&self) -> std::sync::MutexGuard<'_, Option<HeldFilter>> {
         self.erasures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

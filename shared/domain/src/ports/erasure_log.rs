@@ -7,13 +7,33 @@
 //! Beside the markers the log keeps an [`ErasureFilter`] of every hash and a generation that
 //! moves with it, so that the enricher reads a marker only for a customer the filter says
 //! may have been erased.
+//!
+//! An erasure records every marker first, waits [`ERASURE_SETTLE`], and only then deletes:
+//! the enricher may go on with a generation read up to [`ERASURE_GENERATION_TTL`] ago, for
+//! the length of an invocation, so a blind create from a filter older than the marker lands
+//! before the delete (which then removes it), never after.
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::AdapterError;
 use crate::erasure_filter::ErasureFilter;
+
+/// How long the enricher trusts a filter generation it read: a batch within it reads none,
+/// which keeps the erasure check off live traffic's bill (one read unit per batch otherwise).
+pub const ERASURE_GENERATION_TTL: Duration = Duration::from_secs(10);
+
+/// The longest an enricher invocation can run: the template's `Timeout` of the function
+/// (checked against it).
+pub const ENRICHER_MAX_INVOCATION: Duration = Duration::from_secs(30);
+
+/// How long an erasure waits between recording its markers and deleting: past any
+/// invocation that may still act on a generation read before the markers, with a margin
+/// for a request already on the wire.
+pub const ERASURE_SETTLE: Duration =
+    Duration::from_secs(ERASURE_GENERATION_TTL.as_secs() + ENRICHER_MAX_INVOCATION.as_secs() + 20);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErasureMarker {

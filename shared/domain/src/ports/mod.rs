@@ -21,7 +21,9 @@ use thiserror::Error;
 
 pub use crate::erasure_filter::ErasureFilter;
 pub use change_feed::{ChangeFeed, ChangeKind, ChangeRecord};
-pub use erasure_log::{ErasureLog, ErasureMarker};
+pub use erasure_log::{
+    ENRICHER_MAX_INVOCATION, ERASURE_GENERATION_TTL, ERASURE_SETTLE, ErasureLog, ErasureMarker,
+};
 pub use event_archive::EventArchive;
 pub use feature_store::{FeatureStore, FeatureWrite, WriteOutcome};
 pub use generator::{
