@@ -3,6 +3,7 @@
 //! the SQS event that mapping hands a function. Used by the CLI and the tests, never by a
 //! deployed Lambda.
 
+pub mod apigw_event;
 pub mod provision;
 pub mod sqs_event;
 pub mod stream_reader;

@@ -16,10 +16,10 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, H
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
+use referral_aws_local::apigw_event::http_request;
 use referral_domain::event::normalise_email;
 use referral_domain::ports::{FeatureStore, MessageStore, OutgoingMessage, WorkQueue};
 use referral_ingest::Deps;
@@ -306,24 +306,12 @@ fn redacted_path(route: &str) -> String {
 
 /// The API Gateway HTTP API (payload v2) event for a request, as the ingest Lambda gets it.
 fn api_gateway_request(parts: axum::http::request::Parts, body: Bytes) -> ApiGatewayV2httpRequest {
-    let mut event = ApiGatewayV2httpRequest::default();
     let target = parts.uri.path_and_query().map_or_else(
         || parts.uri.path().to_owned(),
         |target| target.as_str().to_owned(),
     );
-    event.request_context.http.method = parts.method;
-    event.request_context.http.path = Some(target.clone());
-    event.raw_path = Some(target);
+    let mut event = http_request(parts.method, &target, parts.headers, body.to_vec(), false);
     event.request_context.request_id = Some(format!("local-{:x}", fastrand::u64(..)));
-    event.headers = parts.headers;
-    // API Gateway passes text as is and base64-encodes anything else.
-    match String::from_utf8(body.to_vec()) {
-        Ok(text) => event.body = Some(text),
-        Err(error) => {
-            event.body = Some(base64::engine::general_purpose::STANDARD.encode(error.into_bytes()));
-            event.is_base64_encoded = true;
-        }
-    }
     event
 }
 
