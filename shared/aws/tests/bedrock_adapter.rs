@@ -3,10 +3,7 @@
 //! template through `FallbackGenerator`, and the exact request a hostile customer produces.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-#[path = "../../domain/tests/common/mod.rs"]
-mod common;
-
-use common::{design_example, features_of, fixture};
+use referral_domain::test_support::{design_example, features_of, fixture};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

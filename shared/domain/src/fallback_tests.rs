@@ -297,6 +297,9 @@ impl Subscriber for Recorder {
 async fn one_warning_names_the_kind_and_nothing_the_model_said() {
     let recorder = Recorder::default();
     let _guard = tracing::subscriber::set_default(recorder.clone());
+    // Another test's thread, with no subscriber, may have cached "never" for the warning's
+    // callsite while this one registered: ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
     let generator = FallbackGenerator::over_template(Scripted::new(
         "model",
         vec![Err(GenerationError::Rejected(

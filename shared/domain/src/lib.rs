@@ -22,6 +22,8 @@ pub mod prompt;
 pub mod redact;
 pub mod shapes;
 pub mod template;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod trace;
 
 /// An error and its sources, `: `-separated, on one line: what a log line shows of a

@@ -4,10 +4,8 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{design_example, features_of};
 use referral_domain::prompt::{DATA_OPEN, build_prompt, insights_block};
+use referral_domain::test_support::{design_example, features_of};
 use serde_json::json;
 
 /// The insights (above the data block) and the data block of a design-example customer

@@ -1,9 +1,10 @@
-//! Fixtures shared by this crate's integration tests.
-// Each test binary uses its own subset of these helpers.
-#![allow(dead_code)]
+//! Fixtures for tests of this crate and of its adapters (feature `test-support`; never in a
+//! deployed build): the DESIGN.md webhook, the events/ files, a new customer's features.
+// A broken fixture aborts the test that asked for it, which is the point.
+#![allow(clippy::panic, clippy::expect_used)]
 
-use referral_domain::event::{ServiceEvent, Webhook, parse_webhook_value};
-use referral_domain::features::{CustomerFeatures, MemoryLimits, fold_events};
+use crate::event::{ServiceEvent, Webhook, parse_webhook_value};
+use crate::features::{CustomerFeatures, MemoryLimits, fold_events};
 use serde_json::{Value, json};
 
 /// The features of a new customer after `bodies` (valid `service.completed` webhooks).
