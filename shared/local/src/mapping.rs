@@ -37,6 +37,18 @@ pub struct MappingSettings {
     pub backoff: Duration,
     /// A function error delivers the piece again in two halves (`BisectBatchOnFunctionError`).
     pub bisect_on_function_error: bool,
+    pub give_up: GiveUp,
+}
+
+/// What goes to the on-failure destination when a piece has used its retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Lambda's: the whole piece, from the checkpoint on; the shard moves on behind it.
+    Piece,
+    /// The piece's first record alone; those behind it get deliveries of their own. How
+    /// `referral run` has always passed over a record, so that one bad change costs its
+    /// neighbours nothing.
+    FirstRecord,
 }
 
 impl Default for MappingSettings {
@@ -46,6 +58,7 @@ impl Default for MappingSettings {
             max_retries: 3,
             backoff: Duration::from_millis(200),
             bisect_on_function_error: true,
+            give_up: GiveUp::FirstRecord,
         }
     }
 }
@@ -203,8 +216,16 @@ impl<S: RecordSource, F: MappedFunction<S::Record>, D: FailureDestination<S::Rec
         }
         while let Some((records, attempt)) = pieces.pop_front() {
             if attempt > self.settings.max_retries {
+                let mut records = records;
+                let behind = match self.settings.give_up {
+                    GiveUp::Piece => Vec::new(),
+                    GiveUp::FirstRecord => records.split_off(1.min(records.len())),
+                };
                 self.destination.send(&records, attempt).await?;
                 report.given_up.extend(records);
+                if !behind.is_empty() {
+                    pieces.push_front((behind, 0));
+                }
                 continue;
             }
             if attempt > 0 && !self.settings.backoff.is_zero() {
@@ -443,8 +464,8 @@ mod tests {
     use referral_domain::ports::AdapterError;
 
     use super::{
-        Delivery, FailureDestination, MappedFunction, Mapping, MappingSettings, RecordSource,
-        Response,
+        Delivery, FailureDestination, GiveUp, MappedFunction, Mapping, MappingSettings,
+        RecordSource, Response,
     };
 
     /// A shard of numbered records, read in order.
@@ -555,6 +576,7 @@ mod tests {
             max_retries,
             backoff: Duration::ZERO,
             bisect_on_function_error: true,
+            give_up: GiveUp::Piece,
         }
     }
 
@@ -612,6 +634,33 @@ mod tests {
         assert_eq!(*mapping.destination.0.lock().unwrap(), [(vec![4, 5], 3)]);
         assert_eq!(report.given_up, [4, 5]);
         assert_eq!(report.invocations, 4);
+    }
+
+    #[tokio::test]
+    async fn giving_up_on_the_first_record_alone_delivers_those_behind_it_afresh() {
+        let mapping = Mapping::assemble(
+            Shard::of(1..=5),
+            Function::new(Fault::Reports {
+                record: 2,
+                times: u32::MAX,
+            }),
+            Destination::default(),
+            MappingSettings {
+                give_up: GiveUp::FirstRecord,
+                ..settings(1)
+            },
+        );
+        let report = mapping.run_until_drained(1, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            mapping.function.deliveries(),
+            [
+                (0, vec![1, 2, 3, 4, 5]),
+                (1, vec![2, 3, 4, 5]),
+                (0, vec![3, 4, 5])
+            ]
+        );
+        assert_eq!(*mapping.destination.0.lock().unwrap(), [(vec![2], 2)]);
+        assert_eq!(report.counters.records, 4);
     }
 
     #[tokio::test]

@@ -13,8 +13,8 @@ use referral_aws_local::stream_reader::{DynamoStreamFeed, event_record};
 use referral_domain::orchestrator::StreamCounters;
 use referral_domain::ports::{AdapterError, OutgoingMessage, WorkQueue};
 use referral_local::mapping::{
-    FailureDestination, MappedFunction, Mapping, MappingReport, MappingSettings, RecordSource,
-    Response,
+    FailureDestination, GiveUp, MappedFunction, Mapping, MappingReport, MappingSettings,
+    RecordSource, Response,
 };
 use serde_json::json;
 
@@ -46,6 +46,7 @@ impl StreamSettings {
             // Lambda's backoff only stretches the run; the order of deliveries is the same.
             backoff: Duration::ZERO,
             bisect_on_function_error: true,
+            give_up: GiveUp::Piece,
         }
     }
 }
