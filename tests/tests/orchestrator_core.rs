@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use referral_domain::enricher::{Enricher, EnricherConfig, QueuedWebhook};
 use referral_domain::orchestrator::{
-    Deadline, Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason,
+    Deadline, Orchestrator, OrchestratorConfig, RecordOutcome, SkipReason, StreamCounters,
 };
 use referral_domain::ports::{
     ChangeFeed, ChangeKind, ChangeRecord, Claim, Generated, GenerationError, GenerationRequest,
@@ -20,7 +20,8 @@ use referral_domain::prompt::{PROMPT_VERSION, build_prompt};
 use referral_domain::redact::short_hash;
 use referral_domain::template::TemplateGenerator;
 use referral_local::embedded::{EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore};
-use referral_tests::counting::CountingGenerator;
+use referral_local::mapping::{MappingSettings, RecordsFeed, StreamConsumer, StreamMapping};
+use referral_tests::counting::{CountingGenerator, FailingFor};
 use referral_tests::{base_time, event_body};
 
 async fn records_for(batches: &[&[(&str, &str, i64)]]) -> Vec<ChangeRecord> {
@@ -277,4 +278,50 @@ async fn a_failure_before_the_deadline_is_still_the_record_to_resume_from() {
         batch.resume_from.as_ref(),
         Some(&records[0].sequence_number)
     );
+}
+
+#[tokio::test]
+async fn the_mapping_passes_over_a_record_failing_every_delivery_and_handles_those_behind_it() {
+    let mut records = records_for(&[&[
+        ("e1", "ann@example.com", 0),
+        ("e2", "stuck@example.com", 1),
+        ("e3", "bob@example.com", 2),
+    ]])
+    .await;
+    // The failing record first, so that the others are behind it in the batch.
+    records.sort_by_key(|record| !record.customer_email.starts_with("stuck"));
+    assert_eq!(records.len(), 3);
+    let generator = CountingGenerator::default();
+    let messages = EmbeddedMessageStore::new();
+    let orchestrator = Orchestrator::new(
+        &generator,
+        FailingFor {
+            inner: &messages,
+            poisoned: "stuck",
+        },
+        OrchestratorConfig::default(),
+    );
+    let mapping = StreamMapping::new(RecordsFeed::new(records), &orchestrator).with_settings(
+        MappingSettings {
+            backoff: Duration::ZERO,
+            ..MappingSettings::default()
+        },
+    );
+    let mut counters = StreamCounters::default();
+    assert_eq!(mapping.consume(10, &mut counters).await.unwrap(), 3);
+    // Each record counted once, by its last delivery: the others were written on the first
+    // and found done on the one after the stuck record was passed over.
+    assert_eq!(
+        (counters.records, counters.already_created, counters.failed),
+        (3, 2, 1),
+        "{counters:?}"
+    );
+    assert_eq!(mapping.consume(10, &mut counters).await.unwrap(), 0);
+    for customer in ["ann@example.com", "bob@example.com"] {
+        assert_eq!(
+            messages.list(customer).await.unwrap().len(),
+            1,
+            "{customer}"
+        );
+    }
 }

@@ -1,13 +1,8 @@
-//! Lambda's DynamoDB-stream event-source mapping, played by the test over the table's real
-//! stream (moto's, read through the DynamoDB Streams API): batches of records in shard
-//! order; a partial batch response checkpoints before the reported record and Lambda
-//! delivers again from it (bisecting there); a function error (a crash) delivers the batch
-//! again split in two halves; after `max_retries` further deliveries of a piece the mapping
-//! gives up on it and sends its on-failure destination the record Lambda sends (where the
-//! batch was, `DDBStreamBatchInfo`), then moves on. Nothing behind a piece is delivered
-//! before the piece is settled, as in a shard.
+//! The stream mapping of the fault suite: `referral_local::mapping`'s engine over the
+//! table's real stream (moto's, read through the DynamoDB Streams API), delivering the
+//! events Lambda delivers to a function and sending its on-failure destination, an SQS
+//! queue, the record Lambda sends (where the given-up piece was, `DDBStreamBatchInfo`).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
@@ -16,7 +11,11 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::stream_reader::{DynamoStreamFeed, event_record};
 use referral_domain::orchestrator::StreamCounters;
-use referral_domain::ports::{OutgoingMessage, WorkQueue};
+use referral_domain::ports::{AdapterError, OutgoingMessage, WorkQueue};
+use referral_local::mapping::{
+    FailureDestination, GiveUp, MappedFunction, Mapping, MappingReport, MappingSettings,
+    RecordSource, Response,
+};
 use serde_json::json;
 
 /// The mapping's settings (the template's `OrchestratorBatchSize`,
@@ -35,6 +34,19 @@ impl Default for StreamSettings {
             batch_size: 10,
             max_retries: 10,
             empty_polls: 2,
+        }
+    }
+}
+
+impl StreamSettings {
+    fn mapping(self) -> MappingSettings {
+        MappingSettings {
+            batch_size: self.batch_size,
+            max_retries: self.max_retries,
+            // Lambda's backoff only stretches the run; the order of deliveries is the same.
+            backoff: Duration::ZERO,
+            bisect_on_function_error: true,
+            give_up: GiveUp::Piece,
         }
     }
 }
@@ -66,17 +78,7 @@ pub trait StreamFunction {
 }
 
 /// What the mapping did.
-#[derive(Debug, Default)]
-pub struct StreamReport {
-    pub invocations: u64,
-    pub records_read: u64,
-    pub partial_failures: u64,
-    pub crashes: u64,
-    pub bisections: u64,
-    /// Records in the pieces given up on (sent to the on-failure destination).
-    pub given_up: Vec<EventRecord>,
-    pub counters: StreamCounters,
-}
+pub type StreamReport = MappingReport<EventRecord>;
 
 /// The mapping of one stream, with an SQS queue as its on-failure destination.
 #[derive(Debug)]
@@ -90,91 +92,95 @@ pub struct StreamMappingSim<'a> {
 impl StreamMappingSim<'_> {
     /// Delivers the stream to `function` until it is drained.
     pub async fn run(&self, function: &impl StreamFunction) -> StreamReport {
-        let mut report = StreamReport::default();
-        let mut pieces: VecDeque<(Vec<EventRecord>, u32)> = VecDeque::new();
-        let mut empty = 0;
-        loop {
-            let Some((records, attempt)) = pieces.pop_front() else {
-                let read = self.read().await;
-                if read.is_empty() {
-                    empty += 1;
-                    if empty >= self.settings.empty_polls {
-                        return report;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-                empty = 0;
-                report.records_read += read.len() as u64;
-                pieces.push_back((read, 0));
-                continue;
-            };
-            if attempt > self.settings.max_retries {
-                self.give_up(&records, attempt, &mut report).await;
-                continue;
-            }
-            let mut event = Event::default();
-            event.records = records.clone();
-            report.invocations += 1;
-            let delivery = Delivery {
-                number: report.invocations,
-                attempt,
-                event: &event,
-            };
-            match function.invoke(delivery).await {
-                Invoked::Crashed => {
-                    report.crashes += 1;
-                    if records.len() > 1 {
-                        report.bisections += 1;
-                        let (first, second) = records.split_at(records.len() / 2);
-                        pieces.push_front((second.to_vec(), attempt + 1));
-                        pieces.push_front((first.to_vec(), attempt + 1));
-                    } else {
-                        pieces.push_front((records, attempt + 1));
-                    }
-                }
-                Invoked::Responded { response, counters } => {
-                    report.counters.add(&counters);
-                    let reported = &response.batch_item_failures;
-                    // An identifier that names no record of the batch fails the whole batch.
-                    let failed = reported
-                        .iter()
-                        .map(|failure| {
-                            records
-                                .iter()
-                                .position(|record| {
-                                    record.change.sequence_number.is_some()
-                                        && record.change.sequence_number == failure.item_identifier
-                                })
-                                .unwrap_or(0)
-                        })
-                        .min();
-                    if let Some(position) = failed {
-                        report.partial_failures += 1;
-                        // Checkpointed before the failed record; delivered again from it.
-                        pieces.push_front((records[position..].to_vec(), attempt + 1));
-                    }
-                }
-            }
-        }
+        Mapping::assemble(
+            LambdaEvents { feed: self.feed },
+            EventFunction(function),
+            BatchInfoQueue {
+                queue: self.failures,
+                shard_id: self.shard_id,
+                stream_arn: self.feed.stream_arn(),
+            },
+            self.settings.mapping(),
+        )
+        .run_until_drained(self.settings.empty_polls, Duration::from_millis(50))
+        .await
+        .unwrap_or_else(|error| panic!("the stream mapping: {error}"))
     }
+}
 
-    async fn read(&self) -> Vec<EventRecord> {
-        let records = self
-            .feed
-            .poll_records(self.settings.batch_size)
-            .await
-            .unwrap_or_else(|error| panic!("reading the stream: {error}"));
-        records
+/// The stream's records as Lambda delivers them.
+struct LambdaEvents<'a> {
+    feed: &'a DynamoStreamFeed,
+}
+
+impl RecordSource for LambdaEvents<'_> {
+    type Record = EventRecord;
+
+    async fn read(&self, max: usize) -> Result<Vec<EventRecord>, AdapterError> {
+        let records = self.feed.poll_records(max).await?;
+        Ok(records
             .iter()
             .map(|record| event_record(record, self.feed.stream_arn()))
             // Lambda's filter in the template: INSERT and MODIFY only.
             .filter(|record| record.event_name != "REMOVE")
-            .collect()
+            .collect())
     }
+}
 
-    /// Sends the on-failure destination what Lambda sends it: where the piece was.
-    async fn give_up(&self, records: &[EventRecord], attempts: u32, report: &mut StreamReport) {
+/// A [`StreamFunction`] fed Lambda's event, answering with a partial batch response.
+struct EventFunction<'f, F>(&'f F);
+
+impl<F: StreamFunction> MappedFunction<EventRecord> for EventFunction<'_, F> {
+    async fn invoke(
+        &self,
+        delivery: referral_local::mapping::Delivery<'_, EventRecord>,
+    ) -> Response {
+        let records = delivery.records;
+        let mut event = Event::default();
+        event.records = records.to_vec();
+        let invoked = self
+            .0
+            .invoke(Delivery {
+                number: delivery.number,
+                attempt: delivery.attempt,
+                event: &event,
+            })
+            .await;
+        match invoked {
+            Invoked::Crashed => Response::Crashed,
+            Invoked::Responded { response, counters } => {
+                // An identifier that names no record of the batch fails the whole batch.
+                let failed_from = response
+                    .batch_item_failures
+                    .iter()
+                    .map(|failure| {
+                        records
+                            .iter()
+                            .position(|record| {
+                                record.change.sequence_number.is_some()
+                                    && record.change.sequence_number == failure.item_identifier
+                            })
+                            .unwrap_or(0)
+                    })
+                    .min();
+                Response::Handled {
+                    failed_from,
+                    counters,
+                }
+            }
+        }
+    }
+}
+
+/// The on-failure destination: an SQS queue sent what Lambda sends it, where the piece was.
+struct BatchInfoQueue<'a> {
+    queue: &'a SqsQueue,
+    shard_id: &'a str,
+    stream_arn: &'a str,
+}
+
+impl FailureDestination<EventRecord> for BatchInfoQueue<'_> {
+    async fn send(&self, records: &[EventRecord], attempts: u32) -> Result<(), AdapterError> {
         let sequence = |record: Option<&EventRecord>| {
             record
                 .and_then(|record| record.change.sequence_number.clone())
@@ -191,16 +197,14 @@ impl StreamMappingSim<'_> {
                 "startSequenceNumber": sequence(records.first()),
                 "endSequenceNumber": sequence(records.last()),
                 "batchSize": records.len(),
-                "streamArn": self.feed.stream_arn(),
+                "streamArn": self.stream_arn,
             }
         });
-        self.failures
+        self.queue
             .send(vec![OutgoingMessage {
                 body: body.to_string(),
                 attributes: Default::default(),
             }])
             .await
-            .unwrap_or_else(|error| panic!("sending to the on-failure destination: {error}"));
-        report.given_up.extend_from_slice(records);
     }
 }
