@@ -5,8 +5,8 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-#[path = "common/bedrock.rs"]
-mod bedrock;
+mod common;
+use common::bedrock;
 
 use std::collections::BTreeSet;
 

@@ -21,9 +21,8 @@ use referral_tests::corpus::Corpus;
 use referral_tests::emulator::{endpoint, sdk_config, unique};
 use serde_json::{Value, json};
 
-#[path = "common/lambda_binaries.rs"]
-#[allow(dead_code)]
-mod lambda_binaries;
+mod common;
+use common::lambda_binaries;
 use lambda_binaries::lambda_binary;
 
 fn referral(args: &[&str], dir: &Path) -> Output {

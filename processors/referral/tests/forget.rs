@@ -19,9 +19,8 @@ use referral_tests::emulator::{endpoint, sdk_config, unique};
 use referral_tests::raw_batch;
 use serde_json::{Value, json};
 
-#[path = "common/lambda_binaries.rs"]
-#[allow(dead_code)]
-mod lambda_binaries;
+mod common;
+use common::lambda_binaries;
 use lambda_binaries::{lambda_binary, output_with_stdin};
 
 const JANE: &str = "jane.doe@example.com";

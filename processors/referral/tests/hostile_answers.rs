@@ -16,10 +16,9 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-#[path = "common/converse.rs"]
-mod converse;
-#[path = "common/function_binaries.rs"]
-mod function_binaries;
+mod common;
+use common::converse;
+use common::function_binaries;
 
 use std::collections::{BTreeMap, BTreeSet};
 

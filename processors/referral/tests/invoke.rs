@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
 const SECRET: &str = "whsec_invoke_test_secret_0123";
 
-#[path = "common/lambda_binaries.rs"]
-mod lambda_binaries;
+mod common;
+use common::lambda_binaries;
 use lambda_binaries::{lambda_binary, run_referral, workspace};
 
 fn fixture(name: &str) -> Value {

@@ -4,8 +4,8 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-#[path = "common/function_binaries.rs"]
-mod function_binaries;
+mod common;
+use common::function_binaries;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -10,10 +10,10 @@
 // Helpers outside #[test] functions abort the test on a broken fixture, which is the point.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
 #[path = "smoke/emf.rs"]
 mod emf;
-#[path = "common/function_binaries.rs"]
-mod function_binaries;
+use common::function_binaries;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use function_binaries::{generated, invoke, workspace};

@@ -7,8 +7,6 @@
 //! axum's routes on hyper's HTTP/1 server, as `local serve` runs them, on a thread of its own
 //! with its own runtime, so it serves whatever runtime the test uses (or none). A request it
 //! cannot answer gets a Converse error, which the caller's fallback shows.
-// Each test file that includes this uses a different part of it.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -5,11 +5,8 @@
 //! Which binaries: with `REFERRAL_SMOKE_BINARIES=DIR`, the `sam build` output in DIR
 //! (`DIR/<Function>/bootstrap`); without it, the debug builds that `tests/run.sh` makes
 //! ([`lambda_binary`] fails when one is missing or stale, saying how to build it).
-// Each test file that includes this uses a different part of it.
-#![allow(dead_code)]
 
-#[path = "lambda_binaries.rs"]
-mod lambda_binaries;
+use super::lambda_binaries;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,5 @@
 //! A `referral local serve` process for a test: started on a free port (it prints the port
 //! it got), spoken to over plain HTTP/1.1, killed when dropped.
-// Each test file that includes this uses a different part of it.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
