@@ -22,6 +22,7 @@ use referral_aws::config::{AccessError, check_access};
 use referral_aws::dynamo::DynamoFeatureStore;
 use referral_domain::event::{EventError, normalise_email};
 use referral_domain::ports::{AdapterError, FeatureStore, MessageStore};
+use referral_domain::trace::TraceContext;
 use tokio::task::JoinSet;
 
 use crate::DEVELOPMENT_SECRET;
@@ -78,6 +79,14 @@ struct SendArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// A W3C `traceparent` header to send with every request, so that the webhooks join a
+    /// trace of yours (by default ingest starts one per webhook and answers with it).
+    #[arg(long, value_parser = parse_traceparent)]
+    traceparent: Option<TraceContext>,
+}
+
+fn parse_traceparent(header: &str) -> Result<TraceContext, String> {
+    TraceContext::parse(header).map_err(|error| error.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -252,12 +261,13 @@ async fn send(args: &SendArgs) -> Result<ExitCode, LocalError> {
         let input = inputs[index % inputs.len()].clone();
         let (client, url) = (client.clone(), url.clone());
         let secret = args.secret.clone();
+        let traceparent = args.traceparent.map(|trace| trace.to_string());
         let by_status = Arc::clone(&by_status);
         let failures = Arc::clone(&failures);
         in_flight.spawn(async move {
             let signature =
                 referral_ingest::sign(&secret, Utc::now().timestamp(), input.body.as_bytes());
-            let result = post(&client, &url, &signature, input.body).await;
+            let result = post(&client, &url, &signature, traceparent, input.body).await;
             match result {
                 Ok((status, body)) => {
                     if let Ok(mut counts) = by_status.lock() {
@@ -320,12 +330,16 @@ async fn post(
     client: &Client<HttpConnector, Full<Bytes>>,
     url: &Uri,
     signature: &str,
+    traceparent: Option<String>,
     body: String,
 ) -> Result<(u16, Bytes), SendError> {
-    let request = Request::post(url)
+    let mut request = Request::post(url)
         .header("content-type", "application/json")
-        .header("x-signature", signature)
-        .body(Full::new(Bytes::from(body)))?;
+        .header("x-signature", signature);
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let request = request.body(Full::new(Bytes::from(body)))?;
     let exchange = async {
         let response = client.request(request).await?;
         let status = response.status().as_u16();

@@ -167,6 +167,46 @@ fn a_posted_traceparent_reaches_the_message_in_memory() {
     one_trace_from_webhook_to_message(&server);
 }
 
+/// `referral local send --traceparent` puts the webhooks it sends in the given trace; a value
+/// that is not a traceparent is refused before anything is sent, naming the flag.
+#[test]
+fn local_send_joins_the_trace_it_is_given() {
+    let server = Server::start(&[]);
+    let email = format!("{}@example.com", unique("sent"));
+    let dir = std::env::temp_dir().join(unique("trace-send"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("one.json");
+    std::fs::write(
+        &file,
+        event_body(&unique("evt-sent"), &email, 1, Some(4.5)).to_string(),
+    )
+    .unwrap();
+    let send = |traceparent: &str| {
+        referral()
+            .args(["local", "send", "--url", &server.webhook_url()])
+            .args(["--traceparent", traceparent])
+            .env("WEBHOOK_SECRET", serve::SECRET)
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+
+    let refused = send("00-not-a-trace-01");
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--traceparent"), "{stderr}");
+
+    let sent = send(&traceparent());
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success() && stdout.contains(" 202 "),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let messages = messages_of(&server, &email, 1);
+    assert_eq!(messages[0]["trace_id"], TRACE_ID, "{messages:?}");
+}
+
 /// `referral run --json FILE [ARGS]`'s document.
 fn run_json(file: &std::path::Path, extra: &[&str]) -> Value {
     let output = referral()
