@@ -32,8 +32,7 @@ use referral_domain::orchestrator::{
     Deadline, Orchestrator, OrchestratorConfig, StreamCounters, ThrottlePolicy,
 };
 use referral_domain::ports::{
-    ChangeRecord, ENV_MESSAGE_RETENTION_DAYS, MessageGenerator, MessageRetention, MessageStore,
-    WorkQueue,
+    ENV_MESSAGE_RETENTION_DAYS, MessageGenerator, MessageRetention, MessageStore, WorkQueue,
 };
 use referral_domain::redact::{CUSTOMER_REF_KEY_ARN_VAR, check_customer_ref_key, mask_emails};
 use referral_domain::template::TemplateGenerator;
@@ -287,28 +286,7 @@ impl<G: MessageGenerator, M: MessageStore, Q: WorkQueue> OrchestratorHandler<G, 
             failed.then(|| position.to_owned())
         });
         let resume_from = resume_from.or_else(|| undecodable.map(str::to_owned));
-        // One span link per record, as OpenTelemetry links a batch to the traces of its
-        // messages; without an OpenTelemetry SDK, a field of the batch's line.
-        let links = referral_domain::trace::links(changes.iter().map(ChangeRecord::trace));
-        tracing::info!(
-            links,
-            records = counters.records,
-            quarantined = counters.quarantined,
-            created = counters.created,
-            created_by_template = counters.created_by_template,
-            already_created = counters.already_created,
-            skipped = counters.skipped,
-            claimed_elsewhere = counters.claimed_elsewhere,
-            fallbacks = counters.fallbacks,
-            throttled = counters.throttled,
-            not_attempted = counters.not_attempted,
-            suppressed = counters.suppressed,
-            budget_exhausted = counters.budget_exhausted,
-            deferred = counters.deferred,
-            failed = counters.failed,
-            undecodable = counters.undecodable,
-            "stream batch processed"
-        );
+        counters.log_batch(&changes);
         let mut response = DynamoDbEventResponse::default();
         response.batch_item_failures = resume_from
             .into_iter()

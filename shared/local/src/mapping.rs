@@ -300,6 +300,7 @@ impl<G: MessageGenerator, M: MessageStore> MappedFunction<ChangeRecord> for InPr
             .orchestrator
             .handle_batch(delivery.records, Utc::now())
             .await;
+        batch.counters.log_batch(delivery.records);
         let Some(failed) = batch.resume_from else {
             return Response::Handled {
                 failed_from: None,

@@ -51,6 +51,32 @@ pub struct StreamCounters {
 }
 
 impl StreamCounters {
+    /// The line a delivery of `records` ends with, in a Lambda and in a local run alike: the
+    /// counters, and one span link per record, as OpenTelemetry links a batch to the traces
+    /// of its messages (without an OpenTelemetry SDK, a field of the line).
+    pub fn log_batch(&self, records: &[ChangeRecord]) {
+        let links = crate::trace::links(records.iter().map(ChangeRecord::trace));
+        tracing::info!(
+            links,
+            records = self.records,
+            quarantined = self.quarantined,
+            created = self.created,
+            created_by_template = self.created_by_template,
+            already_created = self.already_created,
+            skipped = self.skipped,
+            claimed_elsewhere = self.claimed_elsewhere,
+            fallbacks = self.fallbacks,
+            throttled = self.throttled,
+            not_attempted = self.not_attempted,
+            suppressed = self.suppressed,
+            budget_exhausted = self.budget_exhausted,
+            deferred = self.deferred,
+            failed = self.failed,
+            undecodable = self.undecodable,
+            "stream batch processed"
+        );
+    }
+
     pub fn count(&mut self, outcome: &RecordOutcome) {
         self.records += 1;
         match outcome {
