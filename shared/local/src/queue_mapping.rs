@@ -245,3 +245,256 @@ impl<Q: WorkQueue, F: QueueFunction> QueueMapping<Q, F> {
         self.queue.delete(receipts).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use referral_domain::ports::OutgoingMessage;
+
+    use super::*;
+    use crate::embedded::{EmbeddedQueue, QueueRules};
+
+    const LEASE: Duration = Duration::from_millis(30);
+
+    /// Answers each delivery with the next scripted answer (`None`: a crash); reports failed
+    /// the messages whose body starts with `fail`. Records every batch's bodies.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        crashes: Mutex<Vec<bool>>,
+        deliveries: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Scripted {
+        fn crashing_first(crashes: usize) -> Self {
+            Scripted {
+                crashes: Mutex::new(vec![true; crashes]),
+                ..Scripted::default()
+            }
+        }
+
+        fn deliveries(&self) -> Vec<Vec<String>> {
+            self.deliveries
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_default()
+        }
+    }
+
+    impl QueueFunction for Scripted {
+        type Output = usize;
+
+        async fn invoke(&self, batch: &[QueueMessage]) -> Invoked<usize> {
+            if let Ok(mut deliveries) = self.deliveries.lock() {
+                deliveries.push(batch.iter().map(|m| m.body.clone()).collect());
+            }
+            let crash = self
+                .crashes
+                .lock()
+                .map(|mut crashes| crashes.pop().unwrap_or(false))
+                .unwrap_or(false);
+            if crash {
+                return Invoked::Crashed;
+            }
+            let failed = batch
+                .iter()
+                .enumerate()
+                .filter(|(_, message)| message.body.starts_with("fail"))
+                .map(|(index, _)| index)
+                .collect();
+            Invoked::Responded {
+                failed,
+                output: batch.len(),
+            }
+        }
+    }
+
+    async fn queue_of(bodies: &[&str], rules: QueueRules) -> EmbeddedQueue {
+        let queue = EmbeddedQueue::with_rules(rules);
+        let messages = bodies
+            .iter()
+            .map(|body| OutgoingMessage {
+                body: (*body).to_owned(),
+                attributes: Default::default(),
+            })
+            .collect();
+        queue.send(messages).await.unwrap_or_else(|e| panic!("{e}"));
+        queue
+    }
+
+    fn short_lease() -> QueueRules {
+        QueueRules {
+            visibility_timeout: LEASE,
+            ..QueueRules::default()
+        }
+    }
+
+    async fn poll<F: QueueFunction>(
+        mapping: &QueueMapping<&EmbeddedQueue, F>,
+    ) -> Polled<F::Output> {
+        match mapping.poll_once().await {
+            Ok(Some(polled)) => polled,
+            Ok(None) => panic!("nothing was delivered"),
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn deletes_what_the_response_does_not_report_failed() {
+        let queue = queue_of(&["ok 1", "fail 2", "ok 3"], short_lease()).await;
+        let mapping =
+            QueueMapping::assemble(&queue, Scripted::default(), QueueMappingSettings::default());
+        let polled = poll(&mapping).await;
+        assert_eq!(polled.output, Some(3));
+        assert_eq!(polled.deleted, 2);
+        assert!(polled.given_up.is_empty());
+        // The failure is in flight until its lease runs out, then comes back alone.
+        assert_eq!(queue.depth(), 1);
+        assert!(
+            mapping
+                .poll_once()
+                .await
+                .map(|p| p.is_none())
+                .unwrap_or(false)
+        );
+        tokio::time::sleep(LEASE * 2).await;
+        let again = poll(&mapping).await;
+        assert_eq!(again.messages.len(), 1);
+        assert_eq!(again.messages[0].body, "fail 2");
+        assert_eq!(again.messages[0].receive_count, 2);
+    }
+
+    #[tokio::test]
+    async fn a_crash_deletes_nothing_and_the_batch_comes_back() {
+        let queue = queue_of(&["ok 1", "ok 2"], short_lease()).await;
+        let mapping = QueueMapping::assemble(
+            &queue,
+            Scripted::crashing_first(1),
+            QueueMappingSettings::default(),
+        );
+        let crashed = poll(&mapping).await;
+        assert_eq!(crashed.output, None);
+        assert_eq!(crashed.deleted, 0);
+        assert_eq!(queue.depth(), 2);
+        tokio::time::sleep(LEASE * 2).await;
+        let again = poll(&mapping).await;
+        assert_eq!(again.deleted, 2);
+        assert!(again.messages.iter().all(|m| m.receive_count == 2));
+        assert_eq!(queue.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn acknowledging_on_receipt_loses_a_crashed_batch() {
+        let queue = queue_of(&["ok 1", "ok 2"], short_lease()).await;
+        let mapping = QueueMapping::assemble(
+            &queue,
+            Scripted::crashing_first(1),
+            QueueMappingSettings {
+                ack: AckMode::OnReceipt,
+                ..QueueMappingSettings::default()
+            },
+        );
+        let crashed = poll(&mapping).await;
+        assert_eq!((crashed.output, crashed.deleted), (None, 2));
+        assert_eq!(queue.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn gives_up_on_a_failure_past_max_receives_where_the_queue_does_not() {
+        let queue = queue_of(&["fail 1", "ok 2"], QueueRules::default()).await;
+        let function = Scripted::default();
+        let mapping = QueueMapping::assemble(
+            &queue,
+            function,
+            QueueMappingSettings {
+                max_receives: Some(3),
+                retry: Retry::After(Duration::ZERO),
+                ..QueueMappingSettings::default()
+            },
+        );
+        for receive in 1..=3 {
+            let polled = poll(&mapping).await;
+            let given_up = polled.given_up.iter().copied().collect::<Vec<_>>();
+            assert_eq!(given_up, if receive == 3 { vec![0] } else { vec![] });
+        }
+        assert_eq!(queue.depth(), 0);
+        assert_eq!(
+            mapping.function().deliveries(),
+            vec![
+                vec!["fail 1".to_owned(), "ok 2".to_owned()],
+                vec!["fail 1".to_owned()],
+                vec!["fail 1".to_owned()],
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queue_with_a_redrive_policy_dead_letters_by_itself() {
+        let dead_letters = Arc::new(EmbeddedQueue::new());
+        let queue = queue_of(
+            &["fail 1"],
+            QueueRules {
+                max_receive_count: Some(2),
+                dead_letters: Some(Arc::clone(&dead_letters)),
+                ..QueueRules::default()
+            },
+        )
+        .await;
+        let mapping = QueueMapping::assemble(
+            &queue,
+            Scripted::default(),
+            QueueMappingSettings {
+                retry: Retry::After(Duration::ZERO),
+                ..QueueMappingSettings::default()
+            },
+        );
+        poll(&mapping).await;
+        poll(&mapping).await;
+        assert!(
+            mapping
+                .poll_once()
+                .await
+                .map(|p| p.is_none())
+                .unwrap_or(false)
+        );
+        assert_eq!(dead_letters.depth(), 1);
+        assert_eq!(queue.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn fills_a_batch_larger_than_one_receive_only_when_asked() {
+        let bodies: Vec<String> = (0..30).map(|n| format!("ok {n}")).collect();
+        let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let queue = queue_of(&bodies, QueueRules::default()).await;
+        let settings = QueueMappingSettings {
+            batch_size: 25,
+            ..QueueMappingSettings::default()
+        };
+        let one_receive = QueueMapping::assemble(&queue, Scripted::default(), settings);
+        assert_eq!(poll(&one_receive).await.messages.len(), 10);
+        let filling = QueueMapping::assemble(
+            &queue,
+            Scripted::default(),
+            QueueMappingSettings {
+                fill_batch: true,
+                ..settings
+            },
+        );
+        assert_eq!(poll(&filling).await.messages.len(), 20);
+    }
+
+    #[test]
+    fn a_doubling_retry_doubles_per_receive_up_to_its_cap() {
+        let retry = Retry::Doubling {
+            first: Duration::from_secs(1),
+            max_doublings: 6,
+        };
+        let delays: Vec<u64> = [1, 2, 6, 7, 40]
+            .into_iter()
+            .filter_map(|count| retry.delay(count))
+            .map(|delay| delay.as_secs())
+            .collect();
+        assert_eq!(delays, vec![2, 4, 64, 64, 64]);
+        assert_eq!(Retry::AfterVisibilityTimeout.delay(3), None);
+    }
+}
