@@ -6,3 +6,4 @@ pub mod embedded;
 pub mod mapping;
 pub mod output;
 pub mod pipeline;
+pub mod queue_mapping;

@@ -20,6 +20,9 @@ use referral_domain::orchestrator::{
 
 pub use crate::mapping::StreamConsumer;
 use crate::mapping::StreamMapping;
+use crate::queue_mapping::{
+    AckMode, Invoked, QueueFunction, QueueMapping, QueueMappingError, QueueMappingSettings, Retry,
+};
 use referral_domain::ports::{
     AdapterError, BATCH_LIMIT, Decision, ErasureLog, EventArchive, FeatureStore, MAX_QUEUED_BYTES,
     MessageRetention, MessageStore, OutgoingMessage, QueueMessage, ReferralMessage, Suppression,
@@ -47,6 +50,27 @@ impl<S: FeatureStore, A: EventArchive + ErasureLog> BatchHandler for Enricher<S,
             })
             .collect();
         self.process(&webhooks, Utc::now()).await
+    }
+}
+
+/// A [`BatchHandler`] behind the SQS mapping: the messages whose outcome is a transient
+/// failure are reported failed; refused ones are done with (dead-lettered or counted).
+#[derive(Debug)]
+pub struct Enriching<'h, H>(pub &'h H);
+
+impl<H: BatchHandler> QueueFunction for Enriching<'_, H> {
+    type Output = BatchReport;
+
+    async fn invoke(&self, batch: &[QueueMessage]) -> Invoked<BatchReport> {
+        let output = self.0.handle_batch(batch).await;
+        let failed = output
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, result)| matches!(result.outcome, Outcome::Failed(_)))
+            .map(|(index, _)| index)
+            .collect();
+        Invoked::Responded { failed, output }
     }
 }
 
@@ -187,6 +211,17 @@ where
     // batches ahead of the enricher. A queue of thousands makes every call of an emulator's
     // SQS slow (each scans the whole queue), and holds no lesson the small one lacks.
     let window = config.batch_size.max(1).saturating_mul(2).max(BATCH_LIMIT);
+    let mapping = QueueMapping::assemble(
+        queue,
+        Enriching(enricher),
+        QueueMappingSettings {
+            batch_size: config.batch_size.max(1),
+            fill_batch: true,
+            max_receives: Some(config.max_receives),
+            retry: Retry::After(Duration::ZERO),
+            ack: AckMode::AfterResponse,
+        },
+    );
     let mut unsent = inputs.iter();
     let mut outstanding = 0usize;
     loop {
@@ -206,8 +241,11 @@ where
         if !top_up.is_empty() {
             queue.send(top_up).await?;
         }
-        let received = receive_batch(queue, config.batch_size.max(1)).await?;
-        if received.is_empty() {
+        let Some(polled) = mapping
+            .poll_once()
+            .await
+            .map_err(QueueMappingError::into_adapter)?
+        else {
             if unsent.len() == 0 {
                 break;
             }
@@ -215,55 +253,13 @@ where
             // some away): the whole window is free again, so the loop always progresses.
             outstanding = 0;
             continue;
-        }
+        };
         report.batches += 1;
-        let outcome = enricher.handle_batch(&received).await;
-        report.enrich.add(&outcome.counters);
-
-        let mut done = Vec::with_capacity(received.len());
-        let mut again = Vec::new();
-        // Both are owned and done with: their strings move into the report, not copied.
-        for (message, result) in received.into_iter().zip(outcome.messages) {
-            // Only a refused event's report needs its source.
-            let source = || {
-                message
-                    .attributes
-                    .get(SOURCE_ATTRIBUTE)
-                    .cloned()
-                    .unwrap_or_else(|| message.message_id.clone())
-            };
-            if let Some(email) = result.customer_email {
-                report.customers.insert(email);
-            }
-            if let Some(refusal) = result.outcome.refusal() {
-                report.rejected.push(RejectedEvent {
-                    source: source(),
-                    event_id: result.event_id,
-                    kind: refusal.kind,
-                    field: refusal.field,
-                    error: refusal.message,
-                });
-                done.push(message.receipt);
-                continue;
-            }
-            match result.outcome {
-                Outcome::Failed(_) if message.receive_count < config.max_receives => {
-                    again.push(message.receipt);
-                    continue;
-                }
-                Outcome::Failed(failure) => report.unprocessed.push(UnprocessedEvent {
-                    source: source(),
-                    event_id: result.event_id,
-                    error: failure.to_string(),
-                }),
-                _ => {}
-            }
-            done.push(message.receipt);
-        }
-        outstanding -= done.len();
-        queue.delete(&done).await?;
-        if !again.is_empty() {
-            queue.retry_later(&again, Duration::ZERO).await?;
+        outstanding -= polled.deleted;
+        // The enricher in this process answers every batch: nothing crashes here.
+        if let Some(outcome) = polled.output {
+            report.enrich.add(&outcome.counters);
+            add_results(&mut report, polled.messages, outcome, &polled.given_up);
         }
         drain(stream, config, 1, &mut report.stream).await?;
     }
@@ -274,21 +270,44 @@ where
     Ok(report)
 }
 
-/// Up to `size` messages, received ten at a time as the SQS event source's poller does to
-/// fill a batch larger than one receive.
-async fn receive_batch<Q: WorkQueue>(
-    queue: &Q,
-    size: usize,
-) -> Result<Vec<QueueMessage>, AdapterError> {
-    let mut batch = Vec::new();
-    while batch.len() < size {
-        let received = queue.receive(size - batch.len()).await?;
-        if received.is_empty() {
-            break;
+/// A batch's results in the report: customers, refusals, failures given up on.
+fn add_results(
+    report: &mut RunReport,
+    messages: Vec<QueueMessage>,
+    outcome: BatchReport,
+    given_up: &BTreeSet<usize>,
+) {
+    // Both are owned and done with: their strings move into the report, not copied.
+    for (index, (message, result)) in messages.into_iter().zip(outcome.messages).enumerate() {
+        // Only a refused event's report needs its source.
+        let source = || {
+            message
+                .attributes
+                .get(SOURCE_ATTRIBUTE)
+                .cloned()
+                .unwrap_or_else(|| message.message_id.clone())
+        };
+        if let Some(email) = result.customer_email {
+            report.customers.insert(email);
         }
-        batch.extend(received);
+        if let Some(refusal) = result.outcome.refusal() {
+            report.rejected.push(RejectedEvent {
+                source: source(),
+                event_id: result.event_id,
+                kind: refusal.kind,
+                field: refusal.field,
+                error: refusal.message,
+            });
+        } else if let Outcome::Failed(failure) = result.outcome {
+            if given_up.contains(&index) {
+                report.unprocessed.push(UnprocessedEvent {
+                    source: source(),
+                    event_id: result.event_id,
+                    error: failure.to_string(),
+                });
+            }
+        }
     }
-    Ok(batch)
 }
 
 /// Consumes the feed until `quiet_polls` polls in a row found nothing.

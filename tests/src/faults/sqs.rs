@@ -1,11 +1,9 @@
-//! Lambda's SQS event-source mapping, played by the test: a poller receives up to ten
-//! messages (they stay hidden for the queue's visibility timeout), invokes the enricher's
-//! handler with the event Lambda would send, and deletes the messages the response does not
-//! report failed. A crashed invocation deletes nothing: its messages come back after the
-//! visibility timeout with their receive count raised, and past the queue's
-//! `maxReceiveCount` the queue redrives them to its dead-letter queue. Several pollers may
-//! race on one queue, each with its own handler (its own execution environment and cache).
+//! The SQS mapping of the fault suite: `referral_local::queue_mapping`'s engine over a real
+//! queue (moto's, or the embedded one), invoking the enricher's handler with the event Lambda
+//! sends, crashed where a [`CrashPlan`] says. Several pollers may race on one queue, each
+//! with its own handler (its own execution environment and cache).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,9 +13,13 @@ use chrono::Utc;
 use fastrand::Rng;
 use referral_aws::sqs::SqsQueue;
 use referral_aws_local::sqs_event;
-use referral_domain::ports::{ErasureLog, EventArchive, FeatureStore, WorkQueue};
+use referral_domain::ports::{ErasureLog, EventArchive, FeatureStore, QueueMessage, WorkQueue};
 use referral_enricher::{EnricherHandler, HandlerCounters};
 use referral_local::embedded::EmbeddedQueue;
+pub use referral_local::queue_mapping::AckMode;
+use referral_local::queue_mapping::{
+    Invoked, QueueFunction, QueueMapping, QueueMappingError, QueueMappingSettings,
+};
 
 use super::crash::{Crash, CrashingArchive, CrashingStore, WritePoint};
 
@@ -37,16 +39,6 @@ impl QueueDepth for EmbeddedQueue {
     async fn depth(&self) -> u64 {
         EmbeddedQueue::depth(self) as u64
     }
-}
-
-/// When the mapping deletes what it received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckMode {
-    /// After the function answered, every message not reported failed: Lambda's way.
-    AfterResponse,
-    /// On receipt, before the function runs: a deliberately broken mapping, for showing that
-    /// the invariants catch lost events.
-    OnReceipt,
 }
 
 /// Where an enricher invocation dies, if it does.
@@ -196,38 +188,63 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
         plan: &CrashPlan,
         tally: &SqsTally,
     ) -> usize {
-        let batch = match self.queue.receive(10).await {
-            Ok(batch) => batch,
+        let mapping = QueueMapping::assemble(
+            self.queue,
+            CrashingInvocation {
+                handler,
+                plan,
+                tally,
+                queue_arn: self.queue_arn,
+            },
+            QueueMappingSettings {
+                ack: self.ack,
+                ..QueueMappingSettings::default()
+            },
+        );
+        match mapping.poll_once().await {
+            Ok(polled) => polled.map_or(0, |polled| polled.messages.len()),
             // Lambda's poller polls again; a busy emulator can be slow to answer.
-            Err(error) => {
+            Err(QueueMappingError::Receive(error)) => {
                 eprintln!("poller: receive failed ({error}); polling again");
                 tally.receive_failures.fetch_add(1, Ordering::SeqCst);
-                return 0;
+                0
             }
-        };
-        if batch.is_empty() {
-            return 0;
+            // A refused delete (the receipt's lease ran out and another poller holds the
+            // message) leaves the message to be received again: harmless, as in Lambda.
+            Err(QueueMappingError::Settle { received, source }) => {
+                eprintln!("poller: delete refused ({source}); the messages come back");
+                received
+            }
         }
+    }
+}
+
+/// One invocation of the enricher's handler with the event Lambda sends, crashed as the
+/// plan says, and tallied.
+struct CrashingInvocation<'a, S, A, D> {
+    handler: &'a CrashableHandler<S, A, D>,
+    plan: &'a CrashPlan,
+    tally: &'a SqsTally,
+    queue_arn: &'a str,
+}
+
+impl<S: FeatureStore, A: EventArchive + ErasureLog, D: WorkQueue> QueueFunction
+    for CrashingInvocation<'_, S, A, D>
+{
+    type Output = ();
+
+    async fn invoke(&self, batch: &[QueueMessage]) -> Invoked<()> {
+        let tally = self.tally;
         tally.invocations.fetch_add(1, Ordering::SeqCst);
         tally
             .messages_delivered
             .fetch_add(batch.len() as u64, Ordering::SeqCst);
         let again = batch.iter().filter(|m| m.receive_count > 1).count() as u64;
         tally.redeliveries.fetch_add(again, Ordering::SeqCst);
-        let receipts = |ids: &dyn Fn(&str) -> bool| -> Vec<String> {
-            batch
-                .iter()
-                .filter(|message| ids(&message.message_id))
-                .map(|message| message.receipt.clone())
-                .collect()
-        };
-        if self.ack == AckMode::OnReceipt {
-            self.delete(&receipts(&|_| true)).await;
-        }
 
         let crash = Crash::new();
-        let planned = plan.next();
-        let tripwire = handler.enricher().store().tripwire();
+        let planned = self.plan.next();
+        let tripwire = self.handler.enricher().store().tripwire();
         match planned {
             Some(EnricherCrash::BeforeFirstWrite) => {
                 tripwire.arm(WritePoint::Before, 0, crash.clone());
@@ -238,17 +255,17 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
             Some(EnricherCrash::AtWrite { nth, point }) => tripwire.arm(point, nth, crash.clone()),
             _ => {}
         }
-        let event = sqs_event(&batch, self.queue_arn);
-        let outcome = crash.run(handler.handle(&event, Utc::now())).await;
+        let event = sqs_event(batch, self.queue_arn);
+        let outcome = crash.run(self.handler.handle(&event, Utc::now())).await;
         tripwire.disarm();
         let outcome = match (outcome, planned) {
             (None, _) => {
                 tally.crashed_at_write.fetch_add(1, Ordering::SeqCst);
-                return batch.len();
+                return Invoked::Crashed;
             }
             (Some(_), Some(EnricherCrash::BeforeAcknowledgement)) => {
                 tally.crashed_before_ack.fetch_add(1, Ordering::SeqCst);
-                return batch.len();
+                return Invoked::Crashed;
             }
             // Armed but no write happened (every message a duplicate or refused): the
             // invocation lived.
@@ -260,29 +277,20 @@ impl<Q: WorkQueue + QueueDepth + Sync> SqsMapping<'_, Q> {
             counters.dead_letter_failures += outcome.counters.dead_letter_failures;
             counters.batch_item_failures += outcome.counters.batch_item_failures;
         }
-        let failed: Vec<&str> = outcome
+        let failed: BTreeSet<usize> = outcome
             .response
             .batch_item_failures
             .iter()
-            .map(|failure| failure.item_identifier.as_str())
+            .filter_map(|failure| {
+                batch
+                    .iter()
+                    .position(|message| message.message_id == failure.item_identifier)
+            })
             .collect();
-        tally
-            .reported_failed
-            .fetch_add(failed.len() as u64, Ordering::SeqCst);
-        if self.ack == AckMode::AfterResponse {
-            self.delete(&receipts(&|id| !failed.contains(&id))).await;
-        }
-        batch.len()
-    }
-
-    async fn delete(&self, receipts: &[String]) {
-        if receipts.is_empty() {
-            return;
-        }
-        // A refused delete (the receipt's lease ran out and another poller holds the
-        // message) leaves the message to be received again: harmless, as in Lambda.
-        if let Err(error) = self.queue.delete(receipts).await {
-            eprintln!("poller: delete refused ({error}); the messages come back");
-        }
+        tally.reported_failed.fetch_add(
+            outcome.response.batch_item_failures.len() as u64,
+            Ordering::SeqCst,
+        );
+        Invoked::Responded { failed, output: () }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use referral_aws::sqs::SqsQueue;
-use referral_domain::enricher::{Enricher, EnricherConfig, Outcome};
+use referral_domain::enricher::{Enricher, EnricherConfig};
 use referral_domain::env::{EnvError, Vars};
 use referral_domain::features::RuleError;
 use referral_domain::orchestrator::{Orchestrator, OrchestratorConfig, StreamCounters};
@@ -29,7 +29,8 @@ use referral_local::embedded::{
     EmbeddedArchive, EmbeddedFeatureStore, EmbeddedMessageStore, EmbeddedQueue, QueueRules,
 };
 use referral_local::mapping::StreamMapping;
-use referral_local::pipeline::{BatchHandler, StreamConsumer};
+use referral_local::pipeline::{BatchHandler, Enriching, StreamConsumer};
+use referral_local::queue_mapping::{QueueMapping, QueueMappingError, QueueMappingSettings, Retry};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -333,9 +334,10 @@ where
     Ok(ExitCode::SUCCESS)
 }
 
-/// The SQS event-source mapping: poll, invoke the enricher with a batch, delete what it
-/// handled, hand the reported failures back for an exponential visibility backoff. Stops
-/// between batches, so no received message is left in flight.
+/// The SQS event-source mapping over the queue without a give-up of its own (the queue
+/// redrives to its dead-letter queue): reported failures come back after a doubling
+/// backoff, sooner than the visibility timeout. Stops between batches, so no received
+/// message is left in flight.
 async fn enricher_loop<R: WorkQueue, H: BatchHandler>(
     queue: &R,
     enricher: &H,
@@ -343,41 +345,36 @@ async fn enricher_loop<R: WorkQueue, H: BatchHandler>(
     idle: Duration,
     (activity, stopped): (&Activity, watch::Receiver<bool>),
 ) -> u64 {
+    let mapping = QueueMapping::assemble(
+        queue,
+        Enriching(enricher),
+        QueueMappingSettings {
+            batch_size,
+            retry: Retry::Doubling {
+                first: Duration::from_secs(1),
+                max_doublings: 6,
+            },
+            ..QueueMappingSettings::default()
+        },
+    );
     let mut batches = 0;
     while !*stopped.borrow() {
-        let received = match queue.receive(batch_size).await {
-            Ok(received) => received,
-            Err(error) => {
+        match mapping.poll_once().await {
+            Ok(Some(polled)) => {
+                batches += 1;
+                if let Some(report) = &polled.output {
+                    activity.enriched(report);
+                }
+            }
+            Ok(None) => tokio::time::sleep(idle).await,
+            Err(QueueMappingError::Receive(error)) => {
                 tracing::warn!(error = %referral_domain::error_chain(&error), "receive failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
             }
-        };
-        if received.is_empty() {
-            tokio::time::sleep(idle).await;
-            continue;
-        }
-        batches += 1;
-        let report = enricher.handle_batch(&received).await;
-        activity.enriched(&report);
-        let mut done = Vec::new();
-        for (message, result) in received.iter().zip(&report.messages) {
-            if let Outcome::Failed(_) = result.outcome {
-                // As a redelivery after the visibility timeout would, only sooner.
-                let backoff =
-                    Duration::from_secs(2_u64.saturating_pow(message.receive_count.min(6)));
-                if let Err(error) = queue
-                    .retry_later(std::slice::from_ref(&message.receipt), backoff)
-                    .await
-                {
-                    tracing::warn!(error = %referral_domain::error_chain(&error), "visibility change failed; the message comes back after the queue's timeout");
-                }
-            } else {
-                done.push(message.receipt.clone());
+            Err(error) => {
+                batches += 1;
+                tracing::warn!(error = %referral_domain::error_chain(&error), "the messages come back after the queue's timeout, as duplicates where handled");
             }
-        }
-        if let Err(error) = queue.delete(&done).await {
-            tracing::warn!(error = %referral_domain::error_chain(&error), "delete failed; the messages will come back as duplicates");
         }
     }
     batches
