@@ -339,6 +339,13 @@ mod tests {
         }
     }
 
+    /// Whether a poll found nothing visible (and did not fail).
+    async fn nothing_delivered<F: QueueFunction>(
+        mapping: &QueueMapping<&EmbeddedQueue, F>,
+    ) -> bool {
+        matches!(mapping.poll_once().await, Ok(None))
+    }
+
     #[tokio::test]
     async fn deletes_what_the_response_does_not_report_failed() {
         let queue = queue_of(&["ok 1", "fail 2", "ok 3"], short_lease()).await;
@@ -350,13 +357,7 @@ mod tests {
         assert!(polled.given_up.is_empty());
         // The failure is in flight until its lease runs out, then comes back alone.
         assert_eq!(queue.depth(), 1);
-        assert!(
-            mapping
-                .poll_once()
-                .await
-                .map(|p| p.is_none())
-                .unwrap_or(false)
-        );
+        assert!(nothing_delivered(&mapping).await);
         tokio::time::sleep(LEASE * 2).await;
         let again = poll(&mapping).await;
         assert_eq!(again.messages.len(), 1);
@@ -450,13 +451,7 @@ mod tests {
         );
         poll(&mapping).await;
         poll(&mapping).await;
-        assert!(
-            mapping
-                .poll_once()
-                .await
-                .map(|p| p.is_none())
-                .unwrap_or(false)
-        );
+        assert!(nothing_delivered(&mapping).await);
         assert_eq!(dead_letters.depth(), 1);
         assert_eq!(queue.depth(), 0);
     }
