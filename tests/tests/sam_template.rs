@@ -283,6 +283,13 @@ fn functions_are_rust_binaries_on_provided_al2023_arm64() {
     }
 }
 
+/// A function's `Timeout`, in seconds (its own or the Globals').
+fn timeout_of(template: &Value, id: &str) -> u64 {
+    function_properties(template, id)["Timeout"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{id}'s Timeout is a number"))
+}
+
 /// A slow SQS must end in the SDK (operation timeout, shared by every client) and be
 /// answered 503 with `Retry-After`, not in a killed invocation: the ingest function's
 /// timeout leaves at least two seconds after the operation timeout, and stays below API
@@ -291,9 +298,7 @@ fn functions_are_rust_binaries_on_provided_al2023_arm64() {
 #[test]
 fn the_ingest_timeout_outlasts_its_sqs_calls() {
     let template = template();
-    let timeout = function_properties(&template, "IngestFunction")["Timeout"]
-        .as_u64()
-        .expect("IngestFunction's Timeout is a number");
+    let timeout = timeout_of(&template, "IngestFunction");
     let operation = referral_aws::config::OPERATION_TIMEOUT.as_secs();
     assert!(
         timeout >= operation + 2,
@@ -312,9 +317,7 @@ fn the_ingest_timeout_outlasts_its_sqs_calls() {
 fn the_erasure_settles_past_any_enricher_that_read_the_filter_before() {
     use referral_domain::ports::{ENRICHER_MAX_INVOCATION, ERASURE_GENERATION_TTL, ERASURE_SETTLE};
     let template = template();
-    let enricher_timeout = function_properties(&template, "EnricherFunction")["Timeout"]
-        .as_u64()
-        .expect("EnricherFunction's Timeout is a number");
+    let enricher_timeout = timeout_of(&template, "EnricherFunction");
     assert!(
         enricher_timeout <= ENRICHER_MAX_INVOCATION.as_secs(),
         "the enricher may run {enricher_timeout} s, the erasure assumes {} s",
